@@ -1,0 +1,37 @@
+# The two commands of the README: `make up` (setup and run) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install up demo test lint bench clean
+
+install: $(STAMP)
+
+# torch/torchvision are pinned to the builds this project is tested with; they are
+# installed first so the resolver never pulls another torch for a dependency.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+up: install
+	BENTOML_DO_NOT_TRACK=true $(VENV)/bin/regrasp up
+
+demo: install
+	BENTOML_DO_NOT_TRACK=true $(VENV)/bin/regrasp demo
+
+# Runs the whole suite against a real PostgreSQL (see scripts/with-postgres.sh).
+test: install
+	BENTOML_DO_NOT_TRACK=true bash scripts/with-postgres.sh $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/ruff check shared services tests bench
+	$(VENV)/bin/ruff format --check shared services tests bench
+
+lint: install
+	$(VENV)/bin/ruff check shared services tests bench
+	$(VENV)/bin/ruff format --check shared services tests bench
+
+clean:
+	rm -rf $(VENV) .regrasp .pytest_cache

@@ -1,0 +1,131 @@
+"""The one place configuration is read: environment variables with the `REGRASP_` prefix.
+
+Settings are built once in an entrypoint (`Settings()`) and passed down; nothing reads
+the environment at import time. Development mode runs on embedded defaults (SQLite and a
+local folder under `./.regrasp/`); deployment mode refuses to start while any secret
+still has its development placeholder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from regrasp.errors import ConfigError
+
+#: Placeholder secrets: fine on a laptop, refused in deployment mode.
+DEV_SECRET = "dev-insecure-change-me"
+DEV_S3_ACCESS_KEY = "minioadmin"
+DEV_S3_SECRET_KEY = "minioadmin"
+
+DEFAULT_DATA_DIR = Path(".regrasp")
+
+
+class Settings(BaseSettings):
+    """Every knob of every service; the field name upper-cased with `REGRASP_` is its variable."""
+
+    model_config = SettingsConfigDict(env_prefix="REGRASP_", extra="ignore")
+
+    mode: Literal["development", "deployment"] = Field(
+        "development",
+        description=(
+            "`deployment` refuses default secrets; `development` runs on embedded defaults."
+        ),
+    )
+    data_dir: Path = Field(
+        DEFAULT_DATA_DIR,
+        description="Folder for the embedded defaults (SQLite file, local object store, logs).",
+    )
+    database_url: str = Field(
+        "",
+        description=(
+            "SQLAlchemy URL: `postgresql+psycopg://user:pass@host/db` in deployment, "
+            "empty for an SQLite file under data_dir."
+        ),
+    )
+    object_store_url: str = Field(
+        "",
+        description=(
+            "`file:///path` (empty: data_dir/objects) or `s3://bucket` with the s3_* fields."
+        ),
+    )
+    s3_endpoint: str = Field(
+        "127.0.0.1:9000", description="host:port of the S3 API (MinIO) for s3:// stores."
+    )
+    s3_access_key: SecretStr = Field(SecretStr(DEV_S3_ACCESS_KEY), description="S3 access key.")
+    s3_secret_key: SecretStr = Field(SecretStr(DEV_S3_SECRET_KEY), description="S3 secret key.")
+    s3_secure: bool = Field(False, description="Use HTTPS for the S3 endpoint.")
+    s3_region: str = Field("us-east-1", description="S3 region name.")
+
+    secret_key: SecretStr = Field(
+        SecretStr(DEV_SECRET),
+        description="Signs the orchestrator's bearer tokens. Must be set in deployment.",
+    )
+    service_api_key: SecretStr = Field(
+        SecretStr(DEV_SECRET),
+        description="API key the services use to call each other. Must be set in deployment.",
+    )
+    admin_username: str = Field("admin", description="First admin, created at start if absent.")
+    admin_password: SecretStr | None = Field(
+        None, description="Password of the first admin; generated and printed once when unset."
+    )
+
+    orchestrator_url: str = Field("http://127.0.0.1:8000", description="Orchestrator base URL.")
+    trainer_url: str = Field("http://127.0.0.1:8001", description="Trainer base URL.")
+    inference_urls: list[str] = Field(
+        default_factory=lambda: ["http://127.0.0.1:3000"],
+        description="Inference base URLs; batch prediction fans chunks out over all of them.",
+    )
+    review_ui_url: str = Field("http://127.0.0.1:8501", description="Review UI base URL.")
+    bind_host: str = Field("127.0.0.1", description="Address services listen on.")
+
+    @model_validator(mode="after")
+    def _fill_embedded_defaults(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{(self.data_dir / 'regrasp.db').resolve()}"
+        if not self.object_store_url:
+            self.object_store_url = f"file://{(self.data_dir / 'objects').resolve()}"
+        return self
+
+    @model_validator(mode="after")
+    def _enforce_non_default_secrets(self) -> Settings:
+        if self.mode != "deployment":
+            return self
+        weak = [
+            name
+            for name, value, placeholder in (
+                ("REGRASP_SECRET_KEY", self.secret_key, DEV_SECRET),
+                ("REGRASP_SERVICE_API_KEY", self.service_api_key, DEV_SECRET),
+            )
+            if value.get_secret_value() in ("", placeholder) or len(value.get_secret_value()) < 16
+        ]
+        if self.object_store_url.startswith("s3://") and (
+            self.s3_access_key.get_secret_value() == DEV_S3_ACCESS_KEY
+            or self.s3_secret_key.get_secret_value() == DEV_S3_SECRET_KEY
+        ):
+            weak.append("REGRASP_S3_ACCESS_KEY/REGRASP_S3_SECRET_KEY")
+        if self.database_url.startswith("sqlite"):
+            weak.append("REGRASP_DATABASE_URL (SQLite is for one machine, not deployment)")
+        if weak:
+            raise ConfigError(
+                "deployment mode refuses default or weak settings: " + ", ".join(weak)
+            )
+        return self
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment; raises ConfigError with one readable line."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ConfigError:
+        raise
+    except ValueError as exc:  # pydantic's ValidationError, or ConfigError wrapped by it
+        cause = exc
+        for err in getattr(exc, "errors", lambda: [])():
+            ctx_error = err.get("ctx", {}).get("error")
+            if isinstance(ctx_error, ConfigError):
+                raise ctx_error from exc
+        raise ConfigError(f"invalid settings: {cause}") from exc

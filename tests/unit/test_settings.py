@@ -1,0 +1,72 @@
+"""The settings module: embedded defaults, environment overrides, deployment safety."""
+
+from __future__ import annotations
+
+import pytest
+
+from regrasp.errors import ConfigError
+from regrasp.settings import Settings, load_settings
+
+STRONG = "x" * 32
+
+
+def test_embedded_defaults_live_under_the_data_dir(tmp_path, monkeypatch):
+    monkeypatch.delenv("REGRASP_DATABASE_URL", raising=False)
+    monkeypatch.delenv("REGRASP_OBJECT_STORE_URL", raising=False)
+    s = Settings(data_dir=tmp_path)
+    assert s.mode == "development"
+    assert s.database_url == f"sqlite:///{tmp_path / 'regrasp.db'}"
+    assert s.object_store_url == f"file://{tmp_path / 'objects'}"
+    assert s.bind_host == "127.0.0.1"
+
+
+def test_environment_with_prefix_overrides(monkeypatch):
+    monkeypatch.setenv("REGRASP_DATABASE_URL", "postgresql+psycopg://u@h/db")
+    monkeypatch.setenv("REGRASP_INFERENCE_URLS", '["http://a:3000", "http://b:3000"]')
+    s = load_settings()
+    assert s.database_url == "postgresql+psycopg://u@h/db"
+    assert s.inference_urls == ["http://a:3000", "http://b:3000"]
+
+
+def test_every_field_is_documented():
+    missing = [name for name, f in Settings.model_fields.items() if not f.description]
+    assert not missing
+
+
+def test_deployment_refuses_default_secrets(monkeypatch):
+    monkeypatch.setenv("REGRASP_MODE", "deployment")
+    monkeypatch.setenv("REGRASP_DATABASE_URL", "postgresql+psycopg://u:p@db/regrasp")
+    with pytest.raises(ConfigError, match="REGRASP_SECRET_KEY") as err:
+        load_settings()
+    assert "REGRASP_SERVICE_API_KEY" in str(err.value)
+
+
+def test_deployment_refuses_default_s3_keys_and_sqlite(monkeypatch):
+    monkeypatch.setenv("REGRASP_MODE", "deployment")
+    monkeypatch.setenv("REGRASP_SECRET_KEY", STRONG)
+    monkeypatch.setenv("REGRASP_SERVICE_API_KEY", STRONG)
+    monkeypatch.setenv("REGRASP_OBJECT_STORE_URL", "s3://regrasp")
+    monkeypatch.delenv("REGRASP_DATABASE_URL", raising=False)
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert "REGRASP_S3_ACCESS_KEY" in str(err.value) and "SQLite" in str(err.value)
+
+
+def test_deployment_with_real_secrets_starts(monkeypatch):
+    monkeypatch.setenv("REGRASP_MODE", "deployment")
+    monkeypatch.setenv("REGRASP_SECRET_KEY", STRONG)
+    monkeypatch.setenv("REGRASP_SERVICE_API_KEY", STRONG + "y")
+    monkeypatch.setenv("REGRASP_DATABASE_URL", "postgresql+psycopg://u:p@db/regrasp")
+    monkeypatch.setenv("REGRASP_OBJECT_STORE_URL", "s3://regrasp")
+    monkeypatch.setenv("REGRASP_S3_ACCESS_KEY", "lab-access-key")
+    monkeypatch.setenv("REGRASP_S3_SECRET_KEY", STRONG)
+    s = load_settings()
+    assert s.mode == "deployment"
+    # Secrets never show in a repr or a dump.
+    assert STRONG not in repr(s) and STRONG not in str(s.model_dump())
+
+
+def test_malformed_value_is_one_readable_error(monkeypatch):
+    monkeypatch.setenv("REGRASP_MODE", "production-ish")
+    with pytest.raises(ConfigError, match="invalid settings"):
+        load_settings()
