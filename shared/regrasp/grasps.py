@@ -27,14 +27,10 @@ def read_jacquard(path: str | Path) -> np.ndarray:
 
     Returns (N, 5) float64, values exactly as written. Blank lines are ignored. A
     malformed line (wrong field count, not a number, NaN/inf, opening or jaw <= 0)
-    raises FormatError naming the file and the 1-based line number.
+    raises FormatError naming the file and the 1-based line number; so does a file that
+    is missing or not text.
     """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise FormatError(f"{path}: not a text file ({exc.reason})") from exc
-    return parse_jacquard(text, source=str(path))
+    return parse_jacquard(_read_text(path), source=str(path))
 
 
 def parse_jacquard(text: str, *, source: str = "<grasps>") -> np.ndarray:
@@ -70,28 +66,32 @@ def format_jacquard(grasps: np.ndarray) -> str:
 
 
 def read_cornell(path: str | Path) -> np.ndarray:
-    """Read a Cornell `pcdNNNNcpos.txt` corner file into (N, 5) grasps.
+    """Read a Cornell `pcdNNNNcpos.txt` corner file into (N, 5) grasps; see `parse_cornell`."""
+    return parse_cornell(_read_text(path), source=str(path))
+
+
+def parse_cornell(text: str, *, source: str = "<cpos>") -> np.ndarray:
+    """Parse Cornell corner-file content into (N, 5) grasps.
 
     Four `x y` lines per rectangle; the first edge (corner 0 → 1) is the gripper
     opening, the second (1 → 2) the jaw. Rectangles with a NaN coordinate are skipped,
     as in every Cornell loader. A malformed line or a trailing partial rectangle raises
-    FormatError naming the file and line.
+    FormatError naming the source and line.
     """
-    path = Path(path)
     points: list[tuple[float, float]] = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for lineno, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
         if not line:
             continue
         fields = line.split()
         if len(fields) != 2:
-            raise FormatError(f"{path}:{lineno}: expected 'x y', got {line!r}")
+            raise FormatError(f"{source}:{lineno}: expected 'x y', got {line!r}")
         try:
             points.append((float(fields[0]), float(fields[1])))
         except ValueError as exc:
-            raise FormatError(f"{path}:{lineno}: not a number in {line!r}") from exc
+            raise FormatError(f"{source}:{lineno}: not a number in {line!r}") from exc
     if len(points) % 4:
-        raise FormatError(f"{path}: {len(points)} corner lines is not a multiple of 4")
+        raise FormatError(f"{source}: {len(points)} corner lines is not a multiple of 4")
     quads = np.asarray(points, dtype=np.float64).reshape(-1, 4, 2)
     quads = quads[np.isfinite(quads).all(axis=(1, 2))]
     return from_corners(quads)
@@ -146,6 +146,15 @@ def as_grasps(grasps: np.ndarray | Iterable) -> np.ndarray:
     if (g[:, [OPENING, JAW]] <= 0).any():
         raise InvalidInput("grasp opening and jaw must be positive")
     return g
+
+
+def _read_text(path: str | Path) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"{path}: not a text file ({exc.reason})") from exc
+    except OSError as exc:
+        raise FormatError(f"{path}: cannot read ({exc.strerror or exc})") from exc
 
 
 def _check_row(row: list[float], source: str, lineno: int) -> None:

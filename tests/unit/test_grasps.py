@@ -152,3 +152,10 @@ def test_as_grasps_validates():
         as_grasps([[1, 2, 3, np.nan, 5]])
     with pytest.raises(InvalidInput, match="positive"):
         as_grasps([[1, 2, 3, 4, -5]])
+
+
+def test_missing_file_is_a_format_error(tmp_path):
+    with pytest.raises(FormatError, match="nope_grasps.txt"):
+        read_jacquard(tmp_path / "nope_grasps.txt")
+    with pytest.raises(FormatError, match="pcd9999cpos.txt"):
+        read_cornell(tmp_path / "pcd9999cpos.txt")

@@ -1,0 +1,244 @@
+"""Where dataset files come from: a folder or a zip archive, read through one `Source` API.
+
+`regrasp.formats.jacquard` and `regrasp.formats.cornell` scan a dataset lazily (file names
+only) and read pixels on demand. Both read through a `Source`, defined here: a folder, or
+a zip archive whose members are streamed, never extracted. Opening an archive refuses
+members whose paths would escape its root (absolute paths, `..`; "zip-slip"), so a name
+taken from an archive is always safe to reuse as a relative path or an object-store key.
+
+Errors are `FormatError` and name the offending file (`location`), or archive member as
+`archive.zip:member`.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path, PurePosixPath
+from typing import Generic, Protocol, TypeVar
+
+from regrasp.errors import FormatError, InvalidInput
+
+#: Largest file a reader loads into memory (bytes); a bigger one is refused as corrupt.
+MAX_FILE_BYTES = 512 * 1024 * 1024
+
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+class Source(Protocol):
+    """Where a dataset's files come from; `name`s are relative POSIX paths under the root."""
+
+    root: str
+
+    def names(self) -> list[str]:
+        """Every file under the root, as sorted relative POSIX paths."""
+        ...
+
+    def read_bytes(self, name: str) -> bytes:
+        """The content of one file; FormatError naming it when it cannot be read."""
+        ...
+
+    def location(self, name: str) -> str:
+        """A human-readable place for messages: a path, or `archive.zip:member`."""
+        ...
+
+    def close(self) -> None:
+        """Release open handles; a folder has none."""
+        ...
+
+
+def open_source(path: str | Path, *, max_file_bytes: int = MAX_FILE_BYTES) -> Source:
+    """A `FolderSource` for a directory, a `ZipSource` for a zip archive."""
+    path = Path(path)
+    if path.is_dir():
+        return FolderSource(path, max_file_bytes=max_file_bytes)
+    if path.is_file():
+        return ZipSource(path, max_file_bytes=max_file_bytes)
+    raise FormatError(f"{path}: no such folder or zip archive")
+
+
+class FolderSource:
+    """Files of a directory tree, read from disk on demand."""
+
+    def __init__(self, root: str | Path, *, max_file_bytes: int = MAX_FILE_BYTES) -> None:
+        self._root = Path(root)
+        if not self._root.is_dir():
+            raise FormatError(f"{self._root}: not a folder")
+        self.root = str(self._root)
+        self._max = max_file_bytes
+
+    def names(self) -> list[str]:
+        return sorted(
+            p.relative_to(self._root).as_posix() for p in self._root.rglob("*") if p.is_file()
+        )
+
+    def read_bytes(self, name: str) -> bytes:
+        path = self._root / check_member_name(name, source=self.root)
+        try:
+            size = path.stat().st_size
+            if size > self._max:
+                raise FormatError(f"{path}: {size} bytes exceeds the limit of {self._max}")
+            return path.read_bytes()
+        except FileNotFoundError as exc:
+            raise FormatError(f"{path}: file is missing") from exc
+        except OSError as exc:
+            raise FormatError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+
+    def location(self, name: str) -> str:
+        return str(self._root / name)
+
+    def close(self) -> None:
+        return None
+
+
+class ZipSource:
+    """Members of a zip archive, streamed on demand; the archive stays open until `close`.
+
+    Every member name is checked when the archive is opened (see `check_member_name`), so a
+    malicious archive is refused before anything is read. Reads are serialised by a lock:
+    one `ZipFile` handle is shared by the threads of a data loader.
+    """
+
+    def __init__(self, archive: str | Path, *, max_file_bytes: int = MAX_FILE_BYTES) -> None:
+        self.root = str(archive)
+        self._max = max_file_bytes
+        self._lock = threading.Lock()
+        try:
+            self._zip = zipfile.ZipFile(archive)
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise FormatError(f"{archive}: not a readable zip archive ({exc})") from exc
+        try:
+            self._members: dict[str, zipfile.ZipInfo] = {}
+            for info in self._zip.infolist():
+                name = check_member_name(info.filename, source=self.root)
+                if not info.is_dir():
+                    self._members[name] = info
+        except BaseException:
+            self._zip.close()
+            raise
+
+    def names(self) -> list[str]:
+        return sorted(self._members)
+
+    def read_bytes(self, name: str) -> bytes:
+        info = self._members.get(name)
+        if info is None:
+            raise FormatError(f"{self.location(name)}: no such member")
+        if info.file_size > self._max:
+            raise FormatError(
+                f"{self.location(name)}: {info.file_size} bytes exceeds the limit of {self._max}"
+            )
+        try:
+            with self._lock, self._zip.open(info) as member:
+                return member.read(self._max + 1)
+        except (zipfile.BadZipFile, EOFError, OSError, NotImplementedError) as exc:
+            raise FormatError(f"{self.location(name)}: corrupt member ({exc})") from exc
+
+    def location(self, name: str) -> str:
+        return f"{self.root}:{name}"
+
+    def close(self) -> None:
+        self._zip.close()
+
+
+class DatasetImage(Protocol):
+    """What `ScannedDataset` needs of an image: its object id and a full check."""
+
+    @property
+    def object_id(self) -> str: ...
+
+    def validate(self) -> None: ...
+
+
+ImageT = TypeVar("ImageT", bound=DatasetImage)
+
+
+class ScannedDataset(Generic[ImageT]):
+    """The scanned images of one source, in a stable order; a sequence and a context manager.
+
+    Closing it closes the zip archive the images may read from.
+    """
+
+    def __init__(self, source: Source, images: list[ImageT]) -> None:
+        self.source = source
+        self.images: tuple[ImageT, ...] = tuple(images)
+
+    @property
+    def root(self) -> str:
+        return self.source.root
+
+    @property
+    def objects(self) -> tuple[str, ...]:
+        """Sorted distinct object ids."""
+        return tuple(sorted({image.object_id for image in self.images}))
+
+    def by_object(self) -> dict[str, list[ImageT]]:
+        """Images grouped by object id, for object-wise splits."""
+        groups: dict[str, list[ImageT]] = {}
+        for image in self.images:
+            groups.setdefault(image.object_id, []).append(image)
+        return groups
+
+    def validate(self, *, progress: Callable[[int, int], None] | None = None) -> None:
+        """Read every file of every image; FormatError naming the first bad file.
+
+        `progress(done, total)` is called after each image.
+        """
+        for done, image in enumerate(self.images, start=1):
+            image.validate()
+            if progress is not None:
+                progress(done, len(self.images))
+
+    def close(self) -> None:
+        self.source.close()
+
+    def __enter__(self) -> ScannedDataset[ImageT]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __iter__(self) -> Iterator[ImageT]:
+        return iter(self.images)
+
+    def __getitem__(self, index: int) -> ImageT:
+        return self.images[index]
+
+
+def check_member_name(name: str, *, source: str = "<archive>") -> str:
+    """Return `name` if it is a relative path that stays under its root, else FormatError.
+
+    Refused: empty names, absolute paths (`/x`, `C:x`), any `..` component, backslashes
+    (a Windows separator that could hide `..\\`) and NUL bytes.
+    """
+    bad = (
+        not name
+        or "\x00" in name
+        or "\\" in name
+        or name.startswith("/")
+        or _DRIVE.match(name) is not None
+        or ".." in PurePosixPath(name).parts
+    )
+    if bad:
+        raise FormatError(f"{source}: member {name!r} escapes the dataset root; refusing it")
+    return name.rstrip("/") if name.endswith("/") else name
+
+
+def read_text(source: Source, name: str) -> str:
+    """A UTF-8 text file of a source; FormatError naming it when it is not text."""
+    try:
+        return source.read_bytes(name).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"{source.location(name)}: not a UTF-8 text file ({exc.reason})") from exc
+
+
+def as_format_error(source: Source, name: str, exc: InvalidInput) -> FormatError:
+    """Re-raise a decoding error as a FormatError that names the file it came from."""
+    if isinstance(exc, FormatError):
+        return exc
+    return FormatError(f"{source.location(name)}: {exc}")
