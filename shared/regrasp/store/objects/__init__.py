@@ -1,0 +1,18 @@
+"""The object store: images, training caches, model weights and exports under string keys.
+
+Open one with `open_store(url)` or `store_from_settings(settings)`; the URL scheme picks the
+backend (`file://` folder, `s3://` bucket). Keys come from `regrasp.store.keys` only.
+"""
+
+from regrasp.store.objects.base import ObjectInfo, ObjectStore, validate_key, validate_prefix
+from regrasp.store.objects.registry import known_schemes, open_store, store_from_settings
+
+__all__ = [
+    "ObjectInfo",
+    "ObjectStore",
+    "known_schemes",
+    "open_store",
+    "store_from_settings",
+    "validate_key",
+    "validate_prefix",
+]
