@@ -1,0 +1,141 @@
+"""The HTTP plumbing every service client shares: auth header, retries, error mapping.
+
+A 4xx from a service becomes the matching domain error carrying the server's message
+(so a CLI prints it as its one line); connection failures and 502/503/504 are retried
+with exponential backoff for idempotent calls, then raised as `ServiceUnavailable`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel
+
+from regrasp.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    RegraspError,
+    StorageError,
+    Unauthenticated,
+)
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+_STATUS_ERRORS: dict[int, type[RegraspError]] = {
+    400: InvalidInput,
+    401: Unauthenticated,
+    403: PermissionDenied,
+    404: NotFound,
+    409: Conflict,
+    413: InvalidInput,
+    415: InvalidInput,
+    422: InvalidInput,
+}
+_RETRY_STATUS = {502, 503, 504}
+_IDEMPOTENT = {"GET", "HEAD", "PUT", "DELETE", "OPTIONS"}
+
+
+class ServiceUnavailable(StorageError):
+    """A service could not be reached or kept failing after the retries."""
+
+
+class ServiceError(RegraspError):
+    """A service answered with an unexpected error (5xx); `status` says which."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+        self.http_status = 502
+
+
+class ServiceClient:
+    """Base of the typed clients: one `httpx.Client`, a bearer credential, retries.
+
+    `credential` is a user's bearer token or a robot/service API key; both travel as
+    `Authorization: Bearer ...`.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        credential: str | None = None,
+        timeout: float = 30.0,
+        retries: int = 3,
+        backoff: float = 0.25,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {credential}"} if credential else {}
+        self.base_url = base_url.rstrip("/")
+        self.retries = retries
+        self.backoff = backoff
+        self._http = httpx.Client(
+            base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def request(
+        self, method: str, path: str, *, retry: bool | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        """Send a request; map errors to domain errors; retry transient failures."""
+        retry = method.upper() in _IDEMPOTENT if retry is None else retry
+        attempts = 1 + (self.retries if retry else 0)
+        last: Exception | None = None
+        for attempt in range(attempts):
+            if attempt:
+                time.sleep(self.backoff * 2 ** (attempt - 1))
+            try:
+                response = self._http.request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                last = exc
+                continue
+            if response.status_code in _RETRY_STATUS and attempt + 1 < attempts:
+                last = ServiceError(_detail(response), response.status_code)
+                continue
+            raise_for_status(response)
+            return response
+        raise ServiceUnavailable(f"{self.base_url}{path}: unreachable ({last})")
+
+    def get_model(self, path: str, model: type[ModelT], **kwargs: Any) -> ModelT:
+        return model.model_validate(self.request("GET", path, **kwargs).json())
+
+    def post_model(self, path: str, model: type[ModelT], **kwargs: Any) -> ModelT:
+        return model.model_validate(self.request("POST", path, **kwargs).json())
+
+
+def raise_for_status(response: httpx.Response) -> None:
+    """Turn an error response into the domain error its status means."""
+    if response.is_success:
+        return
+    detail = _detail(response)
+    error = _STATUS_ERRORS.get(response.status_code)
+    if error is not None:
+        raise error(detail)
+    if 400 <= response.status_code < 500:
+        raise InvalidInput(detail)
+    raise ServiceError(detail, response.status_code)
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:500] or f"HTTP {response.status_code}"
+    if isinstance(body, dict) and "detail" in body:
+        detail = body["detail"]
+        return detail if isinstance(detail, str) else str(detail)[:500]
+    if isinstance(body, dict) and "error" in body:
+        return str(body["error"])[:500]
+    return str(body)[:500]

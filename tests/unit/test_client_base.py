@@ -1,0 +1,71 @@
+"""Error mapping and retries of the shared service client, over a real in-process transport."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from regrasp.clients.base import ServiceClient, ServiceError, ServiceUnavailable
+from regrasp.errors import Conflict, InvalidInput, NotFound, Unauthenticated
+
+
+def _client(handler, **kw) -> ServiceClient:
+    return ServiceClient("http://svc", credential="k", transport=httpx.MockTransport(handler), **kw)
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (401, Unauthenticated),
+        (404, NotFound),
+        (409, Conflict),
+        (422, InvalidInput),
+        (418, InvalidInput),
+    ],
+)
+def test_4xx_maps_to_domain_error_with_server_message(status, error):
+    client = _client(lambda r: httpx.Response(status, json={"detail": "item 7 is stale"}))
+    with pytest.raises(error, match="item 7 is stale"):
+        client.request("POST", "/x")
+
+
+def test_bearer_credential_is_sent():
+    seen = {}
+
+    def handler(request):
+        seen["auth"] = request.headers.get("authorization")
+        return httpx.Response(200, json={})
+
+    _client(handler).request("GET", "/x")
+    assert seen["auth"] == "Bearer k"
+
+
+def test_transient_failures_are_retried_for_idempotent_calls():
+    calls = []
+
+    def handler(request):
+        calls.append(request.method)
+        return httpx.Response(503 if len(calls) < 3 else 200, json={"ok": True})
+
+    assert _client(handler, backoff=0).request("GET", "/x").json() == {"ok": True}
+    assert len(calls) == 3
+
+
+def test_non_idempotent_calls_are_not_retried_and_5xx_raises():
+    calls = []
+
+    def handler(request):
+        calls.append(1)
+        return httpx.Response(500, text="boom")
+
+    with pytest.raises(ServiceError, match="boom"):
+        _client(handler, backoff=0).request("POST", "/x")
+    assert len(calls) == 1
+
+
+def test_unreachable_service_raises_after_retries():
+    def handler(request):
+        raise httpx.ConnectError("refused", request=request)
+
+    with pytest.raises(ServiceUnavailable, match="unreachable"):
+        _client(handler, backoff=0, retries=2).request("GET", "/x")
