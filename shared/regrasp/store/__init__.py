@@ -1,1 +1,1 @@
-"""Storage: the database (versioned labels, jobs, reviews) and the object store (images, caches, weights)."""
+"""Storage: the database (labels, jobs, reviews) and the object store (images, weights)."""

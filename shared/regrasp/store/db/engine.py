@@ -1,0 +1,137 @@
+"""Engines by URL scheme and the one managed session every caller uses.
+
+Two backends: SQLite (the embedded default, one machine) and PostgreSQL through psycopg 3
+(deployment). The scheme picks the backend from a small registry, so an unknown scheme
+fails at start with the list of known ones instead of deep inside a driver import.
+
+`session_scope` is the only place transactions end: it commits on success, rolls back on
+any exception, and maps database errors to domain errors (a unique or foreign-key
+violation is a `Conflict` the caller can report as 409; a lost connection or a lock
+timeout is a `StorageError`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from regrasp.errors import ConfigError, Conflict, InvalidInput, StorageError
+
+__all__ = ["KNOWN_SCHEMES", "make_engine", "make_session_factory", "session_scope"]
+
+#: How long an SQLite writer waits for another writer's lock before failing, in ms.
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def make_engine(url: str | URL, *, echo: bool = False) -> Engine:
+    """Create an engine for `url`: `sqlite:///path` or `postgresql+psycopg://user@host/db`.
+
+    `postgresql://` is taken as psycopg 3 (the only PostgreSQL driver we install).
+    Raises ConfigError for a malformed URL or an unknown scheme.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigError(f"malformed database URL {url!r}: {exc}") from exc
+    builder = _BUILDERS.get(parsed.drivername)
+    if builder is None:
+        raise ConfigError(
+            f"unknown database URL scheme {parsed.drivername!r}; known: "
+            + ", ".join(f"{s}://" for s in KNOWN_SCHEMES)
+        )
+    return builder(parsed, echo)
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """A session factory bound to `engine`; objects stay readable after commit."""
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(bind: Engine | sessionmaker[Session]) -> Iterator[Session]:
+    """Yield a session in one transaction: commit on success, roll back on any error.
+
+    IntegrityError becomes `Conflict`, OperationalError `StorageError`, other driver
+    errors on bad values (DataError) `InvalidInput`; domain errors pass through unchanged.
+    """
+    factory = bind if isinstance(bind, sessionmaker) else make_session_factory(bind)
+    session = factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException as exc:
+        session.rollback()
+        mapped = map_db_error(exc)
+        if mapped is not None:
+            raise mapped from exc
+        raise
+    finally:
+        session.close()
+
+
+def map_db_error(exc: BaseException) -> Exception | None:
+    """The domain error for a database exception, or None when `exc` is not one."""
+    if isinstance(exc, IntegrityError):
+        return Conflict(f"conflicts with existing data: {_first_line(exc)}")
+    if isinstance(exc, OperationalError):
+        return StorageError(f"database unavailable or busy: {_first_line(exc)}")
+    if isinstance(exc, sa.exc.DataError):
+        return InvalidInput(f"value rejected by the database: {_first_line(exc)}")
+    if isinstance(exc, DBAPIError):
+        return StorageError(f"database error: {_first_line(exc)}")
+    return None
+
+
+# --- backends ---------------------------------------------------------------------------
+
+
+def _sqlite_engine(url: URL, echo: bool) -> Engine:
+    if url.database and url.database != ":memory:":
+        # The embedded default lives under ./.regrasp/, which may not exist yet.
+        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, echo=echo, connect_args={"check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        # Let SQLAlchemy, not pysqlite, decide where transactions begin (pysqlite would
+        # otherwise run SELECTs outside any transaction and break SAVEPOINTs).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        if url.database and url.database != ":memory:":
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection) -> None:  # type: ignore[no-untyped-def]
+        connection.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+def _postgres_engine(url: URL, echo: bool) -> Engine:
+    return sa.create_engine(url.set(drivername="postgresql+psycopg"), echo=echo, pool_pre_ping=True)
+
+
+_BUILDERS: dict[str, Callable[[URL, bool], Engine]] = {
+    "sqlite": _sqlite_engine,
+    "sqlite+pysqlite": _sqlite_engine,
+    "postgresql+psycopg": _postgres_engine,
+    "postgresql": _postgres_engine,
+}
+
+KNOWN_SCHEMES: tuple[str, ...] = tuple(_BUILDERS)
+
+
+def _first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__

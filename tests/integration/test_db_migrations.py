@@ -1,0 +1,100 @@
+"""The schema: migrations up and down on SQLite and PostgreSQL, schema checks, sessions."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from regrasp.errors import ConfigError, Conflict, SchemaOutOfDate
+from regrasp.store.db import migrations
+from regrasp.store.db.engine import make_engine, session_scope
+from regrasp.store.db.tables import Base, User, UserRole
+
+
+def _tables(url: str) -> set[str]:
+    engine = make_engine(url)
+    try:
+        return set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_to_head_downgrade_to_base_and_back(database_url):
+    assert migrations.current(database_url) is None
+
+    migrations.upgrade(database_url)
+    assert migrations.current(database_url) == migrations.head()
+    assert set(Base.metadata.tables) <= _tables(database_url)
+
+    migrations.downgrade(database_url, "base")
+    assert migrations.current(database_url) is None
+    assert not set(Base.metadata.tables) & _tables(database_url)
+
+    migrations.upgrade(database_url, "head")
+    assert migrations.current(database_url) == migrations.head()
+
+
+def test_migrated_schema_matches_the_models(database_url):
+    migrations.upgrade(database_url)
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+            assert compare_metadata(ctx, Base.metadata) == []
+    finally:
+        engine.dispose()
+
+
+def test_check_schema_names_the_fix_command(database_url):
+    with pytest.raises(SchemaOutOfDate, match="regrasp db upgrade"):
+        migrations.check_schema(database_url)
+    migrations.upgrade(database_url)
+    migrations.check_schema(database_url)
+    migrations.downgrade(database_url, "base")
+    with pytest.raises(SchemaOutOfDate, match="regrasp db upgrade"):
+        migrations.check_schema(database_url)
+
+
+def test_check_schema_refuses_a_schema_from_newer_code(database_url):
+    migrations.upgrade(database_url)
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE alembic_version SET version_num = 'ffff_future'"))
+        with pytest.raises(SchemaOutOfDate, match="newer regrasp"):
+            migrations.check_schema(engine)
+    finally:
+        engine.dispose()
+
+
+def test_unknown_scheme_lists_the_known_ones():
+    with pytest.raises(ConfigError, match=r"sqlite://.*postgresql\+psycopg://"):
+        make_engine("mysql://root@localhost/regrasp")
+
+
+def test_sqlite_engine_enforces_foreign_keys_and_uses_wal(sqlite_url):
+    engine = make_engine(sqlite_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    finally:
+        engine.dispose()
+
+
+def test_session_scope_maps_integrity_errors_and_rolls_back(database_url):
+    migrations.upgrade(database_url)
+    engine = make_engine(database_url)
+    try:
+        with session_scope(engine) as s:
+            s.add(User(username="ada", role=UserRole.admin, password_hash="x"))
+        with pytest.raises(Conflict), session_scope(engine) as s:
+            s.add(User(username="bob", role=UserRole.annotator, password_hash="x"))
+            s.flush()
+            s.add(User(username="ada", role=UserRole.annotator, password_hash="y"))
+        with session_scope(engine) as s:
+            assert s.scalars(sa.select(User.username)).all() == ["ada"]
+    finally:
+        engine.dispose()
