@@ -1,0 +1,145 @@
+"""Users and API keys in the database: who may call what.
+
+Sits between the credential primitives (`regrasp.auth`) and the tables. Every service
+authenticates through here: the orchestrator's users log in with a password and get a
+bearer token; robots and services present an API key. The services' shared key
+(`REGRASP_SERVICE_API_KEY`) is accepted as a key of the built-in `service` principal so
+the orchestrator can call the trainer and inference without a database row.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from regrasp.auth import (
+    NewApiKey,
+    api_key_prefix,
+    hash_password,
+    issue_token,
+    new_api_key,
+    verify_api_key,
+    verify_password,
+    verify_token,
+)
+from regrasp.errors import Conflict, InvalidInput, NotFound, Unauthenticated
+from regrasp.store.db.tables import ApiKey, User, UserRole
+
+#: Role of callers authenticated by the shared service key.
+SERVICE_ROLE = "service"
+_USERNAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-@")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a user (by token or by one of their API keys) or the services."""
+
+    user_id: int | None
+    username: str
+    role: str  # "admin", "annotator" or SERVICE_ROLE
+    via: str  # "token", "api_key" or "service_key"
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role in (UserRole.admin.value, SERVICE_ROLE)
+
+
+def create_user(session: Session, *, username: str, password: str, role: UserRole | str) -> User:
+    """Add a user with a hashed password; Conflict when the name is taken."""
+    if not username or len(username) > 128 or not set(username) <= _USERNAME_CHARS:
+        raise InvalidInput("username must be 1-128 characters of letters, digits, '._-@'")
+    try:
+        role = UserRole(role)
+    except ValueError:
+        raise InvalidInput(f"unknown role {role!r}; known: admin, annotator") from None
+    if session.scalar(sa.select(User.id).where(User.username == username)) is not None:
+        raise Conflict(f"user {username!r} already exists")
+    user = User(username=username, role=role, password_hash=hash_password(password))
+    session.add(user)
+    session.flush()
+    return user
+
+
+def authenticate_password(session: Session, username: str, password: str) -> User:
+    """The active user with these credentials; one vague Unauthenticated otherwise."""
+    user = session.scalar(sa.select(User).where(User.username == username))
+    # Verify against a dummy hash for unknown users so timing does not reveal names.
+    encoded = user.password_hash if user is not None else _dummy_hash()
+    if not verify_password(password, encoded) or user is None or not user.active:
+        raise Unauthenticated("wrong username or password")
+    return user
+
+
+def login_token(user: User, *, secret: str, ttl_seconds: float) -> str:
+    return issue_token(secret, subject=str(user.id), role=user.role.value, ttl_seconds=ttl_seconds)
+
+
+def create_api_key(session: Session, *, owner_id: int, name: str) -> NewApiKey:
+    """A new key for `owner_id`; the returned `key` is the only time it is visible."""
+    if session.get(User, owner_id) is None:
+        raise NotFound(f"user {owner_id} not found")
+    if not name or len(name) > 128:
+        raise InvalidInput("API key name must be 1-128 characters")
+    made = new_api_key()
+    session.add(ApiKey(name=name, prefix=made.prefix, key_hash=made.key_hash, owner_id=owner_id))
+    session.flush()
+    return made
+
+
+def revoke_api_key(session: Session, key_id: int) -> None:
+    row = session.get(ApiKey, key_id)
+    if row is None:
+        raise NotFound(f"API key {key_id} not found")
+    row.revoked = True
+
+
+def authenticate_bearer(
+    session: Session | None,
+    credential: str | None,
+    *,
+    token_secret: str | None = None,
+    service_key: str | None = None,
+) -> Principal:
+    """Resolve an `Authorization: Bearer` credential: service key, API key or user token.
+
+    `session` may be None for services that accept only the service key and tokens.
+    Raises Unauthenticated for anything else, never saying which check failed.
+    """
+    if not credential:
+        raise Unauthenticated("missing bearer credential")
+    if service_key and hmac.compare_digest(credential.encode(), service_key.encode()):
+        return Principal(None, SERVICE_ROLE, SERVICE_ROLE, "service_key")
+    if credential.startswith("rgk_"):
+        if session is None:
+            raise Unauthenticated("invalid API key")
+        return _principal_from_api_key(session, credential)
+    if token_secret:
+        claims = verify_token(token_secret, credential)
+        if session is None:
+            return Principal(int(claims.subject), "", claims.role, "token")
+        user = session.get(User, int(claims.subject))
+        if user is None or not user.active:
+            raise Unauthenticated("invalid token")
+        return Principal(user.id, user.username, user.role.value, "token")
+    raise Unauthenticated("invalid credential")
+
+
+def _principal_from_api_key(session: Session, key: str) -> Principal:
+    row = session.scalar(sa.select(ApiKey).where(ApiKey.prefix == api_key_prefix(key)))
+    if row is None or row.revoked or not verify_api_key(key, row.key_hash):
+        raise Unauthenticated("invalid API key")
+    owner = session.get(User, row.owner_id)
+    if owner is None or not owner.active:
+        raise Unauthenticated("invalid API key")
+    row.last_used_at = datetime.now(UTC)
+    return Principal(owner.id, owner.username, owner.role.value, "api_key")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    return hash_password("timing-equaliser-not-a-password")
