@@ -62,6 +62,338 @@ def db_current() -> None:
     typer.echo(migrations.current(load_settings().database_url) or "empty")
 
 
+@app.command()
+def train(
+    dataset: str = typer.Option(..., help="Dataset name or id."),
+    version: int = typer.Option(None, min=0, help="Dataset version (default: the latest)."),
+    arch: str = typer.Option("mobilenet_v2", help="Registered network name, e.g. ggcnn."),
+    epochs: int = typer.Option(None, help="Epochs (default: the paper's 100)."),
+    batch_size: int = typer.Option(None, help="Images per step (default 32)."),
+    lr: float = typer.Option(None, help="Adam learning rate (default 5e-4)."),
+    input_size: int = typer.Option(None, help="Network input side, pixels (default 300)."),
+    channels: str = typer.Option(None, help="depth, rgb or rgbd (default depth)."),
+    max_images: int = typer.Option(None, help="Cap on training images, for quick runs."),
+    seed: int = typer.Option(None, help="Seed of weights, data order and augmentation."),
+    num_workers: int = typer.Option(None, help="DataLoader worker processes."),
+    config: str = typer.Option(
+        None, help='Further TrainConfig fields as JSON, e.g. \'{"amp":"off"}\'.'
+    ),
+    device: str = typer.Option(None, help="torch device, e.g. cuda:0 or cpu (default: auto)."),
+) -> None:
+    """Train a network on a dataset version here, in-process, and register the model."""
+    import json
+    import os
+    import signal
+    import socket
+    import threading
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from regrasp import jobs
+    from regrasp.errors import InvalidInput
+    from regrasp.settings import load_settings
+    from regrasp.store.db import migrations
+    from regrasp.store.db.engine import make_engine, make_session_factory, session_scope
+    from regrasp.store.objects import store_from_settings
+    from regrasp.training_jobs import ClaimedJob, run_claimed, validate_payload
+
+    try:
+        extra = json.loads(config) if config else {}
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"--config is not JSON: {exc}") from None
+    if not isinstance(extra, dict):
+        raise InvalidInput("--config must be a JSON object of TrainConfig fields")
+    options = {
+        "architecture": arch,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "input_size": input_size,
+        "channels": channels,
+        "max_images": max_images,
+        "seed": seed,
+        "num_workers": num_workers,
+    }
+    train_config = {**extra, **{k: v for k, v in options.items() if v is not None}}
+
+    s = load_settings()
+    engine = make_engine(s.database_url)
+    try:
+        if s.mode == "development":
+            migrations.upgrade(engine)
+        else:
+            migrations.check_schema(engine)
+        sessions = make_session_factory(engine)
+        store = store_from_settings(s)
+        worker_id = f"cli-{socket.gethostname()}-{os.getpid()}"
+        with session_scope(sessions) as session:
+            dataset_ref: str | int = int(dataset) if dataset.isdigit() else dataset
+            payload = validate_payload(
+                session,
+                "train",
+                {"dataset": dataset_ref, "version": version, "config": train_config},
+            )
+            job_id = jobs.submit(session, "train", payload, max_attempts=1).id
+        with session_scope(sessions) as session:
+            row = jobs.claim(session, worker_id, job_id=job_id)
+            if row is None:
+                raise InvalidInput(f"job {job_id} was taken by a worker before this command")
+            claimed = ClaimedJob.from_row(row)
+
+        interrupted = threading.Event()
+        previous = signal.signal(signal.SIGINT, lambda *_: interrupted.set())
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TextColumn("{task.fields[stats]}"),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, transient=False) as bar:
+            task = bar.add_task(f"job {job_id}: preparing", total=1000, stats="")
+
+            def show(fraction: float, metrics: dict) -> None:
+                if metrics.get("phase") == "train":
+                    acc = metrics.get("val_accuracy")
+                    stats = f"loss {metrics['loss']:.4f}" + (
+                        f"  val acc {acc:.1%}" if acc is not None else ""
+                    )
+                    desc = f"job {job_id}: epoch {metrics['epoch']}/{metrics['epochs']}"
+                    bar.update(task, completed=fraction * 1000, description=desc, stats=stats)
+                elif metrics.get("phase") == "cache":
+                    done, total = metrics.get("cached", 0), metrics.get("images", 0)
+                    bar.update(task, description=f"job {job_id}: caching {done}/{total} images")
+                else:  # final evaluation: keep the last epoch's line, say what runs now
+                    bar.update(task, completed=fraction * 1000)
+
+            try:
+                outcome = run_claimed(
+                    sessions, store, claimed, device=device, on_progress=show, shutdown=interrupted
+                )
+            finally:
+                signal.signal(signal.SIGINT, previous)
+            if outcome.status == "succeeded":
+                bar.update(task, completed=1000)
+        if outcome.status == "released":  # Ctrl-C: nobody else should pick it up
+            with session_scope(sessions) as session:
+                jobs.cancel(session, job_id)
+            typer.echo(f"error: job {job_id} interrupted and cancelled", err=True)
+            raise typer.Exit(130)
+        if outcome.status != "succeeded":
+            typer.echo(f"error: job {job_id} {outcome.status}: {outcome.error}", err=True)
+            raise typer.Exit(1)
+        result = outcome.result or {}
+        metrics = ", ".join(f"{k} {v:.4g}" for k, v in result.get("metrics", {}).items())
+        typer.echo(f"model {result.get('model_id')} registered (job {job_id}): {metrics}")
+    finally:
+        engine.dispose()
+
+
+# --- orchestrator API clients: import, versions, diff, export, admin ----------------------
+
+admin_app = typer.Typer(no_args_is_help=True, help="Accounts, straight in the database.")
+app.add_typer(admin_app, name="admin")
+
+_URL = typer.Option(None, "--url", help="Orchestrator URL (default REGRASP_ORCHESTRATOR_URL).")
+_TOKEN = typer.Option(
+    None, "--token", help="Bearer token or API key (default REGRASP_ORCHESTRATOR_TOKEN)."
+)
+_USER = typer.Option(None, "--username", "-u", help="Log in with this user instead of a token.")
+_PASSWORD = typer.Option(None, "--password", help="Password for --username (prompted if absent).")
+
+
+def _orchestrator(url: str | None, token: str | None, username: str | None, password: str | None):  # type: ignore[no-untyped-def]
+    """A client of the orchestrator, signed in with a token/API key or a password."""
+    from regrasp.clients.orchestrator import OrchestratorClient
+    from regrasp.settings import load_settings
+
+    s = load_settings()
+    client = OrchestratorClient(url or s.orchestrator_url, timeout=600.0)
+    if username:
+        client.login(username, password or typer.prompt("password", hide_input=True))
+    else:
+        configured = s.orchestrator_token.get_secret_value() if s.orchestrator_token else None
+        client.use_credential(token or configured)
+    return client
+
+
+@app.command("import")
+def import_dataset(
+    name: str = typer.Argument(..., help="Name of the new dataset."),
+    jacquard: str = typer.Option(None, help="Jacquard folder or .zip on the orchestrator host."),
+    cornell: str = typer.Option(None, help="Cornell folder on the orchestrator host."),
+    prefix: str = typer.Option(None, help="Jacquard tree under this object-store prefix."),
+    synthetic: int = typer.Option(None, help="Generate this many synthetic images."),
+    size: int = typer.Option(1024, help="Synthetic image side, pixels."),
+    seed: int = typer.Option(0, help="Synthetic generator seed."),
+    corrupt_fraction: float = typer.Option(0.0, help="Synthetic: fraction of corrupted labels."),
+    split: str = typer.Option("object", help="Split kind: object or image."),
+    test_fraction: float = typer.Option(0.2, help="Fraction of objects/images held out."),
+    split_seed: int = typer.Option(0, help="Seed of the split."),
+    description: str = typer.Option("", help="Free text stored with the dataset."),
+    wait: bool = typer.Option(True, help="Follow the import with a progress bar."),
+    url: str = _URL,
+    token: str = _TOKEN,
+    username: str = _USER,
+    password: str = _PASSWORD,
+) -> None:
+    """Import a dataset through the orchestrator (validated in full before anything is written)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from regrasp.clients.orchestrator import (
+        CornellSource,
+        ImportRequest,
+        JacquardSource,
+        SplitRequest,
+        SyntheticSource,
+    )
+    from regrasp.errors import InvalidInput
+
+    given = [x is not None for x in (jacquard, cornell, prefix, synthetic)]
+    if sum(given) != 1:
+        raise InvalidInput("give exactly one of --jacquard, --cornell, --prefix, --synthetic")
+    if jacquard is not None or prefix is not None:
+        source = JacquardSource(path=jacquard, prefix=prefix)
+    elif cornell is not None:
+        source = CornellSource(path=cornell)
+    else:
+        source = SyntheticSource(
+            images=synthetic, size=size, seed=seed, corrupt_fraction=corrupt_fraction
+        )
+    request = ImportRequest(
+        name=name,
+        description=description,
+        source=source,
+        split=SplitRequest(kind=split, seed=split_seed, test_fraction=test_fraction),
+    )
+    with _orchestrator(url, token, username, password) as api:
+        status = api.start_import(request)
+        typer.echo(f"import {status.id} of {name!r} queued")
+        if not wait:
+            return
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+        with Progress(*columns) as bar:
+            task = bar.add_task("queued", total=None)
+
+            def show(st) -> None:  # type: ignore[no-untyped-def]
+                bar.update(task, description=st.state, completed=st.done, total=st.total or None)
+
+            status = api.wait_import(status.id, on_progress=show)
+    if status.state != "succeeded":
+        typer.echo(f"error: import {status.id} failed: {status.error}", err=True)
+        raise typer.Exit(1)
+    typer.echo(
+        f"dataset {name!r} (id {status.dataset_id}) imported: {status.uploaded} files uploaded, "
+        f"{status.skipped} already stored"
+    )
+
+
+@app.command()
+def versions(
+    dataset: str = typer.Argument(..., help="Dataset name or id."),
+    url: str = _URL,
+    token: str = _TOKEN,
+    username: str = _USER,
+    password: str = _PASSWORD,
+) -> None:
+    """List the versions of a dataset with their counts."""
+    with _orchestrator(url, token, username, password) as api:
+        found = api.find_dataset(dataset)
+        typer.echo(f"{'version':>7} {'parent':>6} {'images':>8} {'grasps':>9}  message")
+        for v in api.list_versions(found.id):
+            parent = "-" if v.parent_number is None else str(v.parent_number)
+            typer.echo(
+                f"{v.number:>7} {parent:>6} {v.image_count:>8} {v.grasp_count:>9}  {v.message}"
+            )
+
+
+@app.command()
+def diff(
+    dataset: str = typer.Argument(..., help="Dataset name or id."),
+    from_version: int = typer.Argument(..., help="Older version."),
+    to_version: int = typer.Argument(..., help="Newer version."),
+    limit: int = typer.Option(20, help="Changes listed per kind (counts are always complete)."),
+    url: str = _URL,
+    token: str = _TOKEN,
+    username: str = _USER,
+    password: str = _PASSWORD,
+) -> None:
+    """What changed between two versions, and why."""
+    with _orchestrator(url, token, username, password) as api:
+        found = api.find_dataset(dataset)
+        d = api.diff(found.id, from_version, to_version, limit=limit)
+    typer.echo(
+        f"v{from_version} → v{to_version}: +{d.added_grasp_count} / -{d.removed_grasp_count} "
+        f"grasps, +{len(d.added_images)} / -{len(d.removed_images)} images"
+    )
+    for image in d.removed_images[:limit]:
+        typer.echo(f"  - image {image.object}/{image.image}")
+    for image in d.added_images[:limit]:
+        typer.echo(f"  + image {image.object}/{image.image}")
+    for g in d.added_grasps:
+        why = ", ".join(x for x in (g.source, g.note) if x)
+        typer.echo(f"  + grasp {g.image} {';'.join(f'{v:g}' for v in g.grasp)} ({why})")
+    for g in d.removed_grasps:
+        typer.echo(
+            f"  - grasp {g.image} {';'.join(f'{v:g}' for v in g.grasp)} ({g.removed_reason})"
+        )
+
+
+@app.command()
+def export(
+    dataset: str = typer.Argument(..., help="Dataset name or id."),
+    version: int = typer.Option(None, help="Version to export (default: the latest)."),
+    output: str = typer.Option(None, "--output", "-o", help="Zip file to write."),
+    to_store: bool = typer.Option(False, help="Write to the object store instead of a zip."),
+    prefix: str = typer.Option(None, help="With --to-store: sub-folder under the export prefix."),
+    url: str = _URL,
+    token: str = _TOKEN,
+    username: str = _USER,
+    password: str = _PASSWORD,
+) -> None:
+    """Export a version in the Jacquard layout with its change manifest."""
+    with _orchestrator(url, token, username, password) as api:
+        found = api.find_dataset(dataset)
+        v = found.latest_version if version is None else version
+        if v is None:
+            typer.echo(f"error: dataset {found.name!r} has no version yet", err=True)
+            raise typer.Exit(1)
+        if to_store:
+            done = api.export_to_store(found.id, v, prefix=prefix)
+            typer.echo(f"exported v{v}: {done.files} files, {done.bytes} bytes at {done.prefix}")
+            return
+        path = output or f"{found.name}-v{v}.zip"
+        size = api.download_export(found.id, v, path)
+    typer.echo(f"exported v{v} to {path} ({size} bytes)")
+
+
+@admin_app.command("create")
+def admin_create(
+    username: str = typer.Argument(..., help="Name of the new admin."),
+    password: str = typer.Option(
+        ..., prompt=True, hide_input=True, confirmation_prompt=True, help="At least 8 characters."
+    ),
+) -> None:
+    """Create an admin in the configured database (bootstrap: works before any admin exists)."""
+    from regrasp.accounts import create_user
+    from regrasp.settings import load_settings
+    from regrasp.store.db import migrations
+    from regrasp.store.db.engine import make_engine, session_scope
+
+    s = load_settings()
+    engine = make_engine(s.database_url)
+    try:
+        if s.mode == "development":
+            migrations.upgrade(engine)
+        else:
+            migrations.check_schema(engine)
+        with session_scope(engine) as session:
+            user = create_user(session, username=username, password=password, role="admin")
+            typer.echo(f"created admin {user.username!r} (id {user.id})")
+    finally:
+        engine.dispose()
+
+
 def main() -> None:
     """Console entry point: domain errors become one line and exit code 1."""
     try:

@@ -54,6 +54,16 @@ class Unauthenticated(RegraspError):
     http_status = 401
 
 
+class TooManyRequests(RegraspError):
+    """The caller is rate-limited; `retry_after` says in how many seconds to try again."""
+
+    http_status = 429
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class StorageError(RegraspError):
     """The database or the object store failed in a way the caller cannot fix."""
 

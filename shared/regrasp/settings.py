@@ -82,6 +82,76 @@ class Settings(BaseSettings):
     review_ui_url: str = Field("http://127.0.0.1:8501", description="Review UI base URL.")
     bind_host: str = Field("127.0.0.1", description="Address services listen on.")
 
+    # -- orchestrator: auth and dataset imports --------------------------------------------
+    token_ttl_seconds: int = Field(
+        8 * 3600, gt=0, description="Lifetime of a login bearer token, in seconds."
+    )
+    login_max_failures: int = Field(
+        10, gt=0, description="Failed logins per username and client within the window → 429."
+    )
+    login_failure_window_seconds: int = Field(
+        60, gt=0, description="Window (seconds) over which failed logins are counted."
+    )
+    import_roots: list[Path] = Field(
+        default_factory=list,
+        description=(
+            "Server folders dataset imports may read from (JSON list); empty allows any "
+            "path the orchestrator can read (imports are admin-only either way)."
+        ),
+    )
+    import_workers: int = Field(
+        4, gt=0, description="Threads that read, check and upload files during an import."
+    )
+    orchestrator_token: SecretStr | None = Field(
+        None, description="Bearer token or API key the `regrasp` CLI sends to the orchestrator."
+    )
+
+    # -- trainer workers --------------------------------------------------------------------
+    trainer_poll_interval: float = Field(
+        2.0, gt=0, description="Seconds a trainer worker waits between claims on an empty queue."
+    )
+    trainer_heartbeat_interval: float = Field(
+        5.0, gt=0, description="Seconds between a trainer worker's heartbeats while it runs a job."
+    )
+    trainer_heartbeat_timeout: float = Field(
+        60.0,
+        gt=0,
+        description=(
+            "Seconds without a heartbeat after which a running job counts as lost and is "
+            "requeued (or failed after its max attempts)."
+        ),
+    )
+
+    # -- inference service ------------------------------------------------------------------
+    inference_model_id: str | None = Field(
+        None,
+        description=(
+            "Registered model (`models/<id>/` in the object store) the inference service loads "
+            "at start; unset: no model, /predict answers 503 until POST /reload."
+        ),
+    )
+    inference_device: str = Field(
+        "", description="torch device for inference (`cuda`, `cuda:1`, `cpu`); empty: auto."
+    )
+    inference_max_batch_size: int = Field(
+        16,
+        ge=1,
+        description="Largest adaptive batch per forward pass; 1 turns batching off.",
+    )
+    inference_max_latency_ms: int = Field(
+        10_000,
+        gt=0,
+        description=(
+            "BentoML's batching latency budget: requests expected to wait longer are shed with 503."
+        ),
+    )
+    inference_max_side: int = Field(
+        8192, ge=32, description="Largest accepted side (pixels) of an uploaded or stored image."
+    )
+    inference_port: int = Field(
+        3000, ge=1, le=65535, description="Port the inference service listens on."
+    )
+
     @model_validator(mode="after")
     def _fill_embedded_defaults(self) -> Settings:
         if not self.database_url:

@@ -20,6 +20,7 @@ from regrasp.errors import (
     PermissionDenied,
     RegraspError,
     StorageError,
+    TooManyRequests,
     Unauthenticated,
 )
 
@@ -34,6 +35,7 @@ _STATUS_ERRORS: dict[int, type[RegraspError]] = {
     413: InvalidInput,
     415: InvalidInput,
     422: InvalidInput,
+    429: TooManyRequests,
 }
 _RETRY_STATUS = {502, 503, 504}
 _IDEMPOTENT = {"GET", "HEAD", "PUT", "DELETE", "OPTIONS"}

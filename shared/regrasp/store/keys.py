@@ -36,6 +36,7 @@ DATASETS_ROOT = "datasets"
 CACHE_ROOT = "cache"
 MODELS_ROOT = "models"
 EXPORTS_ROOT = "exports"
+META_ROOT = "meta"
 
 WEIGHTS_FILE = "weights.pt"
 METADATA_FILE = "metadata.json"
@@ -62,6 +63,12 @@ class ImageFileRef:
 def dataset_prefix(dataset: str) -> str:
     """`datasets/<dataset>/`: every image file of a dataset."""
     return f"{DATASETS_ROOT}/{_component(dataset, 'dataset')}/"
+
+
+def dataset_meta_key(dataset: str, name: str) -> str:
+    """`meta/<dataset>/<name>`: files about a dataset as a whole (e.g. a synthetic truth
+    manifest), kept apart from `datasets/` so no name can collide with an object folder."""
+    return f"{META_ROOT}/{_component(dataset, 'dataset')}/{_component(name, 'name')}"
 
 
 def object_prefix(dataset: str, obj: str) -> str:

@@ -37,15 +37,18 @@ __all__ = [
     "ApiKey",
     "Base",
     "Dataset",
+    "DatasetImport",
     "DatasetObject",
     "DatasetVersion",
     "Grasp",
     "GraspSource",
     "Image",
     "ImageSpan",
+    "ImportState",
     "Job",
     "JobKind",
     "JobState",
+    "LoginFailure",
     "Model",
     "ModelStatus",
     "Prediction",
@@ -447,3 +450,62 @@ class Review(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     item_version: Mapped[int]
     superseded: Mapped[bool] = mapped_column(default=False)
+
+
+# --- dataset imports and login throttling (migration 0002) -------------------------------
+
+
+class ImportState(enum.StrEnum):
+    """Phases of a dataset import; `succeeded` and `failed` are final."""
+
+    queued = "queued"
+    generating = "generating"  # synthetic sources only: rendering the images first
+    validating = "validating"  # reading and checking every file; nothing written yet
+    uploading = "uploading"  # copying files to the object store (skips stored ones)
+    writing = "writing"  # version 0 in one database transaction
+    succeeded = "succeeded"
+    failed = "failed"
+
+
+class DatasetImport(Base):
+    """One import request and its progress, so that any orchestrator replica can report it.
+
+    `heartbeat_at` is refreshed while the import runs; an active import whose heartbeat
+    stopped belongs to a process that died and is reported failed (a new request resumes
+    it: objects already stored are reused).
+    """
+
+    __tablename__ = "imports"
+    __table_args__ = (sa.Index("ix_imports_dataset_name_state", "dataset_name", "state"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_name: Mapped[str] = mapped_column(sa.String(128))
+    dataset_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("datasets.id", ondelete="SET NULL")
+    )
+    state: Mapped[ImportState] = mapped_column(
+        _enum(ImportState, "import_state"), default=ImportState.queued
+    )
+    #: The request as given: {"name", "description", "source": {...}, "split": {...}}.
+    request: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    done: Mapped[int] = mapped_column(default=0)
+    total: Mapped[int] = mapped_column(default=0)
+    uploaded: Mapped[int] = mapped_column(default=0)
+    skipped: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+
+class LoginFailure(Base):
+    """A failed password login, kept a short while to rate-limit guessing per name and client."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (sa.Index("ix_login_failures_lookup", "username", "client", "failed_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(sa.String(128))
+    client: Mapped[str] = mapped_column(sa.String(64))
+    failed_at: Mapped[datetime] = mapped_column(default=utcnow)

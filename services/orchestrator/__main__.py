@@ -1,0 +1,62 @@
+"""`python -m services.orchestrator serve | create-admin`: run the API, or make an admin."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from regrasp.errors import RegraspError
+
+cli = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, help=__doc__)
+
+
+@cli.command()
+def serve(
+    host: str | None = typer.Option(None, help="Address to bind (default REGRASP_BIND_HOST)."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+) -> None:
+    """Run the orchestrator API with uvicorn."""
+    import uvicorn
+
+    from regrasp.settings import load_settings
+    from services.orchestrator.app import create_app
+
+    settings = load_settings()
+    uvicorn.run(create_app(settings), host=host or settings.bind_host, port=port)
+
+
+@cli.command("create-admin")
+def create_admin(
+    username: str = typer.Option(..., help="Name of the new admin."),
+    password: str = typer.Option(
+        ..., prompt=True, hide_input=True, confirmation_prompt=True, help="At least 8 characters."
+    ),
+) -> None:
+    """Create an admin directly in the database (bootstrap: no API call needed)."""
+    from regrasp.accounts import create_user
+    from regrasp.settings import load_settings
+    from regrasp.store.db.engine import make_engine, session_scope
+    from services.orchestrator.app import prepare_database
+
+    settings = load_settings()
+    prepare_database(settings, ensure=False)
+    engine = make_engine(settings.database_url)
+    try:
+        with session_scope(engine) as session:
+            user = create_user(session, username=username, password=password, role="admin")
+            typer.echo(f"created admin {user.username!r} (id {user.id})")
+    finally:
+        engine.dispose()
+
+
+def main() -> None:
+    try:
+        cli()
+    except RegraspError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

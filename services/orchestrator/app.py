@@ -1,0 +1,150 @@
+"""The orchestrator's FastAPI application: `create_app(settings)`.
+
+Start-up (the lifespan) brings the database to the code's schema (development: upgrade;
+deployment: verify and refuse with the fix command), creates the first admin when there is
+none, marks imports orphaned by a dead process as failed, and starts the import runner.
+Every domain error leaves as `{"detail": "..."}` with its HTTP status from ONE handler;
+nothing else reaches a client but a generic 500.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import sqlalchemy as sa
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from regrasp.accounts import create_user
+from regrasp.errors import RegraspError, TooManyRequests
+from regrasp.ingest import fail_stale_imports
+from regrasp.settings import Settings
+from regrasp.store.db import migrations
+from regrasp.store.db.engine import make_engine, make_session_factory, session_scope
+from regrasp.store.db.tables import User, UserRole
+from regrasp.store.objects import store_from_settings
+from services.orchestrator.background import ImportRunner
+from services.orchestrator.routes import api_keys, auth, datasets, images, users, versions
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The application over the database and object store that `settings` name."""
+    engine = make_engine(settings.database_url)
+    session_factory = make_session_factory(engine)
+    store = store_from_settings(settings)
+    runner = ImportRunner(
+        session_factory,
+        store,
+        work_dir=settings.data_dir / "tmp",
+        workers=settings.import_workers,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        prepare_database(settings)
+        with session_scope(session_factory) as session:
+            fail_stale_imports(session)
+        runner.start()
+        try:
+            yield
+        finally:
+            runner.stop()
+            engine.dispose()
+
+    app = FastAPI(
+        title="Regrasp orchestrator",
+        summary="Datasets, versions, users and exports of the human-in-the-loop grasp loop.",
+        version="1",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.session_factory = session_factory
+    app.state.store = store
+    app.state.import_runner = runner
+
+    app.add_exception_handler(RegraspError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+    for module in (auth, users, api_keys, datasets, versions, images):
+        app.include_router(module.router)
+
+    @app.get("/health", tags=["meta"])
+    def health() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    return app
+
+
+def prepare_database(settings: Settings, *, ensure: bool = True) -> None:
+    """Migrate (development) or verify (deployment) the schema; then, with `ensure`, make
+    sure an admin exists (`ensure_admin`)."""
+    if settings.mode == "development":
+        migrations.upgrade(settings.database_url)
+    else:
+        migrations.check_schema(settings.database_url)
+    if not ensure:
+        return
+    engine = make_engine(settings.database_url)
+    try:
+        with session_scope(engine) as session:
+            ensure_admin(session, settings)
+    finally:
+        engine.dispose()
+
+
+def ensure_admin(session: sa.orm.Session, settings: Settings) -> str | None:
+    """Create `settings.admin_username` as admin when no admin exists.
+
+    Uses REGRASP_ADMIN_PASSWORD, or generates a password and prints it once on stderr
+    (returned too). Returns None when an admin already exists.
+    """
+    exists = session.scalar(sa.select(User.id).where(User.role == UserRole.admin).limit(1))
+    if exists is not None:
+        return None
+    given = settings.admin_password.get_secret_value() if settings.admin_password else None
+    password = given or secrets.token_urlsafe(18)
+    create_user(session, username=settings.admin_username, password=password, role="admin")
+    if given is None:
+        print(
+            f"regrasp: created admin {settings.admin_username!r} with password {password} "
+            "(shown once; set REGRASP_ADMIN_PASSWORD to choose it)",
+            file=sys.stderr,
+        )
+    log.warning("created the first admin %r", settings.admin_username)
+    return password
+
+
+async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RegraspError)
+    status = exc.http_status
+    headers: dict[str, str] = {}
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(exc, TooManyRequests):
+        headers["Retry-After"] = str(exc.retry_after)
+    if status >= 500:
+        log.error("%s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+    return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ()))
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    return JSONResponse({"detail": "; ".join(parts) or "invalid request"}, status_code=422)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return JSONResponse({"detail": "internal error (logged on the server)"}, status_code=500)

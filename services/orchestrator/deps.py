@@ -1,0 +1,70 @@
+"""Request dependencies as annotated aliases: database session, object store, caller."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.orm import Session, sessionmaker
+
+from regrasp.accounts import Principal, authenticate_bearer
+from regrasp.errors import PermissionDenied
+from regrasp.settings import Settings
+from regrasp.store.db.engine import session_scope
+from regrasp.store.objects.base import ObjectStore
+
+#: Bearer credentials: a login token, a robot's API key or the services' shared key.
+_bearer = OAuth2PasswordBearer(tokenUrl="auth/login", auto_error=False)
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_session_factory(request: Request) -> sessionmaker[Session]:
+    return request.app.state.session_factory
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One transaction per request, committed before the response is sent."""
+    with session_scope(request.app.state.session_factory) as session:
+        yield session
+
+
+def get_store(request: Request) -> ObjectStore:
+    return request.app.state.store
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
+# scope="function": the commit happens when the route returns, so a failed commit is the
+# response (never a 200 for data that was not written) and the next request sees the data.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+StoreDep = Annotated[ObjectStore, Depends(get_store)]
+
+
+def current_principal(
+    session: SessionDep,
+    settings: SettingsDep,
+    credential: Annotated[str | None, Depends(_bearer)],
+) -> Principal:
+    return authenticate_bearer(
+        session,
+        credential,
+        token_secret=settings.secret_key.get_secret_value(),
+        service_key=settings.service_api_key.get_secret_value(),
+    )
+
+
+CurrentUser = Annotated[Principal, Depends(current_principal)]
+
+
+def require_admin(principal: CurrentUser) -> Principal:
+    if not principal.is_admin:
+        raise PermissionDenied(f"{principal.username or 'caller'} is not an admin")
+    return principal
+
+
+AdminUser = Annotated[Principal, Depends(require_admin)]

@@ -1,0 +1,404 @@
+"""Typed client of the orchestrator API, and the pydantic schemas it shares with the service.
+
+The service (`services/orchestrator`) declares its requests and responses with these
+models, so the client and the server cannot drift apart. Schema families follow the house
+pattern: `XCreate` is what a caller sends, `XPublic` what it gets back.
+
+    with OrchestratorClient("http://127.0.0.1:8000") as api:
+        api.login("lead", "a-long-password")
+        source = JacquardSource(path="/data/jacquard.zip")
+        job = api.start_import(ImportRequest(name="jacquard", source=source))
+        api.wait_import(job.id)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from regrasp.clients.base import ServiceClient, raise_for_status
+from regrasp.errors import NotFound
+
+__all__ = [
+    "ApiKeyCreate",
+    "ApiKeyCreated",
+    "ApiKeyPublic",
+    "CornellSource",
+    "DatasetPublic",
+    "DiffPublic",
+    "ErrorPublic",
+    "ExportPublic",
+    "ExportRequest",
+    "GraspChangePublic",
+    "ImageChangePublic",
+    "ImportRequest",
+    "ImportSource",
+    "ImportStatus",
+    "JacquardSource",
+    "OrchestratorClient",
+    "RollbackRequest",
+    "SplitRequest",
+    "SyntheticSource",
+    "Token",
+    "UserCreate",
+    "UserPublic",
+    "VersionPublic",
+]
+
+Role = Literal["admin", "annotator"]
+ImageKind = Literal["rgb", "depth", "stereo_depth", "mask"]
+ImportStateName = Literal[
+    "queued", "generating", "validating", "uploading", "writing", "succeeded", "failed"
+]
+_FINAL_STATES = ("succeeded", "failed")
+
+
+def _utc(value: datetime) -> datetime:
+    """Times are UTC; SQLite hands them back naive, so say so on the way out."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+#: A timezone-aware UTC time (naive values are taken as UTC).
+UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+
+
+class _Public(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class ErrorPublic(BaseModel):
+    """Every error response: one sentence meant for a person."""
+
+    detail: str
+
+
+# --- users and credentials ------------------------------------------------------------------
+
+
+class Token(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_at: UtcDatetime = Field(description="When the token stops being accepted (UTC).")
+    expires_in: int = Field(description="Seconds from issue to expiry.")
+
+
+class UserCreate(BaseModel):
+    username: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._@-]+$")
+    password: str = Field(min_length=8, max_length=1024)
+    role: Role = "annotator"
+
+
+class UserPublic(_Public):
+    id: int
+    username: str
+    role: Role
+    active: bool
+    created_at: UtcDatetime
+
+
+class ApiKeyCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=128, description="What the key is for.")
+    owner_id: int | None = Field(None, description="User the key acts as (default: the caller).")
+
+
+class ApiKeyPublic(_Public):
+    """A key as listed: never the key itself, only the prefix that identifies it."""
+
+    id: int
+    name: str
+    prefix: str
+    owner_id: int
+    created_at: UtcDatetime
+    last_used_at: UtcDatetime | None
+    revoked: bool
+
+
+class ApiKeyCreated(ApiKeyPublic):
+    """The answer to creating a key: the only time `key` is ever shown."""
+
+    key: str
+
+
+# --- datasets and imports -------------------------------------------------------------------
+
+
+class DatasetPublic(_Public):
+    id: int
+    name: str
+    description: str
+    latest_version: int | None
+    created_at: UtcDatetime
+    image_count: int = Field(0, description="Images of the latest version.")
+    grasp_count: int = Field(0, description="Grasps of the latest version.")
+
+
+class JacquardSource(BaseModel):
+    """A Jacquard tree: a server `path` (folder or .zip) or an object-store `prefix`."""
+
+    kind: Literal["jacquard"] = "jacquard"
+    path: str | None = None
+    prefix: str | None = None
+
+
+class CornellSource(BaseModel):
+    """A Cornell folder on the server (object ids from its z.txt when present)."""
+
+    kind: Literal["cornell"] = "cornell"
+    path: str
+
+
+class SyntheticSource(BaseModel):
+    """A generated Jacquard-like dataset; the parameters regenerate it (and its truth)."""
+
+    kind: Literal["synthetic"] = "synthetic"
+    images: int = Field(gt=0, le=200_000)
+    objects: int | None = Field(None, gt=0)
+    size: int = Field(1024, ge=64, le=4096, description="Image side in pixels.")
+    seed: int = 0
+    corrupt_fraction: float = Field(0.0, ge=0.0, le=1.0)
+
+
+ImportSource = Annotated[
+    JacquardSource | CornellSource | SyntheticSource, Field(discriminator="kind")
+]
+
+
+class SplitRequest(BaseModel):
+    kind: Literal["object", "image"] = "object"
+    seed: int = 0
+    test_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+
+
+class ImportRequest(BaseModel):
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")
+    description: str = ""
+    source: ImportSource
+    split: SplitRequest = Field(default_factory=SplitRequest)
+
+
+class ImportStatus(_Public):
+    id: int
+    dataset_name: str
+    dataset_id: int | None
+    state: ImportStateName
+    done: int = Field(description="Images finished in the current phase.")
+    total: int = Field(description="Images in the current phase.")
+    uploaded: int = Field(description="Files copied to the object store.")
+    skipped: int = Field(description="Files already stored with the same SHA-256.")
+    error: str | None = Field(description="Why it failed; names the bad file.")
+    created_at: UtcDatetime
+    heartbeat_at: UtcDatetime
+    finished_at: UtcDatetime | None
+
+    @property
+    def finished(self) -> bool:
+        return self.state in _FINAL_STATES
+
+
+# --- versions -------------------------------------------------------------------------------
+
+
+class VersionPublic(_Public):
+    number: int
+    parent_number: int | None
+    round_id: int | None
+    message: str
+    image_count: int
+    grasp_count: int
+    created_at: UtcDatetime
+
+
+class GraspChangePublic(BaseModel):
+    grasp_id: int
+    image_id: int
+    image: str
+    grasp: tuple[float, float, float, float, float] = Field(
+        description="(x, y, theta, opening, jaw): pixels and degrees."
+    )
+    source: str
+    round_id: int | None
+    prediction_id: int | None
+    reviewer_id: int | None
+    note: str | None
+    removed_reason: str | None
+    removed_by_id: int | None
+
+
+class ImageChangePublic(BaseModel):
+    image_id: int
+    image: str
+    object: str
+
+
+class DiffPublic(BaseModel):
+    dataset_id: int
+    from_version: int
+    to_version: int
+    added_grasp_count: int
+    removed_grasp_count: int
+    added_grasps: list[GraspChangePublic]
+    removed_grasps: list[GraspChangePublic]
+    added_images: list[ImageChangePublic]
+    removed_images: list[ImageChangePublic]
+    truncated: bool = Field(description="True when the grasp lists were cut at `limit`.")
+
+
+class RollbackRequest(BaseModel):
+    to: int = Field(ge=0, description="The version whose labels and images to restore.")
+    message: str | None = None
+
+
+class ExportRequest(BaseModel):
+    prefix: str | None = Field(
+        None, description="Optional sub-folder under exports/<dataset>/v<version>/."
+    )
+
+
+class ExportPublic(BaseModel):
+    dataset_id: int
+    version: int
+    prefix: str = Field(description="Object-store prefix holding the export.")
+    files: int
+    bytes: int
+    manifest_key: str
+
+
+# --- the client -----------------------------------------------------------------------------
+
+
+class OrchestratorClient(ServiceClient):
+    """Calls of the orchestrator API; errors arrive as `regrasp.errors` (see `ServiceClient`)."""
+
+    def use_credential(self, credential: str | None) -> None:
+        """Send `credential` (a token or an API key) as the bearer from now on."""
+        if credential:
+            self._http.headers["Authorization"] = f"Bearer {credential}"
+        else:
+            self._http.headers.pop("Authorization", None)
+
+    # auth and users
+    def login(self, username: str, password: str) -> Token:
+        """Exchange a password for a token and use it for the following calls."""
+        token = self.post_model(
+            "/auth/login", Token, data={"username": username, "password": password}
+        )
+        self.use_credential(token.access_token)
+        return token
+
+    def me(self) -> UserPublic:
+        return self.get_model("/users/me", UserPublic)
+
+    def create_user(self, user: UserCreate) -> UserPublic:
+        return self.post_model("/users", UserPublic, json=user.model_dump())
+
+    def list_users(self) -> list[UserPublic]:
+        return [UserPublic.model_validate(u) for u in self.request("GET", "/users").json()]
+
+    def create_api_key(self, key: ApiKeyCreate) -> ApiKeyCreated:
+        return self.post_model("/api-keys", ApiKeyCreated, json=key.model_dump())
+
+    def list_api_keys(self) -> list[ApiKeyPublic]:
+        return [ApiKeyPublic.model_validate(k) for k in self.request("GET", "/api-keys").json()]
+
+    def revoke_api_key(self, key_id: int) -> None:
+        self.request("DELETE", f"/api-keys/{key_id}")
+
+    # datasets and imports
+    def list_datasets(self) -> list[DatasetPublic]:
+        return [DatasetPublic.model_validate(d) for d in self.request("GET", "/datasets").json()]
+
+    def get_dataset(self, dataset_id: int) -> DatasetPublic:
+        return self.get_model(f"/datasets/{dataset_id}", DatasetPublic)
+
+    def find_dataset(self, name_or_id: str | int) -> DatasetPublic:
+        """A dataset by id (an int or digits) or by name; NotFound otherwise."""
+        if isinstance(name_or_id, int) or str(name_or_id).isdigit():
+            return self.get_dataset(int(name_or_id))
+        for dataset in self.list_datasets():
+            if dataset.name == name_or_id:
+                return dataset
+        raise NotFound(f"no dataset named {name_or_id!r}")
+
+    def start_import(self, request: ImportRequest) -> ImportStatus:
+        return self.post_model(
+            "/datasets/import", ImportStatus, json=request.model_dump(mode="json")
+        )
+
+    def import_status(self, import_id: int) -> ImportStatus:
+        return self.get_model(f"/datasets/imports/{import_id}", ImportStatus)
+
+    def wait_import(
+        self,
+        import_id: int,
+        *,
+        poll_seconds: float = 0.5,
+        timeout: float | None = None,
+        on_progress: Callable[[ImportStatus], None] | None = None,
+    ) -> ImportStatus:
+        """Poll until the import finishes (succeeded or failed) and return its last status."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            status = self.import_status(import_id)
+            if on_progress is not None:
+                on_progress(status)
+            if status.finished:
+                return status
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"import {import_id} still {status.state} after {timeout} s")
+            time.sleep(poll_seconds)
+
+    # versions
+    def list_versions(self, dataset_id: int) -> list[VersionPublic]:
+        rows = self.request("GET", f"/datasets/{dataset_id}/versions").json()
+        return [VersionPublic.model_validate(v) for v in rows]
+
+    def diff(
+        self, dataset_id: int, from_version: int, to_version: int, *, limit: int = 10_000
+    ) -> DiffPublic:
+        params = {"from": from_version, "to": to_version, "limit": limit}
+        return self.get_model(f"/datasets/{dataset_id}/diff", DiffPublic, params=params)
+
+    def rollback(self, dataset_id: int, to: int, *, message: str | None = None) -> VersionPublic:
+        body = RollbackRequest(to=to, message=message).model_dump()
+        return self.post_model(f"/datasets/{dataset_id}/rollback", VersionPublic, json=body)
+
+    def export_to_store(
+        self, dataset_id: int, version: int, *, prefix: str | None = None
+    ) -> ExportPublic:
+        return self.post_model(
+            f"/datasets/{dataset_id}/versions/{version}/export",
+            ExportPublic,
+            json=ExportRequest(prefix=prefix).model_dump(),
+        )
+
+    def iter_export_zip(self, dataset_id: int, version: int) -> Iterator[bytes]:
+        """The zip export's bytes as they arrive."""
+        path = f"/datasets/{dataset_id}/versions/{version}/export.zip"
+        with self._http.stream("GET", path) as response:
+            if not response.is_success:
+                response.read()
+                raise_for_status(response)
+            yield from response.iter_bytes()
+
+    def download_export(self, dataset_id: int, version: int, path: str | Path) -> int:
+        """Save the zip export to `path` (written beside, then renamed); returns its size."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".part")
+        size = 0
+        try:
+            with tmp.open("wb") as out:
+                for chunk in self.iter_export_zip(dataset_id, version):
+                    out.write(chunk)
+                    size += len(chunk)
+            tmp.replace(path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return size
+
+    def image_bytes(self, image_id: int, kind: ImageKind = "rgb") -> bytes:
+        return self.request("GET", f"/images/{image_id}/{kind}").content
