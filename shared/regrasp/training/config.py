@@ -1,0 +1,123 @@
+"""`TrainConfig`: every option of a training run, with the defaults of "Jacquard V2".
+
+The paper trains a MobileNetV2 GG-CNN-style network for 100 epochs, batch 32, Adam at
+learning rate 5e-4 with dropout 0.05 before the heads; those are the defaults here. The
+config is stored with the model (`regrasp.training.registry`) and with every checkpoint,
+so a run can be reproduced and resumed from what the store holds. Values are validated
+on construction (pydantic); an unknown field is refused rather than silently ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from regrasp.maps import INPUT_SIZE, MIN_DISTANCE, QUALITY_SIGMA, WIDTH_SCALE
+
+Channels = Literal["depth", "rgb", "rgbd"]
+
+#: Input channels of each channel choice (depth first, then R, G, B for "rgbd").
+IN_CHANNELS: dict[str, int] = {"depth": 1, "rgb": 3, "rgbd": 4}
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SplitConfig(_Frozen):
+    """How images are divided into train / validation / test."""
+
+    kind: Literal["object", "image"] = Field(
+        "object",
+        description="'object': an object's images stay together (Jacquard's harder, "
+        "object-wise split); 'image': images are split independently.",
+    )
+    seed: int = Field(0, description="Seed of the split; the same seed gives the same split.")
+    val_fraction: float = Field(
+        0.1, ge=0.0, lt=1.0, description="Fraction of objects (or images) held out for validation."
+    )
+    test_fraction: float = Field(
+        0.1, ge=0.0, lt=1.0, description="Fraction of objects (or images) held out for testing."
+    )
+
+    @model_validator(mode="after")
+    def _fractions_leave_training(self) -> SplitConfig:
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ValueError("val_fraction + test_fraction must leave images to train on (< 1)")
+        return self
+
+
+class AugmentConfig(_Frozen):
+    """Random rotation and zoom applied to training images and their grasps alike."""
+
+    enabled: bool = Field(True, description="Augment training images (never val/test).")
+    rotation_degrees: float = Field(
+        180.0,
+        ge=0.0,
+        le=180.0,
+        description="Rotation drawn uniformly in [-r, r] degrees about the image centre.",
+    )
+    zoom: tuple[float, float] = Field(
+        (0.9, 1.3),
+        description="Scale factor range (low, high) about the centre: > 1 zooms in.",
+    )
+
+    @model_validator(mode="after")
+    def _zoom_range(self) -> AugmentConfig:
+        low, high = self.zoom
+        if not 0.0 < low <= high:
+            raise ValueError(f"zoom must be (low, high) with 0 < low <= high, got {self.zoom}")
+        return self
+
+
+class DecodeConfig(_Frozen):
+    """How predicted maps become grasps (see `regrasp.maps.decode`); kept with the model."""
+
+    k: int = Field(5, ge=1, description="Grasps returned per image, best first.")
+    threshold: float = Field(0.1, description="Smallest smoothed quality of a peak.")
+    sigma: float = Field(QUALITY_SIGMA, ge=0.0, description="Gaussian on quality, network px.")
+    min_distance: int = Field(MIN_DISTANCE, ge=0, description="Peak separation, network px.")
+    jaw_ratio: float = Field(0.5, gt=0.0, description="Predicted jaw = opening × this.")
+
+
+class TrainConfig(_Frozen):
+    """One training run: network, optimisation, data, split, augmentation and runtime."""
+
+    architecture: str = Field(
+        "mobilenet_v2", description="Registered network name (`regrasp.nets.NAMES`)."
+    )
+    epochs: int = Field(100, ge=1, description="Passes over the training images.")
+    batch_size: int = Field(32, ge=1, description="Images per optimisation step (per process).")
+    lr: float = Field(5e-4, gt=0.0, description="Adam learning rate.")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout before the four heads.")
+    optimizer: Literal["adam"] = Field("adam", description="Optimiser (the paper's Adam).")
+    input_size: int = Field(
+        INPUT_SIZE, ge=16, description="Side of the square network input, pixels."
+    )
+    channels: Channels = Field("depth", description="Network input: depth, rgb or rgbd.")
+    width_scale: float = Field(
+        WIDTH_SCALE, gt=0.0, description="The width map holds opening / width_scale (net px)."
+    )
+    split: SplitConfig = Field(default_factory=SplitConfig, description="Data split.")
+    augment: AugmentConfig = Field(default_factory=AugmentConfig, description="Augmentation.")
+    decode: DecodeConfig = Field(default_factory=DecodeConfig, description="Map decoding.")
+    num_workers: int = Field(2, ge=0, description="DataLoader worker processes (0: inline).")
+    shards_in_memory: int = Field(
+        4, ge=1, description="Cache shards shuffled together and held per worker (memory bound)."
+    )
+    seed: int = Field(0, description="Seed of weights, data order, augmentation and dropout.")
+    max_images: int | None = Field(
+        None, ge=1, description="Cap on training images, for quick runs (None: all)."
+    )
+    amp: Literal["auto", "on", "off"] = Field(
+        "auto", description="Mixed precision: 'auto' uses it on CUDA only."
+    )
+    keep_checkpoints: int = Field(
+        2, ge=1, description="Most recent per-epoch checkpoints kept in the store."
+    )
+
+    @property
+    def in_channels(self) -> int:
+        """Network input channels for `channels`."""
+        return IN_CHANNELS[self.channels]

@@ -1,0 +1,204 @@
+"""The training loop: checkpoints in the store, exact resume, and the DDP code path (gloo)."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+import torch
+
+from regrasp.formats.jacquard import scan_jacquard
+from regrasp.store import keys
+from regrasp.store.objects import open_store
+from regrasp.synthetic.generate import generate_dataset
+from regrasp.training.cache import build_cache, jacquard_images
+from regrasp.training.config import TrainConfig
+from regrasp.training.loop import (
+    DistributedContext,
+    grasp_loss,
+    load_latest_checkpoint,
+    split_datasets,
+    train,
+)
+from regrasp.training.splits import make_split
+
+SIZE = 32
+
+
+def _config(**changes) -> TrainConfig:
+    base = {
+        "architecture": "ggcnn",
+        "epochs": 2,
+        "batch_size": 4,
+        "lr": 1e-3,
+        "input_size": SIZE,
+        "num_workers": 0,
+        "seed": 5,
+        "decode": {"min_distance": 2},
+        "keep_checkpoints": 5,
+    }
+    return TrainConfig.model_validate({**base, **changes})
+
+
+@pytest.fixture(scope="module")
+def cached(tmp_path_factory):
+    """(store URL, cache index, split) of 16 synthetic images cached at 32 px."""
+    root = tmp_path_factory.mktemp("loop")
+    generate_dataset(root / "data", images=16, objects=8, size=64, seed=2, workers=1)
+    url = f"file://{root / 'objects'}"
+    store = open_store(url)
+    images = jacquard_images(scan_jacquard(root / "data"))
+    index = build_cache(store, images, dataset="syn", version=0, size=SIZE, shard_size=6)
+    split = make_split(
+        [i.image_id for i in images],
+        [i.object_id for i in images],
+        seed=0,
+        val_fraction=0.25,
+        test_fraction=0.25,
+    )
+    return url, index, split
+
+
+def _run(cached, model_id, **kwargs):
+    url, index, split = cached
+    store = open_store(url)
+    config = kwargs.pop("config", _config())
+    train_data, val_data, _ = split_datasets(config, store, index, split)
+    return train(
+        config,
+        train_data=train_data,
+        val_data=val_data,
+        store=store,
+        model_id=model_id,
+        device="cpu",
+        split=split,
+        **kwargs,
+    )
+
+
+def test_loss_is_the_sum_of_four_mses() -> None:
+    target = torch.rand(2, 4, 8, 8)
+    predicted = [torch.zeros(2, 1, 8, 8) for _ in range(4)]
+    loss, terms = grasp_loss(predicted, target)
+    expected = sum(float((target[:, i] ** 2).mean()) for i in range(4))
+    assert float(loss) == pytest.approx(expected, rel=1e-6)
+    assert sum(terms.values()) == pytest.approx(expected, rel=1e-6)
+
+
+def test_interrupted_run_resumes_to_the_same_weights(cached) -> None:
+    url, _, _ = cached
+    store = open_store(url)
+    full = _run(cached, "full")
+    assert [h["epoch"] for h in full.history] == [1, 2]
+    assert all("val_accuracy" in h and h["train_loss"] > 0 for h in full.history)
+    assert store.exists(keys.checkpoint_key("full", 1))
+    assert store.exists(keys.checkpoint_key("full", 2))
+
+    # Stop during the second epoch: only epoch 1 is checkpointed.
+    steps: list[tuple[int, int]] = []
+
+    def stop_in_epoch_2() -> bool:
+        return bool(steps) and steps[-1][0] == 2 and steps[-1][1] >= 1
+
+    first = _run(
+        cached,
+        "resumed",
+        progress=lambda epoch, step, metrics: steps.append((epoch, step)),
+        should_stop=stop_in_epoch_2,
+    )
+    assert first.stopped and first.epochs_completed == 1
+    assert not store.exists(keys.checkpoint_key("resumed", 2))
+    checkpoint = load_latest_checkpoint(store, "resumed")
+    assert checkpoint["epoch"] == 1 and len(checkpoint["optimizer"]["state"]) > 0
+
+    second = _run(cached, "resumed")
+    assert not second.stopped and second.epochs_completed == 2
+    assert [h["epoch"] for h in second.history] == [1, 2]
+    assert second.history[0] == first.history[0]
+    assert second.history[1]["train_loss"] == full.history[1]["train_loss"]
+    for name, value in full.model.state_dict().items():
+        assert torch.equal(value, second.model.state_dict()[name]), name
+
+    # Resuming a finished run trains nothing more.
+    third = _run(cached, "resumed")
+    assert third.epochs_completed == 2 and len(third.history) == 2
+
+
+def test_resume_false_starts_over_and_old_checkpoints_are_pruned(cached) -> None:
+    url, _, _ = cached
+    store = open_store(url)
+    _run(cached, "pruned", config=_config(epochs=3, keep_checkpoints=1))
+    listed = [info.key for info in store.list(keys.checkpoints_prefix("pruned"))]
+    assert listed == [keys.checkpoint_key("pruned", 3)]
+    again = _run(cached, "pruned", config=_config(epochs=1, keep_checkpoints=1), resume=False)
+    assert [h["epoch"] for h in again.history] == [1]
+
+
+def test_test_images_are_refused_for_training(cached) -> None:
+    url, index, split = cached
+    from regrasp.errors import InvalidInput
+    from regrasp.training.data import CachedGraspDataset
+
+    store = open_store(url)
+    leaky = CachedGraspDataset(store, index, [*split.train, split.test[0]])
+    with pytest.raises(InvalidInput, match="test image"):
+        train(
+            _config(),
+            train_data=leaky,
+            val_data=None,
+            store=store,
+            model_id="leak",
+            device="cpu",
+            split=split,
+        )
+
+
+def _ddp_worker(rank: int, world: int, port: int, url: str, cached, out: str) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world),
+    )
+    torch.set_num_threads(1)
+    result = _run(cached, "ddp", config=_config(epochs=1))
+    torch.save(result.model.state_dict(), os.path.join(out, f"rank{rank}.pt"))
+    torch.save(result.history, os.path.join(out, f"history{rank}.pt"))
+    torch.distributed.destroy_process_group()
+
+
+def test_distributed_data_parallel_on_cpu(cached, tmp_path) -> None:
+    url, _, _ = cached
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torch.multiprocessing.spawn(
+        _ddp_worker, args=(2, port, url, cached, str(tmp_path)), nprocs=2, join=True
+    )
+    a = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    b = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)  # DDP kept the replicas identical
+    store = open_store(url)
+    checkpoint = load_latest_checkpoint(store, "ddp")
+    assert checkpoint["epoch"] == 1
+    assert all(torch.equal(a[k], checkpoint["model"][k]) for k in a)
+    h0 = torch.load(tmp_path / "history0.pt", weights_only=True)
+    h1 = torch.load(tmp_path / "history1.pt", weights_only=True)
+    assert "val_accuracy" in h0[0] and "val_accuracy" not in h1[0]  # rank 0 evaluates
+    assert h0[0]["train_loss"] == pytest.approx(h1[0]["train_loss"])  # averaged over ranks
+
+
+def test_distributed_context_reads_torchrun_environment(monkeypatch) -> None:
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    ctx = DistributedContext.from_env()
+    assert (ctx.rank, ctx.local_rank, ctx.world_size, ctx.enabled, ctx.is_main) == (
+        3,
+        1,
+        4,
+        True,
+        False,
+    )
