@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import hmac
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -32,6 +32,7 @@ from regrasp.store.db.tables import ApiKey, User, UserRole
 
 #: Role of callers authenticated by the shared service key.
 SERVICE_ROLE = "service"
+_USE_RESOLUTION = timedelta(minutes=1)
 _USERNAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-@")
 
 
@@ -136,7 +137,12 @@ def _principal_from_api_key(session: Session, key: str) -> Principal:
     owner = session.get(User, row.owner_id)
     if owner is None or not owner.active:
         raise Unauthenticated("invalid API key")
-    row.last_used_at = datetime.now(UTC)
+    now = datetime.now(UTC)
+    # Record use at most once a minute: a robot calling many times a second must not turn
+    # every read into a write (SQLite serialises writers).
+    last = row.last_used_at
+    if last is None or now - (last if last.tzinfo else last.replace(tzinfo=UTC)) > _USE_RESOLUTION:
+        row.last_used_at = now
     return Principal(owner.id, owner.username, owner.role.value, "api_key")
 
 

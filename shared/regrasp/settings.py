@@ -106,6 +106,13 @@ class Settings(BaseSettings):
         None, description="Bearer token or API key the `regrasp` CLI sends to the orchestrator."
     )
 
+    # -- review queue ---------------------------------------------------------------------
+    review_lease_seconds: int = Field(
+        300,
+        gt=0,
+        description="How long a claimed review item stays leased without a heartbeat.",
+    )
+
     # -- trainer workers --------------------------------------------------------------------
     trainer_poll_interval: float = Field(
         2.0, gt=0, description="Seconds a trainer worker waits between claims on an empty queue."

@@ -56,6 +56,7 @@ __all__ = [
     "ReviewDecision",
     "ReviewItem",
     "ReviewItemState",
+    "ReviewSkip",
     "Round",
     "RoundState",
     "User",
@@ -74,6 +75,28 @@ NAMING_CONVENTION = {
 
 #: 64-bit ids where row counts reach millions; SQLite only auto-increments INTEGER keys.
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Timestamps that are timezone-aware UTC on both dialects.
+
+    PostgreSQL keeps the zone (`timestamptz`); SQLite stores naive text, so values are
+    normalised to UTC on the way in and given back their UTC zone on the way out, and
+    code never compares naive with aware datetimes.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
 
 
 def utcnow() -> datetime:
@@ -154,7 +177,7 @@ def _enum(cls: type[enum.StrEnum], name: str) -> sa.Enum:
 class Base(DeclarativeBase):
     metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {
-        datetime: sa.DateTime(timezone=True),
+        datetime: UTCDateTime(),
         dict[str, Any]: sa.JSON(),
         list[Any]: sa.JSON(),
         float: sa.Double(),
@@ -450,6 +473,9 @@ class Review(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     item_version: Mapped[int]
     superseded: Mapped[bool] = mapped_column(default=False)
+    #: An admin's resolution of a double-review disagreement (migration 0003); agreement
+    #: statistics count only annotators' reviews.
+    adjudication: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
 
 
 # --- dataset imports and login throttling (migration 0002) -------------------------------
@@ -509,3 +535,18 @@ class LoginFailure(Base):
     username: Mapped[str] = mapped_column(sa.String(128))
     client: Mapped[str] = mapped_column(sa.String(64))
     failed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- review queue (migration 0003) -------------------------------------------------------
+
+
+class ReviewSkip(Base):
+    """An annotator passed on an item: it is offered to them again only when nothing else is."""
+
+    __tablename__ = "review_skips"
+    __table_args__ = (sa.UniqueConstraint("item_id", "annotator_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(sa.ForeignKey("review_items.id", ondelete="CASCADE"))
+    annotator_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    skipped_at: Mapped[datetime] = mapped_column(default=utcnow)

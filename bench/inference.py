@@ -1,0 +1,228 @@
+"""Inference service overhead and adaptive batching, on one model and one set of inputs.
+
+    python bench/inference.py [--arch ggcnn] [--requests 48] [--device cpu]
+
+1. Raw in-process `regrasp.predict` (decode + preprocess + forward + map decoding) vs
+   POST /predict over real HTTP to `bentoml serve` at concurrency 1: p50/p95 and the
+   overhead ratio;
+2. throughput (requests/s) at concurrency 1, 8 and 32, with batching on
+   (`REGRASP_INFERENCE_MAX_BATCH_SIZE=32`) and off (`=1`), and the on/off ratio.
+
+The model is a freshly initialised network registered in a temporary `file://` store (its
+weights do not change the cost); inputs are the real Jacquard depth frames when present,
+else synthetic 1024² float32 frames.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from regrasp import accounts, nets  # noqa: E402
+from regrasp.predict import prepare, to_image  # noqa: E402
+from regrasp.store.db import migrations  # noqa: E402
+from regrasp.store.db.engine import make_engine, session_scope  # noqa: E402
+from regrasp.store.objects import open_store  # noqa: E402
+from regrasp.training.registry import register_model  # noqa: E402
+from services.inference.model import load_served, resolve_device  # noqa: E402
+
+KEY = "bench-service-key-0123456789abcdef"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--arch", default="ggcnn")
+    parser.add_argument("--requests", type=int, default=48, help="per measurement")
+    parser.add_argument("--device", default="")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        env = _world(root, args.arch, args.device)
+        frames = _frames()
+        print(
+            f"model {args.arch}, {len(frames)} distinct 1024² depth frames, device "
+            f"{resolve_device(args.device)}"
+        )
+        served = load_served(
+            open_store(f"file://{root / 'objects'}"), "bench", device=resolve_device(args.device)
+        )
+        results: dict[tuple[int, int], float] = {}
+        for batch in (32, 1):
+            with _serve(env, batch) as url:
+                if batch == 32:
+                    _report_latency(*_paired_latencies(served, url, frames, args.requests))
+                for concurrency in (1, 8, 32):
+                    results[(batch, concurrency)] = _throughput(
+                        url, frames, max(args.requests, 2 * concurrency), concurrency
+                    )
+        print("\nthroughput (requests/s) over HTTP, batching on (max 32) vs off")
+        print(f"{'concurrency':>12} {'on':>8} {'off':>8} {'on/off':>8}")
+        for concurrency in (1, 8, 32):
+            on, off = results[(32, concurrency)], results[(1, concurrency)]
+            print(f"{concurrency:>12} {on:8.1f} {off:8.1f} {on / off:8.2f}")
+
+
+def _world(root: Path, arch: str, device: str) -> dict[str, str]:
+    db_url, store_url = f"sqlite:///{root / 'db.sqlite'}", f"file://{root / 'objects'}"
+    migrations.upgrade(db_url)
+    engine = make_engine(db_url)
+    meta = {
+        "architecture": arch,
+        "in_channels": 1,
+        "channels": "depth",
+        "input_size": 300,
+        "width_scale": 150.0,
+        "dropout": 0.0,
+        "decode": {"threshold": -1e9},
+    }
+    with session_scope(engine) as session:
+        net = nets.build(arch, 1, dropout=0.0)
+        register_model(open_store(store_url), "bench", model=net, metadata=meta, session=session)
+        accounts.create_user(session, username="bench", password="bench-pw-1", role="admin")
+    engine.dispose()
+    return {
+        **os.environ,
+        "BENTOML_DO_NOT_TRACK": "true",
+        "BENTOML_HOME": str(root / "bento"),
+        "REGRASP_DATA_DIR": str(root / "data"),
+        "REGRASP_DATABASE_URL": db_url,
+        "REGRASP_OBJECT_STORE_URL": store_url,
+        "REGRASP_SERVICE_API_KEY": KEY,
+        "REGRASP_INFERENCE_MODEL_ID": "bench",
+        "REGRASP_INFERENCE_DEVICE": device,
+        "REGRASP_INFERENCE_MAX_LATENCY_MS": "60000",
+        "PYTHONPATH": str(REPO),
+    }
+
+
+def _frames() -> list[bytes]:
+    samples = REPO.parent / "shared" / "data" / "jacquard_samples"
+    found = sorted(samples.glob("*/*_perfect_depth.tiff"))[:8]
+    if found:
+        return [p.read_bytes() for p in found]
+    rng = np.random.default_rng(0)
+    return [
+        cv2.imencode(".tiff", (1.0 + 0.1 * rng.random((1024, 1024))).astype("f4"))[1].tobytes()
+        for _ in range(4)
+    ]
+
+
+def _paired_latencies(
+    served, url: str, frames: list[bytes], n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """In-process and HTTP latencies (ms), alternated request by request so that load from
+    elsewhere on the machine hits both alike."""
+    raw, http = [], []
+    with httpx.Client(timeout=120) as client:
+        for i in range(n + 2):
+            frame = frames[i % len(frames)]
+            start = time.perf_counter()
+            prepared = prepare(spec=served.spec, depth=frame)
+            (out,), _, _ = served.predictor.run(prepared.inputs[None])
+            to_image(out, letterbox=prepared.letterbox, k=5)
+            raw.append((time.perf_counter() - start) * 1000.0)
+            http.append(_post(client, url, frame))
+    return np.array(raw[2:]), np.array(http[2:])
+
+
+class _serve:
+    def __init__(self, env: dict[str, str], batch: int) -> None:
+        self.env = {**env, "REGRASP_INFERENCE_MAX_BATCH_SIZE": str(batch)}
+        self.log = Path(env["REGRASP_DATA_DIR"]).parent / f"server-batch{batch}.log"
+
+    def __enter__(self) -> str:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        bentoml = Path(sys.executable).with_name("bentoml")
+        self.process = subprocess.Popen(
+            [
+                str(bentoml),
+                "serve",
+                "services.inference.service:InferenceService",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            cwd=REPO,
+            env=self.env,
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.5)
+        with httpx.Client(timeout=120) as client:  # warm up
+            _post(client, url, _frames()[0])
+        return url
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is not None:
+            print(self.log.read_text()[-4000:], file=sys.stderr)
+        os.killpg(self.process.pid, signal.SIGTERM)
+        self.process.wait(timeout=30)
+
+
+def _post(client: httpx.Client, url: str, frame: bytes) -> float:
+    start = time.perf_counter()
+    r = client.post(
+        f"{url}/predict",
+        headers={"Authorization": f"Bearer {KEY}"},
+        files={"depth": ("d.tiff", frame, "image/tiff")},
+        data={"k": "5"},
+    )
+    if r.status_code != 200:
+        raise RuntimeError(f"{r.status_code}: {r.text}")
+    return (time.perf_counter() - start) * 1000.0
+
+
+def _throughput(url: str, frames: list[bytes], n: int, concurrency: int) -> float:
+    clients = [httpx.Client(timeout=300) for _ in range(concurrency)]
+    start = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(
+            pool.map(
+                lambda i: _post(clients[i % concurrency], url, frames[i % len(frames)]), range(n)
+            )
+        )
+    elapsed = time.perf_counter() - start
+    for c in clients:
+        c.close()
+    return n / elapsed
+
+
+def _report_latency(raw: np.ndarray, http: np.ndarray) -> None:
+    print("\nlatency at concurrency 1 (ms)")
+    print(f"{'':>26} {'p50':>8} {'p95':>8}")
+    for name, t in (("in-process predict", raw), ("POST /predict (HTTP)", http)):
+        print(f"{name:>26} {np.percentile(t, 50):8.1f} {np.percentile(t, 95):8.1f}")
+    print(
+        f"{'HTTP / in-process':>26} {np.percentile(http, 50) / np.percentile(raw, 50):8.2f} "
+        f"{np.percentile(http, 95) / np.percentile(raw, 95):8.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()

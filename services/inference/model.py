@@ -1,0 +1,68 @@
+"""Registered models as the service serves them: a torch network wrapped as a `Forward`.
+
+This is the only torch code of the service. `load_served` rebuilds a registered model
+(`regrasp.training.registry.load_registered`), wraps it so `regrasp.predict` can call it
+with numpy arrays, and warms it up once so the first robot request does not pay for
+CUDA initialisation or cuDNN autotuning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from regrasp.predict import Forward, ModelSpec, Predictor
+from regrasp.store.objects import ObjectStore
+from regrasp.training.registry import load_registered
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One loaded model: its predictor, its metadata and where it runs."""
+
+    predictor: Predictor
+    metadata: dict[str, Any]
+    device: str
+    loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self.predictor.spec
+
+    @property
+    def model_id(self) -> str | None:
+        return self.spec.model_id
+
+
+def resolve_device(name: str = "") -> torch.device:
+    """`name` as a torch device; empty means `cuda` when available, else `cpu`."""
+    if not name:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def load_served(store: ObjectStore, model_id: str, *, device: torch.device) -> ServedModel:
+    """Load registered model `model_id` onto `device`, warmed up and ready to serve."""
+    module, metadata = load_registered(store, model_id, device)
+    spec = ModelSpec.from_metadata({**metadata, "model_id": model_id})
+    predictor = Predictor(spec, torch_forward(module, device))
+    predictor.forward(np.zeros((1, spec.in_channels, spec.input_size, spec.input_size), "f4"))
+    return ServedModel(predictor, dict(metadata), str(device))
+
+
+def torch_forward(module: nn.Module, device: torch.device) -> Forward:
+    """A `Forward` over `module` (in eval mode): numpy (B, C, S, S) in, (B, 4, S, S) out."""
+    module.eval()
+
+    def forward(inputs: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32)).to(device)
+            maps = module(x)
+            return torch.cat(tuple(maps), dim=1).float().cpu().numpy()
+
+    return forward

@@ -1,0 +1,188 @@
+"""Pieces shared by the review modules: clock, input checks, SQL predicates, round locks.
+
+Private to `regrasp.review`; the public API is re-exported by the package.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from numbers import Integral
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+
+from regrasp.errors import Conflict, InvalidInput, NotFound
+from regrasp.store.db.tables import Review, ReviewItem, ReviewItemState, Round, RoundState
+
+#: Lease length when the caller gives none, in seconds: long enough to look at an image
+#: and its rectangles, short enough that an abandoned tab frees its item soon.
+DEFAULT_LEASE_SECONDS = 300.0
+
+#: Round states in which the queue may change (claims, decisions, undo).
+OPEN_STATE = RoundState.reviewing
+APPLIED_STATES = frozenset({RoundState.applying, RoundState.done})
+
+
+def now_utc(now: datetime | None) -> datetime:
+    """`now` as aware UTC (naive values are taken as UTC), or the current time."""
+    if now is None:
+        return datetime.now(UTC)
+    return now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
+
+
+def aware(moment: datetime | None) -> datetime | None:
+    """SQLite hands timestamps back naive; they were written as UTC."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+def lease_duration(seconds: float) -> timedelta:
+    """A lease length in seconds (positive, finite) as a timedelta."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        raise InvalidInput(f"lease_seconds must be a number, got {seconds!r}")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise InvalidInput(f"lease_seconds must be positive and finite, got {seconds!r}")
+    return timedelta(seconds=float(seconds))
+
+
+def check_id(value: Any, name: str) -> int:
+    """A positive integer id (database ids start at 1)."""
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+        raise InvalidInput(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def int_list(values: Iterable[Any], name: str, *, minimum: int) -> list[int]:
+    """Distinct integers >= minimum, in the order given (bools and floats refused)."""
+    if isinstance(values, str | bytes):
+        raise InvalidInput(f"{name} must be a list of integers")
+    out: list[int] = []
+    for v in values:
+        if hasattr(v, "item") and not isinstance(v, bool):  # numpy scalars
+            v = v.item()
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise InvalidInput(f"{name} must contain integers, got {v!r}")
+        if v < minimum:
+            raise InvalidInput(f"{name} must be >= {minimum}, got {v}")
+        out.append(v)
+    if len(set(out)) != len(out):
+        raise InvalidInput(f"{name} contains duplicates")
+    return out
+
+
+# --- SQL predicates ----------------------------------------------------------------------
+
+
+def live_lease(item: Any, now: datetime) -> sa.ColumnElement[bool]:
+    """The item is leased and its lease has not expired at `now`."""
+    return sa.and_(item.state == ReviewItemState.leased, item.lease_expires_at > now)
+
+
+def in_pool(item: Any, now: datetime) -> sa.ColumnElement[bool]:
+    """The item waits for a review: pending, or leased with an expired lease."""
+    return sa.or_(
+        item.state == ReviewItemState.pending,
+        sa.and_(item.state == ReviewItemState.leased, item.lease_expires_at <= now),
+    )
+
+
+def reviewed_by(item: Any, annotator_id: int) -> sa.Exists:
+    """The annotator has a standing (not superseded) review of the item, not a resolution."""
+    return sa.exists().where(
+        Review.item_id == item.id,
+        Review.annotator_id == annotator_id,
+        Review.superseded.is_(False),
+        Review.adjudication.is_(False),
+    )
+
+
+def round_is_open(round_id: int | sa.ColumnElement[int]) -> sa.Exists:
+    """The round (an id, or a column correlated to the enclosing statement) is in review."""
+    return sa.exists().where(Round.id == round_id, Round.state == OPEN_STATE)
+
+
+# --- rounds ------------------------------------------------------------------------------
+
+
+def get_round(session: Session, round_id: int, *, share_lock: bool = False) -> Round:
+    """The round row; with `share_lock`, locked FOR SHARE on PostgreSQL.
+
+    Decisions hold the share lock until they commit, so the apply step's update of the
+    round's state waits for decisions in flight, and no decision lands after it.
+    """
+    stmt = sa.select(Round).where(Round.id == round_id).execution_options(populate_existing=True)
+    if share_lock:
+        stmt = stmt.with_for_update(read=True)
+    rnd = session.scalars(stmt).one_or_none()
+    if rnd is None:
+        raise NotFound(f"round {round_id} does not exist")
+    return rnd
+
+
+def require_open(rnd: Round) -> None:
+    """Conflict unless the round is in review (applied rounds are frozen)."""
+    if rnd.state in APPLIED_STATES:
+        raise Conflict(f"round {rnd.id} is already applied ({rnd.state}); its reviews are final")
+    if rnd.state != OPEN_STATE:
+        raise Conflict(f"round {rnd.id} is not in review (state {rnd.state})")
+
+
+def is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def get_item(session: Session, item_id: int) -> ReviewItem:
+    """The item as stored now (fresh from the database); NotFound if absent."""
+    item = session.get(ReviewItem, item_id, populate_existing=True)
+    if item is None:
+        raise NotFound(f"review item {item_id} does not exist")
+    # Callers serialise the lease time: hand it out aware on SQLite too, without making
+    # the row dirty.
+    set_committed_value(item, "lease_expires_at", aware(item.lease_expires_at))
+    return item
+
+
+def standing_reviews(session: Session, item_id: int) -> list[Review]:
+    """The item's reviews that are not superseded, oldest first."""
+    return list(
+        session.scalars(
+            sa.select(Review)
+            .where(Review.item_id == item_id, Review.superseded.is_(False))
+            .order_by(Review.id)
+        )
+    )
+
+
+def insert_ignoring_duplicates(
+    session: Session, table: Any, rows: Sequence[dict[str, Any]], keys: Sequence[str]
+) -> None:
+    """Insert rows, skipping those whose `keys` already exist (safe under concurrency)."""
+    if not rows:
+        return
+    dialect = postgresql if is_postgres(session) else sqlite
+    stmt = dialect.insert(table).on_conflict_do_nothing(index_elements=list(keys))
+    session.execute(stmt, list(rows))
+
+
+def reviews_agree(reviews: Sequence[Review]) -> bool:
+    """Whether annotators' reviews of one item say the same thing.
+
+    Same decision kind, and for the kinds that carry rectangles the same ones: the same
+    accepted predictions (missing label, fix) and the same removed grasps (fix). The apply
+    step needs one set of rectangles per image, so two reviewers who both say "missing
+    label" but accept different predictions disagree as much as a kind mismatch does.
+    Agreement statistics (Cohen's kappa) look at the kind only.
+    """
+    first = reviews[0]
+    return all(
+        r.decision == first.decision
+        and sorted(r.accepted_prediction_indices) == sorted(first.accepted_prediction_indices)
+        and sorted(r.removed_grasp_ids) == sorted(first.removed_grasp_ids)
+        for r in reviews[1:]
+    )

@@ -1,0 +1,442 @@
+"""Decisions on review items: decide, change one's own decision, undo the last one.
+
+A decision carries the item `version` it was made on and is written by a compare-and-swap
+on it, `UPDATE review_items SET version = version + 1 WHERE id = :id AND version = :v AND
+<no one else holds a live lease>`. Zero rows means the item changed since the annotator
+loaded it: Conflict (HTTP 409), never a silent overwrite. On PostgreSQL two concurrent
+swaps of one version serialise on the row lock and the second re-reads the row, finds
+the new version and matches nothing; on SQLite writers are serialised anyway. Everything
+else (round state, who may decide, the rectangles) is checked after the swap inside a
+SAVEPOINT: a refusal rolls the swap back, and the row lock the swap holds keeps the item
+still while the checks run.
+
+Who may decide an item:
+
+- its lease holder, even after the lease expired as long as nobody claimed the item
+  since (a claim bumps the version, so a taken-over item answers Conflict);
+- anyone when no one else holds a live lease (a UI may open a given item rather than
+  claim the next one): leases distribute the work, the version guards correctness;
+- someone with a standing review of the item only to *change* it: `decide` treats a
+  second call as a change, `change_decision` insists on one.
+
+What each decision carries (checked before anything is written; InvalidInput otherwise):
+
+| decision          | accepted predictions | removed grasps |
+|-------------------|----------------------|----------------|
+| true_negative     | none                 | none           |
+| missing_label     | at least one         | none           |
+| annotation_error  | none                 | none           |
+| fix               | any (new labels)     | at least one   |
+
+Accepted predictions are indices into the item's prediction (its top-k grasps, best
+first); removed grasps are ids of the image's labels at the round's base version. A fix
+may not remove every label without adding one: that is an annotation error.
+
+History is never lost: a change or an undo marks the old review `superseded` and keeps
+it. Changes are possible until the round is applied; decisions hold the round row FOR
+SHARE (PostgreSQL) until they commit, so once the apply step has committed the round's
+new state no decision can land any more.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Iterable
+from datetime import datetime
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, aliased
+
+from regrasp.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from regrasp.review._common import (
+    DEFAULT_LEASE_SECONDS,
+    check_id,
+    get_item,
+    get_round,
+    int_list,
+    is_postgres,
+    lease_duration,
+    live_lease,
+    now_utc,
+    require_open,
+    reviews_agree,
+    standing_reviews,
+)
+from regrasp.store.db.tables import (
+    Prediction,
+    Review,
+    ReviewDecision,
+    ReviewItem,
+    ReviewItemState,
+    Round,
+    User,
+    UserRole,
+)
+from regrasp.store.db.versions import labels_for_image
+
+__all__ = ["change_decision", "decide", "history", "parse_decision", "undo_last"]
+
+
+def decide(
+    session: Session,
+    item_id: int,
+    annotator_id: int,
+    *,
+    item_version: int,
+    decision: ReviewDecision | str,
+    accepted_predictions: Iterable[int] = (),
+    removed_grasp_ids: Iterable[int] = (),
+    seconds_taken: float,
+    now: datetime | None = None,
+) -> Review:
+    """Record the annotator's decision on the item made on `item_version`; returns the review.
+
+    The item becomes `decided`, or `pending` while a double review waits for its second
+    reviewer, or `adjudication` when two reviews disagree. Its lease is cleared and its
+    version bumped. Conflict for a stale version, an item leased to someone else, an
+    item already decided or a round not in review; InvalidInput for rectangles that do not
+    fit the decision or the item; NotFound for an unknown item.
+    """
+    return record_review(
+        session,
+        item_id,
+        annotator_id,
+        mode=WriteMode.decide,
+        item_version=item_version,
+        decision=decision,
+        accepted_predictions=accepted_predictions,
+        removed_grasp_ids=removed_grasp_ids,
+        seconds_taken=seconds_taken,
+        now=now,
+    )
+
+
+def change_decision(
+    session: Session,
+    item_id: int,
+    annotator_id: int,
+    *,
+    item_version: int,
+    decision: ReviewDecision | str,
+    accepted_predictions: Iterable[int] = (),
+    removed_grasp_ids: Iterable[int] = (),
+    seconds_taken: float,
+    now: datetime | None = None,
+) -> Review:
+    """Replace the annotator's standing decision on the item; the old review is superseded.
+
+    NotFound when the annotator has no standing decision on the item; Conflict once an
+    admin resolved the item or the round is applied; otherwise as `decide`.
+    """
+    return record_review(
+        session,
+        item_id,
+        annotator_id,
+        mode=WriteMode.change,
+        item_version=item_version,
+        decision=decision,
+        accepted_predictions=accepted_predictions,
+        removed_grasp_ids=removed_grasp_ids,
+        seconds_taken=seconds_taken,
+        now=now,
+    )
+
+
+def undo_last(
+    session: Session,
+    annotator_id: int,
+    round_id: int,
+    *,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    now: datetime | None = None,
+) -> ReviewItem:
+    """Withdraw the annotator's most recent standing decision in the round; returns its item.
+
+    The review is kept, superseded. The item goes back to the annotator, leased for
+    `lease_seconds`, so they can decide it again (an admin's withdrawn resolution puts the
+    item back in `adjudication` instead). NotFound when there is nothing to undo; Conflict
+    when another annotator holds a live lease on the item, an admin already resolved it,
+    or the round is not in review.
+    """
+    check_id(annotator_id, "annotator_id")
+    check_id(round_id, "round_id")
+    now = now_utc(now)
+    expires = now + lease_duration(lease_seconds)
+    pg = is_postgres(session)
+    with session.begin_nested():
+        if pg:  # lock order on PostgreSQL: the round first, as every decision does
+            require_open(get_round(session, round_id, share_lock=True))
+        last, its_item = aliased(Review), aliased(ReviewItem)
+        latest = (
+            sa.select(sa.func.max(last.id))
+            .join(its_item, its_item.id == last.item_id)
+            .where(
+                last.annotator_id == annotator_id,
+                last.superseded.is_(False),
+                its_item.round_id == round_id,
+            )
+            .scalar_subquery()
+        )
+        row = session.execute(
+            sa.update(Review)
+            .where(Review.id == latest, Review.superseded.is_(False))
+            .values(superseded=True)
+            .returning(Review.id, Review.item_id, Review.adjudication)
+            .execution_options(synchronize_session=False)
+        ).one_or_none()
+        if not pg:
+            require_open(get_round(session, round_id))
+        if row is None:
+            raise NotFound(f"annotator {annotator_id} has no decision to undo in round {round_id}")
+        _, item_id, was_resolution = row
+        item = get_item(session, item_id)
+        if was_resolution:
+            values = {
+                "state": ReviewItemState.adjudication,
+                "lease_owner_id": None,
+                "lease_expires_at": None,
+            }
+            guard = sa.true()
+        else:
+            if any(r.adjudication for r in standing_reviews(session, item_id)):
+                raise Conflict(f"review item {item_id} was resolved by an admin; ask them")
+            values = {
+                "state": ReviewItemState.leased,
+                "lease_owner_id": annotator_id,
+                "lease_expires_at": expires,
+            }
+            guard = _not_leased_to_another(annotator_id, now)
+        done = session.execute(
+            sa.update(ReviewItem)
+            .where(ReviewItem.id == item_id, ReviewItem.version == item.version, guard)
+            .values(version=ReviewItem.version + 1, **values)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if not done:
+            raise Conflict(
+                f"review item {item_id} is being reviewed by another annotator right now; "
+                "undo it later"
+            )
+    session.get(Review, row[0], populate_existing=True)  # refresh a copy the caller may hold
+    return get_item(session, item_id)
+
+
+def history(session: Session, item_id: int) -> list[Review]:
+    """Every review of the item, superseded ones included, oldest first."""
+    get_item(session, check_id(item_id, "item_id"))
+    return list(
+        session.scalars(sa.select(Review).where(Review.item_id == item_id).order_by(Review.id))
+    )
+
+
+def parse_decision(decision: ReviewDecision | str) -> ReviewDecision:
+    """The decision kind for a value or its name; InvalidInput listing the known ones."""
+    try:
+        return ReviewDecision(decision)
+    except ValueError:
+        known = ", ".join(d.value for d in ReviewDecision)
+        raise InvalidInput(f"unknown decision {decision!r}; known: {known}") from None
+
+
+# --- shared with regrasp.review.adjudication ----------------------------------------------
+
+
+class WriteMode(enum.Enum):
+    decide = "decide"  # a first decision, or a change of one's own
+    change = "change"  # a change of one's own standing decision only
+    resolve = "resolve"  # an admin's resolution of a disagreement
+
+
+def record_review(
+    session: Session,
+    item_id: int,
+    user_id: int,
+    *,
+    mode: WriteMode,
+    item_version: int,
+    decision: ReviewDecision | str,
+    accepted_predictions: Iterable[int],
+    removed_grasp_ids: Iterable[int],
+    seconds_taken: float,
+    now: datetime | None,
+) -> Review:
+    """The one write path of every review (see the module docstring for the rules)."""
+    check_id(item_id, "item_id")
+    check_id(user_id, "annotator_id")
+    check_id(item_version, "item_version")
+    kind = parse_decision(decision)
+    accepted = int_list(accepted_predictions, "accepted_predictions", minimum=0)
+    removed = int_list(removed_grasp_ids, "removed_grasp_ids", minimum=1)
+    seconds = _seconds(seconds_taken)
+    _check_shape(kind, accepted, removed)
+    now = now_utc(now)
+
+    with session.begin_nested():
+        rnd = _swap_version(
+            session, item_id, user_id, item_version, now, any_holder=mode is WriteMode.resolve
+        )
+        item = get_item(session, item_id)
+        standing = standing_reviews(session, item_id)
+        resolutions = [r for r in standing if r.adjudication]
+        if mode is WriteMode.resolve:
+            _require_admin(session, user_id)
+            replaced = resolutions
+            if item.state != ReviewItemState.adjudication and not replaced:
+                raise Conflict(f"review item {item_id} is not awaiting adjudication ({item.state})")
+        else:
+            replaced = [r for r in standing if r.annotator_id == user_id and not r.adjudication]
+            if mode is WriteMode.change and not replaced:
+                raise NotFound(
+                    f"annotator {user_id} has no standing decision on review item {item_id}"
+                )
+            if replaced and resolutions:
+                raise Conflict(f"review item {item_id} was resolved by an admin; ask them")
+            if not replaced and item.state == ReviewItemState.adjudication:
+                raise Conflict(f"review item {item_id} awaits adjudication by an admin")
+            if not replaced and item.state == ReviewItemState.decided:
+                raise Conflict(f"review item {item_id} is already decided")
+        _check_rectangles(session, item, rnd, kind, accepted, removed)
+
+        for old in replaced:
+            old.superseded = True
+        review = Review(
+            item_id=item_id,
+            annotator_id=user_id,
+            decision=kind,
+            accepted_prediction_indices=accepted,
+            removed_grasp_ids=removed,
+            seconds_taken=seconds,
+            created_at=now,
+            item_version=item_version,
+            superseded=False,
+            adjudication=mode is WriteMode.resolve,
+        )
+        session.add(review)
+        if mode is WriteMode.resolve:
+            item.state = ReviewItemState.decided
+        else:
+            votes = [r for r in standing if not r.adjudication and r not in replaced] + [review]
+            if len(votes) < item.required_reviews:
+                item.state = ReviewItemState.pending
+            elif len(votes) > 1 and not reviews_agree(votes):
+                item.state = ReviewItemState.adjudication
+            else:
+                item.state = ReviewItemState.decided
+        item.lease_owner_id = None
+        item.lease_expires_at = None
+        session.flush()
+    return review
+
+
+# --- private ----------------------------------------------------------------------------
+
+
+def _swap_version(
+    session: Session,
+    item_id: int,
+    user_id: int,
+    item_version: int,
+    now: datetime,
+    *,
+    any_holder: bool,
+) -> Round:
+    """Bump the item's version from `item_version`, or raise why not; returns its open round."""
+    rnd: Round | None = None
+    if is_postgres(session):
+        # Lock order: the round (FOR SHARE) before the item, as the apply step takes them.
+        round_id = session.scalar(sa.select(ReviewItem.round_id).where(ReviewItem.id == item_id))
+        if round_id is None:
+            raise NotFound(f"review item {item_id} does not exist")
+        rnd = get_round(session, round_id, share_lock=True)
+        require_open(rnd)
+    guard = [ReviewItem.id == item_id, ReviewItem.version == item_version]
+    if not any_holder:
+        guard.append(_not_leased_to_another(user_id, now))
+    done = session.execute(
+        sa.update(ReviewItem)
+        .where(*guard)
+        .values(version=ReviewItem.version + 1)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    item = get_item(session, item_id)
+    if rnd is None:
+        rnd = get_round(session, item.round_id)
+        require_open(rnd)
+    if done:
+        return rnd
+    if item.version != item_version:
+        raise Conflict(
+            f"review item {item_id} changed since version {item_version} (it is at version "
+            f"{item.version}): reload it; decisions are never overwritten"
+        )
+    raise Conflict(f"review item {item_id} is leased to another annotator")
+
+
+def _not_leased_to_another(user_id: int, now: datetime) -> sa.ColumnElement[bool]:
+    return sa.not_(
+        sa.and_(live_lease(ReviewItem, now), ReviewItem.lease_owner_id.is_distinct_from(user_id))
+    )
+
+
+def _check_shape(kind: ReviewDecision, accepted: list[int], removed: list[int]) -> None:
+    if kind in (ReviewDecision.true_negative, ReviewDecision.annotation_error):
+        if accepted or removed:
+            raise InvalidInput(f"a {kind} decision carries no accepted or removed rectangles")
+    elif kind == ReviewDecision.missing_label:
+        if not accepted:
+            raise InvalidInput("a missing_label decision needs at least one accepted prediction")
+        if removed:
+            raise InvalidInput("a missing_label decision removes nothing; use fix to remove")
+    elif not removed:
+        raise InvalidInput("a fix decision needs at least one removed rectangle")
+
+
+def _check_rectangles(
+    session: Session,
+    item: ReviewItem,
+    rnd: Round,
+    kind: ReviewDecision,
+    accepted: list[int],
+    removed: list[int],
+) -> None:
+    """Accepted indices exist among the item's predictions; removed ids are its labels."""
+    if accepted:
+        prediction = session.get(Prediction, item.prediction_id) if item.prediction_id else None
+        n = len(prediction.grasps) if prediction is not None else 0
+        bad = [i for i in accepted if i >= n]
+        if bad:
+            raise InvalidInput(
+                f"accepted_predictions {bad} do not exist: review item {item.id} has {n} "
+                "predicted grasps" + (f" (indices 0..{n - 1})" if n else "")
+            )
+    if removed:
+        labels = labels_for_image(session, item.image_id, rnd.base_version).grasp_ids
+        bad_ids = np.setdiff1d(np.asarray(removed, dtype=np.int64), labels)
+        if len(bad_ids):
+            raise InvalidInput(
+                f"removed_grasp_ids {bad_ids[:10].tolist()} are not labels of image "
+                f"{item.image_id} at version {rnd.base_version}"
+            )
+        if kind == ReviewDecision.fix and not accepted and len(removed) == len(labels):
+            raise InvalidInput(
+                "this fix removes every label of the image and adds none: decide "
+                "annotation_error instead"
+            )
+
+
+def _seconds(value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInput(f"seconds_taken must be a number, got {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise InvalidInput(f"seconds_taken must be finite and >= 0, got {value!r}")
+    return float(value)
+
+
+def _require_admin(session: Session, user_id: int) -> None:
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"user {user_id} does not exist")
+    if user.role != UserRole.admin or not user.active:
+        raise PermissionDenied("only an admin can resolve a disagreement")

@@ -1,0 +1,189 @@
+"""Review items of a round: created from its flagged predictions, read back as final decisions.
+
+`create_items` turns every flagged prediction of a round into one queue entry with the
+prediction's priority (items most likely to be label errors first); it is idempotent, the
+unique `(round_id, image_id)` key making a second call (or two concurrent ones) add only
+what is missing. `final_decisions` is what the apply step reads: one decision per decided
+item, the admin's resolution where there is one, otherwise the annotators' (agreeing)
+decision, with the accepted predicted grasps already looked up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from regrasp.errors import Conflict
+from regrasp.review._common import APPLIED_STATES, check_id, get_round, insert_ignoring_duplicates
+from regrasp.review.adjudication import double_review_mask
+from regrasp.store.db.tables import (
+    Prediction,
+    Review,
+    ReviewDecision,
+    ReviewItem,
+    ReviewItemState,
+    RoundState,
+)
+
+__all__ = ["FinalDecision", "create_items", "final_decisions"]
+
+#: Rounds that can no longer receive items.
+_CLOSED = APPLIED_STATES | {RoundState.failed, RoundState.cancelled}
+
+
+@dataclass(frozen=True)
+class FinalDecision:
+    """The decision that counts for one image of a round.
+
+    accepted_grasps: (K, 5) float64 `(x, y, theta, opening, jaw)` in pixels and degrees,
+    the predicted grasps at `accepted_prediction_indices` (K may be 0). `review_id` and
+    `reviewer_id` name the review that counts (the admin's for an adjudicated item);
+    `reviewer_ids` every standing reviewer of the item, annotators first.
+    """
+
+    item_id: int
+    image_id: int
+    prediction_id: int | None
+    decision: ReviewDecision
+    accepted_prediction_indices: tuple[int, ...]
+    accepted_grasps: np.ndarray
+    removed_grasp_ids: tuple[int, ...]
+    review_id: int
+    reviewer_id: int
+    reviewer_ids: tuple[int, ...]
+    adjudicated: bool
+
+
+def create_items(
+    session: Session, round_id: int, *, double_review_fraction: float = 0.0, seed: int = 0
+) -> int:
+    """Create the review items of the round's flagged predictions; returns how many were new.
+
+    A fraction `double_review_fraction` of them (chosen by `double_review_mask` over all
+    flagged images, so the same ones on every call) need two reviews. Items that already
+    exist are left as they are. NotFound for an unknown round; Conflict for an applied,
+    failed or cancelled one.
+    """
+    rnd = get_round(session, check_id(round_id, "round_id"))
+    if rnd.state in _CLOSED:
+        raise Conflict(f"round {round_id} is {rnd.state}; it takes no new review items")
+    rows = session.execute(
+        sa.select(Prediction.id, Prediction.image_id, Prediction.priority)
+        .where(Prediction.round_id == round_id, Prediction.flagged.is_(True))
+        .order_by(Prediction.image_id)
+    ).all()
+    if not rows:
+        return 0
+    pred_ids, image_ids, priorities = (np.asarray(c) for c in zip(*rows, strict=True))
+    double = double_review_mask(
+        image_ids.astype(np.int64), fraction=double_review_fraction, seed=seed
+    )
+    existing = np.asarray(
+        session.scalars(
+            sa.select(ReviewItem.image_id).where(ReviewItem.round_id == round_id)
+        ).all(),
+        dtype=np.int64,
+    )
+    new = ~np.isin(image_ids, existing)
+    before = len(existing)
+    insert_ignoring_duplicates(
+        session,
+        ReviewItem,
+        [
+            {
+                "round_id": round_id,
+                "image_id": int(image_ids[i]),
+                "prediction_id": int(pred_ids[i]),
+                "state": ReviewItemState.pending,
+                "version": 1,
+                "required_reviews": 2 if double[i] else 1,
+                "priority": float(priorities[i]),
+            }
+            for i in np.flatnonzero(new)
+        ],
+        ("round_id", "image_id"),
+    )
+    after = session.scalar(
+        sa.select(sa.func.count()).select_from(ReviewItem).where(ReviewItem.round_id == round_id)
+    )
+    return int(after or 0) - before
+
+
+def final_decisions(
+    session: Session, round_id: int, *, require_complete: bool = False
+) -> list[FinalDecision]:
+    """The decision that counts for every decided item of the round, by item id.
+
+    Items still pending, leased or awaiting adjudication are left out, or, with
+    `require_complete`, make the call raise Conflict with their counts. Read this after
+    the round's state left `reviewing` (committed): decisions hold the round row FOR SHARE
+    while they write, so none can land after that.
+    """
+    get_round(session, check_id(round_id, "round_id"))
+    if require_complete:
+        open_counts = dict(
+            session.execute(
+                sa.select(ReviewItem.state, sa.func.count())
+                .where(
+                    ReviewItem.round_id == round_id,
+                    ReviewItem.state != ReviewItemState.decided,
+                )
+                .group_by(ReviewItem.state)
+            ).all()
+        )
+        if open_counts:
+            summary = ", ".join(f"{n} {s}" for s, n in sorted(open_counts.items()))
+            raise Conflict(f"round {round_id} still has undecided review items: {summary}")
+    rows = session.execute(
+        sa.select(ReviewItem, Review, Prediction.grasps)
+        .join(Review, Review.item_id == ReviewItem.id)
+        .outerjoin(Prediction, Prediction.id == ReviewItem.prediction_id)
+        .where(
+            ReviewItem.round_id == round_id,
+            ReviewItem.state == ReviewItemState.decided,
+            Review.superseded.is_(False),
+        )
+        # Per item: the admin's resolution first, then the newest review.
+        .order_by(ReviewItem.id, Review.adjudication.desc(), Review.id.desc())
+    ).all()
+    out: list[FinalDecision] = []
+    i = 0
+    while i < len(rows):
+        item, review, predicted = rows[i]
+        j = i
+        while j < len(rows) and rows[j][0].id == item.id:
+            j += 1
+        group = [r[1] for r in rows[i:j]]
+        reviewers = [r.annotator_id for r in sorted(group, key=lambda r: (r.adjudication, r.id))]
+        out.append(_final(item, review, predicted, tuple(reviewers)))
+        i = j
+    return out
+
+
+# --- private ----------------------------------------------------------------------------
+
+
+def _final(
+    item: ReviewItem, review: Review, predicted: list[Any] | None, reviewers: tuple[int, ...]
+) -> FinalDecision:
+    indices = tuple(int(k) for k in review.accepted_prediction_indices)
+    # Rows are [x, y, theta, opening, jaw, quality, ...]; the grasp is the first five.
+    table = np.asarray(predicted or [], dtype=np.float64)
+    table = table.reshape(len(table), -1) if table.size else np.empty((0, 5))
+    return FinalDecision(
+        item_id=item.id,
+        image_id=item.image_id,
+        prediction_id=item.prediction_id,
+        decision=ReviewDecision(review.decision),
+        accepted_prediction_indices=indices,
+        accepted_grasps=np.ascontiguousarray(table[list(indices), :5]),
+        removed_grasp_ids=tuple(int(g) for g in review.removed_grasp_ids),
+        review_id=review.id,
+        reviewer_id=review.annotator_id,
+        reviewer_ids=reviewers,
+        adjudicated=review.adjudication,
+    )

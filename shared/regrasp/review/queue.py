@@ -1,0 +1,272 @@
+"""The review queue: claim the next item, keep it with heartbeats, release or skip it.
+
+A claim leases the round's highest-priority waiting item (ties by id) to one annotator
+for `lease_seconds`. Nothing sweeps leases for correctness: an item whose lease expired
+simply counts as waiting again, so the next claim takes it (`expire_leases` exists to
+tidy the table and the statistics, not because the queue needs it).
+
+How two claimers never get the same item:
+
+- PostgreSQL: the candidate row is selected `FOR UPDATE SKIP LOCKED`, so concurrent
+  claimers each lock a different row and none waits on another's;
+- SQLite: one guarded `UPDATE … WHERE id = (best candidate) AND <still waiting> RETURNING
+  id`; SQLite serialises writers, and the guard makes a second claimer of the same row
+  update nothing. Every function here starts with its write, so on SQLite the write lock
+  is taken before anything is read (a read-then-write transaction in WAL mode can fail
+  with "database is locked" when another writer commits in between).
+
+Rules, in the order a claim applies them:
+
+1. An annotator who holds a live lease in the round gets that item back (idempotent: a
+   page reload does not lose the item), with the lease renewed.
+2. Otherwise the best waiting item they have not reviewed yet and have not skipped; then,
+   when nothing else is left, the best one they skipped.
+3. Double review: an item with `required_reviews=2` goes back to the pool after its first
+   review and is leased to a *different* annotator for the second one (never to the one
+   who already reviewed it). Leases are therefore always one per item; the two reviews
+   are sequential, and blind as far as the queue is concerned.
+
+`version` (the item's optimistic-concurrency token) is bumped by claims, releases, skips
+and decisions; heartbeats and lease expiry do not bump it, so a decision made on an
+expired lease that nobody has taken over since still lands (see `regrasp.review.decisions`).
+
+Times are timezone-aware UTC from the caller's clock (`now=` exists for tests). Every
+function works in the caller's session and leaves the commit to it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, aliased
+
+from regrasp.errors import Conflict
+from regrasp.review._common import (
+    DEFAULT_LEASE_SECONDS,
+    check_id,
+    get_item,
+    get_round,
+    in_pool,
+    insert_ignoring_duplicates,
+    is_postgres,
+    lease_duration,
+    live_lease,
+    now_utc,
+    require_open,
+    reviewed_by,
+    round_is_open,
+)
+from regrasp.store.db.tables import ReviewItem, ReviewItemState, ReviewSkip
+
+__all__ = ["claim_next", "expire_leases", "heartbeat", "release", "skip"]
+
+
+def claim_next(
+    session: Session,
+    round_id: int,
+    annotator_id: int,
+    *,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    now: datetime | None = None,
+) -> ReviewItem | None:
+    """Lease the next item of the round to the annotator; None when nothing is left for them.
+
+    Returns the item the annotator already holds (lease renewed) when there is one.
+    NotFound if the round does not exist, Conflict if it is not in review.
+    """
+    check_id(round_id, "round_id")
+    check_id(annotator_id, "annotator_id")
+    now = now_utc(now)
+    expires = now + lease_duration(lease_seconds)
+
+    held = (
+        session.execute(
+            sa.update(ReviewItem)
+            .where(
+                ReviewItem.round_id == round_id,
+                ReviewItem.lease_owner_id == annotator_id,
+                live_lease(ReviewItem, now),
+                round_is_open(round_id),
+            )
+            .values(lease_expires_at=expires)
+            .returning(ReviewItem.id)
+            .execution_options(synchronize_session=False)
+        )
+        .scalars()
+        .all()
+    )
+    if held:
+        return get_item(session, min(held))
+
+    for skipped in (False, True):
+        picked = _lease_best(session, round_id, annotator_id, now, expires, skipped=skipped)
+        if picked is not None:
+            return get_item(session, picked)
+    require_open(get_round(session, round_id))
+    return None
+
+
+def heartbeat(
+    session: Session,
+    item_id: int,
+    annotator_id: int,
+    *,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    now: datetime | None = None,
+) -> ReviewItem:
+    """Extend the annotator's lease to `now + lease_seconds`; returns the item.
+
+    A lease that expired but that nobody took over since is revived. Conflict when the
+    annotator does not hold the item (someone else claimed it, it was released or
+    decided) or the round left review; NotFound for an unknown item.
+    """
+    check_id(item_id, "item_id")
+    check_id(annotator_id, "annotator_id")
+    now = now_utc(now)
+    expires = now + lease_duration(lease_seconds)
+    done = session.execute(
+        sa.update(ReviewItem)
+        .where(
+            ReviewItem.id == item_id,
+            ReviewItem.state == ReviewItemState.leased,
+            ReviewItem.lease_owner_id == annotator_id,
+            round_is_open(ReviewItem.round_id),
+        )
+        .values(lease_expires_at=expires)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not done:
+        _explain_not_held(session, item_id, annotator_id)
+    return get_item(session, item_id)
+
+
+def release(session: Session, item_id: int, annotator_id: int) -> ReviewItem:
+    """Give the item back to the pool (state pending); returns it. Conflict if not held."""
+    check_id(item_id, "item_id")
+    check_id(annotator_id, "annotator_id")
+    done = session.execute(
+        sa.update(ReviewItem)
+        .where(
+            ReviewItem.id == item_id,
+            ReviewItem.state == ReviewItemState.leased,
+            ReviewItem.lease_owner_id == annotator_id,
+        )
+        .values(
+            state=ReviewItemState.pending,
+            lease_owner_id=None,
+            lease_expires_at=None,
+            version=ReviewItem.version + 1,
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not done:
+        _explain_not_held(session, item_id, annotator_id, check_round=False)
+    return get_item(session, item_id)
+
+
+def skip(
+    session: Session, item_id: int, annotator_id: int, *, now: datetime | None = None
+) -> ReviewItem:
+    """Release the item and remember that this annotator passed on it.
+
+    The item returns to the pool for everyone at its own priority; for this annotator it
+    comes after every item they have not skipped, so "skip" shows them the next item and
+    the skipped one only when nothing else is left. Others are unaffected. Conflict if
+    the annotator does not hold the item.
+    """
+    item = release(session, item_id, annotator_id)
+    insert_ignoring_duplicates(
+        session,
+        ReviewSkip,
+        [{"item_id": item_id, "annotator_id": annotator_id, "skipped_at": now_utc(now)}],
+        ("item_id", "annotator_id"),
+    )
+    return item
+
+
+def expire_leases(
+    session: Session, *, round_id: int | None = None, now: datetime | None = None
+) -> int:
+    """Return every item whose lease expired by `now` to pending; the number returned.
+
+    Claims already treat expired leases as free, so this is housekeeping (a periodic task
+    may call it); it does not bump item versions, exactly like a lease that lapses
+    without a sweep.
+    """
+    now = now_utc(now)
+    where = [ReviewItem.state == ReviewItemState.leased, ReviewItem.lease_expires_at <= now]
+    if round_id is not None:
+        where.append(ReviewItem.round_id == check_id(round_id, "round_id"))
+    return session.execute(
+        sa.update(ReviewItem)
+        .where(*where)
+        .values(state=ReviewItemState.pending, lease_owner_id=None, lease_expires_at=None)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+
+
+# --- private ----------------------------------------------------------------------------
+
+
+def _lease_best(
+    session: Session,
+    round_id: int,
+    annotator_id: int,
+    now: datetime,
+    expires: datetime,
+    *,
+    skipped: bool,
+) -> int | None:
+    """Lease the best waiting item (skipped by the annotator or not); its id, or None."""
+    cand = aliased(ReviewItem)
+    skip_row = sa.exists().where(
+        ReviewSkip.item_id == cand.id, ReviewSkip.annotator_id == annotator_id
+    )
+    best = (
+        sa.select(cand.id)
+        .where(
+            cand.round_id == round_id,
+            in_pool(cand, now),
+            ~reviewed_by(cand, annotator_id),
+            skip_row if skipped else ~skip_row,
+            round_is_open(round_id),
+        )
+        .order_by(cand.priority.desc(), cand.id)
+        .limit(1)
+    )
+    if is_postgres(session):
+        picked = session.scalar(best.with_for_update(skip_locked=True, of=cand))
+        if picked is None:
+            return None
+        target = ReviewItem.id == picked
+    else:
+        # The guard repeats the pool condition: SQLite serialises writers, so it holds
+        # at the moment of the write, and a second claimer of the row updates nothing.
+        target = sa.and_(ReviewItem.id == best.scalar_subquery(), in_pool(ReviewItem, now))
+    return session.execute(
+        sa.update(ReviewItem)
+        .where(target)
+        .values(
+            state=ReviewItemState.leased,
+            lease_owner_id=annotator_id,
+            lease_expires_at=expires,
+            version=ReviewItem.version + 1,
+        )
+        .returning(ReviewItem.id)
+        .execution_options(synchronize_session=False)
+    ).scalar()
+
+
+def _explain_not_held(
+    session: Session, item_id: int, annotator_id: int, *, check_round: bool = True
+) -> None:
+    """Raise the error that says why the annotator's lease write matched nothing."""
+    item = get_item(session, item_id)
+    if check_round:
+        require_open(get_round(session, item.round_id))
+    if item.state == ReviewItemState.leased and item.lease_owner_id != annotator_id:
+        raise Conflict(f"review item {item_id} is now leased to another annotator")
+    raise Conflict(
+        f"annotator {annotator_id} holds no lease on review item {item_id} ({item.state})"
+    )

@@ -1,0 +1,117 @@
+"""`bentoml serve` as a subprocess on 127.0.0.1, called with the robot example's functions.
+
+The real server (supervisor + worker processes, BentoML's own HTTP stack) on a free port,
+a registered GG-CNN in a `file://` store, a migrated SQLite database with a robot's API
+key, and a real Jacquard depth frame.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from examples.robot_client import predict_bentoml, predict_httpx, read_depth, to_camera
+from regrasp import accounts, nets
+from regrasp.store.db import migrations
+from regrasp.store.db.engine import make_engine, session_scope
+from regrasp.store.objects import open_store
+from regrasp.training.registry import register_model
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path):
+    db_url, store_url = f"sqlite:///{tmp_path / 'regrasp.db'}", f"file://{tmp_path / 'objects'}"
+    migrations.upgrade(db_url)
+    engine = make_engine(db_url)
+    with session_scope(engine) as session:
+        meta = {
+            "architecture": "ggcnn",
+            "in_channels": 1,
+            "channels": "depth",
+            "input_size": 300,
+            "width_scale": 150.0,
+            "dropout": 0.0,
+            "decode": {"threshold": -1e9},
+        }
+        net = nets.build("ggcnn", 1, dropout=0.0)
+        register_model(open_store(store_url), "e2e", model=net, metadata=meta, session=session)
+        user = accounts.create_user(session, username="arm", password="pw-arm-12", role="annotator")
+        key = accounts.create_api_key(session, owner_id=user.id, name="arm").key
+    engine.dispose()
+    port = _free_port()
+    env = {
+        **os.environ,
+        "BENTOML_DO_NOT_TRACK": "true",
+        "BENTOML_HOME": str(tmp_path / "bentoml"),
+        "REGRASP_DATA_DIR": str(tmp_path / "data"),
+        "REGRASP_DATABASE_URL": db_url,
+        "REGRASP_OBJECT_STORE_URL": store_url,
+        "REGRASP_INFERENCE_MODEL_ID": "e2e",
+        "REGRASP_INFERENCE_DEVICE": "cpu",
+        "PYTHONPATH": str(REPO),
+    }
+    bentoml = Path(sys.executable).with_name("bentoml")
+    process = subprocess.Popen(
+        [str(bentoml), "serve", "services.inference.service:InferenceService"]
+        + ["--host", "127.0.0.1", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                pytest.fail(f"bentoml serve exited: {process.stdout.read().decode()[-3000:]}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        else:
+            pytest.fail("bentoml serve did not become ready in 120 s")
+        yield url, key
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)  # the server and its workers, started here
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def test_robot_client_gets_the_best_grasp_from_bentoml_serve(server, jacquard_samples):
+    url, key = server
+    path = sorted(jacquard_samples.glob("*/*_perfect_depth.tiff"))[0]
+    answer = predict_httpx(url, key, path.read_bytes(), k=3)
+    assert answer["model_id"] == "e2e" and 1 <= len(answer["grasps"]) <= 3
+    best = answer["grasps"][0]
+    assert 0 <= best["x"] < 1024 and 0 <= best["y"] < 1024
+    same = predict_bentoml(url, key, path, k=3)
+    assert [g["x"] for g in same["grasps"]] == [g["x"] for g in answer["grasps"]]
+    cam = to_camera(best, read_depth(path), fx=1000.0, fy=1000.0, cx=511.5, cy=511.5)
+    assert cam.z > 0 and cam.opening_m > 0
+    assert (
+        httpx.post(f"{url}/predict", files={"depth": ("d", b"x", "image/tiff")}).status_code == 401
+    )
+    assert httpx.get(f"{url}/metrics").status_code == 200

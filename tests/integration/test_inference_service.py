@@ -1,0 +1,322 @@
+"""The inference service through its real ASGI app (BentoML's `to_asgi`, batching on).
+
+A migrated database (SQLite, and PostgreSQL for the auth and stored-image paths), a
+`file://` store holding registered GG-CNNs, the real Jacquard samples. Two models:
+
+- "random": a freshly initialised GG-CNN decoded with no threshold, so it always returns
+  grasps; its peaks sit on whole network pixels, which checks the image-pixel mapping;
+- "const": a GG-CNN whose weights are zero and whose heads output constant maps (quality
+  0.9, θ 45°, opening 60 network px), so the one grasp it returns is known exactly.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from starlette.testclient import TestClient
+
+from regrasp import accounts, nets
+from regrasp.imaging import Letterbox, decode_depth
+from regrasp.store import keys
+from regrasp.store.db import migrations
+from regrasp.store.db.engine import make_engine, session_scope
+from regrasp.store.db.versions import ImageRecords, create_dataset, import_version0
+from regrasp.store.objects import open_store
+from regrasp.training.registry import register_model
+from services.inference.service import InferenceService
+
+SERVICE_KEY = "service-key-for-tests-0123456789"
+CONST = {"quality": 0.9, "cos2theta": 0.0, "sin2theta": 1.0, "width": 0.4}
+
+
+def _register(store, model_id: str, *, constant: bool, session=None) -> None:
+    torch.manual_seed(0)
+    net = nets.build("ggcnn", 1, dropout=0.0)
+    if constant:
+        with torch.no_grad():
+            for p in net.parameters():
+                p.zero_()
+            for head, value in CONST.items():
+                getattr(net.head, head).bias.fill_(value)
+    meta = {
+        "architecture": "ggcnn",
+        "in_channels": 1,
+        "channels": "depth",
+        "input_size": 300,
+        "width_scale": 150.0,
+        "dropout": 0.0,
+        "decode": {"threshold": 0.1 if constant else -1e9, "sigma": 2.0, "min_distance": 20},
+    }
+    register_model(store, model_id, model=net, metadata=meta, session=session)
+
+
+def _samples(folder: Path, n: int) -> list[Path]:
+    return sorted(folder.glob("*/*_perfect_depth.tiff"))[:n]
+
+
+def _tiff(depth: np.ndarray) -> bytes:
+    ok, data = cv2.imencode(".tiff", depth.astype(np.float32))
+    assert ok
+    return data.tobytes()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A migrated SQLite database and a file store with both models, a robot's API key, the
+    Jacquard depth images imported as dataset version 0, and the service's env.
+
+    Module-scoped with one app and one TestClient: BentoML's batching dispatcher binds to
+    the event loop of the first client, and its Prometheus metrics register once a process.
+    """
+    root = tmp_path_factory.mktemp("inference")
+    db_url, store_url = f"sqlite:///{root / 'regrasp.db'}", f"file://{root / 'objects'}"
+    migrations.upgrade(db_url)
+    store = open_store(store_url)
+    engine = make_engine(db_url)
+    with session_scope(engine) as session:
+        _register(store, "random", constant=False, session=session)
+        _register(store, "const", constant=True, session=session)
+        robot = accounts.create_user(
+            session, username="robot", password="pw-robot-1", role="annotator"
+        )
+        key = accounts.create_api_key(session, owner_id=robot.id, name="arm-1").key
+    env = {
+        "REGRASP_DATA_DIR": str(root / "data"),
+        "REGRASP_DATABASE_URL": db_url,
+        "REGRASP_OBJECT_STORE_URL": store_url,
+        "REGRASP_SERVICE_API_KEY": SERVICE_KEY,
+        "REGRASP_INFERENCE_MODEL_ID": "random",
+        "REGRASP_INFERENCE_DEVICE": "cpu",
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in env.items():
+            mp.setenv(name, value)
+        yield {"engine": engine, "store": store, "key": key}
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def service(world):
+    with TestClient(InferenceService.to_asgi(), raise_server_exceptions=False) as c:
+        yield c
+
+
+@pytest.fixture
+def client(service, world):
+    """The robot's view: its API key, and the "random" model loaded."""
+    admin = {"Authorization": f"Bearer {SERVICE_KEY}"}
+    assert service.post("/reload", json={"model_id": "random"}, headers=admin).status_code == 200
+    service.headers["Authorization"] = f"Bearer {world['key']}"
+    return service
+
+
+def _predict(client, depth: bytes, *, content_type="image/tiff", **fields):
+    files = {"depth": ("depth.tiff", depth, content_type)}
+    return client.post("/predict", files=files, data={k: str(v) for k, v in fields.items()})
+
+
+def test_predictions_on_jacquard_samples_are_in_image_pixels(client, jacquard_samples):
+    for path in _samples(jacquard_samples, 3):
+        response = _predict(client, path.read_bytes(), k=7)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["model_id"] == "random" and (body["width"], body["height"]) == (1024, 1024)
+        grasps = np.array(
+            [[g[c] for c in ("x", "y", "theta", "opening", "jaw")] for g in body["grasps"]]
+        )
+        quality = [g["quality"] for g in body["grasps"]]
+        assert 1 <= len(grasps) <= 7 and quality == sorted(quality, reverse=True)
+        assert ((grasps[:, :2] >= -0.5) & (grasps[:, :2] <= 1023.5)).all()
+        # Peaks are whole network pixels: mapping back to the 300² input lands on integers.
+        net = Letterbox(1024, 1024).to_network(grasps)
+        np.testing.assert_allclose(net[:, :2], np.round(net[:, :2]), atol=1e-6)
+        assert (net[:, :2] >= 0).all() and (net[:, :2] <= 299).all()
+        timings = body["timings"]
+        assert timings["total_ms"] >= timings["forward_ms"] > 0 and timings["batch_size"] >= 1
+
+
+def test_known_maps_give_the_exact_grasp_at_any_image_size(client, jacquard_samples):
+    assert (
+        client.post(
+            "/reload",
+            json={"model_id": "const"},
+            headers={"Authorization": f"Bearer {SERVICE_KEY}"},
+        ).status_code
+        == 200
+    )
+    depth = decode_depth(_samples(jacquard_samples, 1)[0].read_bytes())
+    for image in (depth, depth[100:580, 50:690]):  # 1024² and a 640×480 crop
+        response = _predict(client, _tiff(image), k=5)
+        assert response.status_code == 200, response.text
+        (grasp,) = response.json()["grasps"]  # constant maps: one flat peak
+        h, w = image.shape
+        box = Letterbox(w, h)
+        # The flat top's peak is the pixel nearest the map's centre, (149, 149).
+        expected = box.to_image(np.array([[149.0, 149.0, 45.0, 60.0, 30.0]]))[0]
+        got = [grasp[c] for c in ("x", "y", "theta", "opening", "jaw")]
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-3)
+        assert grasp["quality"] == pytest.approx(CONST["quality"], abs=1e-4)
+        assert 0 <= grasp["x"] < w and 0 <= grasp["y"] < h
+
+
+def test_k_and_min_quality_are_respected(client, jacquard_samples):
+    data = _samples(jacquard_samples, 1)[0].read_bytes()
+    everything = _predict(client, data, k=100).json()["grasps"]
+    assert len(everything) > 3
+    assert len(_predict(client, data, k=2).json()["grasps"]) == 2
+    cut = everything[2]["quality"]
+    kept = _predict(client, data, k=100, min_quality=cut).json()["grasps"]
+    assert kept == everything[: len(kept)] and all(g["quality"] >= cut for g in kept)
+    assert len(kept) >= 3
+    assert _predict(client, data, k=0).status_code == 400
+    assert _predict(client, data, k=101).status_code == 400
+
+
+def _bad_upload(case: str, good: bytes) -> dict:
+    png_header = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x10\0\0\0\x10\x08\x02\0\0\0"
+    uint16 = cv2.imencode(".tiff", np.ones((64, 64), np.uint16))[1].tobytes()
+    return {
+        "corrupt_png": {"depth": ("d.png", png_header + b"\0" * 64, "image/png")},
+        "truncated_tiff": {"depth": ("d.tiff", good[: len(good) // 3], "image/tiff")},
+        "integer_depth": {"depth": ("d.tiff", uint16, "image/tiff")},
+        "empty": {"depth": ("d.tiff", b"", "image/tiff")},
+        "not_an_image": {"depth": ("d.tiff", b"hello world, not a picture", "image/tiff")},
+        "text_content_type": {"depth": ("d.txt", good, "text/plain")},
+        "absurd_size": {"depth": ("d.tiff", _tiff(np.zeros((1, 9000), np.float32)), "image/tiff")},
+        "rgb_only_for_depth_model": {
+            "rgb": (
+                "c.png",
+                cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1].tobytes(),
+                "image/png",
+            )
+        },
+        "nothing": {},
+    }[case]
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("corrupt_png", "corrupt"),
+        ("truncated_tiff", "corrupt"),
+        ("integer_depth", "floating-point"),
+        ("empty", "empty"),
+        ("not_an_image", "not a png, jpeg or tiff"),
+        ("text_content_type", "content type"),
+        ("absurd_size", "exceeds"),
+        ("rgb_only_for_depth_model", "send a depth image"),
+        ("nothing", "depth image"),
+    ],
+)
+def test_bad_uploads_are_4xx_with_a_message(client, jacquard_samples, case, expected):
+    good = _samples(jacquard_samples, 1)[0].read_bytes()
+    files = _bad_upload(case, good)
+    response = client.post(
+        "/predict", files=files or {"": ("", b"", "text/plain")}, data={"k": "3"}
+    )
+    assert 400 <= response.status_code < 500, response.text
+    body = response.json()
+    assert expected in body["error"].lower(), body
+    assert body["detail"] == body["error"] and "Traceback" not in response.text
+
+
+@pytest.mark.parametrize("header", [None, "Bearer rgk_wrongwrongwrong", "Bearer nope", "Basic abc"])
+def test_missing_or_wrong_credentials_are_401(service, jacquard_samples, header):
+    data = _samples(jacquard_samples, 1)[0].read_bytes()
+    headers = {"Authorization": header} if header else {}
+    service.headers.pop("Authorization", None)
+    response = service.post(
+        "/predict", files={"depth": ("d.tiff", data, "image/tiff")}, headers=headers
+    )
+    assert response.status_code == 401 and response.json()["error"]
+    assert service.get("/model", headers=headers).status_code == 401
+    for probe in ("/readyz", "/livez", "/healthz"):  # probes need no credential
+        assert service.get(probe).status_code == 200
+
+
+def test_robots_cannot_reload_or_call_the_internal_route(client):
+    assert client.post("/reload", json={"model_id": "const"}).status_code == 403
+    assert client.post("/forward_batch", json={"tickets": ["x"]}).status_code == 403
+    assert client.get("/model").json()["model_id"] == "random"
+    admin = {"Authorization": f"Bearer {SERVICE_KEY}"}
+    missing = client.post("/reload", json={"model_id": "no-such-model"}, headers=admin)
+    assert missing.status_code == 404 and "no-such-model" in missing.json()["error"]
+    assert client.get("/model").json()["model_id"] == "random"
+
+
+def test_predict_stored_reports_per_image_errors(client, world, jacquard_samples):
+    store, paths = world["store"], _samples(jacquard_samples, 3)
+    names = [p.name.removesuffix("_perfect_depth.tiff") for p in paths]
+    depth_keys = [
+        keys.image_file_key("jq", p.parent.name, n, "depth")
+        for p, n in zip(paths, names, strict=True)
+    ]
+    for key, path in zip(depth_keys[:2], paths[:2], strict=True):
+        store.put_bytes(key, path.read_bytes())
+    store.put_bytes(depth_keys[2], b"II*\0 corrupt tiff")
+    with session_scope(world["engine"]) as session:
+        dataset = create_dataset(session, name=f"jq-{len(names)}-{id(store)}")
+        records = ImageRecords(
+            names=names,
+            object_names=[p.parent.name for p in paths],
+            widths=[1024] * 3,
+            heights=[1024] * 3,
+            depth_keys=depth_keys,
+        )
+        ids = import_version0(session, dataset, records, np.zeros(0, np.int64), np.zeros((0, 5)))
+    ids = [int(i) for i in ids]
+    body = {"dataset_id": dataset, "version": 0, "image_ids": [*ids, 999_999], "k": 3}
+    response = client.post("/predict_stored", json=body)
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["image_id"] for r in results] == [*ids, 999_999]
+    for good in results[:2]:
+        assert good["error"] is None and 1 <= len(good["grasps"]) <= 3
+        assert all(0 <= g["x"] < 1024 and 0 <= g["y"] < 1024 for g in good["grasps"])
+    assert results[2]["grasps"] == [] and "corrupt" in results[2]["error"].lower()
+    assert "not in this dataset version" in results[3]["error"]
+    # The same image through /predict gives the same grasps.
+    direct = _predict(client, paths[0].read_bytes(), k=3).json()["grasps"]
+    np.testing.assert_allclose(
+        [[g["x"], g["y"], g["quality"]] for g in direct],
+        [[g["x"], g["y"], g["quality"]] for g in results[0]["grasps"]],
+        rtol=1e-5,
+    )
+    unknown = client.post("/predict_stored", json={**body, "version": 7})
+    assert unknown.status_code == 404
+
+
+def test_reload_under_load_switches_models_without_failing_a_request(client, jacquard_samples):
+    data = _samples(jacquard_samples, 1)[0].read_bytes()
+    seen: list[tuple[int, str | None]] = []
+    stop = threading.Event()
+
+    def hammer() -> None:
+        while not stop.is_set():
+            response = _predict(client, data, k=1)
+            seen.append((response.status_code, response.json().get("model_id")))
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    while len(seen) < 8:
+        threading.Event().wait(0.05)
+    admin = {"Authorization": f"Bearer {SERVICE_KEY}"}
+    reload = client.post("/reload", json={"model_id": "const"}, headers=admin)
+    count_at_reload = len(seen)
+    while len(seen) < count_at_reload + 8:
+        threading.Event().wait(0.05)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert reload.status_code == 200 and reload.json()["model_id"] == "const"
+    assert all(status == 200 for status, _ in seen), seen
+    models = [m for _, m in seen]
+    assert models[0] == "random" and models[-1] == "const"
+    switch = models.index("const")
+    assert set(models[:switch]) == {"random"} and set(models[switch + 4 :]) == {"const"}
