@@ -23,6 +23,8 @@ from fastapi.responses import JSONResponse
 from regrasp.accounts import create_user
 from regrasp.errors import RegraspError, TooManyRequests
 from regrasp.ingest import fail_stale_imports
+from regrasp.rounds.machine import Services
+from regrasp.rounds.runner import RoundRunner
 from regrasp.settings import Settings
 from regrasp.store.db import migrations
 from regrasp.store.db.engine import make_engine, make_session_factory, session_scope
@@ -30,6 +32,8 @@ from regrasp.store.db.tables import User, UserRole
 from regrasp.store.objects import store_from_settings
 from services.orchestrator.background import ImportRunner
 from services.orchestrator.routes import api_keys, auth, datasets, images, users, versions
+from services.orchestrator.routes import review as review_routes
+from services.orchestrator.routes import rounds as rounds_routes
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +49,7 @@ def create_app(settings: Settings) -> FastAPI:
         work_dir=settings.data_dir / "tmp",
         workers=settings.import_workers,
     )
+    round_runner = _round_runner(settings, engine, session_factory)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -52,9 +57,11 @@ def create_app(settings: Settings) -> FastAPI:
         with session_scope(session_factory) as session:
             fail_stale_imports(session)
         runner.start()
+        round_runner.start()
         try:
             yield
         finally:
+            round_runner.stop()
             runner.stop()
             engine.dispose()
 
@@ -69,12 +76,15 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.session_factory = session_factory
     app.state.store = store
     app.state.import_runner = runner
+    app.state.round_runner = round_runner
 
     app.add_exception_handler(RegraspError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected_error)
     for module in (auth, users, api_keys, datasets, versions, images):
         app.include_router(module.router)
+    app.include_router(rounds_routes.router)
+    app.include_router(review_routes.router)
 
     @app.get("/health", tags=["meta"])
     def health() -> dict[str, str]:
@@ -121,6 +131,16 @@ def ensure_admin(session: sa.orm.Session, settings: Settings) -> str | None:
         )
     log.warning("created the first admin %r", settings.admin_username)
     return password
+
+
+def _round_runner(settings: Settings, engine: sa.Engine, session_factory) -> RoundRunner:  # type: ignore[no-untyped-def]
+    """The background driver of refinement rounds (`regrasp.rounds.runner`)."""
+    services = Services(
+        trainer_url=settings.trainer_url,
+        inference_urls=tuple(settings.inference_urls),
+        credential=settings.service_api_key.get_secret_value(),
+    )
+    return RoundRunner(engine, session_factory, services)
 
 
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:

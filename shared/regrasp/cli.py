@@ -405,7 +405,7 @@ def round_start(
     dataset: str = typer.Argument(..., help="Dataset name or id."),
     version: int = typer.Option(None, help="Base version (default: the latest)."),
     config: str = typer.Option(
-        None, help="JSON of RoundConfig fields, e.g. '{\"train\": {\"epochs\": 30}}'."
+        None, help='JSON of RoundConfig fields, e.g. \'{"train": {"epochs": 30}}\'.'
     ),
     model_id: int = typer.Option(None, help="Reuse this registered model (skips training)."),
     flag_threshold: float = typer.Option(None, help="Flag below this top-1 IoU (0.2)."),

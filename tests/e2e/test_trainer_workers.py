@@ -110,11 +110,15 @@ def cluster(tmp_path, sqlite_url):
         engine.dispose()
 
 
+EPOCHS = 8
+
+
 def test_a_killed_workers_job_is_resumed_by_the_other_worker(cluster):
     base_url, engine, store, procs, logs = cluster
     config = {
         "architecture": "ggcnn",
-        "epochs": 5,
+        "epochs": EPOCHS,
+        "keep_checkpoints": EPOCHS,  # so epoch 1's checkpoint is still there when we look
         "batch_size": 4,
         "input_size": 96,
         "num_workers": 0,
@@ -140,9 +144,9 @@ def test_a_killed_workers_job_is_resumed_by_the_other_worker(cluster):
     result = done.result
     assert result["model_key"] == model_key  # the same model, trained on
     # Resumed, not restarted: the survivor began after the killed worker's checkpoint,
-    # the history runs 1..5 once each, and epoch 1 is the very entry the victim wrote.
+    # the history runs 1..EPOCHS once each, and epoch 1 is the very entry the victim wrote.
     assert result["resumed_from_epoch"] >= 1
-    assert [h["epoch"] for h in result["history"]] == [1, 2, 3, 4, 5]
+    assert [h["epoch"] for h in result["history"]] == list(range(1, EPOCHS + 1))
     assert result["history"][0] == epoch_one
     with session_scope(engine) as s:
         model = s.get(Model, result["model_id"])

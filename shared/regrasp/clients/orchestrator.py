@@ -268,6 +268,157 @@ class ExportPublic(BaseModel):
     manifest_key: str
 
 
+# --- review queue ---------------------------------------------------------------------------
+
+DecisionName = Literal["true_negative", "missing_label", "annotation_error", "fix"]
+ReviewItemStateName = Literal["pending", "leased", "decided", "adjudication"]
+#: The decision kinds in the order the review UI lists them.
+DECISIONS: tuple[str, ...] = ("true_negative", "missing_label", "annotation_error", "fix")
+#: A grasp `(x, y, theta, opening, jaw)` in pixels and degrees.
+GraspTuple = tuple[float, float, float, float, float]
+
+
+class PredictedGraspPublic(BaseModel):
+    """One of the model's top-k grasps; `index` (0-based, best first) is what a decision
+    names in `accepted_predictions` (the UI shows it as index + 1)."""
+
+    index: int
+    grasp: GraspTuple
+    quality: float | None = None
+
+
+class LabelPublic(BaseModel):
+    """A ground-truth rectangle of the image at the round's base version."""
+
+    grasp_id: int
+    grasp: GraspTuple
+
+
+class ReviewPublic(_Public):
+    id: int
+    item_id: int
+    annotator_id: int
+    decision: DecisionName
+    accepted_prediction_indices: list[int]
+    removed_grasp_ids: list[int]
+    seconds_taken: float | None
+    created_at: UtcDatetime
+    item_version: int = Field(description="The item version the decision was made on.")
+    superseded: bool = Field(description="Replaced by a later change, an undo or a resolution.")
+    adjudication: bool = Field(description="An admin's resolution of a disagreement.")
+
+
+class ReviewItemPublic(BaseModel):
+    """An image to review: what the model predicted, what the labels say, the lease.
+
+    `version` must come back with the decision (`DecisionCreate.item_version`); a decision
+    on an older version is refused with 409.
+    """
+
+    id: int
+    round_id: int
+    image_id: int
+    image: str
+    object: str
+    width: int
+    height: int
+    state: ReviewItemStateName
+    version: int
+    required_reviews: int
+    priority: float
+    best_iou: float | None = Field(description="Top-1 prediction's best gated IoU.")
+    lease_owner_id: int | None
+    lease_expires_at: UtcDatetime | None
+    predictions: list[PredictedGraspPublic]
+    labels: list[LabelPublic]
+    my_review: ReviewPublic | None = Field(
+        None, description="The caller's standing decision on the item, if any."
+    )
+
+
+class LeaseRequest(BaseModel):
+    lease_seconds: float | None = Field(
+        None, gt=0, le=3600, description="Lease length (default: the server's)."
+    )
+
+
+class DecisionCreate(BaseModel):
+    """A decision on an item, made on the item version the annotator saw."""
+
+    item_version: int = Field(ge=1)
+    decision: DecisionName
+    accepted_predictions: list[int] = Field(
+        default_factory=list, description="Prediction indices that become labels."
+    )
+    removed_grasp_ids: list[int] = Field(
+        default_factory=list, description="Label grasp ids that are wrong (fix)."
+    )
+    seconds_taken: float = Field(ge=0, description="Time from showing the item to deciding.")
+
+
+class UndoPublic(BaseModel):
+    """The item whose decision was withdrawn, leased back to the caller."""
+
+    item: ReviewItemPublic
+    undone_review_id: int | None
+
+
+class AdjudicationCasePublic(BaseModel):
+    item: ReviewItemPublic
+    reviews: list[ReviewPublic]
+    usernames: dict[int, str] = Field(default_factory=dict, description="Reviewer names by id.")
+
+
+class AnnotatorStatsPublic(_Public):
+    annotator_id: int
+    username: str
+    decided: int
+    resolved: int
+    changed: int
+    leased: int
+    in_adjudication: int
+    decision_mix: dict[str, int]
+    mean_seconds: float | None
+    median_seconds: float | None
+    double_reviewed: int
+    agreement: float | None
+    kappa: float | None
+
+
+class ReviewStatsPublic(_Public):
+    """A round's queue counts, decision mix, seconds per decision and agreement."""
+
+    round_id: int
+    items: int
+    pending: int
+    leased: int
+    decided: int
+    adjudication: int
+    double_review_items: int
+    reviews: int
+    decision_mix: dict[str, int]
+    mean_seconds: float | None
+    median_seconds: float | None
+    double_reviewed: int
+    agreement: float | None
+    kappa: float | None = Field(description="Cohen's kappa of double reviews (decision kind).")
+    annotators: list[AnnotatorStatsPublic]
+
+
+__all__ += [  # the review block extends the list rather than editing it above
+    "AdjudicationCasePublic",
+    "AnnotatorStatsPublic",
+    "DecisionCreate",
+    "LabelPublic",
+    "LeaseRequest",
+    "PredictedGraspPublic",
+    "ReviewItemPublic",
+    "ReviewPublic",
+    "ReviewStatsPublic",
+    "UndoPublic",
+]
+
+
 # --- the client -----------------------------------------------------------------------------
 
 
@@ -402,3 +553,218 @@ class OrchestratorClient(ServiceClient):
 
     def image_bytes(self, image_id: int, kind: ImageKind = "rgb") -> bytes:
         return self.request("GET", f"/images/{image_id}/{kind}").content
+
+    # review queue
+    def claim_next(
+        self, round_id: int, *, lease_seconds: float | None = None
+    ) -> ReviewItemPublic | None:
+        """Lease the next item of the round (or get back the one held); None when none is left."""
+        body = LeaseRequest(lease_seconds=lease_seconds).model_dump()
+        response = self.request("POST", f"/rounds/{round_id}/review/claim", json=body)
+        if response.status_code == 204:
+            return None
+        return ReviewItemPublic.model_validate(response.json())
+
+    def upcoming(self, round_id: int, *, limit: int = 2) -> list[ReviewItemPublic]:
+        """The items a claim would most likely give next (not leased): for prefetching."""
+        rows = self.request(
+            "GET", f"/rounds/{round_id}/review/upcoming", params={"limit": limit}
+        ).json()
+        return [ReviewItemPublic.model_validate(r) for r in rows]
+
+    def review_item(self, item_id: int) -> ReviewItemPublic:
+        return self.get_model(f"/review/items/{item_id}", ReviewItemPublic)
+
+    def heartbeat(self, item_id: int, *, lease_seconds: float | None = None) -> ReviewItemPublic:
+        body = LeaseRequest(lease_seconds=lease_seconds).model_dump()
+        return self.post_model(
+            f"/review/items/{item_id}/heartbeat", ReviewItemPublic, json=body, retry=True
+        )
+
+    def release(self, item_id: int) -> ReviewItemPublic:
+        return self.post_model(f"/review/items/{item_id}/release", ReviewItemPublic)
+
+    def skip(self, item_id: int) -> ReviewItemPublic:
+        return self.post_model(f"/review/items/{item_id}/skip", ReviewItemPublic)
+
+    def decide(self, item_id: int, decision: DecisionCreate) -> ReviewPublic:
+        """Record a decision; Conflict (409) when the item changed since `item_version`."""
+        return self.post_model(
+            f"/review/items/{item_id}/decision", ReviewPublic, json=decision.model_dump()
+        )
+
+    def change_decision(self, item_id: int, decision: DecisionCreate) -> ReviewPublic:
+        """Replace the caller's own standing decision on the item (until the round is applied)."""
+        response = self.request(
+            "PUT", f"/review/items/{item_id}/decision", json=decision.model_dump(), retry=False
+        )
+        return ReviewPublic.model_validate(response.json())
+
+    def undo(self, round_id: int) -> UndoPublic:
+        """Withdraw the caller's last decision in the round; the item is leased back to them."""
+        return self.post_model(f"/rounds/{round_id}/review/undo", UndoPublic)
+
+    def item_reviews(self, item_id: int) -> list[ReviewPublic]:
+        rows = self.request("GET", f"/review/items/{item_id}/reviews").json()
+        return [ReviewPublic.model_validate(r) for r in rows]
+
+    def adjudication_queue(self, round_id: int) -> list[AdjudicationCasePublic]:
+        rows = self.request("GET", f"/rounds/{round_id}/review/adjudication").json()
+        return [AdjudicationCasePublic.model_validate(r) for r in rows]
+
+    def resolve(self, item_id: int, decision: DecisionCreate) -> ReviewPublic:
+        """An admin's final decision on an item whose two reviews disagree."""
+        return self.post_model(
+            f"/review/items/{item_id}/resolve", ReviewPublic, json=decision.model_dump()
+        )
+
+    def review_stats(self, round_id: int) -> ReviewStatsPublic:
+        return self.get_model(f"/rounds/{round_id}/review/stats", ReviewStatsPublic)
+
+    # --- refinement rounds (schemas below: RoundCreate, RoundPublic, BulkDecisions, ...) ----
+
+    def create_round(self, request: RoundCreate) -> RoundPublic:
+        """Start a round on a dataset version (admins); it runs in the background."""
+        return self.post_model("/rounds", RoundPublic, json=request.model_dump(mode="json"))
+
+    def list_rounds(self, *, dataset_id: int | None = None) -> list[RoundPublic]:
+        params = {"dataset_id": dataset_id} if dataset_id is not None else None
+        rows = self.request("GET", "/rounds", params=params).json()
+        return [RoundPublic.model_validate(r) for r in rows]
+
+    def get_round(self, round_id: int) -> RoundPublic:
+        return self.get_model(f"/rounds/{round_id}", RoundPublic)
+
+    def cancel_round(self, round_id: int) -> RoundPublic:
+        return self.post_model(f"/rounds/{round_id}/cancel", RoundPublic, retry=True)
+
+    def resume_round(self, round_id: int) -> RoundPublic:
+        return self.post_model(f"/rounds/{round_id}/resume", RoundPublic, retry=True)
+
+    def apply_round(self, round_id: int, *, force: bool = False) -> RoundPublic:
+        """Ask for the round's decisions to be applied (it moves to `applying`)."""
+        body = RoundApply(force=force).model_dump()
+        return self.post_model(f"/rounds/{round_id}/apply", RoundPublic, retry=True, json=body)
+
+    def round_decisions(self, round_id: int, decisions: BulkDecisions) -> BulkDecisionsResult:
+        """Record decisions on the round's items as the caller (admins), all or none."""
+        return self.post_model(
+            f"/rounds/{round_id}/decisions",
+            BulkDecisionsResult,
+            json=decisions.model_dump(mode="json"),
+        )
+
+    def wait_round(
+        self,
+        round_id: int,
+        *,
+        until: tuple[str, ...] = ("reviewing", "done", "failed", "cancelled"),
+        timeout: float = 3600.0,
+        poll: float = 1.0,
+        on_progress: Callable[[RoundPublic], None] | None = None,
+    ) -> RoundPublic:
+        """Poll until the round is in one of `until`; StorageError after `timeout` s."""
+        from regrasp.errors import StorageError
+
+        deadline = time.monotonic() + timeout
+        while True:
+            rnd = self.get_round(round_id)
+            if on_progress is not None:
+                on_progress(rnd)
+            if rnd.state in until:
+                return rnd
+            if time.monotonic() >= deadline:
+                raise StorageError(f"round {round_id} still {rnd.state} after {timeout:.0f} s")
+            time.sleep(poll)
+
+
+# --- refinement rounds ----------------------------------------------------------------------
+
+from typing import Any  # noqa: E402 - this block is appended as one piece
+
+from regrasp.rounds.config import RoundConfig  # noqa: E402
+
+RoundStateName = Literal[
+    "created",
+    "training",
+    "predicting",
+    "reviewing",
+    "applying",
+    "done",
+    "failed",
+    "cancelled",
+]
+DecisionName = Literal["true_negative", "missing_label", "annotation_error", "fix"]
+
+
+class RoundCreate(RoundConfig):
+    """A round on a dataset version: `RoundConfig`'s options plus which version."""
+
+    dataset_id: int = Field(ge=1)
+    version: int | None = Field(None, ge=0, description="Base version (None: the latest).")
+
+
+class StateTiming(BaseModel):
+    started: UtcDatetime | None = None
+    finished: UtcDatetime | None = None
+    seconds: float | None = Field(None, description="finished − started (so far if running).")
+
+
+class RoundCounts(BaseModel):
+    images_predicted: int = 0
+    flagged: int = 0
+    items: int = 0
+    decided: int = 0
+
+
+class RoundPublic(BaseModel):
+    """A round: its state, options, models, timings per state and counts."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    id: int
+    dataset_id: int
+    base_version: int
+    result_version: int | None
+    state: RoundStateName
+    config: dict[str, Any] = Field(description="The round's RoundConfig.")
+    model_id: int | None
+    model_ids: list[int] = Field(default_factory=list, description="One per fold (or one).")
+    train_job_id: int | None
+    train_job_ids: list[int] = Field(default_factory=list)
+    error: str | None
+    failed_in: str | None = None
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
+    finished_at: UtcDatetime | None
+    timings: dict[str, StateTiming] = Field(default_factory=dict)
+    counts: RoundCounts = Field(default_factory=RoundCounts)
+
+
+class RoundApply(BaseModel):
+    force: bool = Field(
+        False, description="Apply although items are undecided: they count as true negatives."
+    )
+
+
+class DecisionEntry(BaseModel):
+    """One image's decision (the image must have a review item in the round)."""
+
+    image_id: int = Field(ge=1)
+    decision: DecisionName
+    accepted_predictions: list[int] = Field(
+        default_factory=list, description="Indices into the image's ranked predictions."
+    )
+    removed_grasp_ids: list[int] = Field(
+        default_factory=list, description="Label rectangles to remove (fix)."
+    )
+    seconds_taken: float = Field(0.0, ge=0.0)
+
+
+class BulkDecisions(BaseModel):
+    decisions: list[DecisionEntry] = Field(min_length=1, max_length=100_000)
+
+
+class BulkDecisionsResult(BaseModel):
+    recorded: int
+    counts: RoundCounts

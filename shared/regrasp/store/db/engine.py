@@ -113,7 +113,12 @@ def _sqlite_engine(url: URL, echo: bool) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection) -> None:  # type: ignore[no-untyped-def]
-        connection.exec_driver_sql("BEGIN")
+        # IMMEDIATE takes the write lock up front. A deferred BEGIN that reads and then
+        # writes fails at once with "database is locked" when another process wrote in
+        # between (SQLite cannot upgrade a stale read snapshot); waiting on busy_timeout at
+        # BEGIN instead serialises writers safely. WAL still lets readers of other
+        # connections proceed.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 

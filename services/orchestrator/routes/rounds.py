@@ -1,0 +1,188 @@
+"""Refinement rounds: start (admins), list, inspect, cancel, resume, decide in bulk, apply.
+
+The work itself runs in the round runner (`regrasp.rounds.runner`); these routes only
+record requests on the `rounds` row and wake the runner.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Query, Request, status
+
+from regrasp.clients.orchestrator import (
+    BulkDecisions,
+    BulkDecisionsResult,
+    RoundApply,
+    RoundCounts,
+    RoundCreate,
+    RoundPublic,
+)
+from regrasp.errors import Conflict, NotFound
+from regrasp.review.decisions import decide
+from regrasp.rounds import machine
+from regrasp.rounds.config import RUN_KEY, RoundConfig, parse_config
+from regrasp.store.db.tables import ReviewItem, Round, RoundState
+from services.orchestrator.deps import AdminUser, CurrentUser, SessionDep
+from services.orchestrator.routes import ERRORS
+
+router = APIRouter(prefix="/rounds", tags=["rounds"], responses=ERRORS)
+
+
+@router.post("", response_model=RoundPublic, status_code=status.HTTP_201_CREATED)
+def create_round(
+    body: RoundCreate, _admin: AdminUser, session: SessionDep, request: Request
+) -> RoundPublic:
+    """Start a round on a dataset version; the runner takes it through its states."""
+    config = RoundConfig(**body.model_dump(exclude={"dataset_id", "version"}))
+    rnd = machine.create_round(
+        session, dataset_id=body.dataset_id, version=body.version, config=config
+    )
+    session.commit()
+    request.app.state.round_runner.wake()
+    return _public(session, rnd)
+
+
+@router.get("", response_model=list[RoundPublic])
+def list_rounds(
+    _user: CurrentUser,
+    session: SessionDep,
+    dataset_id: int | None = Query(None, ge=1),
+    limit: int = Query(100, ge=1, le=1000),
+) -> list[RoundPublic]:
+    """Rounds, newest first (optionally of one dataset)."""
+    stmt = sa.select(Round).order_by(Round.id.desc()).limit(limit)
+    if dataset_id is not None:
+        stmt = stmt.where(Round.dataset_id == dataset_id)
+    return [_public(session, r) for r in session.scalars(stmt)]
+
+
+@router.get("/{round_id}", response_model=RoundPublic)
+def get_round(round_id: int, _user: CurrentUser, session: SessionDep) -> RoundPublic:
+    """A round's state, timings per state and counts."""
+    return _public(session, _round(session, round_id))
+
+
+@router.post("/{round_id}/cancel", response_model=RoundPublic)
+def cancel_round(
+    round_id: int, _admin: AdminUser, session: SessionDep, request: Request
+) -> RoundPublic:
+    """Cancel a round that has not started applying (its training job is cancelled too)."""
+    rnd = machine.cancel_round(session, round_id)
+    session.commit()
+    request.app.state.round_runner.wake()
+    return _public(session, rnd)
+
+
+@router.post("/{round_id}/resume", response_model=RoundPublic)
+def resume_round(
+    round_id: int, _admin: AdminUser, session: SessionDep, request: Request
+) -> RoundPublic:
+    """Retry a failed round from the state it failed in."""
+    rnd = machine.resume_round(session, round_id)
+    session.commit()
+    request.app.state.round_runner.wake()
+    return _public(session, rnd)
+
+
+@router.post("/{round_id}/apply", response_model=RoundPublic)
+def apply_round(
+    round_id: int,
+    body: RoundApply,
+    admin: AdminUser,
+    session: SessionDep,
+    request: Request,
+) -> RoundPublic:
+    """Apply the decisions as the next version (force: undecided items = true negatives)."""
+    rnd = machine.request_apply(session, round_id, force=body.force, by=admin.user_id)
+    session.commit()
+    request.app.state.round_runner.wake()
+    return _public(session, rnd)
+
+
+@router.post("/{round_id}/decisions", response_model=BulkDecisionsResult)
+def bulk_decisions(
+    round_id: int, body: BulkDecisions, admin: AdminUser, session: SessionDep
+) -> BulkDecisionsResult:
+    """Record decisions as the calling admin through the review library (all or none)."""
+    rnd = _round(session, round_id)
+    if rnd.state != RoundState.reviewing:
+        raise Conflict(f"round {round_id} is {rnd.state}, not reviewing")
+    if admin.user_id is None:
+        raise Conflict("bulk decisions need a user (not the service key)")
+    wanted = [d.image_id for d in body.decisions]
+    items = {
+        i.image_id: i
+        for i in session.scalars(
+            sa.select(ReviewItem).where(
+                ReviewItem.round_id == round_id, ReviewItem.image_id.in_(wanted)
+            )
+        )
+    }
+    missing = sorted(set(wanted) - set(items))
+    if missing:
+        raise NotFound(f"round {round_id} has no review item for images {missing[:10]}")
+    for entry in body.decisions:
+        item = items[entry.image_id]
+        decide(
+            session,
+            item.id,
+            admin.user_id,
+            item_version=item.version,
+            decision=entry.decision,
+            accepted_predictions=entry.accepted_predictions,
+            removed_grasp_ids=entry.removed_grasp_ids,
+            seconds_taken=entry.seconds_taken,
+        )
+    session.flush()
+    return BulkDecisionsResult(
+        recorded=len(body.decisions), counts=RoundCounts(**machine.round_counts(session, round_id))
+    )
+
+
+def _round(session: sa.orm.Session, round_id: int) -> Round:
+    rnd = session.get(Round, round_id, populate_existing=True)
+    if rnd is None:
+        raise NotFound(f"round {round_id} does not exist")
+    return rnd
+
+
+def _public(session: sa.orm.Session, rnd: Round) -> RoundPublic:
+    run = dict((rnd.config or {}).get(RUN_KEY) or {})
+    units = list(run.get("units") or [])
+    now = datetime.now(UTC)
+    timings = {}
+    for state, t in (run.get("timings") or {}).items():
+        start = _time(t.get("started"))
+        end = _time(t.get("finished"))
+        seconds = ((end or now) - start).total_seconds() if start else None
+        if end is None and state != rnd.state.value:
+            seconds = None
+        timings[state] = {"started": start, "finished": end, "seconds": seconds}
+    return RoundPublic(
+        id=rnd.id,
+        dataset_id=rnd.dataset_id,
+        base_version=rnd.base_version,
+        result_version=rnd.result_version,
+        state=rnd.state.value,
+        config=parse_config(rnd.config).model_dump(mode="json"),
+        model_id=rnd.model_id,
+        model_ids=[int(u["model_id"]) for u in units if u.get("model_id") is not None],
+        train_job_id=rnd.train_job_id,
+        train_job_ids=[int(u["job_id"]) for u in units if u.get("job_id") is not None],
+        error=rnd.error,
+        failed_in=run.get("failed_in") if rnd.state == RoundState.failed else None,
+        created_at=rnd.created_at,
+        updated_at=rnd.updated_at,
+        finished_at=rnd.finished_at,
+        timings=timings,
+        counts=RoundCounts(**machine.round_counts(session, rnd.id)),
+    )
+
+
+def _time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    moment = datetime.fromisoformat(value)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -1,0 +1,188 @@
+"""A background driver that advances every active round, safe with several replicas.
+
+`RoundRunner` polls the `rounds` table every `poll_seconds` (and at once when `wake()` is
+called) and runs `regrasp.rounds.machine.advance` for each active round on a small thread
+pool. A round is advanced only under its lock (`round_lock`), so two orchestrator replicas
+never run the same step at once; a replica that finds the lock taken skips the round until
+the next poll. The locks die with their holder, so a killed replica frees its rounds at
+once and another (or the restarted one) resumes them:
+
+- PostgreSQL: a session-level advisory lock `pg_try_advisory_lock(LOCK_SPACE, round_id)`
+  held on a dedicated connection for the step's duration;
+- SQLite (one machine): an exclusive `fcntl` lock on a file beside the database,
+  `<db>.round-<id>.lock`, plus an in-process lock (fcntl locks are per process).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from regrasp.rounds.machine import ACTIVE_STATES, Hook, Services, advance
+from regrasp.store.db.engine import session_scope
+from regrasp.store.db.tables import Round
+
+__all__ = ["LOCK_SPACE", "RoundRunner", "round_lock"]
+
+log = logging.getLogger(__name__)
+
+#: First key of the PostgreSQL advisory locks of rounds (the second is the round id).
+LOCK_SPACE = 0x52_47_52  # "RGR"
+
+_process_locks: dict[tuple[str, int], threading.Lock] = {}
+_process_guard = threading.Lock()
+
+
+@contextlib.contextmanager
+def round_lock(engine: Engine, round_id: int) -> Iterator[bool]:
+    """Try to take the round's lock without waiting; yields whether it was taken."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            got = bool(
+                conn.execute(
+                    sa.text("SELECT pg_try_advisory_lock(:space, :id)"),
+                    {"space": LOCK_SPACE, "id": round_id},
+                ).scalar()
+            )
+            conn.commit()
+            try:
+                yield got
+            finally:
+                if got:
+                    conn.execute(
+                        sa.text("SELECT pg_advisory_unlock(:space, :id)"),
+                        {"space": LOCK_SPACE, "id": round_id},
+                    )
+                    conn.commit()
+        return
+    database = engine.url.database or ""
+    with _process_lock(database, round_id) as got_here:
+        if not got_here:
+            yield False
+            return
+        if not database or database == ":memory:":
+            yield True
+            return
+        path = Path(f"{database}.round-{round_id}.lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+
+class RoundRunner:
+    """Advances active rounds in the background (start in the app's lifespan).
+
+    `hook` (tests) is passed to `advance` (named points in `regrasp.rounds.machine`).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        bind: sessionmaker[Session],
+        services: Services,
+        *,
+        poll_seconds: float = 2.0,
+        parallel: int = 4,
+        hook: Hook | None = None,
+    ) -> None:
+        self._engine = engine
+        self._bind = bind
+        self.services = services
+        self.poll_seconds = poll_seconds
+        self.hook = hook
+        self._parallel = parallel
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._running: dict[int, Future[None]] = {}
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._pool = ThreadPoolExecutor(self._parallel, thread_name_prefix="round")
+        self._thread = threading.Thread(target=self._loop, name="round-runner", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Look at the rounds now instead of at the next poll (after an API change)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._tick()
+            except Exception:  # noqa: BLE001 - the loop must outlive a database hiccup
+                log.exception("round runner: polling failed")
+            self._wake.wait(self.poll_seconds)
+            self._wake.clear()
+
+    def _tick(self) -> None:
+        with session_scope(self._bind) as session:
+            ids = session.scalars(
+                sa.select(Round.id).where(Round.state.in_(ACTIVE_STATES)).order_by(Round.id)
+            ).all()
+        self._running = {k: f for k, f in self._running.items() if not f.done()}
+        for round_id in ids:
+            if round_id in self._running or self._pool is None or self._stop.is_set():
+                continue
+            self._running[round_id] = self._pool.submit(self._advance, round_id)
+
+    def _advance(self, round_id: int) -> None:
+        try:
+            with round_lock(self._engine, round_id) as got:
+                if not got:
+                    return
+                state = advance(
+                    self._bind,
+                    round_id,
+                    self.services,
+                    hook=self.hook,
+                    should_stop=self._stop.is_set,
+                )
+                log.debug("round %s is %s", round_id, state.value)
+            if state in ACTIVE_STATES and state.value != "reviewing":
+                self._wake.set()  # a transition: run the next step without waiting
+        except Exception:  # noqa: BLE001 - a background thread has no caller to tell
+            log.exception("round %s could not advance", round_id)
+
+
+@contextlib.contextmanager
+def _process_lock(database: str, round_id: int) -> Iterator[bool]:
+    with _process_guard:
+        lock = _process_locks.setdefault((database, round_id), threading.Lock())
+    got = lock.acquire(blocking=False)
+    try:
+        yield got
+    finally:
+        if got:
+            lock.release()
