@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install up demo test lint bench clean
+.PHONY: install system-deps up demo test lint bench clean
 
 install: $(STAMP)
 
@@ -17,6 +17,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Debian packages the tests drive: Chromium for the browser test of the review screen.
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "installing Debian chromium (browser test of the review screen)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
 up: install
 	BENTOML_DO_NOT_TRACK=true $(VENV)/bin/regrasp up
 
@@ -24,7 +30,7 @@ demo: install
 	BENTOML_DO_NOT_TRACK=true $(VENV)/bin/regrasp demo
 
 # Runs the whole suite against a real PostgreSQL (see scripts/with-postgres.sh).
-test: install
+test: install system-deps
 	BENTOML_DO_NOT_TRACK=true bash scripts/with-postgres.sh $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 	$(VENV)/bin/ruff check shared services tests bench
 	$(VENV)/bin/ruff format --check shared services tests bench

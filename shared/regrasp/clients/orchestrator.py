@@ -694,7 +694,6 @@ RoundStateName = Literal[
     "failed",
     "cancelled",
 ]
-DecisionName = Literal["true_negative", "missing_label", "annotation_error", "fix"]
 
 
 class RoundCreate(RoundConfig):

@@ -23,10 +23,11 @@ from regrasp.review.adjudication import (
 )
 from regrasp.review.decisions import change_decision, decide, history, parse_decision, undo_last
 from regrasp.review.items import FinalDecision, create_items, final_decisions
-from regrasp.review.queue import claim_next, expire_leases, heartbeat, release, skip
+from regrasp.review.queue import claim_next, expire_leases, heartbeat, peek, release, skip
 from regrasp.review.stats import AnnotatorStats, RoundStats, cohens_kappa, round_stats
 
 __all__ = [
+    "peek",
     "DEFAULT_LEASE_SECONDS",
     "AdjudicationCase",
     "AnnotatorStats",

@@ -59,7 +59,7 @@ from regrasp.review._common import (
 )
 from regrasp.store.db.tables import ReviewItem, ReviewItemState, ReviewSkip
 
-__all__ = ["claim_next", "expire_leases", "heartbeat", "release", "skip"]
+__all__ = ["claim_next", "expire_leases", "heartbeat", "peek", "release", "skip"]
 
 
 def claim_next(
@@ -207,6 +207,37 @@ def expire_leases(
 
 
 # --- private ----------------------------------------------------------------------------
+
+
+def peek(
+    session: Session,
+    round_id: int,
+    annotator_id: int,
+    *,
+    limit: int = 3,
+    now: datetime | None = None,
+) -> list[ReviewItem]:
+    """The items the annotator's next claims would most likely get, in claim order.
+
+    Read-only: nothing is leased, so a concurrent claim may take one of them first and
+    the real claim decides. The review UI uses it to download and draw the next images
+    while the annotator is still deciding.
+    """
+    now = now_utc(now)
+    skip_row = sa.exists().where(
+        ReviewSkip.item_id == ReviewItem.id, ReviewSkip.annotator_id == annotator_id
+    )
+    stmt = (
+        sa.select(ReviewItem)
+        .where(
+            ReviewItem.round_id == round_id,
+            in_pool(ReviewItem, now),
+            ~reviewed_by(ReviewItem, annotator_id),
+        )
+        .order_by(sa.case((skip_row, 1), else_=0), ReviewItem.priority.desc(), ReviewItem.id)
+        .limit(limit)
+    )
+    return list(session.scalars(stmt))
 
 
 def _lease_best(

@@ -1,0 +1,307 @@
+"""The review queue: claim, heartbeat, release, skip, decide, change, undo, adjudicate, stats.
+
+Thin shells over `regrasp.review`: the lease, version and double-review rules live there.
+Reviews are made by people, so these routes refuse the shared service key (no user id).
+Every item answer carries what the screen needs in one response (the model's numbered
+predictions, the labels with their grasp ids, the lease expiry and the item version that
+the decision must send back), so showing an item costs one call plus the image bytes.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Body, Query, Response, status
+from sqlalchemy.orm import Session
+
+from regrasp import review as R
+from regrasp.accounts import Principal
+from regrasp.clients.orchestrator import (
+    AdjudicationCasePublic,
+    AnnotatorStatsPublic,
+    DecisionCreate,
+    LabelPublic,
+    LeaseRequest,
+    PredictedGraspPublic,
+    ReviewItemPublic,
+    ReviewPublic,
+    ReviewStatsPublic,
+    UndoPublic,
+)
+from regrasp.errors import NotFound, PermissionDenied
+from regrasp.settings import Settings
+from regrasp.store.db.tables import (
+    DatasetObject,
+    Image,
+    Prediction,
+    Review,
+    ReviewItem,
+    Round,
+    User,
+)
+from regrasp.store.db.versions import labels_for_image
+from services.orchestrator.deps import AdminUser, CurrentUser, SessionDep, SettingsDep
+from services.orchestrator.routes import ERRORS
+
+router = APIRouter(tags=["review"], responses=ERRORS)
+
+LeaseBody = Annotated[LeaseRequest | None, Body()]
+
+
+@router.post(
+    "/rounds/{round_id}/review/claim",
+    response_model=ReviewItemPublic,
+    responses={204: {"description": "Nothing is left for the caller in this round."}},
+)
+def claim(
+    round_id: int,
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    body: LeaseBody = None,
+) -> ReviewItemPublic | Response:
+    """Lease the round's next item to the caller (or renew the one they hold)."""
+    lease = _lease(body, settings)
+    item = R.claim_next(session, round_id, _person(user), lease_seconds=lease)
+    if item is None:
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+    return _item_public(session, item, user)
+
+
+@router.get("/rounds/{round_id}/review/upcoming", response_model=list[ReviewItemPublic])
+def upcoming(
+    round_id: int,
+    user: CurrentUser,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=10)] = 2,
+) -> list[ReviewItemPublic]:
+    """Items the caller's next claims will most likely get, not leased (for prefetching)."""
+    annotator = _person(user)
+    _round(session, round_id)
+    return [
+        _item_public(session, i, user) for i in R.peek(session, round_id, annotator, limit=limit)
+    ]
+
+
+@router.get("/review/items/{item_id}", response_model=ReviewItemPublic)
+def get_item(item_id: int, user: CurrentUser, session: SessionDep) -> ReviewItemPublic:
+    """One item with its predictions, labels, lease and the caller's standing decision."""
+    return _item_public(session, _get_item(session, item_id), user)
+
+
+@router.post("/review/items/{item_id}/heartbeat", response_model=ReviewItemPublic)
+def heartbeat(
+    item_id: int,
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    body: LeaseBody = None,
+) -> ReviewItemPublic:
+    """Extend the caller's lease on the item."""
+    lease = _lease(body, settings)
+    item = R.heartbeat(session, item_id, _person(user), lease_seconds=lease)
+    return _item_public(session, item, user)
+
+
+@router.post("/review/items/{item_id}/release", response_model=ReviewItemPublic)
+def release(item_id: int, user: CurrentUser, session: SessionDep) -> ReviewItemPublic:
+    """Give the item back to the pool."""
+    return _item_public(session, R.release(session, item_id, _person(user)), user)
+
+
+@router.post("/review/items/{item_id}/skip", response_model=ReviewItemPublic)
+def skip(item_id: int, user: CurrentUser, session: SessionDep) -> ReviewItemPublic:
+    """Give the item back; the caller sees it again only when nothing else is left."""
+    return _item_public(session, R.skip(session, item_id, _person(user)), user)
+
+
+@router.post(
+    "/review/items/{item_id}/decision",
+    response_model=ReviewPublic,
+    status_code=status.HTTP_201_CREATED,
+)
+def decide(
+    item_id: int, body: DecisionCreate, user: CurrentUser, session: SessionDep
+) -> ReviewPublic:
+    """Record a decision made on `item_version`; 409 when the item changed since."""
+    review = R.decide(session, item_id, _person(user), **_decision_args(body))
+    return ReviewPublic.model_validate(review)
+
+
+@router.put("/review/items/{item_id}/decision", response_model=ReviewPublic)
+def change_decision(
+    item_id: int, body: DecisionCreate, user: CurrentUser, session: SessionDep
+) -> ReviewPublic:
+    """Replace the caller's own decision on the item (until the round is applied)."""
+    review = R.change_decision(session, item_id, _person(user), **_decision_args(body))
+    return ReviewPublic.model_validate(review)
+
+
+@router.post("/rounds/{round_id}/review/undo", response_model=UndoPublic)
+def undo(round_id: int, user: CurrentUser, session: SessionDep) -> UndoPublic:
+    """Withdraw the caller's last decision in the round; the item is leased back to them."""
+    annotator = _person(user)
+    item = R.undo_last(session, annotator, round_id)
+    undone = session.scalar(
+        sa.select(sa.func.max(Review.id)).where(
+            Review.item_id == item.id,
+            Review.annotator_id == annotator,
+            Review.superseded.is_(True),
+        )
+    )
+    return UndoPublic(item=_item_public(session, item, user), undone_review_id=undone)
+
+
+@router.get("/review/items/{item_id}/reviews", response_model=list[ReviewPublic])
+def item_reviews(item_id: int, user: CurrentUser, session: SessionDep) -> list[ReviewPublic]:
+    """The item's reviews, superseded ones included (annotators see only their own)."""
+    reviews = R.history(session, item_id)
+    if not user.is_admin:
+        reviews = [r for r in reviews if r.annotator_id == user.user_id]
+    return [ReviewPublic.model_validate(r) for r in reviews]
+
+
+@router.get("/rounds/{round_id}/review/adjudication", response_model=list[AdjudicationCasePublic])
+def adjudication_queue(
+    round_id: int, admin: AdminUser, session: SessionDep
+) -> list[AdjudicationCasePublic]:
+    """Items whose two reviews disagree, best priority first, with both reviews."""
+    cases = R.adjudication_queue(session, round_id)
+    names = _usernames(session, {r.annotator_id for c in cases for r in c.reviews})
+    return [
+        AdjudicationCasePublic(
+            item=_item_public(session, c.item, admin),
+            reviews=[ReviewPublic.model_validate(r) for r in c.reviews],
+            usernames={r.annotator_id: names.get(r.annotator_id, "?") for r in c.reviews},
+        )
+        for c in cases
+    ]
+
+
+@router.post(
+    "/review/items/{item_id}/resolve",
+    response_model=ReviewPublic,
+    status_code=status.HTTP_201_CREATED,
+)
+def resolve(
+    item_id: int, body: DecisionCreate, admin: AdminUser, session: SessionDep
+) -> ReviewPublic:
+    """Settle a disagreement with the admin's final decision."""
+    review = R.resolve(session, item_id, _person(admin), **_decision_args(body))
+    return ReviewPublic.model_validate(review)
+
+
+@router.get("/rounds/{round_id}/review/stats", response_model=ReviewStatsPublic)
+def stats(round_id: int, user: CurrentUser, session: SessionDep) -> ReviewStatsPublic:
+    """Queue counts, decision mix, seconds per decision and agreement (Cohen's kappa).
+
+    Admins see every annotator's row; an annotator sees only their own.
+    """
+    s = R.round_stats(session, round_id)
+    rows = [a for a in s.annotators if user.is_admin or a.annotator_id == user.user_id]
+    public = ReviewStatsPublic.model_validate(s, from_attributes=True)
+    return public.model_copy(
+        update={"annotators": [AnnotatorStatsPublic.model_validate(a) for a in rows]}
+    )
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _person(principal: Principal) -> int:
+    """The caller's user id: reviews are made by people, not by the shared service key."""
+    if principal.user_id is None:
+        raise PermissionDenied("reviews need a user: sign in, or use a user's API key")
+    return principal.user_id
+
+
+def _lease(body: LeaseRequest | None, settings: Settings) -> float:
+    if body is None or body.lease_seconds is None:
+        return settings.review_lease_seconds
+    return body.lease_seconds
+
+
+def _decision_args(body: DecisionCreate) -> dict[str, object]:
+    return {
+        "item_version": body.item_version,
+        "decision": body.decision,
+        "accepted_predictions": body.accepted_predictions,
+        "removed_grasp_ids": body.removed_grasp_ids,
+        "seconds_taken": body.seconds_taken,
+    }
+
+
+def _round(session: Session, round_id: int) -> Round:
+    rnd = session.get(Round, round_id)
+    if rnd is None:
+        raise NotFound(f"round {round_id} does not exist")
+    return rnd
+
+
+def _get_item(session: Session, item_id: int) -> ReviewItem:
+    item = session.get(ReviewItem, item_id)
+    if item is None:
+        raise NotFound(f"review item {item_id} does not exist")
+    return item
+
+
+def _item_public(session: Session, item: ReviewItem, caller: Principal) -> ReviewItemPublic:
+    """Everything the review screen needs about one item, in one answer."""
+    image, object_name = session.execute(
+        sa.select(Image, DatasetObject.name)
+        .join(DatasetObject, DatasetObject.id == Image.object_id)
+        .where(Image.id == item.image_id)
+    ).one()
+    rnd = _round(session, item.round_id)
+    prediction = session.get(Prediction, item.prediction_id) if item.prediction_id else None
+    rows = prediction.grasps if prediction is not None else []
+    labels = labels_for_image(session, item.image_id, rnd.base_version)
+    mine = None
+    if caller.user_id is not None:
+        mine = session.scalar(
+            sa.select(Review)
+            .where(
+                Review.item_id == item.id,
+                Review.annotator_id == caller.user_id,
+                Review.superseded.is_(False),
+            )
+            .order_by(Review.id.desc())
+            .limit(1)
+        )
+    return ReviewItemPublic(
+        id=item.id,
+        round_id=item.round_id,
+        image_id=item.image_id,
+        image=image.name,
+        object=object_name,
+        width=image.width,
+        height=image.height,
+        state=item.state.value,
+        version=item.version,
+        required_reviews=item.required_reviews,
+        priority=item.priority,
+        best_iou=prediction.best_iou if prediction is not None else None,
+        lease_owner_id=item.lease_owner_id,
+        lease_expires_at=item.lease_expires_at,
+        predictions=[
+            PredictedGraspPublic(
+                index=k,
+                grasp=tuple(float(v) for v in row[:5]),
+                quality=float(row[5]) if len(row) > 5 else None,
+            )
+            for k, row in enumerate(rows)
+        ],
+        labels=[
+            LabelPublic(grasp_id=int(gid), grasp=tuple(g.tolist()))
+            for gid, g in zip(labels.grasp_ids, labels.grasps, strict=True)
+        ],
+        my_review=ReviewPublic.model_validate(mine) if mine is not None else None,
+    )
+
+
+def _usernames(session: Session, user_ids: set[int]) -> dict[int, str]:
+    if not user_ids:
+        return {}
+    rows = session.execute(sa.select(User.id, User.username).where(User.id.in_(user_ids)))
+    return {int(i): name for i, name in rows}

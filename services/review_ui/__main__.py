@@ -1,0 +1,55 @@
+"""`python -m services.review_ui serve --host 127.0.0.1 --port 8501`: run the Streamlit app."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import typer
+
+cli = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, help=__doc__)
+
+APP = Path(__file__).with_name("streamlit_app.py")
+
+
+@cli.command()
+def serve(
+    host: str | None = typer.Option(None, help="Address to bind (default REGRASP_BIND_HOST)."),
+    port: int = typer.Option(8501, help="Port to listen on."),
+) -> None:
+    """Run the review UI (Streamlit, headless, no usage statistics)."""
+    from regrasp.settings import load_settings
+
+    settings = load_settings()
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(APP),
+        "--server.address",
+        host or settings.bind_host,
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--global.developmentMode",
+        "false",
+    ]
+    raise SystemExit(subprocess.call(cmd, env=os.environ.copy()))
+
+
+@cli.command()
+def version() -> None:
+    """Print the Streamlit version the UI runs on."""
+    import streamlit
+
+    typer.echo(streamlit.__version__)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,73 @@
+"""The adjudication queue: items whose two reviews disagree, settled by an admin."""
+
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+from regrasp import viz
+from regrasp.clients.orchestrator import DECISIONS, DecisionCreate
+from regrasp.errors import RegraspError
+from regrasp.imaging import decode_rgb
+from services.review_ui import overview, state
+
+st.title("Adjudication")
+api = state.api()
+rounds = [r for r in api.list_rounds() if r.state == "reviewing"]
+round_id = state.choose_round(rounds, label="Round")
+if round_id is None:
+    st.info("No round is open for review.")
+    st.stop()
+cases = api.adjudication_queue(round_id)
+if not cases:
+    st.success("No disagreements wait for you in this round.")
+    st.stop()
+st.caption(f"{len(cases)} items wait for a decision.")
+case = cases[0]
+item = case.item
+st.session_state.setdefault(f"adj_started_{item.id}", time.monotonic())
+
+labels, preds = overview.grasp_arrays(item)
+rgb = decode_rgb(api.image_bytes(item.image_id, "rgb"))
+columns = st.columns(len(case.reviews))
+for column, review in zip(columns, case.reviews, strict=True):
+    ids = [g.grasp_id for g in item.labels]
+    picture = viz.review_overlay(
+        rgb,
+        labels=labels,
+        predictions=preds,
+        wrong=[i for i, gid in enumerate(ids) if gid in review.removed_grasp_ids],
+        accepted=review.accepted_prediction_indices,
+        zoom=True,
+        size=512,
+    )
+    column.image(viz.to_png(picture), width="stretch")
+    column.markdown(
+        f"**{case.usernames.get(review.annotator_id, '?')}**: {review.decision}"
+        f" · accepted {[i + 1 for i in review.accepted_prediction_indices]}"
+        f" · wrong {len(review.removed_grasp_ids)}"
+    )
+
+decision = st.radio("Final decision", DECISIONS, horizontal=True, key=f"adj_decision_{item.id}")
+accepted = st.multiselect(
+    "Predictions to accept",
+    [p.index + 1 for p in item.predictions],
+    key=f"adj_accept_{item.id}",
+)
+numbers = {n + 1: g.grasp_id for n, g in enumerate(item.labels)}
+wrong = st.multiselect("Wrong label numbers", list(numbers), key=f"adj_wrong_{item.id}")
+if st.button("Resolve", key="adj_resolve", type="primary"):
+    body = DecisionCreate(
+        item_version=item.version,
+        decision=decision,
+        accepted_predictions=[i - 1 for i in accepted],
+        removed_grasp_ids=[numbers[n] for n in wrong],
+        seconds_taken=round(time.monotonic() - st.session_state[f"adj_started_{item.id}"], 3),
+    )
+    try:
+        api.resolve(item.id, body)
+    except RegraspError as exc:
+        st.error(str(exc))
+    else:
+        st.rerun()

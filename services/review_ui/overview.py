@@ -1,0 +1,162 @@
+"""Data shaping for the lead's pages: per-round series, tables, diffs grouped by image.
+
+Plain functions over the API's schemas (no Streamlit), so the charts' inputs are tested
+without a browser. Grasp arrays are (N, 5) float64 `(x, y, theta, opening, jaw)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from regrasp.clients.orchestrator import (
+    DECISIONS,
+    DiffPublic,
+    ReviewItemPublic,
+    ReviewStatsPublic,
+    RoundPublic,
+)
+
+
+@dataclass(frozen=True)
+class RoundSeries:
+    """One value per round, in `round_ids` order, ready for `regrasp.viz` charts."""
+
+    round_ids: list[int]
+    flagged: list[int]
+    reviewed: list[int]
+    decision_mix: dict[str, list[int]]
+    accuracy: dict[str, list[float | None]] = field(default_factory=dict)
+    loss: dict[str, list[float | None]] = field(default_factory=dict)
+
+    @property
+    def has_metrics(self) -> bool:
+        return any(
+            v is not None for s in (self.accuracy, self.loss) for vs in s.values() for v in vs
+        )
+
+
+@dataclass(frozen=True)
+class ImageChange:
+    """The rectangles of one image that a diff touches: removed (K, 5), added (M, 5)."""
+
+    name: str
+    removed: np.ndarray
+    added: np.ndarray
+
+    @property
+    def before(self) -> np.ndarray:
+        return self.removed
+
+    @property
+    def after(self) -> np.ndarray:
+        return self.added
+
+
+def round_series(
+    rounds: Sequence[RoundPublic], stats: Mapping[int, ReviewStatsPublic]
+) -> RoundSeries:
+    """Flagged images, reviewed items, decision mix and metrics per round, oldest first.
+
+    Metrics are read from a round's `metrics` field when the API provides one
+    (`accuracy`/`test_accuracy`, `loss`/`val_loss`); rounds without them leave gaps.
+    """
+    ordered = sorted(rounds, key=lambda r: r.id)
+    mix = {
+        d: [stats[r.id].decision_mix.get(d, 0) if r.id in stats else 0 for r in ordered]
+        for d in DECISIONS
+    }
+    accuracy: list[float | None] = []
+    loss: list[float | None] = []
+    for r in ordered:
+        metrics = r.model_dump().get("metrics") or {}
+        accuracy.append(_first(metrics, ("test_accuracy", "accuracy")))
+        loss.append(_first(metrics, ("val_loss", "loss")))
+    return RoundSeries(
+        round_ids=[r.id for r in ordered],
+        flagged=[r.counts.flagged for r in ordered],
+        reviewed=[stats[r.id].decided if r.id in stats else 0 for r in ordered],
+        decision_mix=mix,
+        accuracy={"accuracy": accuracy},
+        loss={"loss": loss},
+    )
+
+
+def round_table(
+    rounds: Sequence[RoundPublic], stats: Mapping[int, ReviewStatsPublic]
+) -> list[dict[str, object]]:
+    """One row per round for `st.dataframe`."""
+    rows = []
+    for r in sorted(rounds, key=lambda r: -r.id):
+        s = stats.get(r.id)
+        rows.append(
+            {
+                "round": r.id,
+                "state": r.state,
+                "base version": r.base_version,
+                "new version": r.result_version,
+                "predicted": r.counts.images_predicted,
+                "flagged": r.counts.flagged,
+                "decided": s.decided if s else 0,
+                "pending": s.pending if s else 0,
+                "adjudication": s.adjudication if s else 0,
+                "kappa": None if s is None or s.kappa is None else round(s.kappa, 3),
+            }
+        )
+    return rows
+
+
+def annotator_table(stats: ReviewStatsPublic) -> list[dict[str, object]]:
+    """One row per annotator: work, decision mix, seconds, agreement."""
+    return [
+        {
+            "annotator": a.username,
+            "decided": a.decided,
+            "resolved": a.resolved,
+            "changed": a.changed,
+            "leased": a.leased,
+            **{d.replace("_", " "): a.decision_mix.get(d, 0) for d in DECISIONS},
+            "median s": None if a.median_seconds is None else round(a.median_seconds, 1),
+            "double reviewed": a.double_reviewed,
+            "agreement": None if a.agreement is None else round(a.agreement, 3),
+            "kappa": None if a.kappa is None else round(a.kappa, 3),
+        }
+        for a in stats.annotators
+    ]
+
+
+def grasp_arrays(item: ReviewItemPublic) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 5) labels and (K, 5) predictions of a review item."""
+    labels = np.array([g.grasp for g in item.labels], dtype=np.float64).reshape(-1, 5)
+    preds = np.array([p.grasp for p in item.predictions], dtype=np.float64).reshape(-1, 5)
+    return labels, preds
+
+
+def changes_by_image(diff: DiffPublic) -> dict[int, ImageChange]:
+    """The diff's grasp changes grouped by image, images in id order."""
+    names: dict[int, str] = {}
+    removed: dict[int, list[tuple[float, ...]]] = {}
+    added: dict[int, list[tuple[float, ...]]] = {}
+    for change, into in [(c, removed) for c in diff.removed_grasps] + [
+        (c, added) for c in diff.added_grasps
+    ]:
+        names[change.image_id] = change.image
+        into.setdefault(change.image_id, []).append(change.grasp)
+    return {
+        i: ImageChange(
+            name=names[i],
+            removed=np.array(removed.get(i, []), dtype=np.float64).reshape(-1, 5),
+            added=np.array(added.get(i, []), dtype=np.float64).reshape(-1, 5),
+        )
+        for i in sorted(names)
+    }
+
+
+def _first(metrics: Mapping[str, object], keys: Sequence[str]) -> float | None:
+    for key in keys:
+        value = metrics.get(key)
+        if isinstance(value, int | float):
+            return float(value)
+    return None

@@ -1,0 +1,92 @@
+"""regrasp.viz: overlays draw where the rectangles are, in their colours; charts are PNGs."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from regrasp import viz
+from regrasp.errors import InvalidInput
+
+GT = np.array([[50.0, 50.0, 0.0, 40.0, 10.0]])
+PRED = np.array([[120.0, 120.0, 90.0, 30.0, 10.0]])
+
+
+def _grey(size: int = 200) -> np.ndarray:
+    return np.full((size, size, 3), 128, dtype=np.uint8)
+
+
+def _has(picture: np.ndarray, colour, region) -> bool:
+    y0, y1, x0, x1 = region
+    patch = picture[y0:y1, x0:x1].astype(int)
+    return bool((np.abs(patch - np.array(colour)).sum(axis=2) < 30).any())
+
+
+def test_overlay_draws_labels_green_predictions_red_and_leaves_input_alone():
+    image = _grey()
+    out = viz.review_overlay(image, labels=GT, predictions=PRED)
+    assert out.shape == image.shape and (image == 128).all()
+    # The label's jaws sit at x = 50 ± 20; the prediction's at y = 120 ± 15.
+    assert _has(out, viz.LABEL, (40, 60, 25, 35)) and not _has(
+        out, viz.PREDICTION, (40, 60, 25, 35)
+    )
+    assert _has(out, viz.PREDICTION, (100, 110, 110, 130))
+    # Nothing is drawn far from both rectangles.
+    assert (out[170:, :40] == 128).all()
+
+
+def test_wrong_rectangles_are_orange_and_accepted_predictions_tagged():
+    out = viz.review_overlay(_grey(), labels=GT, predictions=PRED, wrong=[0], accepted=[0])
+    assert _has(out, viz.WRONG, (40, 60, 25, 75)) and not _has(out, viz.LABEL, (40, 60, 25, 75))
+    assert _has(out, viz.ACCEPTED, (80, 115, 100, 140))
+    with pytest.raises(InvalidInput):
+        viz.review_overlay(_grey(), labels=GT, predictions=PRED, wrong=[3])
+
+
+def test_zoom_box_is_a_square_around_the_rectangles_inside_the_image():
+    x0, y0, x1, y1 = viz.zoom_box(np.concatenate([GT, PRED]), shape=(200, 300), margin=0.1)
+    assert x1 - x0 == y1 - y0
+    assert x0 <= 30 and y0 <= 45 and x1 >= 125 and y1 >= 135
+    assert 0 <= x0 and 0 <= y0 and x1 <= 300 and y1 <= 200
+    assert viz.zoom_box(np.zeros((0, 5)), shape=(20, 30)) == (0, 0, 30, 20)
+    zoomed = viz.review_overlay(_grey(), labels=GT, predictions=PRED, zoom=True, size=256)
+    assert max(zoomed.shape[:2]) == 256
+
+
+def test_depth_is_colour_mapped_and_invalid_pixels_black():
+    depth = np.linspace(0.5, 1.0, 100 * 100, dtype=np.float32).reshape(100, 100)
+    depth[0, 0] = -1.0
+    rgb = viz.depth_to_rgb(depth)
+    assert rgb.shape == (100, 100, 3) and rgb.dtype == np.uint8
+    assert (rgb[0, 0] == 0).all() and not (rgb[50, 50] == rgb[99, 99]).all()
+
+
+def test_before_after_marks_removed_and_added():
+    before = np.concatenate([GT, PRED])
+    after = np.concatenate([GT, [[150.0, 60.0, 45.0, 30.0, 10.0]]])
+    pair = viz.before_after(_grey(), before=before, after=after, size=200, gap=8)
+    assert pair.shape == (200, 408, 3)
+    left, right = pair[:, :200], pair[:, 208:]
+    assert _has(left, viz.WRONG, (100, 140, 100, 140))  # PRED removed
+    assert not _has(right, viz.WRONG, (100, 140, 100, 140))
+    assert _has(right, viz.PREDICTION, (40, 80, 130, 170))  # the added one
+
+
+def test_png_and_charts_round_trip():
+    png = viz.to_png(_grey(10))
+    assert cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR).shape == (10, 10, 3)
+    mix = {
+        "true_negative": [3, 1],
+        "missing_label": [2, 0],
+        "annotation_error": [1, 1],
+        "fix": [0, 2],
+    }
+    for chart in (
+        viz.chart_flagged([1, 2], flagged=[10, 6], reviewed=[10, 4]),
+        viz.chart_decision_mix([1, 2], mix=mix),
+        viz.chart_metrics([1, 2], series={"accuracy": [0.7, None]}, ylabel="acc", title="t"),
+    ):
+        assert chart.startswith(b"\x89PNG")
+    with pytest.raises(InvalidInput):
+        viz.chart_flagged([1, 2], flagged=[1])
