@@ -86,10 +86,19 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(rounds_routes.router)
     app.include_router(review_routes.router)
 
-    @app.get("/health", tags=["meta"])
-    def health() -> dict[str, str]:
+    @app.get("/healthz", tags=["meta"])
+    def healthz() -> dict[str, str]:
         """Liveness: the process answers."""
         return {"status": "ok"}
+
+    @app.get("/readyz", tags=["meta"], responses={503: {"description": "Not ready."}})
+    def readyz() -> JSONResponse:
+        """Readiness: the database answers and its schema matches the code."""
+        try:
+            migrations.check_schema(app.state.engine)
+        except RegraspError as exc:
+            return JSONResponse({"status": "unavailable", "detail": str(exc)}, status_code=503)
+        return JSONResponse({"status": "ready"})
 
     return app
 
@@ -123,7 +132,7 @@ def ensure_admin(session: sa.orm.Session, settings: Settings) -> str | None:
     given = settings.admin_password.get_secret_value() if settings.admin_password else None
     password = given or secrets.token_urlsafe(18)
     create_user(session, username=settings.admin_username, password=password, role="admin")
-    if given is None:
+    if not given:
         print(
             f"regrasp: created admin {settings.admin_username!r} with password {password} "
             "(shown once; set REGRASP_ADMIN_PASSWORD to choose it)",

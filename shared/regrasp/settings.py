@@ -17,6 +17,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from regrasp.errors import ConfigError
 
 #: Placeholder secrets: fine on a laptop, refused in deployment mode.
+#: Every placeholder secret (dev defaults, `.env.example`) contains this marker.
+PLACEHOLDER_MARKER = "change-me"
 DEV_SECRET = "dev-insecure-change-me"
 DEV_S3_ACCESS_KEY = "minioadmin"
 DEV_S3_SECRET_KEY = "minioadmin"
@@ -173,17 +175,25 @@ class Settings(BaseSettings):
             return self
         weak = [
             name
-            for name, value, placeholder in (
-                ("REGRASP_SECRET_KEY", self.secret_key, DEV_SECRET),
-                ("REGRASP_SERVICE_API_KEY", self.service_api_key, DEV_SECRET),
+            for name, value in (
+                ("REGRASP_SECRET_KEY", self.secret_key),
+                ("REGRASP_SERVICE_API_KEY", self.service_api_key),
             )
-            if value.get_secret_value() in ("", placeholder) or len(value.get_secret_value()) < 16
+            if _is_placeholder(value.get_secret_value()) or len(value.get_secret_value()) < 16
         ]
-        if self.object_store_url.startswith("s3://") and (
-            self.s3_access_key.get_secret_value() == DEV_S3_ACCESS_KEY
-            or self.s3_secret_key.get_secret_value() == DEV_S3_SECRET_KEY
+        if self.object_store_url.startswith("s3://"):
+            for name, value, default in (
+                ("REGRASP_S3_ACCESS_KEY", self.s3_access_key, DEV_S3_ACCESS_KEY),
+                ("REGRASP_S3_SECRET_KEY", self.s3_secret_key, DEV_S3_SECRET_KEY),
+            ):
+                if value.get_secret_value() == default or _is_placeholder(value.get_secret_value()):
+                    weak.append(name)
+        if self.admin_password is not None and _is_placeholder(
+            self.admin_password.get_secret_value()
         ):
-            weak.append("REGRASP_S3_ACCESS_KEY/REGRASP_S3_SECRET_KEY")
+            weak.append("REGRASP_ADMIN_PASSWORD")
+        if _is_placeholder(self.database_url):
+            weak.append("REGRASP_DATABASE_URL (its password is a placeholder)")
         if self.database_url.startswith("sqlite"):
             weak.append("REGRASP_DATABASE_URL (SQLite is for one machine, not deployment)")
         if weak:
@@ -191,6 +201,11 @@ class Settings(BaseSettings):
                 "deployment mode refuses default or weak settings: " + ", ".join(weak)
             )
         return self
+
+
+def _is_placeholder(value: str) -> bool:
+    """Empty, or still carrying the `change-me` marker of `.env.example` and the dev defaults."""
+    return not value or PLACEHOLDER_MARKER in value.lower()
 
 
 def load_settings(**overrides: object) -> Settings:

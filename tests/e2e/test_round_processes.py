@@ -126,7 +126,7 @@ class Cluster:
         env = {"ROUND_TEST_PAUSE_AT": pause_at or "", "ROUND_TEST_MARKER": str(self.marker)}
         proc = self.start("orchestrator", [sys.executable, __file__, "127.0.0.1", str(port)], **env)
         self.orchestrator_url = f"http://127.0.0.1:{port}"
-        _wait_http(f"{self.orchestrator_url}/health", proc, self.logs / "orchestrator.log")
+        _wait_http(f"{self.orchestrator_url}/healthz", proc, self.logs / "orchestrator.log")
         api = OrchestratorClient(self.orchestrator_url, timeout=120.0)
         _retry(lambda: api.login(*ADMIN))
         return api

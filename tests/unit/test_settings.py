@@ -70,3 +70,25 @@ def test_malformed_value_is_one_readable_error(monkeypatch):
     monkeypatch.setenv("REGRASP_MODE", "production-ish")
     with pytest.raises(ConfigError, match="invalid settings"):
         load_settings()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("REGRASP_ADMIN_PASSWORD", "change-me"),
+        ("REGRASP_S3_SECRET_KEY", "change-me-to-a-long-random-secret"),
+        ("REGRASP_DATABASE_URL", "postgresql+psycopg://regrasp:change-me@db/regrasp"),
+        ("REGRASP_SECRET_KEY", "change-me-change-me-change-me"),
+    ],
+)
+def test_deployment_refuses_env_example_placeholders(monkeypatch, name, value):
+    monkeypatch.setenv("REGRASP_MODE", "deployment")
+    monkeypatch.setenv("REGRASP_SECRET_KEY", STRONG)
+    monkeypatch.setenv("REGRASP_SERVICE_API_KEY", STRONG + "y")
+    monkeypatch.setenv("REGRASP_DATABASE_URL", "postgresql+psycopg://u:p@db/regrasp")
+    monkeypatch.setenv("REGRASP_OBJECT_STORE_URL", "s3://regrasp")
+    monkeypatch.setenv("REGRASP_S3_ACCESS_KEY", "lab-access-key")
+    monkeypatch.setenv("REGRASP_S3_SECRET_KEY", STRONG)
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=name):
+        load_settings()
