@@ -165,6 +165,7 @@ class InferenceService:
         # in the supervisor process too).
         from services.inference.model import load_served, resolve_device
 
+        _exit_with_supervisor()
         self.settings: Settings = load_settings()
         self._engine = make_engine(self.settings.database_url)
         if self.settings.mode == "development":
@@ -635,3 +636,24 @@ async def _send_error(send: Any, status: int, message: str) -> None:
         headers.append((b"www-authenticate", b"Bearer"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def _exit_with_supervisor() -> None:
+    """Ask Linux to send this worker SIGTERM when its supervisor dies.
+
+    BentoML's supervisor starts each worker in a session of its own, so a supervisor
+    killed with SIGKILL (an OOM kill, `kill -9` of `bentoml serve`) would otherwise leave
+    the worker running with the model and its GPU memory. Not available elsewhere: no-op.
+    """
+    import ctypes
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    pr_set_pdeathsig = 1
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):  # no prctl: the supervisor's own shutdown still applies
+        logger.warning("could not tie the worker's lifetime to its supervisor")

@@ -231,7 +231,7 @@ def _manifest(
             ]
         )
     ).tolist()
-    names = _image_names(session, touched)
+    names = image_names(session, touched)
     user_ids = {
         int(u)
         for u in np.concatenate(
@@ -319,7 +319,8 @@ def _manifest(
     }
 
 
-def _image_names(session: Session, image_ids: list[int]) -> dict[int, tuple[str, str]]:
+def image_names(session: Session, image_ids: list[int]) -> dict[int, tuple[str, str]]:
+    """Image id → (image name, object name), for people-readable diffs and manifests."""
     if not image_ids:
         return {}
     rows = session.execute(

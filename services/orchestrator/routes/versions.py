@@ -19,9 +19,9 @@ from regrasp.clients.orchestrator import (
     VersionPublic,
 )
 from regrasp.errors import NotFound
-from regrasp.export import export_to_store, iter_export_zip, plan_export
+from regrasp.export import export_to_store, image_names, iter_export_zip, plan_export
 from regrasp.store.db import versions as V
-from regrasp.store.db.tables import Dataset, DatasetObject, DatasetVersion, Image
+from regrasp.store.db.tables import Dataset, DatasetVersion
 from services.orchestrator.deps import AdminUser, CurrentUser, SessionDep, SettingsDep, StoreDep
 from services.orchestrator.routes import ERRORS
 
@@ -50,7 +50,7 @@ def diff(
     ids = np.concatenate(
         [d.added.image_ids, d.removed.image_ids, d.added_image_ids, d.removed_image_ids]
     )
-    names = _image_names(session, np.unique(ids).tolist())
+    names = image_names(session, np.unique(ids).tolist())
     return DiffPublic(
         dataset_id=dataset_id,
         from_version=from_version,
@@ -130,17 +130,6 @@ def _dataset(session: SessionDep, dataset_id: int) -> Dataset:
     if dataset is None:
         raise NotFound(f"dataset {dataset_id} does not exist")
     return dataset
-
-
-def _image_names(session: SessionDep, image_ids: list[int]) -> dict[int, tuple[str, str]]:
-    if not image_ids:
-        return {}
-    rows = session.execute(
-        sa.select(Image.id, Image.name, DatasetObject.name)
-        .join(DatasetObject, DatasetObject.id == Image.object_id)
-        .where(Image.id.in_(image_ids))
-    ).all()
-    return {int(i): (name, obj) for i, name, obj in rows}
 
 
 def _image_change(image_id: int, names: dict[int, tuple[str, str]]) -> ImageChangePublic:

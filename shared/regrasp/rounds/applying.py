@@ -185,7 +185,7 @@ def apply_round(
     request recorded. Runs in the caller's transaction: commit it to make it count.
     `before_commit` (tests) runs after every write, just before returning.
     """
-    rnd = _locked_round(session, round_id)
+    rnd = locked_round(session, round_id)
     if rnd.state == RoundState.done and rnd.result_version is not None:
         return rnd.result_version
     if rnd.state != RoundState.applying:
@@ -217,7 +217,8 @@ def apply_round(
     return number
 
 
-def _locked_round(session: Session, round_id: int) -> Round:
+def locked_round(session: Session, round_id: int) -> Round:
+    """The round row, locked for update (PostgreSQL) and read fresh; NotFound if absent."""
     rnd = session.scalars(
         sa.select(Round)
         .where(Round.id == round_id)

@@ -50,6 +50,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from regrasp.errors import Conflict, InvalidInput, NotFound, RegraspError, StorageError
+from regrasp.rounds.applying import locked_round
 from regrasp.rounds.config import RUN_KEY, RoundConfig, parse_config
 from regrasp.store.db import versions
 from regrasp.store.db.engine import session_scope
@@ -123,14 +124,6 @@ def create_round(
     stored = config.model_dump(mode="json")
     if config.model_id is None:
         stored["train"] = config.train_config()
-        if config.folds:
-            from regrasp.training.config import TrainConfig
-
-            if _EXCLUDE_FIELD not in TrainConfig.model_fields:
-                raise InvalidInput(
-                    "out-of-fold rounds need the trainer to exclude a fold's images "
-                    f"(TrainConfig.{_EXCLUDE_FIELD}), which this version does not have"
-                )
     else:
         _ready_model(session, config.model_id)
     now = datetime.now(UTC)
@@ -143,7 +136,7 @@ def create_round(
 
 def cancel_round(session: Session, round_id: int) -> Round:
     """Cancel a round that is not finished; Conflict once it is applying or final."""
-    rnd = _locked(session, round_id)
+    rnd = locked_round(session, round_id)
     if rnd.state == RoundState.cancelled:
         return rnd
     if rnd.state in (RoundState.applying, RoundState.done):
@@ -159,7 +152,7 @@ def request_apply(session: Session, round_id: int, *, force: bool, by: int | Non
     Without `force` every review item must be decided (Conflict otherwise); with it the
     undecided items count as true negatives. Idempotent on a round already applying/done.
     """
-    rnd = _locked(session, round_id)
+    rnd = locked_round(session, round_id)
     if rnd.state in (RoundState.applying, RoundState.done):
         return rnd
     if rnd.state != RoundState.reviewing:
@@ -179,7 +172,7 @@ def request_apply(session: Session, round_id: int, *, force: bool, by: int | Non
 
 def resume_round(session: Session, round_id: int) -> Round:
     """Put a failed round back in the state it failed in, error cleared."""
-    rnd = _locked(session, round_id)
+    rnd = locked_round(session, round_id)
     if rnd.state != RoundState.failed:
         raise Conflict(f"round {round_id} is {rnd.state}, not failed")
     run = _run(rnd)
@@ -306,7 +299,9 @@ def _step_training(bind: Bind, round_id: int, services: Services, hook: Hook, st
                 held_out = images[
                     fold_of(images, folds=config.folds, seed=config.fold_seed) == unit["fold"]
                 ]
-                train_config[_EXCLUDE_FIELD] = held_out.tolist()
+                # The fold joins whatever the config already excludes (a fixed test set).
+                kept_out = {str(i) for i in train_config.get(_EXCLUDE_FIELD) or ()}
+                train_config[_EXCLUDE_FIELD] = sorted(kept_out | {str(i) for i in held_out})
             job_id = None
             if unit.get("intent_at"):
                 job_id = _find_submitted(trainer, dataset_id, base, train_config, unit["intent_at"])
@@ -487,20 +482,8 @@ def _get(session: Session, round_id: int) -> Round:
     return rnd
 
 
-def _locked(session: Session, round_id: int) -> Round:
-    rnd = session.scalars(
-        sa.select(Round)
-        .where(Round.id == round_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).one_or_none()
-    if rnd is None:
-        raise NotFound(f"round {round_id} does not exist")
-    return rnd
-
-
 def _expect(session: Session, round_id: int, state: RoundState) -> Round:
-    rnd = _locked(session, round_id)
+    rnd = locked_round(session, round_id)
     if rnd.state != state:
         raise _Interrupted
     return rnd
@@ -626,7 +609,7 @@ def _record_error(
     bind: Bind, round_id: int, state: RoundState, message: str, *, fail: bool
 ) -> None:
     with session_scope(bind) as session:
-        rnd = _locked(session, round_id)
+        rnd = locked_round(session, round_id)
         if rnd.state != state:
             return
         rnd.error = message[:4000]
