@@ -144,7 +144,7 @@ def start_orchestrator(
     timeout: float = 60.0,
     extra_env: dict[str, str] | None = None,
 ) -> Orchestrator:
-    """Start the orchestrator on 127.0.0.1 (a free port unless given); wait until it accepts connections."""
+    """Start the orchestrator on 127.0.0.1 (a free port unless given); wait for connections."""
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     env = {

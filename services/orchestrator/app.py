@@ -32,6 +32,7 @@ from regrasp.store.db.tables import User, UserRole
 from regrasp.store.objects import store_from_settings
 from services.orchestrator.background import ImportRunner
 from services.orchestrator.routes import api_keys, auth, datasets, images, users, versions
+from services.orchestrator.routes import campaigns as campaign_routes
 from services.orchestrator.routes import review as review_routes
 from services.orchestrator.routes import rounds as rounds_routes
 
@@ -50,6 +51,7 @@ def create_app(settings: Settings) -> FastAPI:
         workers=settings.import_workers,
     )
     round_runner = _round_runner(settings, engine, session_factory)
+    campaign_runner = _campaign_runner(settings, engine, session_factory)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -58,9 +60,11 @@ def create_app(settings: Settings) -> FastAPI:
             fail_stale_imports(session)
         runner.start()
         round_runner.start()
+        campaign_runner.start()
         try:
             yield
         finally:
+            campaign_runner.stop()
             round_runner.stop()
             runner.stop()
             engine.dispose()
@@ -77,6 +81,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.store = store
     app.state.import_runner = runner
     app.state.round_runner = round_runner
+    app.state.campaign_runner = campaign_runner
 
     app.add_exception_handler(RegraspError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -85,6 +90,8 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(module.router)
     app.include_router(rounds_routes.router)
     app.include_router(review_routes.router)
+    app.include_router(campaign_routes.router)
+    app.include_router(campaign_routes.refinement_router)
 
     @app.get("/healthz", tags=["meta"])
     def healthz() -> dict[str, str]:
@@ -150,6 +157,18 @@ def _round_runner(settings: Settings, engine: sa.Engine, session_factory) -> Rou
         credential=settings.service_api_key.get_secret_value(),
     )
     return RoundRunner(engine, session_factory, services)
+
+
+def _campaign_runner(settings: Settings, engine: sa.Engine, session_factory):  # type: ignore[no-untyped-def]
+    """The background driver of benchmark campaigns (`regrasp.campaigns.runner`)."""
+    from regrasp.campaigns.runner import CampaignRunner
+
+    services = Services(
+        trainer_url=settings.trainer_url,
+        inference_urls=tuple(settings.inference_urls),
+        credential=settings.service_api_key.get_secret_value(),
+    )
+    return CampaignRunner(engine, session_factory, services)
 
 
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:

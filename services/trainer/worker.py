@@ -29,6 +29,7 @@ from regrasp.training_jobs import Worker
 
 log = logging.getLogger("services.trainer.worker")
 
+
 def run_worker(
     settings: Settings,
     *,

@@ -414,7 +414,7 @@ def _run_train(
     from regrasp.training.cache import build_cache, db_images
     from regrasp.training.evaluate import evaluate
     from regrasp.training.registry import register_model
-    from regrasp.training.splits import make_split
+    from regrasp.training.splits import exclude_from_training, make_split
 
     report = progress or (lambda _f, _m: None)
     stop = should_stop or (lambda: False)
@@ -455,6 +455,8 @@ def _run_train(
         val_fraction=config.split.val_fraction,
         test_fraction=config.split.test_fraction,
     )
+    # Held-out images (out-of-fold, a campaign's test set) leave the recorded split too.
+    split = exclude_from_training(split, config.exclude_image_ids)
     train_data, val_data, test_data = loop.split_datasets(config, store, index, split)
     if len(train_data) == 0:
         raise InvalidInput(

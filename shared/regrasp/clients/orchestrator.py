@@ -767,3 +767,268 @@ class BulkDecisions(BaseModel):
 class BulkDecisionsResult(BaseModel):
     recorded: int
     counts: RoundCounts
+
+
+# --- benchmark campaigns and refinement statistics --------------------------------------------
+
+from regrasp.campaigns.config import CampaignConfig  # noqa: E402 - appended as one piece
+
+CampaignStateName = Literal["created", "running", "done", "failed", "cancelled"]
+CampaignFigure = Literal["flagged", "review_outcome", "accuracy", "train_loss", "overlays"]
+
+
+class CampaignCreate(CampaignConfig):
+    """A campaign on a dataset: `CampaignConfig`'s options plus which dataset."""
+
+    dataset_id: int = Field(ge=1)
+
+
+class CampaignRunPublic(BaseModel):
+    """One (network, version) run: its jobs, model and results so far."""
+
+    model_config = ConfigDict(extra="ignore", protected_namespaces=())
+
+    network: str
+    version: int
+    state: Literal["pending", "training", "evaluating", "done", "failed", "cancelled"]
+    train_job_id: int | None = None
+    eval_job_id: int | None = None
+    model_id: int | None = None
+    accuracy: float | None = None
+    successes: int | None = None
+    images: int | None = None
+    train_loss: float | None = None
+    epochs: int | None = None
+    history: list[dict[str, Any]] = Field(default_factory=list)
+    error: str | None = None
+
+
+class CampaignPublic(BaseModel):
+    """A campaign: its options, state and runs."""
+
+    id: int
+    dataset_id: int
+    name: str
+    state: CampaignStateName
+    config: dict[str, Any]
+    test_version: int
+    test_images: int
+    runs: list[CampaignRunPublic]
+    error: str | None
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
+    finished_at: UtcDatetime | None
+
+
+class RoundRefinementPublic(BaseModel):
+    """One round's refinement numbers (`regrasp.refinement_stats.RoundRefinement`)."""
+
+    round_id: int
+    base_version: int
+    result_version: int | None
+    state: str
+    images: int
+    flagged: int
+    audited: int
+    decided_flagged: int
+    decided_audit: int
+    decisions: dict[str, int]
+    audit_decisions: dict[str, int]
+    true_negative_share: float | None
+    false_negative_share: float | None
+    label_errors_found: int
+    flagged_error_rate: float | None
+    flagged_error_interval: tuple[float, float] | None
+    audit_error_rate: float | None
+    audit_error_interval: tuple[float, float] | None
+    estimated_noise: float | None = Field(description="Share of images with label errors.")
+    estimated_noise_low: float | None
+    estimated_noise_high: float | None = Field(description="None without an audit.")
+    noise_basis: Literal["flagged_only", "flagged_and_audit"] | None
+    review_seconds: float
+    yield_per_hour: float | None = Field(description="Label errors found per review hour.")
+
+
+class StopAdvicePublic(BaseModel):
+    stop: bool
+    reason: str
+
+
+class RefinementPublic(BaseModel):
+    """A dataset's rounds with their refinement numbers, and whether to stop."""
+
+    dataset_id: int
+    rounds: list[RoundRefinementPublic]
+    stop: StopAdvicePublic
+
+
+class CampaignCellPublic(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    network: str
+    version: int
+    state: str
+    accuracy: float | None
+    successes: int | None
+    images: int | None
+    train_loss: float | None
+    model_id: int | None
+    best: bool = Field(description="The best accuracy of its version.")
+    history: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class CampaignSamplePublic(BaseModel):
+    image_id: int
+    name: str
+    labels_before: int
+    labels_after: int
+    image_removed: bool
+
+
+class CampaignReportPublic(BaseModel):
+    """The accuracy table and the numbers behind every figure of a campaign."""
+
+    campaign_id: int
+    dataset_id: int
+    name: str
+    state: CampaignStateName
+    networks: list[str]
+    versions: list[int]
+    test_version: int
+    test_images: int
+    cells: list[CampaignCellPublic]
+    rounds: list[RoundRefinementPublic]
+    stop: StopAdvicePublic
+    samples: list[CampaignSamplePublic]
+    figures: list[CampaignFigure]
+
+
+class AuditCreate(BaseModel):
+    """Review a random sample of a reviewing round's unflagged images (one of the two)."""
+
+    count: int | None = Field(None, ge=0, le=1_000_000)
+    fraction: float | None = Field(None, ge=0.0, le=1.0)
+    seed: int = 0
+
+
+class AuditPublic(BaseModel):
+    round_id: int
+    added: int
+    audited: int = Field(description="Audit items of the round in all.")
+
+
+__all__ += [
+    "AuditCreate",
+    "AuditPublic",
+    "CampaignCellPublic",
+    "CampaignCreate",
+    "CampaignPublic",
+    "CampaignReportPublic",
+    "CampaignRunPublic",
+    "CampaignSamplePublic",
+    "RefinementPublic",
+    "RoundRefinementPublic",
+    "StopAdvicePublic",
+]
+
+
+def _create_campaign(self: OrchestratorClient, request: CampaignCreate) -> CampaignPublic:
+    """Start a campaign (admins); its trainer jobs run in the background."""
+    return self.post_model("/campaigns", CampaignPublic, json=request.model_dump(mode="json"))
+
+
+def _list_campaigns(
+    self: OrchestratorClient, *, dataset_id: int | None = None
+) -> list[CampaignPublic]:
+    params = {"dataset_id": dataset_id} if dataset_id is not None else None
+    rows = self.request("GET", "/campaigns", params=params).json()
+    return [CampaignPublic.model_validate(r) for r in rows]
+
+
+def _get_campaign(self: OrchestratorClient, campaign_id: int) -> CampaignPublic:
+    return self.get_model(f"/campaigns/{campaign_id}", CampaignPublic)
+
+
+def _cancel_campaign(self: OrchestratorClient, campaign_id: int) -> CampaignPublic:
+    return self.post_model(f"/campaigns/{campaign_id}/cancel", CampaignPublic, retry=True)
+
+
+def _resume_campaign(self: OrchestratorClient, campaign_id: int) -> CampaignPublic:
+    return self.post_model(f"/campaigns/{campaign_id}/resume", CampaignPublic, retry=True)
+
+
+def _wait_campaign(
+    self: OrchestratorClient,
+    campaign_id: int,
+    *,
+    timeout: float = 24 * 3600.0,
+    poll: float = 2.0,
+    on_progress: Callable[[CampaignPublic], None] | None = None,
+) -> CampaignPublic:
+    """Poll until the campaign is done, failed or cancelled; StorageError after `timeout`."""
+    from regrasp.errors import StorageError
+
+    deadline = time.monotonic() + timeout
+    while True:
+        campaign = self.get_campaign(campaign_id)
+        if on_progress is not None:
+            on_progress(campaign)
+        if campaign.state in ("done", "failed") or (
+            campaign.state == "cancelled" and campaign.finished_at is not None
+        ):
+            return campaign
+        if time.monotonic() >= deadline:
+            raise StorageError(f"campaign {campaign_id} still {campaign.state} after {timeout} s")
+        time.sleep(poll)
+
+
+def _campaign_report(self: OrchestratorClient, campaign_id: int) -> CampaignReportPublic:
+    """The table and the numbers behind every figure (JSON)."""
+    return self.get_model(f"/campaigns/{campaign_id}/report", CampaignReportPublic)
+
+
+def _campaign_table_csv(self: OrchestratorClient, campaign_id: int) -> str:
+    return self.request("GET", f"/campaigns/{campaign_id}/table.csv").text
+
+
+def _campaign_figure(
+    self: OrchestratorClient, campaign_id: int, name: CampaignFigure, *, fmt: str = "png"
+) -> bytes:
+    """One figure as PNG bytes (`fmt="png"`) or its numbers as CSV bytes (`fmt="csv"`)."""
+    if fmt not in ("png", "csv"):
+        from regrasp.errors import InvalidInput
+
+        raise InvalidInput(f"fmt must be png or csv, got {fmt!r}")
+    return self.request("GET", f"/campaigns/{campaign_id}/figures/{name}.{fmt}").content
+
+
+def _download_campaign_report(self: OrchestratorClient, campaign_id: int, path: str | Path) -> int:
+    """Save report.zip (table, report.json, every figure as PNG + CSV); returns its size."""
+    data = self.request("GET", f"/campaigns/{campaign_id}/report.zip").content
+    Path(path).write_bytes(data)
+    return len(data)
+
+
+def _refinement(self: OrchestratorClient, dataset_id: int) -> RefinementPublic:
+    """Per-round label noise, yield and the stopping suggestion of a dataset."""
+    return self.get_model(f"/datasets/{dataset_id}/refinement", RefinementPublic)
+
+
+def _add_audit(self: OrchestratorClient, round_id: int, audit: AuditCreate) -> AuditPublic:
+    """Queue a random sample of a reviewing round's unflagged images for review (admins)."""
+    return self.post_model(f"/rounds/{round_id}/audit", AuditPublic, json=audit.model_dump())
+
+
+# Added as methods here so this block stays one appended piece (other blocks append too).
+OrchestratorClient.create_campaign = _create_campaign  # type: ignore[attr-defined]
+OrchestratorClient.list_campaigns = _list_campaigns  # type: ignore[attr-defined]
+OrchestratorClient.get_campaign = _get_campaign  # type: ignore[attr-defined]
+OrchestratorClient.cancel_campaign = _cancel_campaign  # type: ignore[attr-defined]
+OrchestratorClient.resume_campaign = _resume_campaign  # type: ignore[attr-defined]
+OrchestratorClient.wait_campaign = _wait_campaign  # type: ignore[attr-defined]
+OrchestratorClient.campaign_report = _campaign_report  # type: ignore[attr-defined]
+OrchestratorClient.campaign_table_csv = _campaign_table_csv  # type: ignore[attr-defined]
+OrchestratorClient.campaign_figure = _campaign_figure  # type: ignore[attr-defined]
+OrchestratorClient.download_campaign_report = _download_campaign_report  # type: ignore[attr-defined]
+OrchestratorClient.refinement = _refinement  # type: ignore[attr-defined]
+OrchestratorClient.add_audit = _add_audit  # type: ignore[attr-defined]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from regrasp.maps import INPUT_SIZE, MIN_DISTANCE, QUALITY_SIGMA, WIDTH_SCALE
 
@@ -116,6 +116,21 @@ class TrainConfig(_Frozen):
     keep_checkpoints: int = Field(
         2, ge=1, description="Most recent per-epoch checkpoints kept in the store."
     )
+    exclude_image_ids: tuple[str, ...] = Field(
+        (),
+        description="Image ids never trained on (database ids, as strings or ints): an "
+        "out-of-fold round's held-out fold, a campaign's fixed test images. They leave the "
+        "training part of the split only; validation and test are as the split made them.",
+    )
+
+    @field_validator("exclude_image_ids", mode="before")
+    @classmethod
+    def _ids_as_sorted_strings(cls, value: object) -> object:
+        # Sorted and unique, so two configs that exclude the same images compare (and are
+        # stored) equal whatever order or id type the caller used.
+        if isinstance(value, list | tuple | set | frozenset):
+            return tuple(sorted({str(v) for v in value}))
+        return value
 
     @property
     def in_channels(self) -> int:

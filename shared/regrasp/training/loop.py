@@ -39,7 +39,7 @@ from regrasp.store import keys
 from regrasp.training.config import TrainConfig
 from regrasp.training.data import CachedGraspDataset, GraspDataset, make_loader
 from regrasp.training.evaluate import evaluate
-from regrasp.training.splits import Split
+from regrasp.training.splits import Split, exclude_from_training
 
 if TYPE_CHECKING:
     from regrasp.store.objects import ObjectStore
@@ -300,10 +300,11 @@ def split_datasets(
 ) -> tuple[CachedGraspDataset, CachedGraspDataset, CachedGraspDataset]:
     """(train, val, test) datasets of a cache: train augmented, the others not.
 
-    `config.max_images` caps the training images (the first ones of a seeded shuffle).
-    The test part never reaches the training set (checked).
+    `config.exclude_image_ids` never train; `config.max_images` then caps the training
+    images (the first ones of a seeded shuffle). The test part never reaches the training
+    set (checked).
     """
-    train_ids = list(split.train)
+    train_ids = list(exclude_from_training(split, config.exclude_image_ids).train)
     if config.max_images is not None and len(train_ids) > config.max_images:
         picks = torch.randperm(len(train_ids), generator=_generator(config.seed))
         train_ids = sorted(train_ids[i] for i in picks[: config.max_images].tolist())

@@ -109,5 +109,23 @@ def make_split(
     return Split(kind=kind, seed=seed, **{k: tuple(sorted(v)) for k, v in parts.items()})
 
 
+def exclude_from_training(split: Split, image_ids: Iterable[str | int]) -> Split:
+    """The split with `image_ids` taken out of its training part (val and test unchanged).
+
+    What an out-of-fold model or a campaign with a fixed test set trains on: the excluded
+    images are in no part, so the stored split says exactly which images were trained on.
+    """
+    excluded = {str(i) for i in image_ids}
+    if not excluded.intersection(split.train):
+        return split
+    return Split(
+        kind=split.kind,
+        seed=split.seed,
+        train=tuple(i for i in split.train if i not in excluded),
+        val=split.val,
+        test=split.test,
+    )
+
+
 def _rank(seed: int, unit: str) -> bytes:
     return hashlib.sha256(f"{seed}:{unit}".encode()).digest()

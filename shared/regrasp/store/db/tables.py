@@ -550,3 +550,43 @@ class ReviewSkip(Base):
     item_id: Mapped[int] = mapped_column(sa.ForeignKey("review_items.id", ondelete="CASCADE"))
     annotator_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
     skipped_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- benchmark campaigns (migration 0004) ------------------------------------------------
+
+
+class CampaignState(enum.StrEnum):
+    created = "created"
+    running = "running"
+    done = "done"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+class Campaign(Base):
+    """A benchmark campaign (the paper's Table I): networks × dataset versions.
+
+    `runs` holds one entry per (network, version): its train and evaluate jobs, model,
+    accuracy and training loss (`regrasp.campaigns.machine`); `test_image_ids` the fixed
+    test images every model is scored on and none is trained on.
+    """
+
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(sa.ForeignKey("datasets.id"), index=True)
+    name: Mapped[str] = mapped_column(sa.String(128), default="")
+    state: Mapped[CampaignState] = mapped_column(
+        _enum(CampaignState, "campaign_state"), default=CampaignState.created
+    )
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    runs: Mapped[list[Any]] = mapped_column(default=list)
+    test_image_ids: Mapped[list[Any]] = mapped_column(default=list)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    finished_at: Mapped[datetime | None]
+
+
+__all__ += ["Campaign", "CampaignState"]

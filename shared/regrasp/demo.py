@@ -1,0 +1,790 @@
+"""The whole loop on one machine: the embedded stack of `regrasp up`, and `regrasp demo`.
+
+Two parts, both driven by the CLI:
+
+- **The embedded stack** (`LocalStack`): the four services and one trainer worker as
+  local processes on 127.0.0.1 over an SQLite file and a `file://` object store under one
+  data folder, run by `regrasp.supervisor`. The services' shared secrets are generated once
+  per data folder (`secrets.json`, mode 0600) unless the environment sets them, so tokens
+  stay valid across restarts and no placeholder secret is ever used. The first admin is
+  created here, before the orchestrator starts, with a generated password that is returned
+  once to be printed and is stored only as a hash. `bootstrap_demo` imports a small
+  synthetic dataset and starts round 1 on first run only (any existing dataset means the
+  folder is in use).
+- **The unattended loop** (`run_rounds`): rounds on a synthetic dataset with corrupted
+  labels, each reviewed through the orchestrator's review API (claim → decide) by the
+  simulated reviewer that knows the truth, then applied. Per round it records the flagged
+  count, the decision mix, the labels added and images removed (from the version diff),
+  how many decisions hit corrupted images and how many harmed clean ones, and the test
+  accuracy of the round's model: as its training job measured it on the version's own
+  (partly corrupted) labels, and — with a clean twin dataset (same seed, no corruption) —
+  on the clean labels of the same test objects through the trainer's evaluate job, which
+  is what shows whether refinement helps. `round_table` and `write_charts` present it.
+
+The synthetic import through the API keeps no truth manifest, but the generator is
+deterministic in its parameters, so `synthetic_truth` regenerates the manifest here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from regrasp.errors import ConfigError, InvalidInput, RegraspError, StorageError
+from regrasp.supervisor import ProcessSpec
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from regrasp.clients.orchestrator import OrchestratorClient, RoundPublic
+    from regrasp.clients.trainer import TrainerClient
+    from regrasp.settings import Settings
+    from regrasp.synthetic.manifest import TruthRecord
+    from regrasp.synthetic.reviewer import SimulatedReviewer
+
+__all__ = [
+    "DEMO_TRAIN",
+    "LocalStack",
+    "RoundRow",
+    "StackPorts",
+    "SyntheticSpec",
+    "bootstrap_demo",
+    "ensure_admin",
+    "free_ports",
+    "local_stack",
+    "review_round",
+    "round_table",
+    "run_rounds",
+    "synthetic_truth",
+    "write_charts",
+]
+
+#: A round's network for a laptop CPU: GG-CNN at 128² input, 4 epochs, no augmentation,
+#: an object-wise split (test objects stay the same across versions and the clean twin),
+#: and every quality peak decoded (an untrained-looking map still yields a prediction).
+DEMO_TRAIN: dict[str, Any] = {
+    "architecture": "ggcnn",
+    "epochs": 4,
+    "batch_size": 8,
+    "input_size": 128,
+    "num_workers": 0,
+    "augment": {"enabled": False},
+    "decode": {"threshold": 0.0},
+    "split": {"kind": "object", "seed": 0, "val_fraction": 0.1, "test_fraction": 0.2},
+}
+
+_SECRETS_FILE = "secrets.json"
+_DECISIONS = ("true_negative", "missing_label", "annotation_error", "fix")
+
+
+# --- the embedded stack ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StackPorts:
+    """Ports of the four services on 127.0.0.1."""
+
+    orchestrator: int = 8000
+    trainer: int = 8001
+    inference: int = 3000
+    review_ui: int = 8501
+
+    def __post_init__(self) -> None:
+        values = [self.orchestrator, self.trainer, self.inference, self.review_ui]
+        if len(set(values)) != 4 or not all(0 < p < 65536 for p in values):
+            raise InvalidInput(f"the four ports must be distinct and in 1..65535, got {values}")
+
+
+@dataclass(frozen=True)
+class LocalStack:
+    """The processes of one embedded deployment and the environment they share.
+
+    env: the complete environment of every service process (settings as REGRASP_*).
+    root: the repository folder holding `services/` (the services run from there).
+    """
+
+    data_dir: Path
+    host: str
+    ports: StackPorts
+    root: Path
+    env: Mapping[str, str]
+    service_key: str = field(repr=False)
+
+    def url(self, service: str) -> str:
+        """Base URL of `service` (orchestrator, trainer, inference or review_ui)."""
+        return f"http://{self.host}:{getattr(self.ports, service)}"
+
+    def specs(self, *, ui: bool = True, worker_device: str | None = None) -> list[ProcessSpec]:
+        """The processes: orchestrator, trainer API, one trainer worker, inference and,
+        with `ui`, the review UI; each with its health URL."""
+        py, env, host = sys.executable, dict(self.env), self.host
+        p = self.ports
+        worker = [py, "-m", "services.trainer", "worker"]
+        if worker_device:
+            worker += ["--device", worker_device]
+        specs = [
+            ProcessSpec(
+                "orchestrator",
+                [
+                    py,
+                    "-m",
+                    "services.orchestrator",
+                    "serve",
+                    "--host",
+                    host,
+                    "--port",
+                    str(p.orchestrator),
+                ],
+                env=env,
+                cwd=self.root,
+                health_url=f"{self.url('orchestrator')}/readyz",
+            ),
+            ProcessSpec(
+                "trainer",
+                [py, "-m", "services.trainer", "serve", "--host", host, "--port", str(p.trainer)],
+                env=env,
+                cwd=self.root,
+                health_url=f"{self.url('trainer')}/healthz",
+            ),
+            ProcessSpec("worker", worker, env=env, cwd=self.root),
+            ProcessSpec(
+                "inference",
+                [py, "-m", "bentoml", "serve", "services.inference.service:InferenceService"]
+                + ["--host", host, "--port", str(p.inference)],
+                env=env,
+                cwd=self.root,
+                health_url=f"{self.url('inference')}/readyz",
+            ),
+        ]
+        if ui:
+            specs.append(
+                ProcessSpec(
+                    "review_ui",
+                    [
+                        py,
+                        "-m",
+                        "services.review_ui",
+                        "serve",
+                        "--host",
+                        host,
+                        "--port",
+                        str(p.review_ui),
+                    ],
+                    env=env,
+                    cwd=self.root,
+                    health_url=f"{self.url('review_ui')}/_stcore/health",
+                )
+            )
+        return specs
+
+
+def local_stack(
+    settings: Settings,
+    *,
+    ports: StackPorts,
+    base_env: Mapping[str, str],
+    root: Path | None = None,
+) -> LocalStack:
+    """The embedded stack over `settings` (data folder, database and store URLs).
+
+    base_env: the environment the services inherit (the caller's, normally); every
+    REGRASP_* value the services need is set on top of it. Secrets left at their
+    development placeholder are replaced by ones generated once per data folder.
+    """
+    from regrasp.settings import DEV_SECRET
+
+    root = root or services_root()
+    data_dir = settings.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    stored = _stack_secrets(data_dir)
+    secret_key = settings.secret_key.get_secret_value()
+    service_key = settings.service_api_key.get_secret_value()
+    if secret_key == DEV_SECRET:
+        secret_key = stored["secret_key"]
+    if service_key == DEV_SECRET:
+        service_key = stored["service_api_key"]
+    host = settings.bind_host
+    stack = LocalStack(data_dir, host, ports, root, {}, service_key)
+    path = os.pathsep.join(x for x in (str(root), base_env.get("PYTHONPATH", "")) if x)
+    env = {
+        **base_env,
+        "REGRASP_DATA_DIR": str(data_dir),
+        "REGRASP_DATABASE_URL": settings.database_url,
+        "REGRASP_OBJECT_STORE_URL": settings.object_store_url,
+        "REGRASP_SECRET_KEY": secret_key,
+        "REGRASP_SERVICE_API_KEY": service_key,
+        "REGRASP_BIND_HOST": host,
+        "REGRASP_ORCHESTRATOR_URL": stack.url("orchestrator"),
+        "REGRASP_TRAINER_URL": stack.url("trainer"),
+        "REGRASP_INFERENCE_URLS": json.dumps([stack.url("inference")]),
+        "REGRASP_INFERENCE_PORT": str(ports.inference),
+        "REGRASP_REVIEW_UI_URL": stack.url("review_ui"),
+        "BENTOML_DO_NOT_TRACK": "true",
+        "BENTOML_HOME": str(data_dir / "bentoml"),
+        "PYTHONPATH": path,
+        "PYTHONUNBUFFERED": "1",
+    }
+    # The admin is made by `ensure_admin` before the orchestrator starts; never hand a
+    # password to a child process's environment.
+    env.pop("REGRASP_ADMIN_PASSWORD", None)
+    return LocalStack(data_dir, host, ports, root, env, service_key)
+
+
+def services_root() -> Path:
+    """The repository folder with `services/` (the library is installed editable from it)."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "services" / "orchestrator" / "__main__.py").is_file():
+        raise ConfigError(
+            f"the services are not next to the library ({root / 'services'} missing): "
+            "run `regrasp up` from a checkout installed with `make install`"
+        )
+    return root
+
+
+def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
+    """`n` distinct ports free on `host` right now (for tests and the demo's own stack)."""
+    import socket
+
+    sockets, ports = [], []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind((host, 0))
+            sockets.append(s)
+            ports.append(s.getsockname()[1])
+    finally:
+        for s in sockets:
+            s.close()
+    return ports
+
+
+def ensure_admin(
+    database_url: str, *, username: str, password: str | None, development: bool
+) -> str | None:
+    """Bring the schema up (development) or check it, then create the first admin if none.
+
+    Returns the password of the admin created now (`password`, or a generated one), None
+    when an admin already exists. Only the password's hash is stored.
+    """
+    import sqlalchemy as sa
+
+    from regrasp.accounts import create_user
+    from regrasp.store.db import migrations
+    from regrasp.store.db.engine import make_engine, session_scope
+    from regrasp.store.db.tables import User, UserRole
+
+    if development:
+        migrations.upgrade(database_url)
+    else:
+        migrations.check_schema(database_url)
+    engine = make_engine(database_url)
+    try:
+        with session_scope(engine) as session:
+            admin = sa.select(User.id).where(User.role == UserRole.admin).limit(1)
+            if session.scalar(admin) is not None:
+                return None
+            chosen = password or secrets.token_urlsafe(18)
+            create_user(session, username=username, password=chosen, role="admin")
+            return chosen
+    finally:
+        engine.dispose()
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """Parameters of a generated dataset (they regenerate the same bytes and truth)."""
+
+    images: int = 200
+    size: int = 256
+    objects: int | None = None
+    seed: int = 0
+    corrupt_fraction: float = 0.25
+
+    def source(self, *, clean: bool = False) -> Any:
+        """The import API's source; `clean` the twin without corrupted labels."""
+        from regrasp.clients.orchestrator import SyntheticSource
+
+        return SyntheticSource(
+            images=self.images,
+            objects=self.objects,
+            size=self.size,
+            seed=self.seed,
+            corrupt_fraction=0.0 if clean else self.corrupt_fraction,
+        )
+
+
+def bootstrap_demo(
+    api: OrchestratorClient,
+    *,
+    name: str = "demo",
+    spec: SyntheticSpec = SyntheticSpec(),  # noqa: B008 - frozen dataclass
+    train: Mapping[str, Any] = DEMO_TRAIN,
+    on_progress: Callable[[str], None] = lambda _m: None,
+) -> RoundPublic | None:
+    """First run only: import the synthetic demo dataset and start round 1 on it.
+
+    Does nothing (returns None) when any dataset exists. Returns round 1 just created.
+    """
+    from regrasp.clients.orchestrator import RoundCreate
+
+    existing = api.list_datasets()
+    if existing:
+        on_progress(f"{len(existing)} dataset(s) here already; no demo data imported")
+        return None
+    on_progress(
+        f"importing the demo dataset {name!r}: {spec.images} synthetic images of "
+        f"{spec.size}² px, {spec.corrupt_fraction:.0%} with corrupted labels"
+    )
+    dataset_id = import_synthetic(api, name=name, spec=spec)
+    rnd = _retry_locked(
+        lambda: api.create_round(RoundCreate(dataset_id=dataset_id, train=dict(train)))
+    )
+    on_progress(f"round {rnd.id} started on {name!r} v{rnd.base_version} (training)")
+    return rnd
+
+
+def import_synthetic(
+    api: OrchestratorClient,
+    *,
+    name: str,
+    spec: SyntheticSpec,
+    clean: bool = False,
+    description: str = "",
+) -> int:
+    """Import a synthetic dataset through the API (object-wise split) → its dataset id."""
+    from regrasp.clients.orchestrator import ImportRequest, SplitRequest
+
+    request = ImportRequest(
+        name=name,
+        description=description or f"synthetic {'clean twin' if clean else 'demo'} dataset",
+        source=spec.source(clean=clean),
+        split=SplitRequest(kind="object", seed=spec.seed),
+    )
+    status = api.wait_import(_retry_locked(lambda: api.start_import(request)).id)
+    if status.state != "succeeded" or status.dataset_id is None:
+        raise StorageError(f"import of {name!r} failed: {status.error}")
+    return status.dataset_id
+
+
+# --- the unattended loop ----------------------------------------------------------------------
+
+
+@dataclass
+class RoundRow:
+    """One line of the demo's table (a round, or the model of the final version).
+
+    accuracy: the model's test accuracy on the version's own labels (its training job);
+    clean_accuracy: on the clean twin's labels of the same test objects (evaluate job).
+    corrupted_hit: decisions that removed or fixed labels of corrupted images;
+    clean_harmed: the same on clean images (reviewer errors or model-valid labels).
+    """
+
+    round: int | str
+    base_version: int
+    result_version: int | None = None
+    flagged: int = 0
+    predicted: int = 0
+    decisions: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_DECISIONS, 0))
+    labels_added: int = 0
+    labels_removed: int = 0
+    images_removed: int = 0
+    corrupted_hit: int = 0
+    clean_harmed: int = 0
+    reviewer_errors: int = 0
+    accuracy: float | None = None
+    clean_accuracy: float | None = None
+    model_id: int | None = None
+    seconds: float = 0.0
+
+    @property
+    def decided(self) -> int:
+        return sum(self.decisions.values())
+
+
+def run_rounds(
+    admin: OrchestratorClient,
+    reviewer_api: OrchestratorClient,
+    trainer: TrainerClient,
+    *,
+    dataset_id: int,
+    truth: Mapping[str, TruthRecord],
+    reviewer: SimulatedReviewer,
+    rounds: int = 3,
+    train: Mapping[str, Any] = DEMO_TRAIN,
+    clean_dataset_id: int | None = None,
+    final_model: bool = True,
+    timeout: float = 3600.0,
+    on_row: Callable[[RoundRow], None] = lambda _r: None,
+    on_status: Callable[[str], None] = lambda _m: None,
+) -> list[RoundRow]:
+    """Run `rounds` rounds on `dataset_id`, each reviewed by `reviewer` and applied.
+
+    admin: an admin's client (starts and applies rounds); reviewer_api: the client the
+    reviews are made with (an annotator's). truth: the manifest records by image name.
+    With `final_model`, one more model is trained on the last version for its accuracy
+    (the row named "final"). Returns one row per round (plus the final one).
+    """
+    from regrasp.clients.orchestrator import RoundCreate
+    from regrasp.clients.trainer import TrainJobCreate
+
+    if rounds < 1:
+        raise InvalidInput(f"rounds must be >= 1, got {rounds}")
+    rows: list[RoundRow] = []
+    for number in range(1, rounds + 1):
+        started = time.monotonic()
+        request = RoundCreate(dataset_id=dataset_id, train=dict(train), chunk_size=32)
+        rnd = _retry_locked(lambda request=request: admin.create_round(request))
+        row = RoundRow(number, rnd.base_version)
+        on_status(f"round {number}: training on v{rnd.base_version}")
+        rnd = _wait_round(admin, rnd.id, ("reviewing",), timeout, on_status, number)
+        rnd = _wait_items(admin, rnd.id, timeout)
+        row.flagged, row.predicted, row.model_id = (
+            rnd.counts.flagged,
+            rnd.counts.images_predicted,
+            rnd.model_id,
+        )
+        evaluation = _submit_clean_eval(trainer, rnd.model_id, clean_dataset_id)
+        on_status(f"round {number}: reviewing {rnd.counts.items} flagged images")
+        review = review_round(reviewer_api, rnd.id, truth, reviewer)
+        row.decisions.update(review["decisions"])
+        row.corrupted_hit, row.clean_harmed = review["corrupted_hit"], review["clean_harmed"]
+        row.reviewer_errors = review["errors"]
+        on_status(f"round {number}: applying {row.decided} decisions")
+        _retry_locked(lambda rnd=rnd: admin.apply_round(rnd.id))
+        rnd = _wait_round(admin, rnd.id, ("done",), timeout, on_status, number)
+        row.result_version = rnd.result_version
+        assert rnd.result_version is not None
+        diff = admin.diff(dataset_id, rnd.base_version, rnd.result_version, limit=1)
+        row.labels_added, row.labels_removed = diff.added_grasp_count, diff.removed_grasp_count
+        row.images_removed = _removed_images(admin, dataset_id, rnd)
+        row.accuracy = _train_accuracy(trainer, rnd.train_job_id, timeout)
+        row.clean_accuracy = _eval_accuracy(trainer, evaluation, timeout)
+        row.seconds = time.monotonic() - started
+        rows.append(row)
+        on_row(row)
+    if final_model:
+        started = time.monotonic()
+        version = rows[-1].result_version
+        assert version is not None
+        on_status(f"final: training on v{version}")
+        job = trainer.submit(
+            TrainJobCreate(dataset=dataset_id, version=version, config=dict(train))
+        )
+        done = trainer.wait(job.id, timeout=timeout, poll=1.0)
+        if done.state != "succeeded" or not done.result:
+            raise StorageError(f"final training job {job.id} {done.state}: {done.error}")
+        row = RoundRow("final", version, model_id=int(done.result["model_id"]))
+        row.accuracy = (done.result.get("metrics") or {}).get("test_accuracy")
+        evaluation = _submit_clean_eval(trainer, row.model_id, clean_dataset_id)
+        row.clean_accuracy = _eval_accuracy(trainer, evaluation, timeout)
+        row.seconds = time.monotonic() - started
+        rows.append(row)
+        on_row(row)
+    return rows
+
+
+def review_round(
+    api: OrchestratorClient,
+    round_id: int,
+    truth: Mapping[str, TruthRecord],
+    reviewer: SimulatedReviewer,
+) -> dict[str, Any]:
+    """Answer every review item of the round through the review API (claim → decide).
+
+    Returns {"decisions": Counter by kind, "corrupted_hit", "clean_harmed", "errors"}.
+    """
+    from regrasp.clients.orchestrator import DecisionCreate
+
+    kinds: Counter[str] = Counter()
+    hit = harmed = errors = 0
+    while True:
+        item = _retry_locked(lambda: api.claim_next(round_id))
+        if item is None:
+            break
+        record = truth.get(item.image)
+        if record is None:
+            raise InvalidInput(f"image {item.image!r} is not in the truth manifest")
+        predictions = sorted(item.predictions, key=lambda p: p.index)
+        labels = np.array([lab.grasp for lab in item.labels], dtype=np.float64).reshape(-1, 5)
+        preds = np.array([p.grasp for p in predictions], dtype=np.float64).reshape(-1, 5)
+        shown = time.monotonic()
+        decision = reviewer.review(record, labels, preds)
+        body = DecisionCreate(
+            item_version=item.version,
+            decision=decision.kind,  # type: ignore[arg-type]
+            accepted_predictions=[predictions[i].index for i in decision.accepted_predictions],
+            removed_grasp_ids=[item.labels[i].grasp_id for i in decision.removed_labels],
+            seconds_taken=time.monotonic() - shown,
+        )
+        _retry_locked(lambda item=item, body=body: api.decide(item.id, body))
+        kinds[decision.kind] += 1
+        errors += decision.simulated_error
+        if decision.kind in ("annotation_error", "fix"):
+            if record.corrupted:
+                hit += 1
+            else:
+                harmed += 1
+    return {"decisions": kinds, "corrupted_hit": hit, "clean_harmed": harmed, "errors": errors}
+
+
+def synthetic_truth(spec: SyntheticSpec, *, work_dir: Path | None = None) -> dict[str, TruthRecord]:
+    """The truth manifest of `spec`'s dataset, by image name, regenerated in a temporary
+    folder (the generator is deterministic in its parameters)."""
+    from regrasp.synthetic.generate import generate_dataset
+
+    if work_dir is not None:
+        work_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=work_dir, prefix="truth-") as tmp:
+        manifest = generate_dataset(
+            Path(tmp) / "data",
+            images=spec.images,
+            objects=spec.objects,
+            size=spec.size,
+            seed=spec.seed,
+            corrupt_fraction=spec.corrupt_fraction,
+            compress=False,
+            workers=1,  # no process pool: safe under any entry point, seconds at demo sizes
+        )
+        return manifest.by_stem()
+
+
+def round_table(rows: Sequence[RoundRow], *, title: str = "Refinement rounds") -> Table:
+    """The rows as a rich table (accuracy as percentages; '-' where not measured)."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for header in (
+        "round",
+        "version",
+        "flagged",
+        "decided",
+        "TN",
+        "missing",
+        "error",
+        "fix",
+        "labels +",
+        "labels -",
+        "images -",
+        "corrupt hit",
+        "clean harmed",
+        "acc (labels)",
+        "acc (clean)",
+    ):
+        table.add_column(header, justify="right")
+    for r in rows:
+        reviewed = isinstance(r.round, int)
+        version = f"v{r.base_version}→v{r.result_version}" if reviewed else f"v{r.base_version}"
+        counts = (
+            [
+                r.flagged,
+                r.decided,
+                *(r.decisions.get(k, 0) for k in _DECISIONS),
+                r.labels_added,
+                r.labels_removed,
+                r.images_removed,
+                r.corrupted_hit,
+                r.clean_harmed,
+            ]
+            if reviewed
+            else [""] * 11
+        )
+        table.add_row(
+            str(r.round), version, *map(str, counts), _pct(r.accuracy), _pct(r.clean_accuracy)
+        )
+    return table
+
+
+def write_charts(rows: Sequence[RoundRow], folder: Path) -> list[Path]:
+    """PNG charts of the rows into `folder` (flagged, decisions, changes, accuracy) and the
+    rows as rounds.json; returns the paths written."""
+    from regrasp import viz
+
+    folder.mkdir(parents=True, exist_ok=True)
+    reviewed = [r for r in rows if isinstance(r.round, int)]
+    numbers = [int(r.round) for r in reviewed]
+    with_model = [*numbers, numbers[-1] + 1] if len(rows) > len(reviewed) else numbers
+    charts = {
+        "flagged.png": viz.chart_flagged(
+            numbers, flagged=[r.flagged for r in reviewed], reviewed=[r.decided for r in reviewed]
+        ),
+        "decisions.png": viz.chart_decision_mix(
+            numbers, mix={k: [r.decisions.get(k, 0) for r in reviewed] for k in _DECISIONS}
+        ),
+        "changes.png": viz.chart_metrics(
+            numbers,
+            series={
+                "labels added": [r.labels_added for r in reviewed],
+                "images removed": [r.images_removed for r in reviewed],
+                "corrupted images hit": [r.corrupted_hit for r in reviewed],
+                "clean images harmed": [r.clean_harmed for r in reviewed],
+            },
+            ylabel="count",
+            title="What each round changed",
+        ),
+        "accuracy.png": viz.chart_metrics(
+            with_model,
+            series={
+                "test, version labels": [r.accuracy for r in rows],
+                "test, clean labels": [r.clean_accuracy for r in rows],
+            },
+            ylabel="accuracy",
+            title="Test accuracy of the model each round trains"
+            + (
+                f" (round {with_model[-1]}: final version)"
+                if len(with_model) > len(numbers)
+                else ""
+            ),
+        ),
+    }
+    written = []
+    for name, png in charts.items():
+        path = folder / name
+        path.write_bytes(png)
+        written.append(path)
+    data = folder / "rounds.json"
+    data.write_text(json.dumps([_row_dict(r) for r in rows], indent=2))
+    written.append(data)
+    return written
+
+
+# --- private helpers ----------------------------------------------------------------------
+
+
+def _stack_secrets(data_dir: Path) -> dict[str, str]:
+    """The data folder's generated secrets, created on first use (owner-only file)."""
+    path = data_dir / _SECRETS_FILE
+    if path.exists():
+        values = json.loads(path.read_text())
+        if {"secret_key", "service_api_key"} <= set(values):
+            return values
+    values = {"secret_key": secrets.token_urlsafe(32), "service_api_key": secrets.token_urlsafe(32)}
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(values, out)
+    return values
+
+
+def _retry_locked(call: Callable[[], Any], *, tries: int = 30) -> Any:
+    """`call()`, again while the embedded SQLite answers "database is locked": several
+    processes write one SQLite file, and a write that loses the race fails at once."""
+    for attempt in range(tries):
+        try:
+            return call()
+        except RegraspError as exc:
+            if attempt == tries - 1 or "locked" not in str(exc):
+                raise
+            time.sleep(0.3)
+    return None
+
+
+def _wait_round(
+    api: OrchestratorClient,
+    round_id: int,
+    states: tuple[str, ...],
+    timeout: float,
+    on_status: Callable[[str], None],
+    number: int,
+) -> RoundPublic:
+    seen: list[str] = []
+
+    def progress(rnd: RoundPublic) -> None:
+        if not seen or seen[-1] != rnd.state:
+            seen.append(rnd.state)
+            on_status(f"round {number}: {rnd.state}")
+
+    rnd = _retry_locked(
+        lambda: api.wait_round(
+            round_id,
+            until=(*states, "failed", "cancelled"),
+            timeout=timeout,
+            poll=1.0,
+            on_progress=progress,
+        )
+    )
+    if rnd.state not in states:
+        raise StorageError(f"round {round_id} {rnd.state} in {rnd.failed_in}: {rnd.error}")
+    return rnd
+
+
+def _wait_items(api: OrchestratorClient, round_id: int, timeout: float) -> RoundPublic:
+    """The reviewing step creates the review items just after the state changes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rnd = api.get_round(round_id)
+        if rnd.counts.items >= rnd.counts.flagged:
+            return rnd
+        if time.monotonic() > deadline:
+            raise StorageError(f"round {round_id}: review items not created in {timeout:.0f} s")
+        time.sleep(0.5)
+
+
+def _removed_images(api: OrchestratorClient, dataset_id: int, rnd: RoundPublic) -> int:
+    by_number = {v.number: v for v in api.list_versions(dataset_id)}
+    base, result = by_number.get(rnd.base_version), by_number.get(rnd.result_version or -1)
+    if base is None or result is None:
+        return 0
+    return max(0, base.image_count - result.image_count)
+
+
+def _submit_clean_eval(
+    trainer: TrainerClient, model_id: int | None, clean_dataset_id: int | None
+) -> int | None:
+    from regrasp.clients.trainer import EvaluateJobCreate
+
+    if model_id is None or clean_dataset_id is None:
+        return None
+    job = EvaluateJobCreate(model_id=model_id, dataset=clean_dataset_id, split="test")
+    return trainer.submit(job).id
+
+
+def _eval_accuracy(trainer: TrainerClient, job_id: int | None, timeout: float) -> float | None:
+    if job_id is None:
+        return None
+    done = trainer.wait(job_id, timeout=timeout, poll=1.0)
+    if done.state != "succeeded" or not done.result:
+        raise StorageError(f"evaluation job {job_id} {done.state}: {done.error}")
+    return float(done.result["accuracy"])
+
+
+def _train_accuracy(trainer: TrainerClient, job_id: int | None, timeout: float) -> float | None:
+    if job_id is None:
+        return None
+    done = trainer.wait(job_id, timeout=timeout, poll=1.0)
+    value = ((done.result or {}).get("metrics") or {}).get("test_accuracy")
+    return None if value is None else float(value)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _row_dict(row: RoundRow) -> dict[str, Any]:
+    return {
+        "round": row.round,
+        "base_version": row.base_version,
+        "result_version": row.result_version,
+        "predicted": row.predicted,
+        "flagged": row.flagged,
+        "decisions": dict(row.decisions),
+        "labels_added": row.labels_added,
+        "labels_removed": row.labels_removed,
+        "images_removed": row.images_removed,
+        "corrupted_hit": row.corrupted_hit,
+        "clean_harmed": row.clean_harmed,
+        "reviewer_errors": row.reviewer_errors,
+        "test_accuracy": row.accuracy,
+        "clean_test_accuracy": row.clean_accuracy,
+        "model_id": row.model_id,
+        "seconds": round(row.seconds, 1),
+    }
