@@ -1,0 +1,5 @@
+"""`python -m regrasp.cli`."""
+
+from regrasp.cli import main
+
+main()

@@ -1,0 +1,123 @@
+"""`regrasp round start|status|apply|cancel`: refinement rounds through the orchestrator."""
+
+from __future__ import annotations
+
+import typer
+
+from regrasp.cli._app import app
+from regrasp.cli._common import (
+    PASSWORD_OPTION,
+    TOKEN_OPTION,
+    URL_OPTION,
+    USER_OPTION,
+    orchestrator_client,
+)
+
+round_app = typer.Typer(no_args_is_help=True, help="Refinement rounds through the orchestrator.")
+app.add_typer(round_app, name="round")
+
+
+@round_app.command("start")
+def round_start(
+    dataset: str = typer.Argument(..., help="Dataset name or id."),
+    version: int = typer.Option(None, help="Base version (default: the latest)."),
+    config: str = typer.Option(
+        None, help='JSON of RoundConfig fields, e.g. \'{"train": {"epochs": 30}}\'.'
+    ),
+    model_id: int = typer.Option(None, help="Reuse this registered model (skips training)."),
+    flag_threshold: float = typer.Option(None, help="Flag below this top-1 IoU (0.2)."),
+    top_k: int = typer.Option(None, help="Predictions kept per image (5)."),
+    wait: bool = typer.Option(False, help="Follow the round until it is reviewing or final."),
+    url: str = URL_OPTION,
+    token: str = TOKEN_OPTION,
+    username: str = USER_OPTION,
+    password: str = PASSWORD_OPTION,
+) -> None:
+    """Start a round on a dataset version (admins)."""
+    import json
+
+    from regrasp.clients.orchestrator import RoundCreate
+
+    values = json.loads(config) if config else {}
+    for key, value in (
+        ("model_id", model_id),
+        ("flag_threshold", flag_threshold),
+        ("top_k", top_k),
+    ):
+        if value is not None:
+            values[key] = value
+    with orchestrator_client(url, token, username, password) as api:
+        ds = api.find_dataset(dataset)
+        rnd = api.create_round(RoundCreate(dataset_id=ds.id, version=version, **values))
+        typer.echo(f"round {rnd.id} on {ds.name!r} v{rnd.base_version}: {rnd.state}")
+        if wait:
+            rnd = api.wait_round(rnd.id, on_progress=lambda r: None)
+            _echo_round(rnd)
+
+
+@round_app.command("status")
+def round_status(
+    round_id: int = typer.Argument(None, help="Round id (default: list the rounds)."),
+    url: str = URL_OPTION,
+    token: str = TOKEN_OPTION,
+    username: str = USER_OPTION,
+    password: str = PASSWORD_OPTION,
+) -> None:
+    """A round's state, timings per state and counts (or every round, one line each)."""
+    with orchestrator_client(url, token, username, password) as api:
+        if round_id is None:
+            for r in api.list_rounds():
+                typer.echo(
+                    f"{r.id}\tdataset {r.dataset_id} v{r.base_version}\t{r.state}\t"
+                    f"result v{r.result_version if r.result_version is not None else '-'}"
+                )
+            return
+        _echo_round(api.get_round(round_id))
+
+
+@round_app.command("apply")
+def round_apply(
+    round_id: int = typer.Argument(..., help="Round id."),
+    force: bool = typer.Option(False, help="Undecided items count as true negatives."),
+    wait: bool = typer.Option(True, help="Wait until the new version exists."),
+    url: str = URL_OPTION,
+    token: str = TOKEN_OPTION,
+    username: str = USER_OPTION,
+    password: str = PASSWORD_OPTION,
+) -> None:
+    """Apply a round's decisions as the next dataset version (admins)."""
+    with orchestrator_client(url, token, username, password) as api:
+        rnd = api.apply_round(round_id, force=force)
+        if wait:
+            rnd = api.wait_round(round_id, until=("done", "failed", "cancelled"))
+        _echo_round(rnd)
+        if rnd.state in ("failed", "cancelled"):
+            raise typer.Exit(1)
+
+
+@round_app.command("cancel")
+def round_cancel(
+    round_id: int = typer.Argument(..., help="Round id."),
+    url: str = URL_OPTION,
+    token: str = TOKEN_OPTION,
+    username: str = USER_OPTION,
+    password: str = PASSWORD_OPTION,
+) -> None:
+    """Cancel a round that has not started applying (admins)."""
+    with orchestrator_client(url, token, username, password) as api:
+        _echo_round(api.cancel_round(round_id))
+
+
+def _echo_round(rnd) -> None:  # type: ignore[no-untyped-def]
+    c = rnd.counts
+    typer.echo(
+        f"round {rnd.id}: {rnd.state} (dataset {rnd.dataset_id} v{rnd.base_version}"
+        + (f" -> v{rnd.result_version}" if rnd.result_version is not None else "")
+        + f"); predicted {c.images_predicted}, flagged {c.flagged}, "
+        f"items {c.items}, decided {c.decided}"
+    )
+    for state, t in rnd.timings.items():
+        seconds = f"{t.seconds:.1f} s" if t.seconds is not None else "-"
+        typer.echo(f"  {state:<11} {seconds}")
+    if rnd.error:
+        typer.echo(f"  error: {rnd.error}")

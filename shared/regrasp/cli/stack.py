@@ -1,0 +1,245 @@
+"""`regrasp up` (the embedded stack on one machine) and `regrasp demo` (the unattended loop)."""
+
+from __future__ import annotations
+
+import typer
+
+from regrasp.cli._app import app
+from regrasp.cli._common import PASSWORD_OPTION, TOKEN_OPTION, USER_OPTION, orchestrator_client
+from regrasp.errors import RegraspError
+
+
+@app.command()
+def up(
+    data_dir: str = typer.Option(
+        None, help="Folder of the SQLite file, object store and logs (default REGRASP_DATA_DIR)."
+    ),
+    orchestrator_port: int = typer.Option(8000, help="Orchestrator API port."),
+    trainer_port: int = typer.Option(8001, help="Trainer API port."),
+    inference_port: int = typer.Option(3000, help="Inference (BentoML) port."),
+    ui_port: int = typer.Option(8501, help="Review UI (Streamlit) port."),
+    demo_data: bool = typer.Option(
+        True, help="On first run, import a synthetic demo dataset and start round 1."
+    ),
+    images: int = typer.Option(200, min=10, help="Demo dataset: synthetic images."),
+    size: int = typer.Option(256, min=64, help="Demo dataset: image side, pixels."),
+    corrupt_fraction: float = typer.Option(0.25, min=0.0, max=1.0, help="Demo: corrupted."),
+    device: str = typer.Option(None, help="Trainer worker's torch device (default: auto)."),
+    startup_timeout: float = typer.Option(600.0, help="Seconds to wait for healthy services."),
+) -> None:
+    """Run all four services and a trainer worker here, supervised, until Ctrl-C."""
+    import os
+    import threading
+    from pathlib import Path
+
+    from regrasp.clients.orchestrator import OrchestratorClient
+    from regrasp.demo import StackPorts, SyntheticSpec, bootstrap_demo, ensure_admin, local_stack
+    from regrasp.settings import load_settings
+    from regrasp.supervisor import Supervisor, stop_on_signals
+
+    s = load_settings(**({"data_dir": Path(data_dir)} if data_dir else {}))
+    ports = StackPorts(orchestrator_port, trainer_port, inference_port, ui_port)
+    stack = local_stack(s, ports=ports, base_env=os.environ)
+    password = ensure_admin(
+        s.database_url,
+        username=s.admin_username,
+        password=s.admin_password.get_secret_value() if s.admin_password else None,
+        development=s.mode == "development",
+    )
+    typer.echo(f"regrasp: data in {stack.data_dir} ({s.database_url.split(':', 1)[0]})")
+    supervisor = Supervisor(stack.specs(worker_device=device))
+    with stop_on_signals() as stop, supervisor:
+        supervisor.wait_healthy(timeout=startup_timeout, cancel=stop)
+        lines = [
+            "regrasp is up:",
+            f"  review UI          {stack.url('review_ui')}",
+            f"  orchestrator API   {stack.url('orchestrator')}/docs",
+            f"  inference          {stack.url('inference')}  (docs {stack.url('inference')}/docs)",
+            f"  trainer API        {stack.url('trainer')}/docs",
+        ]
+        if password is not None and s.admin_password is None:
+            lines.append(
+                f"  admin              {s.admin_username!r} / {password}  "
+                "(generated; shown once, stored only as a hash)"
+            )
+        elif password is not None:
+            lines.append(f"  admin              {s.admin_username!r} (REGRASP_ADMIN_PASSWORD)")
+        typer.echo("\n".join(lines) + "\nCtrl-C stops everything.", err=False)
+
+        def bootstrap() -> None:
+            try:
+                with OrchestratorClient(stack.url("orchestrator"), timeout=120.0) as api:
+                    api.use_credential(stack.service_key)
+                    spec = SyntheticSpec(
+                        images=images, size=size, corrupt_fraction=corrupt_fraction
+                    )
+                    say = lambda m: typer.echo(f"regrasp: {m}")  # noqa: E731
+                    rnd = bootstrap_demo(api, spec=spec, on_progress=say)
+                    if rnd is None:
+                        return
+                    rnd = api.wait_round(rnd.id, timeout=24 * 3600.0, poll=2.0)
+                    say(
+                        f"round {rnd.id} is {rnd.state}: {rnd.counts.items} flagged images "
+                        f"to review at {stack.url('review_ui')}"
+                        + (f" ({rnd.error})" if rnd.error else "")
+                    )
+            except RegraspError as exc:
+                typer.echo(f"regrasp: demo data not set up: {exc}", err=True)
+
+        if demo_data:
+            threading.Thread(target=bootstrap, name="demo-data", daemon=True).start()
+        stop.wait()
+        typer.echo("regrasp: stopping (Ctrl-C again to force)")
+
+
+@app.command()
+def demo(
+    url: str = typer.Option(
+        None, "--url", help="Use the services running there instead of starting them."
+    ),
+    trainer_url: str = typer.Option(None, help="Trainer URL with --url (default settings)."),
+    token: str = TOKEN_OPTION,
+    username: str = USER_OPTION,
+    password: str = PASSWORD_OPTION,
+    data_dir: str = typer.Option(
+        None, help="Data folder of the services started here (default: a temporary one)."
+    ),
+    output: str = typer.Option("regrasp-demo", "--output", "-o", help="Folder for the charts."),
+    rounds: int = typer.Option(3, min=1, help="Rounds to run."),
+    images: int = typer.Option(200, min=10, help="Synthetic images."),
+    size: int = typer.Option(256, min=64, help="Synthetic image side, pixels."),
+    corrupt_fraction: float = typer.Option(0.25, min=0.0, max=1.0, help="Corrupted fraction."),
+    seed: int = typer.Option(0, help="Generator seed."),
+    error_rate: float = typer.Option(0.0, min=0.0, max=1.0, help="Simulated reviewer errors."),
+    epochs: int = typer.Option(None, help="Epochs per round (default 4)."),
+    input_size: int = typer.Option(None, help="Network input side (default 128)."),
+    clean_eval: bool = typer.Option(
+        True, help="Also score each model on a clean twin dataset (true accuracy)."
+    ),
+    device: str = typer.Option(None, help="Trainer worker's torch device (default: auto)."),
+) -> None:
+    """Run refinement rounds unattended: synthetic data, simulated reviewer, table + charts."""
+    import os
+    import secrets
+    import shutil
+    import tempfile
+    import time
+    from contextlib import ExitStack
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from regrasp.clients.orchestrator import OrchestratorClient, UserCreate
+    from regrasp.clients.trainer import TrainerClient
+    from regrasp.demo import (
+        DEMO_TRAIN,
+        StackPorts,
+        SyntheticSpec,
+        ensure_admin,
+        free_ports,
+        import_synthetic,
+        local_stack,
+        round_table,
+        run_rounds,
+        synthetic_truth,
+        write_charts,
+    )
+    from regrasp.settings import load_settings
+    from regrasp.supervisor import LogFiles, Supervisor
+    from regrasp.synthetic.reviewer import SimulatedReviewer
+
+    console = Console()
+    started = time.monotonic()
+    train = dict(DEMO_TRAIN)
+    if epochs is not None:
+        train["epochs"] = epochs
+    if input_size is not None:
+        train["input_size"] = input_size
+    spec = SyntheticSpec(images=images, size=size, seed=seed, corrupt_fraction=corrupt_fraction)
+    name = f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
+    with ExitStack() as cleanup:
+        if url is None:
+            owned = data_dir is None
+            folder = Path(data_dir or tempfile.mkdtemp(prefix="regrasp-demo-"))
+            if owned:
+                cleanup.callback(shutil.rmtree, folder, ignore_errors=True)
+            s = load_settings(data_dir=folder)
+            ports = StackPorts(*free_ports(4))
+            stack = local_stack(s, ports=ports, base_env=os.environ)
+            admin_password = ensure_admin(
+                s.database_url,
+                username="demo-admin",
+                password=None,
+                development=s.mode == "development",
+            )
+            logs = stack.data_dir / "logs"
+            logs.mkdir(parents=True, exist_ok=True)
+            sink = LogFiles(logs)
+            cleanup.callback(sink.close)
+            supervisor = Supervisor(
+                stack.specs(ui=False, worker_device=device),
+                output=sink,
+                on_crash=lambda c: console.print(
+                    f"[red]{c.name} exited with {c.returncode}; restarting (log {logs})[/red]"
+                ),
+            )
+            console.print(f"starting the services (data {stack.data_dir}, logs {logs}) …")
+            cleanup.enter_context(supervisor)
+            supervisor.wait_healthy(timeout=600.0)
+            admin = cleanup.enter_context(
+                OrchestratorClient(stack.url("orchestrator"), timeout=120.0)
+            )
+            if admin_password is not None:
+                admin.login("demo-admin", admin_password)
+            else:  # a reused data folder: its admin is unknown here, the service key is admin
+                admin.use_credential(stack.service_key)
+            trainer = cleanup.enter_context(
+                TrainerClient(stack.url("trainer"), credential=stack.service_key, timeout=60.0)
+            )
+        else:
+            s = load_settings()
+            admin = cleanup.enter_context(orchestrator_client(url, token, username, password))
+            credential = admin._http.headers.get("Authorization", "").removeprefix("Bearer ")
+            trainer = cleanup.enter_context(
+                TrainerClient(trainer_url or s.trainer_url, credential=credential, timeout=60.0)
+            )
+        console.print(
+            f"importing {name!r}: {spec.images} synthetic images of {spec.size}² px, "
+            f"{spec.corrupt_fraction:.0%} corrupted (and its clean twin)"
+            if clean_eval
+            else f"importing {name!r}: {spec.images} images, {spec.corrupt_fraction:.0%} corrupted"
+        )
+        dataset_id = import_synthetic(admin, name=name, spec=spec)
+        clean_id = (
+            import_synthetic(admin, name=f"{name}-clean", spec=spec, clean=True)
+            if clean_eval
+            else None
+        )
+        truth = synthetic_truth(spec)
+        reviewer_password = secrets.token_urlsafe(18)
+        reviewer_name = f"{name}-reviewer"
+        admin.create_user(
+            UserCreate(username=reviewer_name, password=reviewer_password, role="annotator")
+        )
+        reviewer_api = cleanup.enter_context(OrchestratorClient(admin.base_url, timeout=120.0))
+        reviewer_api.login(reviewer_name, reviewer_password)
+        console.print(
+            f"{rounds} rounds: {train['architecture']} at {train['input_size']}² px, "
+            f"{train['epochs']} epochs; simulated reviewer error rate {error_rate:.0%}"
+        )
+        rows = run_rounds(
+            admin,
+            reviewer_api,
+            trainer,
+            dataset_id=dataset_id,
+            truth=truth,
+            reviewer=SimulatedReviewer(error_rate=error_rate, seed=seed),
+            rounds=rounds,
+            train=train,
+            clean_dataset_id=clean_id,
+            on_status=lambda m: console.print(f"  {m}", style="dim"),
+        )
+        console.print(round_table(rows, title=f"{name}: {rounds} rounds"))
+        written = write_charts(rows, Path(output))
+        console.print(f"charts: {', '.join(str(p) for p in written)}")
+        console.print(f"demo took {time.monotonic() - started:.0f} s")
