@@ -33,9 +33,13 @@ from regrasp.clients.orchestrator import (  # noqa: E402
     OrchestratorClient,
     UserCreate,
 )
-from regrasp.store.db import versions as V  # noqa: E402
 from regrasp.store.db.engine import make_engine, session_scope  # noqa: E402
-from scripts.review_demo import import_synthetic, seed_round, start_orchestrator  # noqa: E402
+from scripts.review_demo import (  # noqa: E402
+    bare_dataset,
+    import_synthetic,
+    seed_round,
+    start_orchestrator,
+)
 from services.review_ui.session import ReviewSession  # noqa: E402
 
 DEFAULT_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -88,7 +92,8 @@ def _run(url: str, tmp: Path, args: argparse.Namespace) -> None:
             print(f"orchestrator {orchestrator.url} on PostgreSQL ({BENCH_DB})")
 
             print("\n1. claim + decide over HTTP (one thread and one client per annotator)")
-            dataset = _bare_dataset(engine, args.items)
+            with session_scope(engine) as session:
+                dataset = bare_dataset(session, name="bench-queue", images=args.items)
             baseline = None
             for n in levels:
                 with session_scope(engine) as session:
@@ -128,29 +133,6 @@ def _run(url: str, tmp: Path, args: argparse.Namespace) -> None:
     finally:
         engine.dispose()
         orchestrator.stop()
-
-
-def _bare_dataset(engine, n: int) -> int:
-    """A dataset of `n` images (no pixels: the queue never reads them), 3 labels each."""
-    rng = np.random.default_rng(0)
-    with session_scope(engine) as session:
-        dataset = V.create_dataset(session, name="bench-queue")
-        records = V.ImageRecords(
-            names=[f"img{i:06d}" for i in range(n)],
-            object_names=[f"obj{i // 10}" for i in range(n)],
-            widths=[1024] * n,
-            heights=[1024] * n,
-        )
-        grasps = np.column_stack(
-            [
-                rng.uniform(200, 800, (3 * n, 2)),
-                rng.uniform(-30, 30, 3 * n),
-                np.full(3 * n, 60.0),
-                np.full(3 * n, 20.0),
-            ]
-        )
-        V.import_version0(session, dataset, records, np.repeat(np.arange(n), 3), grasps)
-    return dataset
 
 
 def _annotate(base_url: str, round_id: int, n: int) -> tuple[list[float], float]:

@@ -115,6 +115,30 @@ def seed_round(
     return rnd.id
 
 
+def bare_dataset(session: Session, *, name: str, images: int, seed: int = 0) -> int:
+    """A dataset of `images` images with 3 labels each and no pixels (the queue never reads
+    them): enough to load the review queue with thousands of items in a second; its id."""
+    rng = np.random.default_rng(seed)
+    dataset = V.create_dataset(session, name=name)
+    records = V.ImageRecords(
+        names=[f"img{i:06d}" for i in range(images)],
+        object_names=[f"obj{i // 10}" for i in range(images)],
+        widths=[1024] * images,
+        heights=[1024] * images,
+    )
+    n = 3 * images
+    grasps = np.column_stack(
+        [
+            rng.uniform(200, 800, (n, 2)),
+            rng.uniform(-30, 30, n),
+            np.full(n, 60.0),
+            np.full(n, 20.0),
+        ]
+    )
+    V.import_version0(session, dataset, records, np.repeat(np.arange(images), 3), grasps)
+    return dataset
+
+
 @dataclass
 class Orchestrator:
     """A running `python -m services.orchestrator serve` process."""

@@ -1,0 +1,149 @@
+"""Many annotators at once over HTTP: a real orchestrator process on PostgreSQL.
+
+20 annotators (one thread and one client each) claim and decide 1,000 items together in
+single-review mode. Every item must end with exactly one standing decision, no decision
+may be lost, no call may fail with a 5xx, a replayed stale decision gets 409, and an
+expired lease returns its item to the pool.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+
+import pytest
+import sqlalchemy as sa
+
+from regrasp.clients.base import ServiceError
+from regrasp.clients.orchestrator import DecisionCreate, OrchestratorClient, UserCreate
+from regrasp.errors import Conflict
+from regrasp.store.db.engine import make_engine, session_scope
+from regrasp.store.db.tables import Review, ReviewItem, ReviewItemState
+from scripts.review_demo import bare_dataset, seed_round, start_orchestrator
+
+ADMIN = ("lead", "lead-password-1")
+PASSWORD = "annotator-pw-1"
+ANNOTATORS = 20
+ITEMS = 1000
+
+
+@pytest.fixture
+def orchestrator(postgres_url, tmp_path):
+    server = start_orchestrator(
+        database_url=postgres_url,
+        store_url=f"file://{tmp_path / 'objects'}",
+        data_dir=tmp_path / "data",
+        admin=ADMIN,
+    )
+    engine = make_engine(postgres_url)
+    try:
+        yield server.url, engine
+    finally:
+        engine.dispose()
+        server.stop()
+
+
+def _clients(url: str, names: list[str]) -> list[OrchestratorClient]:
+    with OrchestratorClient(url) as admin:
+        admin.login(*ADMIN)
+        for name in names:
+            admin.create_user(UserCreate(username=name, password=PASSWORD))
+    clients = []
+    for name in names:
+        client = OrchestratorClient(url)
+        client.login(name, PASSWORD)
+        clients.append(client)
+    return clients
+
+
+def test_twenty_annotators_decide_a_thousand_items_exactly_once(orchestrator):
+    url, engine = orchestrator
+    with session_scope(engine) as session:
+        dataset = bare_dataset(session, name="queue", images=ITEMS)
+        round_id = seed_round(session, dataset_id=dataset)
+    with session_scope(engine) as session:
+        items = session.scalar(sa.select(sa.func.count()).where(ReviewItem.round_id == round_id))
+    assert items == ITEMS  # every seeded image is flagged
+
+    clients = _clients(url, [f"annotator{k}" for k in range(ANNOTATORS)])
+    decided: list[int] = []
+    stale_refused: list[int] = []
+    failures: list[BaseException] = []
+    lock = threading.Lock()
+    start = threading.Barrier(ANNOTATORS)
+
+    def work(k: int, api: OrchestratorClient) -> None:
+        mine, refused = [], []
+        try:
+            start.wait()
+            while (item := api.claim_next(round_id)) is not None:
+                kind = "annotation_error" if item.image_id % 7 == 0 else "true_negative"
+                body = DecisionCreate(item_version=item.version, decision=kind, seconds_taken=1.0)
+                api.decide(item.id, body)
+                mine.append(item.id)
+                if len(mine) % 10 == k % 10:  # replay the same decision: now stale
+                    try:
+                        api.decide(item.id, body)
+                    except Conflict:
+                        refused.append(item.id)
+        except BaseException as exc:  # noqa: BLE001 - reported below with the thread's work
+            with lock:
+                failures.append(exc)
+        with lock:
+            decided.extend(mine)
+            stale_refused.extend(refused)
+
+    threads = [threading.Thread(target=work, args=(k, c)) for k, c in enumerate(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=600)
+    for c in clients:
+        c.close()
+
+    assert not failures, failures[:3]  # no 5xx (ServiceError), no unexpected 4xx
+    assert not any(isinstance(f, ServiceError) for f in failures)
+    # Every item decided by exactly one annotator, as the annotators themselves saw it...
+    assert len(decided) == ITEMS and len(set(decided)) == ITEMS
+    assert stale_refused, "the stale replays must have been answered"
+    # ...and as the database keeps it: one standing review per item, none lost.
+    with session_scope(engine) as session:
+        per_item = Counter(
+            session.scalars(
+                sa.select(Review.item_id)
+                .join(ReviewItem, ReviewItem.id == Review.item_id)
+                .where(ReviewItem.round_id == round_id, Review.superseded.is_(False))
+            )
+        )
+        states = Counter(
+            session.scalars(sa.select(ReviewItem.state).where(ReviewItem.round_id == round_id))
+        )
+    assert set(per_item) == set(decided) and set(per_item.values()) == {1}
+    assert states == {ReviewItemState.decided: ITEMS}
+
+
+def test_expired_lease_returns_the_item_and_the_late_decision_is_refused(orchestrator):
+    url, engine = orchestrator
+    with session_scope(engine) as session:
+        dataset = bare_dataset(session, name="leases", images=3)
+        round_id = seed_round(session, dataset_id=dataset)
+    ana, ben = _clients(url, ["ana", "ben"])
+    held = ana.claim_next(round_id, lease_seconds=1)
+    assert held is not None
+    others = ben.claim_next(round_id)
+    assert others is not None and others.id != held.id  # a live lease is not handed out
+    ben.release(others.id)
+    time.sleep(1.5)
+    # Ana's lease expired: the item is back in the pool and ben (priority order) gets it.
+    taken = ben.claim_next(round_id)
+    assert taken is not None and taken.id == held.id and taken.version > held.version
+    late = DecisionCreate(item_version=held.version, decision="true_negative", seconds_taken=9)
+    with pytest.raises(Conflict):
+        ana.decide(held.id, late)
+    ben.decide(
+        taken.id,
+        DecisionCreate(item_version=taken.version, decision="true_negative", seconds_taken=2),
+    )
+    ana.close()
+    ben.close()
