@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from regrasp.cli._app import app
@@ -148,7 +150,8 @@ def demo(
     from regrasp.supervisor import LogFiles, Supervisor
     from regrasp.synthetic.reviewer import SimulatedReviewer
 
-    console = Console()
+    # Wide enough for the per-round table even when output goes to a file or a pipe.
+    console = Console(width=None if sys.stdout.isatty() else 200)
     started = time.monotonic()
     train = dict(DEMO_TRAIN)
     if epochs is not None:
