@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -40,7 +39,10 @@ def serve(
         "--global.developmentMode",
         "false",
     ]
-    raise SystemExit(subprocess.call(cmd, env=os.environ.copy()))
+    # Become Streamlit (exec, not a child): a supervisor's SIGTERM then reaches the server
+    # itself, and no orphan is left behind when this process is stopped.
+    sys.stdout.flush()
+    os.execv(sys.executable, cmd)
 
 
 @cli.command()
