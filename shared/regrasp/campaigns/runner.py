@@ -3,23 +3,15 @@
 `CampaignRunner` polls the `campaigns` table every `poll_seconds` (at once after `wake()`)
 and runs one `regrasp.campaigns.machine.advance` pass for each active campaign (and each
 cancelled one whose jobs are not all cancelled yet) under that campaign's lock, so two
-replicas never submit the same run's job twice. The locks die with their holder:
-
-- PostgreSQL: a session-level advisory lock `pg_try_advisory_lock(LOCK_SPACE, id)` on a
-  dedicated connection, held for the pass;
-- SQLite (one machine): an exclusive `fcntl` lock on `<db>.campaign-<id>.lock` plus an
-  in-process lock (fcntl locks are per process).
+replicas never submit the same run's job twice. The locks
+(`regrasp.store.db.locks`) die with their holder.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
-import os
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -28,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from regrasp.campaigns.machine import ACTIVE_STATES, advance
 from regrasp.rounds.machine import Services
 from regrasp.store.db.engine import session_scope
+from regrasp.store.db.locks import try_lock
 from regrasp.store.db.tables import Campaign, CampaignState
 
 __all__ = ["LOCK_SPACE", "CampaignRunner", "campaign_lock"]
@@ -37,57 +30,10 @@ log = logging.getLogger(__name__)
 #: First key of the PostgreSQL advisory locks of campaigns (the second is the campaign id).
 LOCK_SPACE = 0x52_47_43  # "RGC"
 
-_process_locks: dict[tuple[str, int], threading.Lock] = {}
-_process_guard = threading.Lock()
 
-
-@contextlib.contextmanager
-def campaign_lock(engine: Engine, campaign_id: int) -> Iterator[bool]:
-    """Try to take the campaign's lock without waiting; yields whether it was taken."""
-    if engine.dialect.name == "postgresql":
-        with engine.connect() as conn:
-            got = bool(
-                conn.execute(
-                    sa.text("SELECT pg_try_advisory_lock(:space, :id)"),
-                    {"space": LOCK_SPACE, "id": campaign_id},
-                ).scalar()
-            )
-            conn.commit()
-            try:
-                yield got
-            finally:
-                if got:
-                    conn.execute(
-                        sa.text("SELECT pg_advisory_unlock(:space, :id)"),
-                        {"space": LOCK_SPACE, "id": campaign_id},
-                    )
-                    conn.commit()
-        return
-    database = engine.url.database or ""
-    with _process_guard:
-        lock = _process_locks.setdefault((database, campaign_id), threading.Lock())
-    if not lock.acquire(blocking=False):
-        yield False
-        return
-    try:
-        if not database or database == ":memory:":
-            yield True
-            return
-        fd = os.open(Path(f"{database}.campaign-{campaign_id}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                yield False
-                return
-            try:
-                yield True
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
-    finally:
-        lock.release()
+def campaign_lock(engine: Engine, campaign_id: int) -> contextlib.AbstractContextManager[bool]:
+    """Try to take the campaign's lock without waiting; the context yields whether it was taken."""
+    return try_lock(engine, space=LOCK_SPACE, name="campaign", key=campaign_id)
 
 
 class CampaignRunner:

@@ -4,25 +4,16 @@
 called) and runs `regrasp.rounds.machine.advance` for each active round on a small thread
 pool. A round is advanced only under its lock (`round_lock`), so two orchestrator replicas
 never run the same step at once; a replica that finds the lock taken skips the round until
-the next poll. The locks die with their holder, so a killed replica frees its rounds at
-once and another (or the restarted one) resumes them:
-
-- PostgreSQL: a session-level advisory lock `pg_try_advisory_lock(LOCK_SPACE, round_id)`
-  held on a dedicated connection for the step's duration;
-- SQLite (one machine): an exclusive `fcntl` lock on a file beside the database,
-  `<db>.round-<id>.lock`, plus an in-process lock (fcntl locks are per process).
+the next poll. The locks (`regrasp.store.db.locks`) die with their holder, so a killed
+replica frees its rounds at once and another (or the restarted one) resumes them.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
-import os
 import threading
-from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -30,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from regrasp.rounds.machine import ACTIVE_STATES, Hook, Services, advance
 from regrasp.store.db.engine import session_scope
+from regrasp.store.db.locks import try_lock
 from regrasp.store.db.tables import Round
 
 __all__ = ["LOCK_SPACE", "RoundRunner", "round_lock"]
@@ -39,54 +31,10 @@ log = logging.getLogger(__name__)
 #: First key of the PostgreSQL advisory locks of rounds (the second is the round id).
 LOCK_SPACE = 0x52_47_52  # "RGR"
 
-_process_locks: dict[tuple[str, int], threading.Lock] = {}
-_process_guard = threading.Lock()
 
-
-@contextlib.contextmanager
-def round_lock(engine: Engine, round_id: int) -> Iterator[bool]:
-    """Try to take the round's lock without waiting; yields whether it was taken."""
-    if engine.dialect.name == "postgresql":
-        with engine.connect() as conn:
-            got = bool(
-                conn.execute(
-                    sa.text("SELECT pg_try_advisory_lock(:space, :id)"),
-                    {"space": LOCK_SPACE, "id": round_id},
-                ).scalar()
-            )
-            conn.commit()
-            try:
-                yield got
-            finally:
-                if got:
-                    conn.execute(
-                        sa.text("SELECT pg_advisory_unlock(:space, :id)"),
-                        {"space": LOCK_SPACE, "id": round_id},
-                    )
-                    conn.commit()
-        return
-    database = engine.url.database or ""
-    with _process_lock(database, round_id) as got_here:
-        if not got_here:
-            yield False
-            return
-        if not database or database == ":memory:":
-            yield True
-            return
-        path = Path(f"{database}.round-{round_id}.lock")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                yield False
-                return
-            try:
-                yield True
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
+def round_lock(engine: Engine, round_id: int) -> contextlib.AbstractContextManager[bool]:
+    """Try to take the round's lock without waiting; the context yields whether it was taken."""
+    return try_lock(engine, space=LOCK_SPACE, name="round", key=round_id)
 
 
 class RoundRunner:
@@ -174,15 +122,3 @@ class RoundRunner:
                 self._wake.set()  # a transition: run the next step without waiting
         except Exception:  # noqa: BLE001 - a background thread has no caller to tell
             log.exception("round %s could not advance", round_id)
-
-
-@contextlib.contextmanager
-def _process_lock(database: str, round_id: int) -> Iterator[bool]:
-    with _process_guard:
-        lock = _process_locks.setdefault((database, round_id), threading.Lock())
-    got = lock.acquire(blocking=False)
-    try:
-        yield got
-    finally:
-        if got:
-            lock.release()
