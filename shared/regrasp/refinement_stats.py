@@ -46,7 +46,6 @@ from regrasp.store.db.tables import (
     Review,
     ReviewDecision,
     ReviewItem,
-    ReviewItemState,
     Round,
     RoundState,
 )
@@ -156,7 +155,7 @@ def add_audit_items(
     skipped, so calling again with the same arguments adds nothing. The round must be
     reviewing (Conflict otherwise).
     """
-    from regrasp.review._common import insert_ignoring_duplicates
+    from regrasp.review.items import queue_items
 
     if (count is None) == (fraction is None):
         raise InvalidInput("give exactly one of count and fraction")
@@ -181,25 +180,14 @@ def add_audit_items(
     n = count if count is not None else math.ceil(float(fraction) * len(rows))  # type: ignore[arg-type]
     n = min(int(n), len(rows))
     picks = np.sort(np.random.default_rng(seed).permutation(len(rows))[:n])
-    before = _count_items(session, round_id)
-    insert_ignoring_duplicates(
+    return queue_items(
         session,
-        ReviewItem,
-        [
-            {
-                "round_id": round_id,
-                "image_id": int(image_ids[i]),
-                "prediction_id": int(pred_ids[i]),
-                "state": ReviewItemState.pending,
-                "version": 1,
-                "required_reviews": 1,
-                "priority": 0.0,
-            }
-            for i in picks
-        ],
-        ("round_id", "image_id"),
+        round_id,
+        image_ids=image_ids[picks],
+        prediction_ids=pred_ids[picks],
+        required_reviews=np.ones(len(picks), dtype=np.int64),
+        priorities=np.zeros(len(picks)),
     )
-    return _count_items(session, round_id) - before
 
 
 def suggest_stop(
@@ -340,15 +328,6 @@ def _compute(session: Session, rnd: Round) -> RoundRefinement:
         noise_basis=basis,
         review_seconds=seconds,
         yield_per_hour=found / (seconds / 3600.0) if seconds > 0 else None,
-    )
-
-
-def _count_items(session: Session, round_id: int) -> int:
-    return int(
-        session.scalar(
-            sa.select(sa.func.count(ReviewItem.id)).where(ReviewItem.round_id == round_id)
-        )
-        or 0
     )
 
 

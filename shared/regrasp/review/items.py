@@ -29,7 +29,7 @@ from regrasp.store.db.tables import (
     RoundState,
 )
 
-__all__ = ["FinalDecision", "create_items", "final_decisions"]
+__all__ = ["FinalDecision", "create_items", "final_decisions", "queue_items"]
 
 #: Rounds that can no longer receive items.
 _CLOSED = APPLIED_STATES | {RoundState.failed, RoundState.cancelled}
@@ -82,14 +82,31 @@ def create_items(
     double = double_review_mask(
         image_ids.astype(np.int64), fraction=double_review_fraction, seed=seed
     )
-    existing = np.asarray(
-        session.scalars(
-            sa.select(ReviewItem.image_id).where(ReviewItem.round_id == round_id)
-        ).all(),
-        dtype=np.int64,
+    return queue_items(
+        session,
+        round_id,
+        image_ids=image_ids,
+        prediction_ids=pred_ids,
+        required_reviews=np.where(double, 2, 1),
+        priorities=priorities,
     )
-    new = ~np.isin(image_ids, existing)
-    before = len(existing)
+
+
+def queue_items(
+    session: Session,
+    round_id: int,
+    *,
+    image_ids: np.ndarray,
+    prediction_ids: np.ndarray,
+    required_reviews: np.ndarray,
+    priorities: np.ndarray,
+) -> int:
+    """Add pending review items for these images (aligned arrays); returns how many were new.
+
+    The one writer of review items: items that already exist for an image are left as
+    they are, so every caller (flagged images, audits of unflagged ones) is idempotent.
+    """
+    before = _count_items(session, round_id)
     insert_ignoring_duplicates(
         session,
         ReviewItem,
@@ -97,20 +114,22 @@ def create_items(
             {
                 "round_id": round_id,
                 "image_id": int(image_ids[i]),
-                "prediction_id": int(pred_ids[i]),
+                "prediction_id": int(prediction_ids[i]),
                 "state": ReviewItemState.pending,
                 "version": 1,
-                "required_reviews": 2 if double[i] else 1,
+                "required_reviews": int(required_reviews[i]),
                 "priority": float(priorities[i]),
             }
-            for i in np.flatnonzero(new)
+            for i in range(len(image_ids))
         ],
         ("round_id", "image_id"),
     )
-    after = session.scalar(
-        sa.select(sa.func.count()).select_from(ReviewItem).where(ReviewItem.round_id == round_id)
-    )
-    return int(after or 0) - before
+    return _count_items(session, round_id) - before
+
+
+def _count_items(session: Session, round_id: int) -> int:
+    count = sa.select(sa.func.count(ReviewItem.id)).where(ReviewItem.round_id == round_id)
+    return int(session.scalar(count) or 0)
 
 
 def final_decisions(
