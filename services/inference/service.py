@@ -168,10 +168,7 @@ class InferenceService:
         _exit_with_supervisor()
         self.settings: Settings = load_settings()
         self._engine = make_engine(self.settings.database_url)
-        if self.settings.mode == "development":
-            migrations.upgrade(self._engine)
-        else:
-            migrations.check_schema(self._engine)
+        migrations.prepare(self._engine, mode=self.settings.mode)
         self._store = store_from_settings(self.settings)
         self._device = resolve_device(self.settings.inference_device)
         self._load_served = load_served

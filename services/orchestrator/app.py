@@ -113,10 +113,7 @@ def create_app(settings: Settings) -> FastAPI:
 def prepare_database(settings: Settings, *, ensure: bool = True) -> None:
     """Migrate (development) or verify (deployment) the schema; then, with `ensure`, make
     sure an admin exists (`ensure_admin`)."""
-    if settings.mode == "development":
-        migrations.upgrade(settings.database_url)
-    else:
-        migrations.check_schema(settings.database_url)
+    migrations.prepare(settings.database_url, mode=settings.mode)
     if not ensure:
         return
     engine = make_engine(settings.database_url)

@@ -30,10 +30,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        if settings.mode == "development":
-            migrations.upgrade(engine)
-        else:
-            migrations.check_schema(engine)
+        migrations.prepare(engine, mode=settings.mode)
         yield
         if owned:
             engine.dispose()

@@ -43,10 +43,7 @@ def run_worker(
 ) -> int:
     """Run the worker loop until SIGTERM/SIGINT (or `max_jobs`); returns the jobs run."""
     engine = make_engine(settings.database_url)
-    if settings.mode == "development":
-        migrations.upgrade(engine)
-    else:
-        migrations.check_schema(engine)
+    migrations.prepare(engine, mode=settings.mode)
     worker = Worker(
         make_session_factory(engine),
         store_from_settings(settings),

@@ -270,9 +270,9 @@ def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
 
 
 def ensure_admin(
-    database_url: str, *, username: str, password: str | None, development: bool
+    database_url: str, *, username: str, password: str | None, mode: str
 ) -> str | None:
-    """Bring the schema up (development) or check it, then create the first admin if none.
+    """Prepare the schema (`migrations.prepare`), then create the first admin if none.
 
     Returns the password of the admin created now (`password`, or a generated one), None
     when an admin already exists. Only the password's hash is stored.
@@ -284,10 +284,7 @@ def ensure_admin(
     from regrasp.store.db.engine import make_engine, session_scope
     from regrasp.store.db.tables import User, UserRole
 
-    if development:
-        migrations.upgrade(database_url)
-    else:
-        migrations.check_schema(database_url)
+    migrations.prepare(database_url, mode=mode)
     engine = make_engine(database_url)
     try:
         with session_scope(engine) as session:

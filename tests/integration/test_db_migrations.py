@@ -98,3 +98,12 @@ def test_session_scope_maps_integrity_errors_and_rolls_back(database_url):
             assert s.scalars(sa.select(User.username)).all() == ["ada"]
     finally:
         engine.dispose()
+
+
+def test_prepare_migrates_in_development_and_only_verifies_in_deployment(database_url):
+    with pytest.raises(SchemaOutOfDate, match="regrasp db upgrade"):
+        migrations.prepare(database_url, mode="deployment")
+    assert migrations.current(database_url) is None  # deployment changed nothing
+    migrations.prepare(database_url, mode="development")
+    assert migrations.current(database_url) == migrations.head()
+    migrations.prepare(database_url, mode="deployment")  # now up to date: no error

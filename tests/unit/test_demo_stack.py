@@ -55,9 +55,9 @@ def test_ports_must_be_distinct():
 
 def test_the_first_admin_is_created_once(tmp_path):
     url = f"sqlite:///{tmp_path / 'regrasp.db'}"
-    password = ensure_admin(url, username="admin", password=None, development=True)
+    password = ensure_admin(url, username="admin", password=None, mode="development")
     assert password is not None and len(password) >= 16
-    assert ensure_admin(url, username="admin", password=None, development=True) is None
+    assert ensure_admin(url, username="admin", password=None, mode="development") is None
 
 
 def test_table_and_charts_from_rows(tmp_path):

@@ -183,10 +183,7 @@ def admin_create(
     s = load_settings()
     engine = make_engine(s.database_url)
     try:
-        if s.mode == "development":
-            migrations.upgrade(engine)
-        else:
-            migrations.check_schema(engine)
+        migrations.prepare(engine, mode=s.mode)
         with session_scope(engine) as session:
             user = create_user(session, username=username, password=password, role="admin")
             typer.echo(f"created admin {user.username!r} (id {user.id})")

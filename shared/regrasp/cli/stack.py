@@ -46,7 +46,7 @@ def up(
         s.database_url,
         username=s.admin_username,
         password=s.admin_password.get_secret_value() if s.admin_password else None,
-        development=s.mode == "development",
+        mode=s.mode,
     )
     typer.echo(f"regrasp: data in {stack.data_dir} ({s.database_url.split(':', 1)[0]})")
     supervisor = Supervisor(stack.specs(worker_device=device))
@@ -173,7 +173,7 @@ def demo(
                 s.database_url,
                 username="demo-admin",
                 password=None,
-                development=s.mode == "development",
+                mode=s.mode,
             )
             logs = stack.data_dir / "logs"
             logs.mkdir(parents=True, exist_ok=True)

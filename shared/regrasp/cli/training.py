@@ -64,10 +64,7 @@ def train(
     s = load_settings()
     engine = make_engine(s.database_url)
     try:
-        if s.mode == "development":
-            migrations.upgrade(engine)
-        else:
-            migrations.check_schema(engine)
+        migrations.prepare(engine, mode=s.mode)
         sessions = make_session_factory(engine)
         store = store_from_settings(s)
         worker_id = f"cli-{socket.gethostname()}-{os.getpid()}"

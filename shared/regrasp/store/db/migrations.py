@@ -57,6 +57,19 @@ def head() -> str:
     return heads[0]
 
 
+def prepare(url: str | URL | Engine, *, mode: str) -> None:
+    """Make the schema usable at a service's start, by the settings' `mode`.
+
+    Development (one machine) migrates to head; deployment only verifies, because there
+    migrating is the operator's step (`regrasp db upgrade`, the compose/k8s migration
+    job), and raises SchemaOutOfDate with that command when the schema is behind.
+    """
+    if mode == "development":
+        upgrade(url)
+    else:
+        check_schema(url)
+
+
 def check_schema(url: str | URL | Engine) -> None:
     """Raise SchemaOutOfDate unless the database is exactly at `head()`."""
     at, expected = current(url), head()
