@@ -338,68 +338,16 @@ def import_jacquard(
 ) -> int:
     """Import a Jacquard-layout folder (or zip) as version 0 of a new dataset; returns its id.
 
-    Every file is copied unchanged to the object store under `keys.image_file_key`
-    (perfect depth as `depth`), then images and grasps are written in bulk. `name` must
-    also be a valid object-store name (letters, digits, '.', '_', '-').
+    The importer of `regrasp.ingest` (check every file, upload, write version 0), run in
+    the caller's session so tests and benches can import and set up in one transaction.
     """
-    from regrasp.formats.jacquard import scan_jacquard
-    from regrasp.imaging import image_size
-    from regrasp.store.db import versions
+    from regrasp.ingest import open_dataset, plan_import, upload_plan, write_version0
 
-    keys.dataset_prefix(name)  # refuse a name the store cannot hold before writing anything
-    files = {
-        "rgb": "rgb",
-        "perfect_depth": "depth",
-        "stereo_depth": "stereo_depth",
-        "mask": "mask",
-        "grasps": "grasps",
-    }
-    columns: dict[str, list[str | None]] = {kind: [] for kind in files.values()}
-    names, objects, widths, heights, checksums = [], [], [], [], []
-    grasp_rows, grasp_index = [], []
-    with scan_jacquard(root, required=("rgb", "perfect_depth", "grasps")) as dataset:
-        for n, image in enumerate(dataset):
-            for jacquard_kind, kind in files.items():
-                if jacquard_kind not in image.paths:
-                    columns[kind].append(None)
-                    continue
-                key = keys.image_file_key(name, image.object_id, image.name, kind)  # type: ignore[arg-type]
-                info = store.put_bytes(key, image.read_bytes(jacquard_kind))
-                columns[kind].append(key)
-                if kind == "rgb":
-                    checksums.append(info.sha256)
-            width, height = image_size(image.read_bytes("rgb"))
-            names.append(image.name)
-            objects.append(image.object_id)
-            widths.append(width)
-            heights.append(height)
-            grasps = image.load_grasps()
-            grasp_rows.append(grasps)
-            grasp_index.append(np.full(len(grasps), n, dtype=np.int64))
-    dataset_id = versions.create_dataset(session, name=name, description=description)
-    records = versions.ImageRecords(
-        names=names,
-        object_names=objects,
-        widths=widths,
-        heights=heights,
-        rgb_keys=columns["rgb"],
-        depth_keys=columns["depth"],
-        stereo_keys=columns["stereo_depth"],
-        mask_keys=columns["mask"],
-        grasps_keys=columns["grasps"],
-        checksums=checksums,
-    )
-    versions.import_version0(
-        session,
-        dataset_id,
-        records,
-        np.concatenate(grasp_index) if grasp_index else np.zeros(0, dtype=np.int64),
-        np.concatenate(grasp_rows).reshape(-1, 5) if grasp_rows else np.zeros((0, 5)),
-    )
+    with open_dataset("jacquard", path=root) as dataset:
+        plan = plan_import(dataset, name=name)
+        checksums, _uploaded, _skipped = upload_plan(store, plan)
+    dataset_id, _image_ids = write_version0(session, plan, checksums, description=description)
     return dataset_id
-
-
-# --- private: train ----------------------------------------------------------------------
 
 
 def _run_train(
