@@ -13,11 +13,22 @@ import numpy as np
 
 from regrasp.clients.orchestrator import (
     DECISIONS,
+    CampaignReportPublic,
     DiffPublic,
     ReviewItemPublic,
     ReviewStatsPublic,
     RoundPublic,
+    RoundRefinementPublic,
 )
+
+#: Captions of the campaign figures (`regrasp.campaigns.report.FIGURES`), as in the paper.
+FIGURE_CAPTIONS = {
+    "flagged": "Figure 4: flagged images per round",
+    "review_outcome": "Figure 5: true negatives vs false negatives per round",
+    "accuracy": "Figure 6: test accuracy per network and dataset version",
+    "train_loss": "Figure 7: training loss per network and dataset version",
+    "overlays": "Figure 8: labels before and after (removed crossed in orange, added in red)",
+}
 
 
 @dataclass(frozen=True)
@@ -125,6 +136,57 @@ def annotator_table(stats: ReviewStatsPublic) -> list[dict[str, object]]:
         }
         for a in stats.annotators
     ]
+
+
+def campaign_table(report: CampaignReportPublic) -> list[dict[str, object]]:
+    """Table I as rows: one per network, one column per version, the best marked with `*`.
+
+    Cells read `0.412 *` (accuracy, best of its version), `0.398`, or the run's state while
+    it has no accuracy yet (`training`, `failed`, ...).
+    """
+    cells = {(c.network, c.version): c for c in report.cells}
+    rows = []
+    for network in report.networks:
+        row: dict[str, object] = {"network": network}
+        for version in report.versions:
+            cell = cells.get((network, version))
+            if cell is None:
+                text = ""
+            elif cell.accuracy is None:
+                text = cell.state
+            else:
+                text = f"{cell.accuracy:.3f}" + (" *" if cell.best else "")
+            row[f"v{version}"] = text
+        rows.append(row)
+    return rows
+
+
+def refinement_table(rounds: Sequence[RoundRefinementPublic]) -> list[dict[str, object]]:
+    """One row per round: flagged, decisions, estimated label noise with its interval, yield."""
+    rows = []
+    for r in rounds:
+        noise = None
+        if r.estimated_noise is not None:
+            high = "–" if r.estimated_noise_high is None else f"{r.estimated_noise_high:.1%}"
+            low = 0.0 if r.estimated_noise_low is None else r.estimated_noise_low
+            noise = f"{r.estimated_noise:.1%} [{low:.1%}, {high}]"
+        rows.append(
+            {
+                "round": r.round_id,
+                "versions": f"v{r.base_version}→"
+                + ("…" if r.result_version is None else f"v{r.result_version}"),
+                "flagged": r.flagged,
+                "audited": r.audited,
+                **{d.replace("_", " "): r.decisions.get(d, 0) for d in DECISIONS},
+                "label errors found": r.label_errors_found,
+                "estimated noise [95% CI]": noise,
+                "basis": (r.noise_basis or "").replace("_", " "),
+                "errors / review hour": None
+                if r.yield_per_hour is None
+                else round(r.yield_per_hour, 1),
+            }
+        )
+    return rows
 
 
 def grasp_arrays(item: ReviewItemPublic) -> tuple[np.ndarray, np.ndarray]:

@@ -37,6 +37,7 @@ else:
             st.Page("app_pages/annotators.py", title="Annotators", icon=":material/group:"),
             st.Page("app_pages/adjudication.py", title="Adjudication", icon=":material/balance:"),
             st.Page("app_pages/diff.py", title="Version diff", icon=":material/difference:"),
+            st.Page("app_pages/campaigns.py", title="Campaigns", icon=":material/leaderboard:"),
         ]
     pages["Account"] = [login]
     page = st.navigation(pages)

@@ -16,12 +16,15 @@ import json
 import socket
 import threading
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import sqlalchemy as sa
+import streamlit as st
 import uvicorn
+from streamlit.testing.v1 import AppTest
 from typer.testing import CliRunner
 
 from regrasp import refinement_stats
@@ -54,8 +57,10 @@ from regrasp.synthetic.manifest import read_manifest
 from regrasp.synthetic.reviewer import SimulatedReviewer
 from regrasp.training_jobs import Worker, import_jacquard
 from services.orchestrator.app import create_app as create_orchestrator
+from services.review_ui.overview import FIGURE_CAPTIONS
 from services.trainer.app import create_app as create_trainer
 
+UI_APP = Path(__file__).resolve().parents[2] / "services/review_ui/streamlit_app.py"
 SERVICE_KEY = "campaign-service-key-0123456789ab"
 ADMIN = ("lead", "lead-password-1")
 TRAIN = {
@@ -113,7 +118,7 @@ def stack(postgres_url, file_store_url, tmp_path):
         engine.dispose()
 
 
-def test_campaign_table_and_figures_match_the_stored_metrics(stack, tmp_path):
+def test_campaign_table_and_figures_match_the_stored_metrics(stack, tmp_path, monkeypatch):
     url, bind, dataset_id = stack["url"], stack["bind"], stack["dataset_id"]
     runner = CliRunner()
     auth = ["--url", url, "--username", ADMIN[0], "--password", ADMIN[1]]
@@ -206,6 +211,23 @@ def test_campaign_table_and_figures_match_the_stored_metrics(stack, tmp_path):
     assert {f"{n}.{ext}" for n in FIGURES for ext in ("png", "csv")} <= written
     assert {"table.csv", "table.md", "report.json"} <= written
 
+    # The lead's Campaigns page in the review UI shows the same table, figures and stats.
+    at = _campaign_page(url, monkeypatch, campaign_id)
+    (table_shown, refinement_shown) = at.dataframe
+    shown_cells = table_shown.value.set_index("network")
+    for cell in report.cells:
+        text = shown_cells.loc[cell.network, f"v{cell.version}"]
+        assert text == f"{cell.accuracy:.3f}" + (" *" if cell.best else "")
+    assert [img.captions[0] for img in at.image] == [FIGURE_CAPTIONS[n] for n in FIGURES]
+    assert len(at.download_button) == 1 + 2 * len(FIGURES)
+    (row,) = refinement_shown.value.to_dict("records")
+    assert (row["round"], row["flagged"], row["audited"]) == (
+        stack["round_id"],
+        stats.flagged,
+        stats.audited,
+    )
+    assert row["label errors found"] == stats.label_errors_found
+
 
 def test_audit_and_stop_advice(migrated_engine, tmp_path):
     """Audit items sample unflagged images once per seed; the noise estimate covers them."""
@@ -278,6 +300,22 @@ def test_audit_and_stop_advice(migrated_engine, tmp_path):
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
+
+def _campaign_page(url: str, monkeypatch, campaign_id: int) -> AppTest:  # type: ignore[no-untyped-def]
+    """The review UI signed in as the lead, on the Campaigns page with `campaign_id` picked."""
+    monkeypatch.setenv("REGRASP_ORCHESTRATOR_URL", url)
+    st.cache_resource.clear()  # settings are read once per process: read this server's
+    at = AppTest.from_file(str(UI_APP), default_timeout=120).run()
+    at.text_input(key="login_username").input(ADMIN[0])
+    at.text_input(key="login_password").input(ADMIN[1])
+    at.button(key="login_submit").click().run()
+    assert not at.exception, at.exception
+    at.switch_page("app_pages/campaigns.py").run()
+    assert not at.exception, at.exception
+    at.selectbox(key="campaign_pick").set_value(campaign_id).run()
+    assert not at.exception, at.exception
+    return at
 
 
 def _refine_once(bind, dataset_id: int, synth) -> int:  # type: ignore[no-untyped-def]

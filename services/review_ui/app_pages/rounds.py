@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from regrasp import viz
-from services.review_ui import overview, state
+from services.review_ui import overview, state, widgets
 
 st.title("Rounds")
 api = state.api()
@@ -47,3 +47,6 @@ if series.has_metrics:
     )
 else:
     st.caption("Accuracy and loss appear here once the rounds report their models' metrics.")
+
+refinement = api.refinement(dataset_id)
+widgets.refinement_section(refinement.rounds, refinement.stop)

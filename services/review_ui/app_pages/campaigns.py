@@ -1,0 +1,62 @@
+"""Benchmark campaigns for the lead: the accuracy table (the paper's Table I), Figures 4–8,
+and the refinement statistics of the dataset's rounds, each downloadable as PNG or CSV.
+
+Everything shown is served by the orchestrator (`/campaigns/{id}/report`, `/table.csv`,
+`/figures/{name}.png|csv`); this page only lays it out. The whole report as one zip is
+`regrasp campaign report ID -o DIR`.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from services.review_ui import overview, state, widgets
+
+st.title("Campaigns")
+api = state.api()
+campaigns = api.list_campaigns()
+if not campaigns:
+    st.info("No campaigns yet. Start one with `regrasp campaign start DATASET`.")
+    st.stop()
+labels = {c.id: f"#{c.id} {c.name} ({c.state})" for c in campaigns}
+campaign_id = st.selectbox(
+    "Campaign", list(labels), format_func=labels.__getitem__, key="campaign_pick"
+)
+report = api.campaign_report(campaign_id)
+done = sum(c.accuracy is not None for c in report.cells)
+st.caption(
+    f"Dataset {report.dataset_id} · state **{report.state}** · {done} of {len(report.cells)} "
+    f"runs scored · test split: {report.test_images} images of version {report.test_version}"
+)
+
+st.subheader("Accuracy (best of each version marked *)")
+st.dataframe(overview.campaign_table(report), hide_index=True, width="stretch")
+st.download_button(
+    "Table (CSV)",
+    api.campaign_table_csv(campaign_id),
+    file_name=f"campaign-{campaign_id}-table.csv",
+    mime="text/csv",
+    key="campaign_table_csv",
+)
+
+st.subheader("Figures")
+for name in report.figures:
+    figure = api.campaign_figure(campaign_id, name)
+    st.image(figure, caption=overview.FIGURE_CAPTIONS.get(name, name))
+    png, csv = st.columns(2)
+    png.download_button(
+        "PNG",
+        figure,
+        file_name=f"campaign-{campaign_id}-{name}.png",
+        mime="image/png",
+        key=f"figure_png_{name}",
+    )
+    csv.download_button(
+        "CSV",
+        api.campaign_figure(campaign_id, name, fmt="csv"),
+        file_name=f"campaign-{campaign_id}-{name}.csv",
+        mime="text/csv",
+        key=f"figure_csv_{name}",
+    )
+
+widgets.refinement_section(report.rounds, report.stop)
