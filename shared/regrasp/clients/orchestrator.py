@@ -17,19 +17,32 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from regrasp.campaigns.config import CampaignConfig
 from regrasp.clients.base import ServiceClient, raise_for_status
 from regrasp.errors import NotFound
+from regrasp.rounds.config import RoundConfig
 
 __all__ = [
+    "AdjudicationCasePublic",
+    "AnnotatorStatsPublic",
     "ApiKeyCreate",
     "ApiKeyCreated",
     "ApiKeyPublic",
+    "AuditCreate",
+    "AuditPublic",
+    "CampaignCellPublic",
+    "CampaignCreate",
+    "CampaignPublic",
+    "CampaignReportPublic",
+    "CampaignRunPublic",
+    "CampaignSamplePublic",
     "CornellSource",
     "DatasetPublic",
+    "DecisionCreate",
     "DiffPublic",
     "ErrorPublic",
     "ExportPublic",
@@ -40,11 +53,21 @@ __all__ = [
     "ImportSource",
     "ImportStatus",
     "JacquardSource",
+    "LabelPublic",
+    "LeaseRequest",
     "OrchestratorClient",
+    "PredictedGraspPublic",
+    "RefinementPublic",
+    "ReviewItemPublic",
+    "ReviewPublic",
+    "ReviewStatsPublic",
     "RollbackRequest",
+    "RoundRefinementPublic",
     "SplitRequest",
+    "StopAdvicePublic",
     "SyntheticSource",
     "Token",
+    "UndoPublic",
     "UserCreate",
     "UserPublic",
     "VersionPublic",
@@ -405,20 +428,6 @@ class ReviewStatsPublic(_Public):
     annotators: list[AnnotatorStatsPublic]
 
 
-__all__ += [  # the review block extends the list rather than editing it above
-    "AdjudicationCasePublic",
-    "AnnotatorStatsPublic",
-    "DecisionCreate",
-    "LabelPublic",
-    "LeaseRequest",
-    "PredictedGraspPublic",
-    "ReviewItemPublic",
-    "ReviewPublic",
-    "ReviewStatsPublic",
-    "UndoPublic",
-]
-
-
 # --- the client -----------------------------------------------------------------------------
 
 
@@ -677,12 +686,84 @@ class OrchestratorClient(ServiceClient):
                 raise StorageError(f"round {round_id} still {rnd.state} after {timeout:.0f} s")
             time.sleep(poll)
 
+    # campaigns and refinement statistics
+
+    def create_campaign(self, request: CampaignCreate) -> CampaignPublic:
+        """Start a campaign (admins); its trainer jobs run in the background."""
+        return self.post_model("/campaigns", CampaignPublic, json=request.model_dump(mode="json"))
+
+    def list_campaigns(self, *, dataset_id: int | None = None) -> list[CampaignPublic]:
+        params = {"dataset_id": dataset_id} if dataset_id is not None else None
+        rows = self.request("GET", "/campaigns", params=params).json()
+        return [CampaignPublic.model_validate(r) for r in rows]
+
+    def get_campaign(self, campaign_id: int) -> CampaignPublic:
+        return self.get_model(f"/campaigns/{campaign_id}", CampaignPublic)
+
+    def cancel_campaign(self, campaign_id: int) -> CampaignPublic:
+        return self.post_model(f"/campaigns/{campaign_id}/cancel", CampaignPublic, retry=True)
+
+    def resume_campaign(self, campaign_id: int) -> CampaignPublic:
+        return self.post_model(f"/campaigns/{campaign_id}/resume", CampaignPublic, retry=True)
+
+    def wait_campaign(
+        self,
+        campaign_id: int,
+        *,
+        timeout: float = 24 * 3600.0,
+        poll: float = 2.0,
+        on_progress: Callable[[CampaignPublic], None] | None = None,
+    ) -> CampaignPublic:
+        """Poll until the campaign is done, failed or cancelled; StorageError after `timeout`."""
+        from regrasp.errors import StorageError
+
+        deadline = time.monotonic() + timeout
+        while True:
+            campaign = self.get_campaign(campaign_id)
+            if on_progress is not None:
+                on_progress(campaign)
+            if campaign.state in ("done", "failed") or (
+                campaign.state == "cancelled" and campaign.finished_at is not None
+            ):
+                return campaign
+            if time.monotonic() >= deadline:
+                raise StorageError(
+                    f"campaign {campaign_id} still {campaign.state} after {timeout} s"
+                )
+            time.sleep(poll)
+
+    def campaign_report(self, campaign_id: int) -> CampaignReportPublic:
+        """The table and the numbers behind every figure (JSON)."""
+        return self.get_model(f"/campaigns/{campaign_id}/report", CampaignReportPublic)
+
+    def campaign_table_csv(self, campaign_id: int) -> str:
+        return self.request("GET", f"/campaigns/{campaign_id}/table.csv").text
+
+    def campaign_figure(self, campaign_id: int, name: CampaignFigure, *, fmt: str = "png") -> bytes:
+        """One figure as PNG bytes (`fmt="png"`) or its numbers as CSV bytes (`fmt="csv"`)."""
+        if fmt not in ("png", "csv"):
+            from regrasp.errors import InvalidInput
+
+            raise InvalidInput(f"fmt must be png or csv, got {fmt!r}")
+        return self.request("GET", f"/campaigns/{campaign_id}/figures/{name}.{fmt}").content
+
+    def download_campaign_report(self, campaign_id: int, path: str | Path) -> int:
+        """Save report.zip (table, report.json, every figure as PNG + CSV); returns its size."""
+        data = self.request("GET", f"/campaigns/{campaign_id}/report.zip").content
+        Path(path).write_bytes(data)
+        return len(data)
+
+    def refinement(self, dataset_id: int) -> RefinementPublic:
+        """Per-round label noise, yield and the stopping suggestion of a dataset."""
+        return self.get_model(f"/datasets/{dataset_id}/refinement", RefinementPublic)
+
+    def add_audit(self, round_id: int, audit: AuditCreate) -> AuditPublic:
+        """Queue a random sample of a reviewing round's unflagged images for review (admins)."""
+        return self.post_model(f"/rounds/{round_id}/audit", AuditPublic, json=audit.model_dump())
+
 
 # --- refinement rounds ----------------------------------------------------------------------
 
-from typing import Any  # noqa: E402 - this block is appended as one piece
-
-from regrasp.rounds.config import RoundConfig  # noqa: E402
 
 RoundStateName = Literal[
     "created",
@@ -771,7 +852,6 @@ class BulkDecisionsResult(BaseModel):
 
 # --- benchmark campaigns and refinement statistics --------------------------------------------
 
-from regrasp.campaigns.config import CampaignConfig  # noqa: E402 - appended as one piece
 
 CampaignStateName = Literal["created", "running", "done", "failed", "cancelled"]
 CampaignFigure = Literal["flagged", "review_outcome", "accuracy", "train_loss", "overlays"]
@@ -915,120 +995,3 @@ class AuditPublic(BaseModel):
     round_id: int
     added: int
     audited: int = Field(description="Audit items of the round in all.")
-
-
-__all__ += [
-    "AuditCreate",
-    "AuditPublic",
-    "CampaignCellPublic",
-    "CampaignCreate",
-    "CampaignPublic",
-    "CampaignReportPublic",
-    "CampaignRunPublic",
-    "CampaignSamplePublic",
-    "RefinementPublic",
-    "RoundRefinementPublic",
-    "StopAdvicePublic",
-]
-
-
-def _create_campaign(self: OrchestratorClient, request: CampaignCreate) -> CampaignPublic:
-    """Start a campaign (admins); its trainer jobs run in the background."""
-    return self.post_model("/campaigns", CampaignPublic, json=request.model_dump(mode="json"))
-
-
-def _list_campaigns(
-    self: OrchestratorClient, *, dataset_id: int | None = None
-) -> list[CampaignPublic]:
-    params = {"dataset_id": dataset_id} if dataset_id is not None else None
-    rows = self.request("GET", "/campaigns", params=params).json()
-    return [CampaignPublic.model_validate(r) for r in rows]
-
-
-def _get_campaign(self: OrchestratorClient, campaign_id: int) -> CampaignPublic:
-    return self.get_model(f"/campaigns/{campaign_id}", CampaignPublic)
-
-
-def _cancel_campaign(self: OrchestratorClient, campaign_id: int) -> CampaignPublic:
-    return self.post_model(f"/campaigns/{campaign_id}/cancel", CampaignPublic, retry=True)
-
-
-def _resume_campaign(self: OrchestratorClient, campaign_id: int) -> CampaignPublic:
-    return self.post_model(f"/campaigns/{campaign_id}/resume", CampaignPublic, retry=True)
-
-
-def _wait_campaign(
-    self: OrchestratorClient,
-    campaign_id: int,
-    *,
-    timeout: float = 24 * 3600.0,
-    poll: float = 2.0,
-    on_progress: Callable[[CampaignPublic], None] | None = None,
-) -> CampaignPublic:
-    """Poll until the campaign is done, failed or cancelled; StorageError after `timeout`."""
-    from regrasp.errors import StorageError
-
-    deadline = time.monotonic() + timeout
-    while True:
-        campaign = self.get_campaign(campaign_id)
-        if on_progress is not None:
-            on_progress(campaign)
-        if campaign.state in ("done", "failed") or (
-            campaign.state == "cancelled" and campaign.finished_at is not None
-        ):
-            return campaign
-        if time.monotonic() >= deadline:
-            raise StorageError(f"campaign {campaign_id} still {campaign.state} after {timeout} s")
-        time.sleep(poll)
-
-
-def _campaign_report(self: OrchestratorClient, campaign_id: int) -> CampaignReportPublic:
-    """The table and the numbers behind every figure (JSON)."""
-    return self.get_model(f"/campaigns/{campaign_id}/report", CampaignReportPublic)
-
-
-def _campaign_table_csv(self: OrchestratorClient, campaign_id: int) -> str:
-    return self.request("GET", f"/campaigns/{campaign_id}/table.csv").text
-
-
-def _campaign_figure(
-    self: OrchestratorClient, campaign_id: int, name: CampaignFigure, *, fmt: str = "png"
-) -> bytes:
-    """One figure as PNG bytes (`fmt="png"`) or its numbers as CSV bytes (`fmt="csv"`)."""
-    if fmt not in ("png", "csv"):
-        from regrasp.errors import InvalidInput
-
-        raise InvalidInput(f"fmt must be png or csv, got {fmt!r}")
-    return self.request("GET", f"/campaigns/{campaign_id}/figures/{name}.{fmt}").content
-
-
-def _download_campaign_report(self: OrchestratorClient, campaign_id: int, path: str | Path) -> int:
-    """Save report.zip (table, report.json, every figure as PNG + CSV); returns its size."""
-    data = self.request("GET", f"/campaigns/{campaign_id}/report.zip").content
-    Path(path).write_bytes(data)
-    return len(data)
-
-
-def _refinement(self: OrchestratorClient, dataset_id: int) -> RefinementPublic:
-    """Per-round label noise, yield and the stopping suggestion of a dataset."""
-    return self.get_model(f"/datasets/{dataset_id}/refinement", RefinementPublic)
-
-
-def _add_audit(self: OrchestratorClient, round_id: int, audit: AuditCreate) -> AuditPublic:
-    """Queue a random sample of a reviewing round's unflagged images for review (admins)."""
-    return self.post_model(f"/rounds/{round_id}/audit", AuditPublic, json=audit.model_dump())
-
-
-# Added as methods here so this block stays one appended piece (other blocks append too).
-OrchestratorClient.create_campaign = _create_campaign  # type: ignore[attr-defined]
-OrchestratorClient.list_campaigns = _list_campaigns  # type: ignore[attr-defined]
-OrchestratorClient.get_campaign = _get_campaign  # type: ignore[attr-defined]
-OrchestratorClient.cancel_campaign = _cancel_campaign  # type: ignore[attr-defined]
-OrchestratorClient.resume_campaign = _resume_campaign  # type: ignore[attr-defined]
-OrchestratorClient.wait_campaign = _wait_campaign  # type: ignore[attr-defined]
-OrchestratorClient.campaign_report = _campaign_report  # type: ignore[attr-defined]
-OrchestratorClient.campaign_table_csv = _campaign_table_csv  # type: ignore[attr-defined]
-OrchestratorClient.campaign_figure = _campaign_figure  # type: ignore[attr-defined]
-OrchestratorClient.download_campaign_report = _download_campaign_report  # type: ignore[attr-defined]
-OrchestratorClient.refinement = _refinement  # type: ignore[attr-defined]
-OrchestratorClient.add_audit = _add_audit  # type: ignore[attr-defined]
