@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-
 import typer
 
-from regrasp.errors import RegraspError
+from regrasp.cli._app import run
 
 cli = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, help=__doc__)
 
@@ -51,11 +49,7 @@ def create_admin(
 
 
 def main() -> None:
-    try:
-        cli()
-    except RegraspError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+    run(cli)
 
 
 if __name__ == "__main__":

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import logging
-import sys
 
 import typer
 
-from regrasp.errors import RegraspError
+from regrasp.cli._app import run
 
 cli = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, help=__doc__)
 
@@ -59,11 +58,7 @@ def main() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    try:
-        cli()
-    except RegraspError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+    run(cli)
 
 
 if __name__ == "__main__":

@@ -8,21 +8,12 @@ Subcommands that need torch import it inside the command.
 
 from __future__ import annotations
 
-import sys
-
-import typer
-
 from regrasp.cli import campaigns, datasets, db, rounds, stack, training  # noqa: F401
-from regrasp.cli._app import app
-from regrasp.errors import RegraspError
+from regrasp.cli._app import app, run
 
 __all__ = ["app", "main"]
 
 
 def main() -> None:
     """Console entry point: domain errors become one line and exit code 1."""
-    try:
-        app()
-    except RegraspError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+    run(app)
