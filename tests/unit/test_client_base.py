@@ -40,6 +40,23 @@ def test_bearer_credential_is_sent():
     assert seen["auth"] == "Bearer k"
 
 
+def test_credential_can_be_read_and_replaced():
+    seen = []
+
+    def handler(request):
+        seen.append(request.headers.get("authorization"))
+        return httpx.Response(200, json={})
+
+    client = _client(handler)
+    assert client.credential == "k"
+    client.use_credential("robot-key")
+    client.request("GET", "/x")
+    client.use_credential(None)
+    client.request("GET", "/x")
+    assert client.credential is None
+    assert seen == ["Bearer robot-key", None]
+
+
 def test_transient_failures_are_retried_for_idempotent_calls():
     calls = []
 

@@ -202,9 +202,10 @@ def demo(
         else:
             s = load_settings()
             admin = cleanup.enter_context(orchestrator_client(url, token, username, password))
-            credential = admin._http.headers.get("Authorization", "").removeprefix("Bearer ")
             trainer = cleanup.enter_context(
-                TrainerClient(trainer_url or s.trainer_url, credential=credential, timeout=60.0)
+                TrainerClient(
+                    trainer_url or s.trainer_url, credential=admin.credential, timeout=60.0
+                )
             )
         console.print(
             f"importing {name!r}: {spec.images} synthetic images of {spec.size}² px, "

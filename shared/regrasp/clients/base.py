@@ -79,6 +79,19 @@ class ServiceClient:
             base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
         )
 
+    @property
+    def credential(self) -> str | None:
+        """The bearer this client sends (a user's token or an API key), or None."""
+        header = self._http.headers.get("Authorization")
+        return header.removeprefix("Bearer ") if header else None
+
+    def use_credential(self, credential: str | None) -> None:
+        """Send `credential` (a token or an API key) as the bearer from now on."""
+        if credential:
+            self._http.headers["Authorization"] = f"Bearer {credential}"
+        else:
+            self._http.headers.pop("Authorization", None)
+
     def close(self) -> None:
         self._http.close()
 

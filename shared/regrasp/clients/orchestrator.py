@@ -434,13 +434,6 @@ class ReviewStatsPublic(_Public):
 class OrchestratorClient(ServiceClient):
     """Calls of the orchestrator API; errors arrive as `regrasp.errors` (see `ServiceClient`)."""
 
-    def use_credential(self, credential: str | None) -> None:
-        """Send `credential` (a token or an API key) as the bearer from now on."""
-        if credential:
-            self._http.headers["Authorization"] = f"Bearer {credential}"
-        else:
-            self._http.headers.pop("Authorization", None)
-
     # auth and users
     def login(self, username: str, password: str) -> Token:
         """Exchange a password for a token and use it for the following calls."""
