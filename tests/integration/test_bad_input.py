@@ -19,40 +19,40 @@ naming the file, and its `imports` row is that record (asserted: exactly one new
 failed). Every bad dataset is the module's good dataset with one thing broken, so the
 refusal is caused by that one thing.
 
-Cases by entry point (pytest ids):
+Cases by entry point (pytest ids), 103 in all:
 
-- import request, POST /datasets/import (`test_api_refuses`, import-*): name with `../`,
+- import request, POST /datasets/import (`test_api_refuses`, import-*, 15): name with `../`,
   absolute name, path outside REGRASP_IMPORT_ROOTS, `..` climbing out of it, unknown
   source kind, text/plain body, form body, empty body, body over REGRASP_MAX_REQUEST_BYTES
   (413, declared and chunked), duplicate dataset name (409), annotator (403), no token
   (401), zero synthetic images, test fraction 1.
-- import files, background refusal (`test_bad_dataset_is_refused`): corrupt PNG,
+- import files, background refusal (`test_bad_dataset_is_refused`, 22): corrupt PNG,
   truncated TIFF, depth of another size than the RGB, integer depth, grayscale RGB, NaN /
   inf / negative opening / centre outside the image in a grasps line, 4-field line, not a
   number, empty grasps file, not UTF-8, a missing sibling file, a file over
   REGRASP_IMPORT_MAX_FILE_BYTES; archives: empty, zip-slip (`../`), absolute member,
   backslash member, symlink member, not a zip, truncated zip.
 - decisions, PUT/POST /review/items/{id}/decision and POST /rounds/{id}/decisions
-  (decision-*, bulk-*): unknown item, stale item version (409), item leased to another
+  (decision-*, bulk-*, 14 + 5): unknown item, stale item version (409), item leased to another
   annotator (409), accepted prediction index out of range, duplicate indices,
   missing_label accepting nothing, removed grasp of another image, unknown decision kind,
   negative and NaN seconds_taken, change without a standing decision, the service key (no
   person), decision and change on an applied round (409); bulk: on an applied round (409),
   by an annotator (403), unknown image, empty list, one bad entry among good ones (all or
   none).
-- login, POST /auth/login (login-*): wrong password, unknown user, empty body, JSON body,
+- login, POST /auth/login (login-*, 6): wrong password, unknown user, empty body, JSON body,
   missing password, oversize password.
-- API keys, POST/DELETE /api-keys (key-*): annotator creates (403) or revokes (403),
+- API keys, POST/DELETE /api-keys (key-*, 6): annotator creates (403) or revokes (403),
   unknown key id (404), empty name, unknown owner (404), text body.
-- export and versions (export-*, rollback-*, diff-*): unknown version, unknown dataset,
+- export and versions (export-*, rollback-*, diff-*, 9): unknown version, unknown dataset,
   prefix escaping exports/<dataset>/v<version>/ (`../`, nested `..`), annotator exports to
   the store (403), rollback to a version not made (404) or negative, annotator rollback
   (403), diff to a version not made. Versions are immutable: exporting an old version
   after a later one exists is valid and not a case here.
-- unknown ids and roles (unknown-*, role-*): round, dataset, campaign, import, round
+- unknown ids and roles (unknown-*, role-*, 15): round, dataset, campaign, import, round
   apply/cancel, claim in an unknown round, image, image kind, round on an unknown dataset;
   annotator on POST /rounds, /users, /campaigns; no token; forged token.
-- CLI, `python -m regrasp.cli` (`test_cli_refuses`, cli-*): import of a corrupt PNG, of a
+- CLI, `python -m regrasp.cli` (`test_cli_refuses`, cli-*, 11): import of a corrupt PNG, of a
   zip-slip archive, of a missing path; import under a `../` name, with an annotator's
   token; export to a store prefix escaping its folder, into a folder that does not exist
   (no file left behind), of an unknown dataset, of an unknown version; round start with

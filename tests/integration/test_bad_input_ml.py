@@ -9,17 +9,17 @@ object is unchanged (`tests.fixtures.state.unchanged`). One column may change on
 inference request and is named: `api_keys.last_used_at`, which the robot's key refreshes
 (at most once a minute) when it is accepted, before the request is looked at.
 
-Cases by entry point (pytest ids):
+Cases by entry point (pytest ids), 37 in all:
 
-- POST /predict (predict-*): corrupt PNG, truncated TIFF, integer depth, three-channel
+- POST /predict (predict-*, 20): corrupt PNG, truncated TIFF, integer depth, three-channel
   depth, a side over the limit, an empty file, no file at all, a text/plain part, a JSON
   body, a body over REGRASP_INFERENCE_MAX_REQUEST_BYTES (413), no Content-Length (411),
   NaN / inf / zero depth everywhere, k = 0, NaN min_quality; no key, a wrong key, a
   malformed key, Basic auth (401).
-- other inference routes (reload-*, stored-*, forward-*): a robot reloading a model (403),
+- other inference routes (reload-*, stored-*, forward-*, 5): a robot reloading a model (403),
   reloading an unknown model (404), stored predictions of a version not made (404) or an
   empty id list, a robot on the internal batch route (403).
-- trainer POST /jobs and /jobs/{id} (trainer-*): an annotator submits (403), no token
+- trainer POST /jobs and /jobs/{id} (trainer-*, 12): an annotator submits (403), no token
   (401), unknown dataset and version (404), unknown network, a bad TrainConfig value, an
   unknown field, an unknown kind, evaluation of an unknown model (404), a body over
   REGRASP_MAX_REQUEST_BYTES (413), unknown job read and cancel (404).
