@@ -55,6 +55,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from regrasp.accounts import SERVICE_ROLE, Principal, authenticate_bearer
+from regrasp.body_limit import declared_length, too_large_message
 from regrasp.clients.inference import (
     MAX_STORED_IMAGES,
     Grasp,
@@ -85,8 +86,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: Largest request body accepted (two 8192² float32 images fit); larger → 413.
-MAX_BODY_BYTES = 512 * 1024 * 1024
 #: How long a successful credential check is reused, seconds.
 AUTH_CACHE_SECONDS = 10.0
 #: Paths served without a credential: probes, metrics and the API docs.
@@ -526,7 +525,8 @@ class Gate:
       401 with a message when missing or wrong; /reload needs an admin or the services'
       key, /forward_batch the services' key (403 otherwise);
     - 503 "no model loaded" for prediction routes before reading their bodies;
-    - 413 for bodies over `MAX_BODY_BYTES`, 411 for a POST without Content-Length;
+    - 413 for bodies over REGRASP_INFERENCE_MAX_REQUEST_BYTES (`regrasp.body_limit`), 411
+      for a POST without Content-Length;
     - every error response rewritten as `{"error": msg, "detail": msg}`.
     """
 
@@ -573,11 +573,12 @@ class Gate:
         if path in MODEL_PATHS and not service.has_model:
             return 503, "no model loaded: POST /reload {model_id} first"
         if scope["method"] == "POST":
-            length = headers.get("content-length")
+            length = declared_length(scope)
             if length is None:
                 return 411, "POST needs a Content-Length header"
-            if not length.isdigit() or int(length) > MAX_BODY_BYTES:
-                return 413, f"request body over {MAX_BODY_BYTES // 2**20} MiB"
+            limit = service.settings.inference_max_request_bytes
+            if not 0 <= length <= limit:
+                return 413, too_large_message(limit, "REGRASP_INFERENCE_MAX_REQUEST_BYTES")
         return None
 
 

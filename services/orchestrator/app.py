@@ -4,7 +4,8 @@ Start-up (the lifespan) brings the database to the code's schema (development: u
 deployment: verify and refuse with the fix command), creates the first admin when there is
 none, marks imports orphaned by a dead process as failed, and starts the import runner.
 Every domain error leaves as `{"detail": "..."}` with its HTTP status from ONE handler;
-nothing else reaches a client but a generic 500.
+nothing else reaches a client but a generic 500. Bodies over REGRASP_MAX_REQUEST_BYTES are
+refused with 413 before they are read (`regrasp.body_limit`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from regrasp.accounts import create_user
+from regrasp.body_limit import BodySizeLimit
 from regrasp.errors import RegraspError, TooManyRequests
 from regrasp.ingest import fail_stale_imports
 from regrasp.rounds.machine import Services
@@ -49,6 +51,7 @@ def create_app(settings: Settings) -> FastAPI:
         store,
         work_dir=settings.data_dir / "tmp",
         workers=settings.import_workers,
+        max_file_bytes=settings.import_max_file_bytes,
     )
     round_runner = _round_runner(settings, engine, session_factory)
     campaign_runner = _campaign_runner(settings, engine, session_factory)
@@ -86,6 +89,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(RegraspError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected_error)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     for module in (auth, users, api_keys, datasets, versions, images):
         app.include_router(module.router)
     app.include_router(rounds_routes.router)

@@ -16,6 +16,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from regrasp.errors import StorageError
+from regrasp.formats.sources import MAX_FILE_BYTES
 from regrasp.ingest import run_import
 from regrasp.store.objects.base import ObjectStore
 
@@ -32,12 +33,14 @@ class ImportRunner:
         *,
         work_dir: Path,
         workers: int,
+        max_file_bytes: int = MAX_FILE_BYTES,
         parallel: int = 1,
     ) -> None:
         self._bind = bind
         self._store = store
         self._work_dir = work_dir
         self._workers = workers
+        self._max_file_bytes = max_file_bytes
         self._parallel = parallel
         self._stop = threading.Event()
         self._pool: ThreadPoolExecutor | None = None
@@ -65,6 +68,7 @@ class ImportRunner:
                 import_id,
                 work_dir=self._work_dir,
                 workers=self._workers,
+                max_file_bytes=self._max_file_bytes,
                 should_stop=self._stop.is_set,
             )
             log.info("import %s finished: %s", import_id, state.value)

@@ -3,7 +3,8 @@
 At start the database schema is upgraded (development) or checked (deployment, where a
 schema behind the code refuses to start with the command that fixes it). Domain errors
 become `{"detail": message}` with their HTTP status; malformed requests a 422 whose
-detail names each bad field. No traceback ever reaches a client.
+detail names each bad field; bodies over REGRASP_MAX_REQUEST_BYTES a 413 before they are
+read. No traceback ever reaches a client.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.engine import Engine
 
+from regrasp.body_limit import BodySizeLimit
 from regrasp.errors import RegraspError, Unauthenticated
 from regrasp.settings import Settings
 from regrasp.store.db import migrations
@@ -42,6 +44,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     app.include_router(router)
     app.add_exception_handler(RegraspError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     return app
 
 

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from regrasp.auth import (
     NewApiKey,
     api_key_prefix,
+    check_password_length,
     hash_password,
     issue_token,
     new_api_key,
@@ -67,7 +68,11 @@ def create_user(session: Session, *, username: str, password: str, role: UserRol
 
 
 def authenticate_password(session: Session, username: str, password: str) -> User:
-    """The active user with these credentials; one vague Unauthenticated otherwise."""
+    """The active user with these credentials; one vague Unauthenticated otherwise.
+
+    A password longer than any stored one is InvalidInput, before any lookup or hash.
+    """
+    check_password_length(password)
     user = session.scalar(sa.select(User).where(User.username == username))
     # Verify against a dummy hash for unknown users so timing does not reveal names.
     encoded = user.password_hash if user is not None else _dummy_hash()

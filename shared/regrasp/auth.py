@@ -22,15 +22,27 @@ from regrasp.errors import InvalidInput, Unauthenticated
 API_KEY_PREFIX = "rgk"
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
 MIN_PASSWORD_LENGTH = 8
+#: Longest password accepted anywhere: no one types more, and a login with a longer one can
+#: be refused before it costs a lookup, a hash or a recorded failure.
+MAX_PASSWORD_LENGTH = 1024
 
 
 def hash_password(password: str) -> str:
     """Salted scrypt hash encoded as `scrypt$n$r$p$salt$hash` (urlsafe base64)."""
     if len(password) < MIN_PASSWORD_LENGTH:
         raise InvalidInput(f"password must have at least {MIN_PASSWORD_LENGTH} characters")
+    check_password_length(password)
     salt = secrets.token_bytes(16)
     digest = _scrypt(password, salt, _SCRYPT_N, _SCRYPT_R, _SCRYPT_P)
     return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${_b64(salt)}${_b64(digest)}"
+
+
+def check_password_length(password: str) -> None:
+    """InvalidInput for a password longer than `MAX_PASSWORD_LENGTH` (none can be stored)."""
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise InvalidInput(
+            f"password longer than {MAX_PASSWORD_LENGTH} characters ({len(password)})"
+        )
 
 
 def verify_password(password: str, encoded: str) -> bool:

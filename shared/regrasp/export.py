@@ -170,13 +170,14 @@ def export_to_store(
     Image files are streamed from their keys to the export keys; the manifest is written
     last, so its presence marks a complete export.
     """
+    folder = (subfolder or "").strip("/")
+    if folder:  # refuse an unusable subfolder (e.g. one climbing out with `..`) before writing
+        keys.export_key(plan.dataset_name, plan.version, folder)
 
     def key_of(path: str) -> str:
-        rel = f"{subfolder.strip('/')}/{path}" if subfolder else path
-        return keys.export_key(plan.dataset_name, plan.version, rel)
-
-    if subfolder is not None:
-        key_of("x")  # refuse an unusable subfolder before writing anything
+        return keys.export_key(
+            plan.dataset_name, plan.version, f"{folder}/{path}" if folder else path
+        )
 
     def write(item: ExportFile) -> int:
         dest = key_of(item.path)

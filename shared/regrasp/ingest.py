@@ -47,7 +47,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from regrasp.errors import Conflict, FormatError, InvalidInput, NotFound, RegraspError, StorageError
 from regrasp.formats.cornell import CornellDataset, CornellImage, scan_cornell
 from regrasp.formats.jacquard import JacquardDataset, JacquardImage, scan_jacquard
-from regrasp.formats.sources import ScannedDataset, check_member_name
+from regrasp.formats.sources import MAX_FILE_BYTES, ScannedDataset, check_member_name
+from regrasp.grasps import X, Y
 from regrasp.imaging import image_size
 from regrasp.store import keys
 from regrasp.store.db.engine import session_scope
@@ -233,8 +234,12 @@ def open_dataset(
     path: str | Path | None = None,
     store: ObjectStore | None = None,
     prefix: str | None = None,
+    max_file_bytes: int = MAX_FILE_BYTES,
 ) -> ScannedDataset[Any]:
-    """Scan a source: a server `path` (folder or .zip) or, for Jacquard, a store `prefix`."""
+    """Scan a source: a server `path` (folder or .zip) or, for Jacquard, a store `prefix`.
+
+    A file of a server path over `max_file_bytes` fails validation, naming it.
+    """
     if (path is None) == (prefix is None):
         raise InvalidInput("give exactly one of a server path or an object-store prefix")
     if kind == "jacquard":
@@ -242,11 +247,11 @@ def open_dataset(
             if store is None:
                 raise InvalidInput("an object-store prefix needs a store")
             return scan_jacquard(StoreSource(store, prefix))
-        return scan_jacquard(Path(path))  # type: ignore[arg-type]
+        return scan_jacquard(Path(path), max_file_bytes=max_file_bytes)  # type: ignore[arg-type]
     if kind == "cornell":
         if prefix is not None:
             raise InvalidInput("Cornell datasets import from a server folder, not a store prefix")
-        return scan_cornell(Path(path))  # type: ignore[arg-type]
+        return scan_cornell(Path(path), max_file_bytes=max_file_bytes)  # type: ignore[arg-type]
     raise InvalidInput(f"unknown dataset kind {kind!r}; known: jacquard, cornell, synthetic")
 
 
@@ -472,12 +477,14 @@ def run_import(
     *,
     work_dir: str | Path,
     workers: int = 4,
+    max_file_bytes: int = MAX_FILE_BYTES,
     should_stop: Callable[[], bool] | None = None,
 ) -> ImportState:
     """Run a recorded import to its end, keeping its row up to date; returns the final state.
 
     Never raises for a failed import: the error (naming the bad file) is stored on the row.
-    `work_dir` holds temporary files (synthetic images before they are imported).
+    `work_dir` holds temporary files (synthetic images before they are imported); a file
+    over `max_file_bytes` fails the import.
     """
     with session_scope(bind) as session:
         row = session.get(DatasetImport, import_id)
@@ -491,7 +498,9 @@ def run_import(
     )
     beat.start()
     try:
-        result = _execute(request, bind, store, work_dir, workers, reporter, should_stop)
+        result = _execute(
+            request, bind, store, work_dir, workers, max_file_bytes, reporter, should_stop
+        )
     except RegraspError as exc:
         reporter.finish(ImportState.failed, error=str(exc))
         return ImportState.failed
@@ -582,7 +591,8 @@ def _jacquard_adapter(images: list[JacquardImage]) -> tuple[_Check, _Read, _Wher
         image.validate()
         width, height = _size(image.read_bytes("rgb"), image.location("rgb"))
         kinds = tuple(k for k, jk in JACQUARD_KINDS.items() if jk in image.paths)
-        return width, height, image.load_grasps(), kinds
+        grasps = _labels(image.load_grasps(), width, height, image.location("grasps"))
+        return width, height, grasps, kinds
 
     def read(i: int, kind: keys.ImageFileKind) -> bytes:
         return images[i].read_bytes(JACQUARD_KINDS[kind])
@@ -600,7 +610,8 @@ def _cornell_adapter(images: list[CornellImage]) -> tuple[_Check, _Read, _Where]
         width, height = _size(image.source.read_bytes(image.paths["rgb"]), image.location("rgb"))
         has_depth = "depth" in image.paths or "pcd" in image.paths
         kinds: tuple[keys.ImageFileKind, ...] = ("rgb", "grasps", "depth")
-        return width, height, image.load_grasps(), kinds if has_depth else kinds[:2]
+        grasps = _labels(image.load_grasps(), width, height, image.location("grasps"))
+        return width, height, grasps, kinds if has_depth else kinds[:2]
 
     def read(i: int, kind: keys.ImageFileKind) -> bytes:
         image = images[i]
@@ -619,6 +630,27 @@ def _cornell_adapter(images: list[CornellImage]) -> tuple[_Check, _Read, _Where]
     return check, read, location
 
 
+def _labels(grasps: np.ndarray, width: int, height: int, where: str) -> np.ndarray:
+    """The image's labels if they can be version 0 of it; FormatError naming the file if not.
+
+    An image needs at least one label (with none it can be neither scored nor flagged: the
+    HIL flag compares the model's top grasp with the labels), and every centre must lie on
+    the image (a centre off it means other coordinates or a corrupt file, and its
+    rectangle could never match a prediction).
+    """
+    if len(grasps) == 0:
+        raise FormatError(f"{where}: no grasp (an image needs at least one label)")
+    x, y = grasps[:, X], grasps[:, Y]
+    outside = np.flatnonzero((x < 0) | (x > width) | (y < 0) | (y > height))
+    if len(outside):
+        k = int(outside[0])
+        raise FormatError(
+            f"{where}: grasp {k + 1} has its centre ({x[k]:g}, {y[k]:g}) outside the "
+            f"{width}×{height} image ({len(outside)} of {len(grasps)} grasps lie outside it)"
+        )
+    return grasps
+
+
 def _size(data: bytes, where: str) -> tuple[int, int]:
     try:
         return image_size(data)
@@ -635,6 +667,7 @@ def _execute(
     store: ObjectStore,
     work_dir: str | Path,
     workers: int,
+    max_file_bytes: int,
     reporter: _Reporter,
     should_stop: Callable[[], bool] | None,
 ) -> ImportResult:
@@ -665,7 +698,7 @@ def _execute(
                 corrupt_fraction=float(source.get("corrupt_fraction") or 0.0),
                 workers=workers,
             )
-            with scan_jacquard(Path(tmp) / "data") as dataset:
+            with scan_jacquard(Path(tmp) / "data", max_file_bytes=max_file_bytes) as dataset:
                 return import_dataset(bind, store, dataset, **common)
     scan_kind = "jacquard" if kind == "jacquard" else "cornell" if kind == "cornell" else kind
     with open_dataset(
@@ -673,6 +706,7 @@ def _execute(
         path=source.get("path"),
         prefix=source.get("prefix"),
         store=store,
+        max_file_bytes=max_file_bytes,
     ) as dataset:
         return import_dataset(bind, store, dataset, **common)
 

@@ -83,6 +83,14 @@ class Settings(BaseSettings):
     )
     review_ui_url: str = Field("http://127.0.0.1:8501", description="Review UI base URL.")
     bind_host: str = Field("127.0.0.1", description="Address services listen on.")
+    max_request_bytes: int = Field(
+        64 * 1024 * 1024,
+        gt=0,
+        description=(
+            "Largest request body the orchestrator and the trainer accept, in bytes; a larger "
+            "one is refused with 413 before it is read."
+        ),
+    )
 
     # -- orchestrator: auth and dataset imports --------------------------------------------
     token_ttl_seconds: int = Field(
@@ -103,6 +111,14 @@ class Settings(BaseSettings):
     )
     import_workers: int = Field(
         4, gt=0, description="Threads that read, check and upload files during an import."
+    )
+    import_max_file_bytes: int = Field(
+        512 * 1024 * 1024,
+        gt=0,
+        description=(
+            "Largest single dataset file an import reads, in bytes; a larger one fails the "
+            "import, naming the file, before anything is written."
+        ),
     )
     orchestrator_token: SecretStr | None = Field(
         None, description="Bearer token or API key the `regrasp` CLI sends to the orchestrator."
@@ -152,6 +168,14 @@ class Settings(BaseSettings):
         gt=0,
         description=(
             "BentoML's batching latency budget: requests expected to wait longer are shed with 503."
+        ),
+    )
+    inference_max_request_bytes: int = Field(
+        512 * 1024 * 1024,
+        gt=0,
+        description=(
+            "Largest request body the inference service accepts, in bytes (two 8192² float32 "
+            "images fit in the default); a larger one is refused with 413 before it is read."
         ),
     )
     inference_max_side: int = Field(

@@ -1,6 +1,10 @@
-"""Options and the orchestrator client shared by the commands that call the API."""
+"""Options and the orchestrator client shared by the commands that call the API, and the
+parsers of option values that typer cannot type (JSON objects, comma-separated lists)."""
 
 from __future__ import annotations
+
+import json
+from typing import Any
 
 import typer
 
@@ -34,3 +38,29 @@ def orchestrator_client(
         configured = s.orchestrator_token.get_secret_value() if s.orchestrator_token else None
         client.use_credential(token or configured)
     return client
+
+
+def json_object_option(text: str | None, flag: str) -> dict[str, Any]:
+    """The JSON object an option carries (empty when absent); InvalidInput naming the flag."""
+    from regrasp.errors import InvalidInput
+
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"{flag} is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{flag} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def int_list_option(text: str, flag: str) -> list[int]:
+    """The integers of a comma-separated option, e.g. "0,2,6"; InvalidInput naming the flag."""
+    from regrasp.errors import InvalidInput
+
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    try:
+        return [int(part) for part in parts]
+    except ValueError:
+        raise InvalidInput(f"{flag} must be comma-separated integers, got {text!r}") from None

@@ -10,6 +10,8 @@ from regrasp.cli._common import (
     TOKEN_OPTION,
     URL_OPTION,
     USER_OPTION,
+    int_list_option,
+    json_object_option,
     orchestrator_client,
 )
 
@@ -36,10 +38,10 @@ def campaign_start(
     password: str = PASSWORD_OPTION,
 ) -> None:
     """Train every network on every version and score each on one test split (admins)."""
-    import json
-
     from regrasp.clients.orchestrator import CampaignCreate
 
+    numbers = int_list_option(versions, "--versions")
+    train = json_object_option(config, "--config")
     with orchestrator_client(url, token, username, password) as api:
         ds = api.find_dataset(dataset)
         campaign = api.create_campaign(
@@ -47,8 +49,8 @@ def campaign_start(
                 dataset_id=ds.id,
                 name=name,
                 networks=[n.strip() for n in networks.split(",") if n.strip()],
-                versions=[int(v) for v in versions.split(",") if v.strip()],
-                train=json.loads(config) if config else {},
+                versions=numbers,
+                train=train,
                 test_version=test_version,
             )
         )

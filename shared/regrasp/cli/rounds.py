@@ -10,6 +10,7 @@ from regrasp.cli._common import (
     TOKEN_OPTION,
     URL_OPTION,
     USER_OPTION,
+    json_object_option,
     orchestrator_client,
 )
 
@@ -34,11 +35,9 @@ def round_start(
     password: str = PASSWORD_OPTION,
 ) -> None:
     """Start a round on a dataset version (admins)."""
-    import json
-
     from regrasp.clients.orchestrator import RoundCreate
 
-    values = json.loads(config) if config else {}
+    values = json_object_option(config, "--config")
     for key, value in (
         ("model_id", model_id),
         ("flag_threshold", flag_threshold),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from regrasp.cli._app import app
+from regrasp.cli._common import json_object_option
 
 
 @app.command()
@@ -26,7 +27,6 @@ def train(
     device: str = typer.Option(None, help="torch device, e.g. cuda:0 or cpu (default: auto)."),
 ) -> None:
     """Train a network on a dataset version here, in-process, and register the model."""
-    import json
     import os
     import signal
     import socket
@@ -42,12 +42,7 @@ def train(
     from regrasp.store.objects import store_from_settings
     from regrasp.training_jobs import ClaimedJob, run_claimed, validate_payload
 
-    try:
-        extra = json.loads(config) if config else {}
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(f"--config is not JSON: {exc}") from None
-    if not isinstance(extra, dict):
-        raise InvalidInput("--config must be a JSON object of TrainConfig fields")
+    extra = json_object_option(config, "--config")
     options = {
         "architecture": arch,
         "epochs": epochs,

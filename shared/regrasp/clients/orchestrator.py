@@ -21,9 +21,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from regrasp.auth import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 from regrasp.campaigns.config import CampaignConfig
 from regrasp.clients.base import ServiceClient, raise_for_status
-from regrasp.errors import NotFound
+from regrasp.errors import InvalidInput, NotFound
 from regrasp.rounds.config import RoundConfig
 
 __all__ = [
@@ -112,7 +113,7 @@ class Token(BaseModel):
 
 class UserCreate(BaseModel):
     username: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._@-]+$")
-    password: str = Field(min_length=8, max_length=1024)
+    password: str = Field(min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_LENGTH)
     role: Role = "annotator"
 
 
@@ -539,7 +540,11 @@ class OrchestratorClient(ServiceClient):
             yield from response.iter_bytes()
 
     def download_export(self, dataset_id: int, version: int, path: str | Path) -> int:
-        """Save the zip export to `path` (written beside, then renamed); returns its size."""
+        """Save the zip export to `path` (written beside, then renamed); returns its size.
+
+        InvalidInput naming `path` when it cannot be written (a missing folder, a folder
+        in its place, no permission); nothing is left behind then.
+        """
         path = Path(path)
         tmp = path.with_name(path.name + ".part")
         size = 0
@@ -549,6 +554,8 @@ class OrchestratorClient(ServiceClient):
                     out.write(chunk)
                     size += len(chunk)
             tmp.replace(path)
+        except OSError as exc:
+            raise InvalidInput(f"cannot write {path}: {exc.strerror or exc}") from exc
         finally:
             tmp.unlink(missing_ok=True)
         return size
@@ -735,8 +742,6 @@ class OrchestratorClient(ServiceClient):
     def campaign_figure(self, campaign_id: int, name: CampaignFigure, *, fmt: str = "png") -> bytes:
         """One figure as PNG bytes (`fmt="png"`) or its numbers as CSV bytes (`fmt="csv"`)."""
         if fmt not in ("png", "csv"):
-            from regrasp.errors import InvalidInput
-
             raise InvalidInput(f"fmt must be png or csv, got {fmt!r}")
         return self.request("GET", f"/campaigns/{campaign_id}/figures/{name}.{fmt}").content
 

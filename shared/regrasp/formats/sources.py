@@ -3,8 +3,9 @@
 `regrasp.formats.jacquard` and `regrasp.formats.cornell` scan a dataset lazily (file names
 only) and read pixels on demand. Both read through a `Source`, defined here: a folder, or
 a zip archive whose members are streamed, never extracted. Opening an archive refuses
-members whose paths would escape its root (absolute paths, `..`; "zip-slip"), so a name
-taken from an archive is always safe to reuse as a relative path or an object-store key.
+members whose paths would escape its root (absolute paths, `..`; "zip-slip") and symbolic
+links, so a name taken from an archive is always safe to reuse as a relative path or an
+object-store key, and a member's bytes are the member's own.
 
 Errors are `FormatError` and name the offending file (`location`), or archive member as
 `archive.zip:member`.
@@ -13,6 +14,7 @@ Errors are `FormatError` and name the offending file (`location`), or archive me
 from __future__ import annotations
 
 import re
+import stat
 import threading
 import zipfile
 from collections.abc import Callable, Iterator
@@ -96,9 +98,10 @@ class FolderSource:
 class ZipSource:
     """Members of a zip archive, streamed on demand; the archive stays open until `close`.
 
-    Every member name is checked when the archive is opened (see `check_member_name`), so a
-    malicious archive is refused before anything is read. Reads are serialised by a lock:
-    one `ZipFile` handle is shared by the threads of a data loader.
+    Every member name is checked when the archive is opened (see `check_member_name`), and
+    symbolic-link members are refused, so a malicious archive is refused before anything is
+    read. Reads are serialised by a lock: one `ZipFile` handle is shared by the threads of a
+    data loader.
     """
 
     def __init__(self, archive: str | Path, *, max_file_bytes: int = MAX_FILE_BYTES) -> None:
@@ -113,6 +116,12 @@ class ZipSource:
             self._members: dict[str, zipfile.ZipInfo] = {}
             for info in self._zip.infolist():
                 name = check_member_name(info.filename, source=self.root)
+                if stat.S_ISLNK(info.external_attr >> 16):
+                    # Its content is the link's target; an unzip tool would follow it
+                    # out of the archive, so the archive is refused, not the file skipped.
+                    raise FormatError(
+                        f"{self.root}: member {name!r} is a symbolic link; refusing it"
+                    )
                 if not info.is_dir():
                     self._members[name] = info
         except BaseException:
