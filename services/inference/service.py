@@ -8,7 +8,8 @@ robot's API key, a user token or the services' key):
 - `POST /predict` (multipart: `depth` float32 TIFF in metres and/or `rgb` PNG/JPEG, any
   size; form fields `k`, `min_quality`) → ranked grasps in the uploaded image's pixels;
 - `POST /predict_stored` (`{dataset_id, version, image_ids, k}`) → top-k grasps per stored
-  image, a per-image `error` instead of a failed call;
+  image, a per-image `error` instead of a failed call (a bad or missing image); an
+  unreachable object store fails the whole call with 503, so the caller retries it;
 - `GET /model` → which registered model is served; `POST /reload {model_id}` (admins and
   services) → load another one, then swap;
 - `/healthz`, `/livez`, `/readyz`, `/metrics` from BentoML, without auth.
@@ -23,13 +24,16 @@ a reload never mixes models within a request; requests in flight finish on the o
 
 Errors: domain errors become `BentoMLException`s with the domain's HTTP status
 (`InvalidInput` 422, `NotFound` 404, ...); tracebacks stay in the log. BentoML wraps a 4xx
-message as `[{"error": ...}]`; the gate middleware rewrites every error body to
-`{"error": ..., "detail": ...}` so robots and `regrasp.clients` read one shape.
+message as `[{"error": ...}]` and replaces a 5xx message by a generic text; the gate
+middleware rewrites every error body to `{"error": ..., "detail": ...}` so robots and
+`regrasp.clients` read one shape, with a domain 5xx's own message (e.g. which store is
+unreachable) put back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import json
 import logging
@@ -102,11 +106,22 @@ ImageUpload = Annotated[Path, ContentType("image/*")]
 # --- errors -----------------------------------------------------------------------------
 
 
+#: Where a request's 5xx message waits for the gate: BentoML answers every 5xx with a
+#: generic text, so the gate puts the domain error's own message back (a holder per
+#: request, shared with the handler even when it runs in a copied context).
+_SERVER_ERROR: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "regrasp_inference_server_error", default=None
+)
+
+
 class RequestRejected(BentoMLException):
     """A request the service will not run; carries the domain error's status and message."""
 
     @classmethod
     def from_error(cls, error: RegraspError) -> RequestRejected:
+        holder = _SERVER_ERROR.get()
+        if holder is not None and error.http_status >= 500:
+            holder["message"] = str(error)  # e.g. "S3 store ... at host:port failed on <key>"
         return cls(str(error), error_code=HTTPStatus(error.http_status))
 
 
@@ -311,7 +326,10 @@ class InferenceService:
         chunk = max(1, self.settings.inference_max_batch_size)
         for first in range(0, len(unique), chunk):
             ids = unique[first : first + chunk]
-            prepared = await asyncio.to_thread(self._prepare_stored, served, ids, rows)
+            try:
+                prepared = await asyncio.to_thread(self._prepare_stored, served, ids, rows)
+            except RegraspError as exc:  # the store is unreachable: the call fails, 503
+                raise RequestRejected.from_error(exc) from exc
             ok = [i for i in ids if isinstance(prepared[i], Prepared)]
             outcome.update({i: prepared[i] for i in ids if isinstance(prepared[i], str)})
             if not ok:
@@ -476,6 +494,10 @@ class InferenceService:
                     rgb=self._store.get_bytes(rgb_key) if spec.needs_rgb else None,
                     max_side=self.settings.inference_max_side,
                 )
+            except StorageError:
+                # The store (not this image) failed: the whole call fails with 503 so the
+                # caller retries it later, instead of recording the image as unpredictable.
+                raise
             except RegraspError as exc:
                 out[image_id] = f"{type(exc).__name__}: {exc}"
         return out
@@ -547,7 +569,12 @@ class Gate:
             status, message = refusal
             await _send_error(send, status, message)
             return
-        await self.app(scope, receive, _ErrorShaper(send))
+        holder: dict[str, str] = {}
+        token = _SERVER_ERROR.set(holder)
+        try:
+            await self.app(scope, receive, _ErrorShaper(send, holder))
+        finally:
+            _SERVER_ERROR.reset(token)
 
     async def _refusal(
         self, scope: dict, path: str, headers: dict[str, str]
@@ -586,10 +613,12 @@ InferenceService.add_asgi_middleware(Gate)
 
 
 class _ErrorShaper:
-    """Wraps `send`: error responses (>= 400) are buffered and re-sent as one JSON shape."""
+    """Wraps `send`: error responses (>= 400) are buffered and re-sent as one JSON shape,
+    a 5xx with the domain error's message when the handler left one in `holder`."""
 
-    def __init__(self, send: Any) -> None:
+    def __init__(self, send: Any, holder: dict[str, str] | None = None) -> None:
         self.send = send
+        self.holder = holder if holder is not None else {}
         self.status: int | None = None
         self.start: dict | None = None
         self.body = bytearray()
@@ -604,7 +633,9 @@ class _ErrorShaper:
         self.body += message.get("body", b"")
         if message.get("more_body", False):
             return
-        await _send_error(self.send, self.status or 500, _error_message(bytes(self.body)))
+        status = self.status or 500
+        message = self.holder.get("message") if status >= 500 else None
+        await _send_error(self.send, status, message or _error_message(bytes(self.body)))
 
 
 def _error_message(body: bytes) -> str:

@@ -25,7 +25,7 @@ from regrasp.accounts import create_user
 from regrasp.body_limit import BodySizeLimit
 from regrasp.errors import RegraspError, TooManyRequests
 from regrasp.ingest import fail_stale_imports
-from regrasp.rounds.machine import Services
+from regrasp.rounds.machine import RetryPolicy, Services
 from regrasp.rounds.runner import RoundRunner
 from regrasp.settings import Settings
 from regrasp.store.db import migrations
@@ -156,6 +156,12 @@ def _round_runner(settings: Settings, engine: sa.Engine, session_factory) -> Rou
         trainer_url=settings.trainer_url,
         inference_urls=tuple(settings.inference_urls),
         credential=settings.service_api_key.get_secret_value(),
+        retry=RetryPolicy(
+            budget_seconds=settings.round_retry_seconds,
+            max_attempts=settings.round_retry_max_attempts,
+            initial_seconds=settings.round_retry_initial_seconds,
+            max_delay_seconds=settings.round_retry_max_delay_seconds,
+        ),
     )
     return RoundRunner(engine, session_factory, services)
 

@@ -124,6 +124,26 @@ class Settings(BaseSettings):
         None, description="Bearer token or API key the `regrasp` CLI sends to the orchestrator."
     )
 
+    # -- refinement rounds ------------------------------------------------------------------
+    round_retry_seconds: float = Field(
+        600.0,
+        ge=0,
+        description=(
+            "How long a round keeps retrying a step that fails because a service, the object "
+            "store or the database is unreachable, from the first failure of a streak, before "
+            "the round fails (resume it once the cause is fixed)."
+        ),
+    )
+    round_retry_max_attempts: int = Field(
+        100, ge=1, description="Most tries of one failing step before the round fails."
+    )
+    round_retry_initial_seconds: float = Field(
+        2.0, gt=0, description="Wait after a round step's first transient failure; doubles."
+    )
+    round_retry_max_delay_seconds: float = Field(
+        60.0, gt=0, description="Longest wait between two tries of a failing round step."
+    )
+
     # -- review queue ---------------------------------------------------------------------
     review_lease_seconds: int = Field(
         300,

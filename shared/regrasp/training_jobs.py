@@ -42,7 +42,7 @@ from regrasp import jobs
 from regrasp.errors import InvalidInput, NotFound, RegraspError, StorageError
 from regrasp.store import keys
 from regrasp.store.db.engine import session_scope
-from regrasp.store.db.tables import Dataset, Job, JobKind, Model, ModelStatus
+from regrasp.store.db.tables import Dataset, Job, JobKind, JobState, Model, ModelStatus
 
 if TYPE_CHECKING:
     from regrasp.store.objects import ObjectStore
@@ -114,7 +114,7 @@ class _Stopped(Exception):
 
 def model_store_name(model_row_id: int) -> str:
     """The object-store name of a model (`models/<name>/…`): its `models` row id."""
-    return str(int(model_row_id))
+    return keys.model_store_name(model_row_id)
 
 
 def resolve_dataset(session: Session, dataset: str | int) -> Dataset:
@@ -307,6 +307,9 @@ class Worker:
         with session_scope(self.bind) as session:
             for job_id in jobs.requeue_stale(session, heartbeat_timeout=self.heartbeat_timeout):
                 log.warning("job %s lost its worker; requeued or failed", job_id)
+                lost = jobs.get(session, job_id)
+                if lost.state == JobState.failed:  # out of attempts: its model never will be
+                    _mark_model(session, ClaimedJob.from_row(lost), ModelStatus.failed)
         with session_scope(self.bind) as session:
             row = jobs.claim(session, self.worker_id, kinds=self.kinds)
             claimed = ClaimedJob.from_row(row) if row is not None else None
@@ -370,7 +373,7 @@ def _run_train(
         checked = validate_payload(session, "train", job.payload)
         config = _train_config(checked["config"])
         dataset_id, version = checked["dataset_id"], checked["version"]
-        dataset_key = _dataset_store_name(checked["dataset"], dataset_id)
+        dataset_key = keys.dataset_store_name(checked["dataset"], dataset_id)
         model_row = _model_row(session, job, config, dataset_id, version)
         model_key = model_store_name(model_row)
         sources = db_images(session, store, dataset_id=dataset_id, version=version)
@@ -540,7 +543,7 @@ def _run_evaluate(
     index = build_cache(
         store,
         sources,
-        dataset=_dataset_store_name(checked["dataset"], dataset_id),
+        dataset=keys.dataset_store_name(checked["dataset"], dataset_id),
         version=version,
         channels=meta["channels"],
         size=int(meta["input_size"]),
@@ -682,15 +685,6 @@ def _network_names() -> tuple[str, ...] | None:
     from regrasp import nets
 
     return nets.NAMES
-
-
-def _dataset_store_name(name: str, dataset_id: int) -> str:
-    """The dataset's name in cache keys: its name when the store accepts it, else `id-N`."""
-    try:
-        keys.dataset_prefix(name)
-    except InvalidInput:
-        return f"id-{dataset_id}"
-    return name
 
 
 def _json_safe(value: Any) -> Any:

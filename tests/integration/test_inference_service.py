@@ -249,6 +249,18 @@ def test_robots_cannot_reload_or_call_the_internal_route(client):
     assert client.get("/model").json()["model_id"] == "random"
 
 
+def test_a_store_failure_is_a_503_naming_the_store(service, world):
+    """BentoML hides 5xx messages; the gate puts the domain error's message back."""
+    link = world["store"].root / "models" / "looping" / "metadata.json"
+    link.parent.mkdir(parents=True)
+    link.symlink_to("metadata.json")  # reading it fails with ELOOP: a StorageError
+    admin = {"Authorization": f"Bearer {SERVICE_KEY}"}
+    response = service.post("/reload", json={"model_id": "looping"}, headers=admin)
+    assert response.status_code == 503
+    error = response.json()["error"]
+    assert "file store" in error and "models/looping/metadata.json" in error
+
+
 def test_predict_stored_reports_per_image_errors(client, world, jacquard_samples):
     store, paths = world["store"], _samples(jacquard_samples, 3)
     names = [p.name.removesuffix("_perfect_depth.tiff") for p in paths]

@@ -181,3 +181,34 @@ def test_list_count_and_eta(factory):
         assert jobs.eta_seconds(jobs.get(s, ids[1])) is None
         with pytest.raises(InvalidInput):
             jobs.list_jobs(s, state="sleeping")
+
+
+def test_a_worker_fails_the_model_of_a_job_lost_for_good(factory, file_store_url):
+    """A job failed by `requeue_stale` (worker lost, no attempt left) takes its model with it:
+    no model stays `training` with nothing left to train it."""
+    from regrasp.store.db.tables import Job, Model, ModelStatus
+    from regrasp.store.objects import open_store
+    from regrasp.training_jobs import Worker
+
+    with session_scope(factory) as s:
+        model = Model(architecture="ggcnn", in_channels=1, status=ModelStatus.training)
+        s.add(model)
+        s.flush()
+        old = datetime.now(UTC) - timedelta(hours=1)
+        lost = Job(
+            kind="train",
+            state=JobState.running,
+            worker_id="dead",
+            heartbeat_at=old,
+            attempts=3,
+            max_attempts=3,
+            result={"model_id": model.id},
+        )
+        s.add(lost)
+        s.flush()
+        ids = (lost.id, model.id)
+    worker = Worker(factory, open_store(file_store_url), worker_id="w", heartbeat_timeout=60)
+    assert worker.run_once() is None  # nothing to claim; the lost job was handled
+    with session_scope(factory) as s:
+        assert jobs.get(s, ids[0]).state == JobState.failed
+        assert s.get(Model, ids[1]).status == ModelStatus.failed

@@ -86,3 +86,16 @@ def test_unreachable_service_raises_after_retries():
 
     with pytest.raises(ServiceUnavailable, match="unreachable"):
         _client(handler, backoff=0, retries=2).request("GET", "/x")
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_service_still_unavailable_is_a_transient_error_with_its_message(method):
+    calls = []
+
+    def handler(request):
+        calls.append(1)
+        return httpx.Response(503, json={"detail": "S3 store s3://b at 10.0.0.9:9000 failed"})
+
+    with pytest.raises(ServiceUnavailable, match=r"HTTP 503: S3 store s3://b at 10\.0\.0\.9"):
+        _client(handler, backoff=0, retries=2).request(method, "/x")
+    assert len(calls) == (3 if method == "GET" else 1)  # POST is not retried

@@ -184,3 +184,23 @@ def test_store_prefix_validation() -> None:
     for bad in ("/", "/a", "a//", "../", "a/../", "a\\"):
         with pytest.raises(InvalidInput):
             validate_prefix(bad)
+
+
+def test_every_built_key_reads_back_to_its_owner() -> None:
+    owner = keys.KeyOwner
+    assert keys.owner_of(keys.image_file_key("d", "o", "i", "rgb")) == owner("dataset", "d")
+    assert keys.owner_of(keys.dataset_meta_key("d", "truth.json")) == owner("meta", "d")
+    assert keys.owner_of(keys.cache_shard_key("d", 12, "a/b.npz")) == owner("cache", "d", 12)
+    assert keys.owner_of(keys.export_key("d", 3, "manifest.json")) == owner("export", "d", 3)
+    assert keys.owner_of(keys.checkpoint_key(keys.model_store_name(7), 2)) == owner("model", "7")
+    assert keys.owner_of(keys.weights_key("named")) == owner("model", "named")
+    # Not Regrasp's, or not a key it writes: no owner, or no version.
+    for foreign in ("incoming/a/b.zip", "models/x", "cache", "datasets/.x/o/i/rgb.png"):
+        assert keys.owner_of(foreign) is None
+    assert keys.owner_of("cache/d/vx/a.npz") == owner("cache", "d", None)
+    assert keys.owner_of("exports/d/v3") == owner("export", "d", None)
+
+
+def test_dataset_store_name_falls_back_to_the_id() -> None:
+    assert keys.dataset_store_name("jacquard", 4) == "jacquard"
+    assert keys.dataset_store_name("my dataset", 4) == "id-4"

@@ -18,6 +18,7 @@ from regrasp.clients.orchestrator import (
     RoundCounts,
     RoundCreate,
     RoundPublic,
+    RoundRetry,
 )
 from regrasp.errors import Conflict, NotFound
 from regrasp.review.decisions import decide
@@ -173,6 +174,7 @@ def _public(session: sa.orm.Session, rnd: Round) -> RoundPublic:
         train_job_ids=[int(u["job_id"]) for u in units if u.get("job_id") is not None],
         error=rnd.error,
         failed_in=run.get("failed_in") if rnd.state == RoundState.failed else None,
+        retry=RoundRetry(**run[machine.RETRY_KEY]) if run.get(machine.RETRY_KEY) else None,
         created_at=rnd.created_at,
         updated_at=rnd.updated_at,
         finished_at=rnd.finished_at,

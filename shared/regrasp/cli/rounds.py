@@ -1,4 +1,4 @@
-"""`regrasp round start|status|apply|cancel`: refinement rounds through the orchestrator."""
+"""`regrasp round start|status|apply|cancel|resume`: refinement rounds through the orchestrator."""
 
 from __future__ import annotations
 
@@ -107,6 +107,19 @@ def round_cancel(
         _echo_round(api.cancel_round(round_id))
 
 
+@round_app.command("resume")
+def round_resume(
+    round_id: int = typer.Argument(..., help="Round id."),
+    url: str = URL_OPTION,
+    token: str = TOKEN_OPTION,
+    username: str = USER_OPTION,
+    password: str = PASSWORD_OPTION,
+) -> None:
+    """Retry a failed round from the state it failed in (admins)."""
+    with orchestrator_client(url, token, username, password) as api:
+        _echo_round(api.resume_round(round_id))
+
+
 def _echo_round(rnd) -> None:  # type: ignore[no-untyped-def]
     c = rnd.counts
     typer.echo(
@@ -118,5 +131,10 @@ def _echo_round(rnd) -> None:  # type: ignore[no-untyped-def]
     for state, t in rnd.timings.items():
         seconds = f"{t.seconds:.1f} s" if t.seconds is not None else "-"
         typer.echo(f"  {state:<11} {seconds}")
+    if rnd.retry is not None and not rnd.retry.gave_up:
+        typer.echo(
+            f"  retrying {rnd.retry.state}: try {rnd.retry.attempts} failed, next at "
+            f"{rnd.retry.next_at:%H:%M:%S}"
+        )
     if rnd.error:
         typer.echo(f"  error: {rnd.error}")

@@ -2,7 +2,9 @@
 
 A 4xx from a service becomes the matching domain error carrying the server's message
 (so a CLI prints it as its one line); connection failures and 502/503/504 are retried
-with exponential backoff for idempotent calls, then raised as `ServiceUnavailable`.
+with exponential backoff for idempotent calls, then raised as `ServiceUnavailable` (a
+`StorageError`: transient, worth retrying later), as is a 502/503/504 of a call that is
+not retried; any other 5xx is a `ServiceError`.
 """
 
 from __future__ import annotations
@@ -116,9 +118,16 @@ class ServiceClient:
             except httpx.TransportError as exc:
                 last = exc
                 continue
-            if response.status_code in _RETRY_STATUS and attempt + 1 < attempts:
-                last = ServiceError(_detail(response), response.status_code)
-                continue
+            if response.status_code in _RETRY_STATUS:
+                if attempt + 1 < attempts:
+                    last = ServiceError(_detail(response), response.status_code)
+                    continue
+                # Still unavailable after the retries (or not retried): a transient
+                # failure the caller may retry later, not a bug of the service.
+                raise ServiceUnavailable(
+                    f"{self.base_url}{path}: unavailable "
+                    f"(HTTP {response.status_code}: {_detail(response)})"
+                )
             raise_for_status(response)
             return response
         raise ServiceUnavailable(f"{self.base_url}{path}: unreachable ({last})")

@@ -788,6 +788,19 @@ class StateTiming(BaseModel):
     seconds: float | None = Field(None, description="finished − started (so far if running).")
 
 
+class RoundRetry(BaseModel):
+    """A step failing transiently and being retried with backoff (`regrasp.rounds.retrying`)."""
+
+    state: str = Field(description="The state whose step fails.")
+    attempts: int = Field(description="Failed tries so far in this streak.")
+    since: UtcDatetime = Field(description="First failure of the streak.")
+    last_at: UtcDatetime | None = Field(None, description="Latest failure.")
+    next_at: UtcDatetime | None = Field(None, description="Next try (None once given up).")
+    error: str = Field("", description="The latest failure, naming what was unreachable.")
+    delays: list[float] = Field(default_factory=list, description="Waits so far, seconds.")
+    gave_up: bool = Field(False, description="The budget ran out: the round failed.")
+
+
 class RoundCounts(BaseModel):
     images_predicted: int = 0
     flagged: int = 0
@@ -812,6 +825,7 @@ class RoundPublic(BaseModel):
     train_job_ids: list[int] = Field(default_factory=list)
     error: str | None
     failed_in: str | None = None
+    retry: RoundRetry | None = Field(None, description="A transient failure being retried.")
     created_at: UtcDatetime
     updated_at: UtcDatetime
     finished_at: UtcDatetime | None

@@ -14,7 +14,8 @@ stopping) and run again from the start with the same outcome and no duplicate ro
   after a restart an intent without a job id is resolved by finding the trainer's job with
   the same payload created after it (the trainer stores the normalised payload), and only
   submitted when there is none; the job id is stored right after. Then the jobs are
-  followed; each model id is stored as its job succeeds. A failed job fails the round.
+  followed; each model id is stored as its job succeeds. A failed (or cancelled) job fails
+  the round and is set aside on its unit (`failed_job_ids`), so a resume submits a new one.
 - predicting: tells every inference replica to load the model (`/reload`), then sends the
   images that have no stored prediction yet (`regrasp.rounds.predicting`); each chunk is
   stored in its own transaction, skipping rows that exist (unique (round, image)).
@@ -22,24 +23,34 @@ stopping) and run again from the start with the same outcome and no duplicate ro
   waits for an admin's apply (or, with `auto_apply`, for every item to be decided).
 - applying: `regrasp.rounds.applying.apply_round`, exactly once.
 
+Failures: a transient one (a service, the object store behind it or the database
+unreachable) leaves the round in its state and is retried with exponential backoff; the
+streak (attempts, delays, next try) is recorded on the round, and when it outlasts
+`Services.retry` (`regrasp.rounds.retrying`) the round fails with the last error, naming
+what was unreachable. Any other failure fails the round at once. A failed round is resumed
+(`resume_round`) in the state it failed in.
+
 The run's bookkeeping (per-state timings, the models to train, the apply request, the state
-a failure happened in) lives in `Round.config[RUN_KEY]`. Every write checks the state it
-expects (compare-and-set), so an admin's cancel racing a step wins cleanly: the step's
-transition is refused and it stops. Two replicas never run the same round at once because
-the runner holds a per-round lock around `advance` (`regrasp.rounds.runner`).
+a failure happened in, the retry streak) lives in `Round.config[RUN_KEY]`. Every write
+checks the state it expects (compare-and-set), so an admin's cancel racing a step wins
+cleanly: the step's transition is refused and it stops. Two replicas never run the same
+round at once because the runner holds a per-round lock around `advance`
+(`regrasp.rounds.runner`).
 
 `hook(round_id, point)` (tests) is called at named points — "created", "training:submitted"
 (after the trainer accepted a job, before its id is stored), "training:waiting",
-"predicting:chunk" (after a chunk is stored), "reviewing", "applying:before_commit" — so a
-test can stop the process exactly there.
+"training:polled" (every job was polled), "predicting:chunk" (after a chunk is stored),
+"reviewing", "applying:before_commit" — so a test can stop the process exactly there.
+"training:submitted", "training:polled" and "predicting:chunk" are also the progress that
+ends a retry streak.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -52,6 +63,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from regrasp.errors import Conflict, InvalidInput, NotFound, RegraspError, StorageError
 from regrasp.rounds.applying import locked_round
 from regrasp.rounds.config import RUN_KEY, RoundConfig, parse_config
+from regrasp.rounds.retrying import RetryPolicy, due, record_failure
 from regrasp.store.db import versions
 from regrasp.store.db.engine import session_scope
 from regrasp.store.db.tables import (
@@ -66,6 +78,7 @@ from regrasp.store.db.tables import (
 
 __all__ = [
     "ACTIVE_STATES",
+    "RetryPolicy",
     "Services",
     "advance",
     "cancel_round",
@@ -93,6 +106,12 @@ FINAL_STATES = frozenset({RoundState.done, RoundState.cancelled})
 #: Slack when matching a submitted job to its recorded intent (clock skew between the
 #: orchestrator and the trainer's database writes), seconds.
 _INTENT_SLACK = 60.0
+#: Key of the retry streak in the run's bookkeeping (`regrasp.rounds.retrying`).
+RETRY_KEY = "retry"
+#: Hook points that prove the step got something done: they end a retry streak.
+_PROGRESS_POINTS = frozenset({"training:submitted", "training:polled", "predicting:chunk"})
+#: Failures worth retrying: something the step needs is unreachable for now.
+_TRANSIENT = (StorageError, httpx.TransportError, ConnectionError, TimeoutError)
 
 
 class _Interrupted(Exception):
@@ -101,7 +120,8 @@ class _Interrupted(Exception):
 
 @dataclass(frozen=True)
 class Services:
-    """Where the other services are and how to call them (from `regrasp.settings`)."""
+    """Where the other services are, how to call them, and how long to keep retrying
+    them when they are unreachable (from `regrasp.settings`)."""
 
     trainer_url: str
     inference_urls: tuple[str, ...]
@@ -109,6 +129,7 @@ class Services:
     poll_seconds: float = 2.0
     per_url: int = 2
     retries: int = 3
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
 # --- requests from the API ---------------------------------------------------------------
@@ -171,7 +192,7 @@ def request_apply(session: Session, round_id: int, *, force: bool, by: int | Non
 
 
 def resume_round(session: Session, round_id: int) -> Round:
-    """Put a failed round back in the state it failed in, error cleared."""
+    """Put a failed round back in the state it failed in, error and retry streak cleared."""
     rnd = locked_round(session, round_id)
     if rnd.state != RoundState.failed:
         raise Conflict(f"round {round_id} is {rnd.state}, not failed")
@@ -228,14 +249,18 @@ def advance(
 ) -> RoundState:
     """Run the step of the round's current state; returns the state it is in afterwards.
 
-    Transient failures (a service or the database unreachable: StorageError, transport
-    errors) leave the state as it is, with the error recorded, for the next try; any other
-    failure fails the round (resumable). The caller holds the round's lock.
+    Transient failures (a service, the object store or the database unreachable:
+    StorageError, transport errors) leave the state as it is and schedule the next try
+    with backoff; while it is not due, `advance` returns at once. Once the streak outlasts
+    `services.retry`, or on any other failure, the round fails (resumable). The caller
+    holds the round's lock.
     """
     stop = should_stop or (lambda: False)
-    call = hook or (lambda _id, _point: None)
+    user_hook = hook or (lambda _id, _point: None)
     with session_scope(bind) as session:
-        state = _get(session, round_id).state
+        rnd = _get(session, round_id)
+        state = rnd.state
+        streak = _run(rnd).get(RETRY_KEY)
     steps: dict[RoundState, Callable[..., None]] = {
         RoundState.created: _step_created,
         RoundState.training: _step_training,
@@ -246,18 +271,29 @@ def advance(
     step = steps.get(state)
     if step is None:
         return state
+    if not due(streak, state=state.value, now=datetime.now(UTC)):
+        return state  # backing off after a transient failure
+    retrying = [streak is not None and streak.get("state") == state.value]
+
+    def call(hook_round: int, point: str) -> None:
+        if retrying[0] and point in _PROGRESS_POINTS:
+            retrying[0] = False
+            _end_streak(bind, round_id, state)
+        user_hook(hook_round, point)
+
     try:
         step(bind, round_id, services, call, stop)
+        if retrying[0]:
+            _end_streak(bind, round_id, state)
     except _Interrupted:
         pass
-    except (StorageError, httpx.TransportError, ConnectionError, TimeoutError) as exc:
-        log.warning("round %s: %s step will be retried: %s", round_id, state.value, exc)
-        _record_error(bind, round_id, state, f"{type(exc).__name__}: {exc}", fail=False)
+    except _TRANSIENT as exc:
+        _record_transient(bind, round_id, state, f"{type(exc).__name__}: {exc}", services.retry)
     except Exception as exc:  # noqa: BLE001 - any other failure is recorded on the round
         if not isinstance(exc, RegraspError):
             log.exception("round %s: %s step failed", round_id, state.value)
         message = str(exc) if isinstance(exc, RegraspError) else f"{type(exc).__name__}: {exc}"
-        _record_error(bind, round_id, state, message, fail=True)
+        _record_failure(bind, round_id, state, message)
     with session_scope(bind) as session:
         return _get(session, round_id).state
 
@@ -304,7 +340,14 @@ def _step_training(bind: Bind, round_id: int, services: Services, hook: Hook, st
                 train_config[_EXCLUDE_FIELD] = sorted(kept_out | {str(i) for i in held_out})
             job_id = None
             if unit.get("intent_at"):
-                job_id = _find_submitted(trainer, dataset_id, base, train_config, unit["intent_at"])
+                job_id = _find_submitted(
+                    trainer,
+                    dataset_id,
+                    base,
+                    train_config,
+                    unit["intent_at"],
+                    exclude=set(unit.get("failed_job_ids") or ()),
+                )
             else:
                 unit = {**unit, "intent_at": datetime.now(UTC).isoformat()}
                 _update_unit(bind, round_id, index, unit)
@@ -329,9 +372,18 @@ def _step_training(bind: Bind, round_id: int, services: Services, hook: Hook, st
                     _update_unit(bind, round_id, index, unit)
                     units[index] = unit
                 elif job.finished:
-                    raise InvalidInput(f"training job {job.id} {job.state}: {job.error or ''}")
+                    # Set the job aside so that a resume submits a new one instead of
+                    # finding this one failed again.
+                    failed = [*(unit.get("failed_job_ids") or ()), job.id]
+                    unit = {**unit, "job_id": None, "intent_at": None, "failed_job_ids": failed}
+                    _update_unit(bind, round_id, index, unit)
+                    raise InvalidInput(
+                        f"training job {job.id} {job.state}: {job.error or ''} "
+                        "(resuming the round submits a new job)"
+                    )
                 else:
                     waiting = True
+            hook(round_id, "training:polled")
             if not waiting:
                 break
             if stop() or not _still(bind, round_id, RoundState.training):
@@ -520,6 +572,8 @@ def _transition(rnd: Round, new: RoundState) -> None:
     # A state entered again (resume) keeps its first start, so its time spans the retries.
     timings[new.value] = {"started": timings.get(new.value, {}).get("started", now)}
     _set_run(rnd, timings=timings)
+    if new != RoundState.failed:  # a failed round shows the streak that ended it
+        rnd.config = {**rnd.config, RUN_KEY: {k: v for k, v in _run(rnd).items() if k != RETRY_KEY}}
     rnd.state = new
 
 
@@ -536,9 +590,16 @@ def _update_unit(
 
 
 def _find_submitted(
-    trainer: Any, dataset_id: int, version: int, config: dict[str, Any], intent_at: str
+    trainer: Any,
+    dataset_id: int,
+    version: int,
+    config: dict[str, Any],
+    intent_at: str,
+    *,
+    exclude: Collection[int] = (),
 ) -> int | None:
-    """The id of a train job with this payload created since the intent, if any."""
+    """The id of a train job with this payload created since the intent, if any (jobs in
+    `exclude`, set aside after they failed, never count)."""
     from regrasp.training.config import TrainConfig
 
     since = datetime.fromisoformat(intent_at) - timedelta(seconds=_INTENT_SLACK)
@@ -548,6 +609,7 @@ def _find_submitted(
         payload = job.payload or {}
         if (
             created >= since
+            and job.id not in exclude
             and payload.get("dataset_id") == dataset_id
             and payload.get("version") == version
             and payload.get("config") == wanted
@@ -605,14 +667,65 @@ def _insert_new_predictions(session: Session, rows: list[dict[str, Any]]) -> Non
     session.execute(stmt, rows)
 
 
-def _record_error(
-    bind: Bind, round_id: int, state: RoundState, message: str, *, fail: bool
-) -> None:
+def _record_failure(bind: Bind, round_id: int, state: RoundState, message: str) -> None:
+    """The step failed for good: the round fails in `state` with `message` (resumable)."""
     with session_scope(bind) as session:
         rnd = locked_round(session, round_id)
         if rnd.state != state:
             return
         rnd.error = message[:4000]
-        if fail:
+        _set_run(rnd, failed_in=state.value)
+        _transition(rnd, RoundState.failed)
+
+
+def _record_transient(
+    bind: Bind, round_id: int, state: RoundState, message: str, policy: RetryPolicy
+) -> None:
+    """One more failure of the streak: schedule the next try, or fail the round."""
+    with session_scope(bind) as session:
+        rnd = locked_round(session, round_id)
+        if rnd.state != state:
+            return
+        streak = record_failure(
+            _run(rnd).get(RETRY_KEY),
+            state=state.value,
+            error=message[:2000],
+            now=datetime.now(UTC),
+            policy=policy,
+        )
+        _set_run(rnd, **{RETRY_KEY: streak})
+        tries = streak["attempts"]
+        if streak["gave_up"]:
+            log.error(
+                "round %s: %s gave up after %d tries: %s", round_id, state.value, tries, message
+            )
+            rnd.error = (
+                f"{state.value} gave up after {tries} tries over "
+                f"{streak['elapsed_seconds']:.0f} s (retry budget {policy.budget_seconds:g} s, "
+                f"at most {policy.max_attempts} tries): {message} -- resume the round once "
+                "it is reachable again"
+            )[:4000]
             _set_run(rnd, failed_in=state.value)
             _transition(rnd, RoundState.failed)
+            return
+        delay = streak["delays"][-1]
+        log.warning(
+            "round %s: %s try %d failed, retrying in %.1f s: %s",
+            round_id,
+            state.value,
+            tries,
+            delay,
+            message,
+        )
+        rnd.error = f"{message} (try {tries} failed; retrying in {delay:.1f} s)"[:4000]
+
+
+def _end_streak(bind: Bind, round_id: int, state: RoundState) -> None:
+    """The step made progress: forget the retry streak and its error."""
+    with session_scope(bind) as session:
+        rnd = locked_round(session, round_id)
+        run = _run(rnd)
+        if rnd.state != state or RETRY_KEY not in run:
+            return
+        rnd.config = {**rnd.config, RUN_KEY: {k: v for k, v in run.items() if k != RETRY_KEY}}
+        rnd.error = None

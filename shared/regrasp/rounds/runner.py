@@ -6,6 +6,10 @@ pool. A round is advanced only under its lock (`round_lock`), so two orchestrato
 never run the same step at once; a replica that finds the lock taken skips the round until
 the next poll. The locks (`regrasp.store.db.locks`) die with their holder, so a killed
 replica frees its rounds at once and another (or the restarted one) resumes them.
+
+After a transition the runner looks again at once (the next step need not wait for the
+poll); a round that stayed in its state (backing off after a transient failure, waiting on
+its jobs or its reviewers) is looked at again at the next poll.
 """
 
 from __future__ import annotations
@@ -19,10 +23,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from regrasp.errors import StorageError
 from regrasp.rounds.machine import ACTIVE_STATES, Hook, Services, advance
 from regrasp.store.db.engine import session_scope
 from regrasp.store.db.locks import try_lock
-from regrasp.store.db.tables import Round
+from regrasp.store.db.tables import Round, RoundState
 
 __all__ = ["LOCK_SPACE", "RoundRunner", "round_lock"]
 
@@ -64,6 +69,7 @@ class RoundRunner:
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._running: dict[int, Future[None]] = {}
+        self._seen: dict[int, RoundState] = {}  # state after the last advance, per round
 
     def start(self) -> None:
         self._stop.clear()
@@ -89,6 +95,8 @@ class RoundRunner:
         while not self._stop.is_set():
             try:
                 self._tick()
+            except (StorageError, sa.exc.DBAPIError) as exc:  # the database is down
+                log.warning("round runner: polling failed: %s", exc)
             except Exception:  # noqa: BLE001 - the loop must outlive a database hiccup
                 log.exception("round runner: polling failed")
             self._wake.wait(self.poll_seconds)
@@ -100,6 +108,7 @@ class RoundRunner:
                 sa.select(Round.id).where(Round.state.in_(ACTIVE_STATES)).order_by(Round.id)
             ).all()
         self._running = {k: f for k, f in self._running.items() if not f.done()}
+        self._seen = {k: v for k, v in self._seen.items() if k in set(ids)}
         for round_id in ids:
             if round_id in self._running or self._pool is None or self._stop.is_set():
                 continue
@@ -118,7 +127,11 @@ class RoundRunner:
                     should_stop=self._stop.is_set,
                 )
                 log.debug("round %s is %s", round_id, state.value)
-            if state in ACTIVE_STATES and state.value != "reviewing":
+            moved = self._seen.get(round_id) != state
+            self._seen[round_id] = state
+            if moved and state in ACTIVE_STATES and state != RoundState.reviewing:
                 self._wake.set()  # a transition: run the next step without waiting
+        except (StorageError, sa.exc.DBAPIError) as exc:  # the database is down: next poll
+            log.warning("round %s could not advance: %s", round_id, exc)
         except Exception:  # noqa: BLE001 - a background thread has no caller to tell
             log.exception("round %s could not advance", round_id)

@@ -11,6 +11,10 @@ every caller goes through these functions. Each name component (dataset, object,
 model) is checked here: 1-128 characters of `A-Z a-z 0-9 . _ -`, not starting with `.`
 (which also rules out `.` and `..`), so a component can never add or climb a level.
 Prefix functions end with `/`, so `cache_prefix("d", 1)` never matches version 10.
+
+`owner_of` reads a key back to what owns it (a dataset, a dataset version's cache or
+export, a model), so `regrasp.store.gc` can tell referenced objects from orphans without
+building a key by hand.
 """
 
 from __future__ import annotations
@@ -37,14 +41,32 @@ CACHE_ROOT = "cache"
 MODELS_ROOT = "models"
 EXPORTS_ROOT = "exports"
 META_ROOT = "meta"
+#: The top-level folders Regrasp writes; anything else in a bucket is someone else's.
+MANAGED_ROOTS = (DATASETS_ROOT, META_ROOT, CACHE_ROOT, MODELS_ROOT, EXPORTS_ROOT)
 
 WEIGHTS_FILE = "weights.pt"
 METADATA_FILE = "metadata.json"
 CHECKPOINTS_FOLDER = "checkpoints"
 
 _COMPONENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
+_VERSION = re.compile(r"v(\d+)")
 _CHECKPOINT = re.compile(r"epoch-(\d{4,})\.pt")
 _KIND_BY_FILE = {name: kind for kind, name in IMAGE_FILE_NAMES.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class KeyOwner:
+    """What a key under one of the `MANAGED_ROOTS` belongs to (`owner_of`).
+
+    kind: "dataset" (`datasets/<name>/…` image files), "meta" (`meta/<name>/…`), "cache"
+    (`cache/<name>/v<version>/…`), "export" (`exports/<name>/v<version>/…`) or "model"
+    (`models/<name>/…`). `version` is None for the kinds without one, and for a cache or
+    export key whose version part is malformed (nothing Regrasp writes: an orphan).
+    """
+
+    kind: Literal["dataset", "meta", "cache", "export", "model"]
+    name: str
+    version: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +128,15 @@ def parse_image_file_key(key: str) -> ImageFileRef:
     return ImageFileRef(dataset=dataset, obj=obj, image=image, kind=_KIND_BY_FILE[parts[4]])
 
 
+def dataset_store_name(name: str, dataset_id: int) -> str:
+    """A dataset's name in cache keys: its name when it is a valid component, else `id-N`."""
+    try:
+        _component(name, "dataset")
+    except InvalidInput:
+        return f"id-{int(dataset_id)}"
+    return name
+
+
 # -- training caches -------------------------------------------------------------------------
 
 
@@ -120,6 +151,11 @@ def cache_shard_key(dataset: str, version: int, name: str) -> str:
 
 
 # -- models ------------------------------------------------------------------------------------
+
+
+def model_store_name(model_row_id: int) -> str:
+    """The object-store name of a model (`models/<name>/…`): its `models` row id."""
+    return str(int(model_row_id))
 
 
 def model_prefix(model: str) -> str:
@@ -174,6 +210,27 @@ def export_prefix(dataset: str, version: int) -> str:
 def export_key(dataset: str, version: int, relpath: str) -> str:
     """Key of one exported file; `relpath` may hold `/` (e.g. `train/1a2b/0_1a2b_RGB.png`)."""
     return f"{export_prefix(dataset, version)}{_relpath(relpath, 'export path')}"
+
+
+# -- reading keys back ------------------------------------------------------------------------
+
+
+def owner_of(key: str) -> KeyOwner | None:
+    """What owns `key`: None outside the `MANAGED_ROOTS` (or for a key too short to have an
+    owner, e.g. a stray `models/x`); see `KeyOwner`."""
+    parts = key.split("/") if isinstance(key, str) else []
+    if len(parts) < 3 or parts[0] not in MANAGED_ROOTS or not _COMPONENT.fullmatch(parts[1]):
+        return None
+    root, name = parts[0], parts[1]
+    if root == DATASETS_ROOT:
+        return KeyOwner("dataset", name)
+    if root == META_ROOT:
+        return KeyOwner("meta", name)
+    if root == MODELS_ROOT:
+        return KeyOwner("model", name)
+    match = _VERSION.fullmatch(parts[2])
+    version = int(match.group(1)) if match and len(parts) > 3 else None
+    return KeyOwner("cache" if root == CACHE_ROOT else "export", name, version)
 
 
 # -- validation ------------------------------------------------------------------------------

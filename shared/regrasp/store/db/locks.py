@@ -73,8 +73,12 @@ def _advisory_lock(engine: Engine, space: int, key: int) -> Iterator[bool]:
             yield got
         finally:
             if got:
-                conn.execute(sa.text("SELECT pg_advisory_unlock(:space, :id)"), params)
-                conn.commit()
+                try:
+                    conn.execute(sa.text("SELECT pg_advisory_unlock(:space, :id)"), params)
+                    conn.commit()
+                except sa.exc.DBAPIError:
+                    # The connection died (a database restart): the lock died with it.
+                    conn.invalidate()
 
 
 @contextlib.contextmanager
