@@ -52,6 +52,7 @@ def create_app(settings: Settings) -> FastAPI:
         work_dir=settings.data_dir / "tmp",
         workers=settings.import_workers,
         max_file_bytes=settings.import_max_file_bytes,
+        import_roots=settings.import_roots,
     )
     round_runner = _round_runner(settings, engine, session_factory)
     campaign_runner = _campaign_runner(settings, engine, session_factory)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -34,6 +35,7 @@ class ImportRunner:
         work_dir: Path,
         workers: int,
         max_file_bytes: int = MAX_FILE_BYTES,
+        import_roots: Sequence[Path] = (),
         parallel: int = 1,
     ) -> None:
         self._bind = bind
@@ -41,6 +43,7 @@ class ImportRunner:
         self._work_dir = work_dir
         self._workers = workers
         self._max_file_bytes = max_file_bytes
+        self._import_roots = tuple(import_roots)
         self._parallel = parallel
         self._stop = threading.Event()
         self._pool: ThreadPoolExecutor | None = None
@@ -69,6 +72,7 @@ class ImportRunner:
                 work_dir=self._work_dir,
                 workers=self._workers,
                 max_file_bytes=self._max_file_bytes,
+                import_roots=self._import_roots,
                 should_stop=self._stop.is_set,
             )
             log.info("import %s finished: %s", import_id, state.value)

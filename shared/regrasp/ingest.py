@@ -235,10 +235,12 @@ def open_dataset(
     store: ObjectStore | None = None,
     prefix: str | None = None,
     max_file_bytes: int = MAX_FILE_BYTES,
+    roots: Sequence[str | Path] = (),
 ) -> ScannedDataset[Any]:
     """Scan a source: a server `path` (folder or .zip) or, for Jacquard, a store `prefix`.
 
-    A file of a server path over `max_file_bytes` fails validation, naming it.
+    A file of a server path over `max_file_bytes`, or one really outside `roots` (a link out
+    of REGRASP_IMPORT_ROOTS), fails validation, naming it.
     """
     if (path is None) == (prefix is None):
         raise InvalidInput("give exactly one of a server path or an object-store prefix")
@@ -247,11 +249,11 @@ def open_dataset(
             if store is None:
                 raise InvalidInput("an object-store prefix needs a store")
             return scan_jacquard(StoreSource(store, prefix))
-        return scan_jacquard(Path(path), max_file_bytes=max_file_bytes)  # type: ignore[arg-type]
+        return scan_jacquard(Path(path), max_file_bytes=max_file_bytes, roots=roots)  # type: ignore[arg-type]
     if kind == "cornell":
         if prefix is not None:
             raise InvalidInput("Cornell datasets import from a server folder, not a store prefix")
-        return scan_cornell(Path(path), max_file_bytes=max_file_bytes)  # type: ignore[arg-type]
+        return scan_cornell(Path(path), max_file_bytes=max_file_bytes, roots=roots)  # type: ignore[arg-type]
     raise InvalidInput(f"unknown dataset kind {kind!r}; known: jacquard, cornell, synthetic")
 
 
@@ -478,13 +480,14 @@ def run_import(
     work_dir: str | Path,
     workers: int = 4,
     max_file_bytes: int = MAX_FILE_BYTES,
+    import_roots: Sequence[str | Path] = (),
     should_stop: Callable[[], bool] | None = None,
 ) -> ImportState:
     """Run a recorded import to its end, keeping its row up to date; returns the final state.
 
     Never raises for a failed import: the error (naming the bad file) is stored on the row.
     `work_dir` holds temporary files (synthetic images before they are imported); a file
-    over `max_file_bytes` fails the import.
+    over `max_file_bytes`, or a file really outside `import_roots`, fails the import.
     """
     with session_scope(bind) as session:
         row = session.get(DatasetImport, import_id)
@@ -499,7 +502,15 @@ def run_import(
     beat.start()
     try:
         result = _execute(
-            request, bind, store, work_dir, workers, max_file_bytes, reporter, should_stop
+            request,
+            bind,
+            store,
+            work_dir,
+            workers,
+            max_file_bytes,
+            import_roots,
+            reporter,
+            should_stop,
         )
     except RegraspError as exc:
         reporter.finish(ImportState.failed, error=str(exc))
@@ -668,6 +679,7 @@ def _execute(
     work_dir: str | Path,
     workers: int,
     max_file_bytes: int,
+    import_roots: Sequence[str | Path],
     reporter: _Reporter,
     should_stop: Callable[[], bool] | None,
 ) -> ImportResult:
@@ -707,6 +719,7 @@ def _execute(
         prefix=source.get("prefix"),
         store=store,
         max_file_bytes=max_file_bytes,
+        roots=import_roots,
     ) as dataset:
         return import_dataset(bind, store, dataset, **common)
 

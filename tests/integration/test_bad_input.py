@@ -19,19 +19,20 @@ naming the file, and its `imports` row is that record (asserted: exactly one new
 failed). Every bad dataset is the module's good dataset with one thing broken, so the
 refusal is caused by that one thing.
 
-Cases by entry point (pytest ids), 103 in all:
+Cases by entry point (pytest ids), 104 in all:
 
 - import request, POST /datasets/import (`test_api_refuses`, import-*, 15): name with `../`,
   absolute name, path outside REGRASP_IMPORT_ROOTS, `..` climbing out of it, unknown
   source kind, text/plain body, form body, empty body, body over REGRASP_MAX_REQUEST_BYTES
   (413, declared and chunked), duplicate dataset name (409), annotator (403), no token
   (401), zero synthetic images, test fraction 1.
-- import files, background refusal (`test_bad_dataset_is_refused`, 22): corrupt PNG,
+- import files, background refusal (`test_bad_dataset_is_refused`, 23): corrupt PNG,
   truncated TIFF, depth of another size than the RGB, integer depth, grayscale RGB, NaN /
   inf / negative opening / centre outside the image in a grasps line, 4-field line, not a
   number, empty grasps file, not UTF-8, a missing sibling file, a file over
-  REGRASP_IMPORT_MAX_FILE_BYTES; archives: empty, zip-slip (`../`), absolute member,
-  backslash member, symlink member, not a zip, truncated zip.
+  REGRASP_IMPORT_MAX_FILE_BYTES, a link to a file outside REGRASP_IMPORT_ROOTS; archives:
+  empty, zip-slip (`../`), absolute member, backslash member, symlink member, not a zip,
+  truncated zip.
 - decisions, PUT/POST /review/items/{id}/decision and POST /rounds/{id}/decisions
   (decision-*, bulk-*, 14 + 5): unknown item, stale item version (409), item leased to another
   annotator (409), accepted prediction index out of range, duplicate indices,
@@ -179,6 +180,16 @@ def _missing_mask(root: Path) -> None:
     _file(root, "_mask.png").unlink()
 
 
+def _link_out_of_roots(root: Path) -> None:
+    # A valid grasps file, but read through a link to a place outside REGRASP_IMPORT_ROOTS
+    # (root is <roots>/<case>/tree): the path check passed, the link must not get around it.
+    grasps = _file(root, "_grasps.txt")
+    outside = root.parents[2] / f"outside-{root.parent.name}.txt"
+    outside.write_bytes(grasps.read_bytes())
+    grasps.unlink()
+    grasps.symlink_to(outside)
+
+
 def _oversize_file(root: Path) -> None:
     # Noise does not compress: a valid 128² RGB PNG of ~49 KiB, over the 48 KiB limit.
     noise = np.random.default_rng(1).integers(0, 255, (128, 128, 3), dtype=np.uint8)
@@ -248,6 +259,9 @@ BAD_DATASETS = [
     pytest.param(BadDataset("not a utf-8", _not_utf8), id="grasps-not-utf8"),
     pytest.param(BadDataset("missing", _missing_mask), id="missing-mask"),
     pytest.param(BadDataset("exceeds the limit", _oversize_file), id="file-over-limit"),
+    pytest.param(
+        BadDataset("outside the import roots", _link_out_of_roots), id="link-out-of-roots"
+    ),
     pytest.param(
         BadDataset("no jacquard image", archive=_empty_archive, names_file=False),
         id="archive-empty",

@@ -17,7 +17,7 @@ naming the file.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -122,6 +122,7 @@ def scan_cornell(
     object_ids: Mapping[int, str] | str | Path | None = None,
     max_side: int = MAX_SIDE,
     max_file_bytes: int = MAX_FILE_BYTES,
+    roots: Sequence[str | Path] = (),
 ) -> CornellDataset:
     """List the images of a Cornell folder without reading any pixel.
 
@@ -129,8 +130,9 @@ def scan_cornell(
     FormatError naming the file expected. `object_ids` maps image numbers to object ids,
     or is the path of a `z.txt`; when None, `root/z.txt` is used if it exists, else each
     image is its own object. With a mapping, an image it does not cover is refused.
+    `roots` confine the files read (`FolderSource`).
     """
-    source = FolderSource(root, max_file_bytes=max_file_bytes)
+    source = FolderSource(root, max_file_bytes=max_file_bytes, roots=roots)
     if object_ids is None and (Path(root) / "z.txt").is_file():
         object_ids = Path(root) / "z.txt"
     if isinstance(object_ids, str | Path):

@@ -19,7 +19,7 @@ for an importer that wants to refuse a broken dataset before writing anything.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -145,13 +145,15 @@ def scan_jacquard(
     required: Collection[str] = KINDS,
     max_side: int = MAX_SIDE,
     max_file_bytes: int = MAX_FILE_BYTES,
+    roots: Sequence[str | Path] = (),
 ) -> JacquardDataset:
     """List the images of a Jacquard folder or zip archive without reading any pixel.
 
     Every image must have the files of `required` kinds (all five by default); a missing
     one raises FormatError naming the file expected. Files that are not Jacquard files
     (a README, say) are ignored. The same image name in two places, or a source with no
-    image at all, is refused. `max_side` bounds the image sizes the loaders accept.
+    image at all, is refused. `max_side` bounds the image sizes the loaders accept; `roots`
+    confine a folder's files (`FolderSource`).
     """
     unknown = set(required) - set(KINDS)
     if unknown:
@@ -159,7 +161,7 @@ def scan_jacquard(
     source = (
         root
         if not isinstance(root, str | Path)
-        else open_source(root, max_file_bytes=max_file_bytes)
+        else open_source(root, max_file_bytes=max_file_bytes, roots=roots)
     )
     try:
         images = _collect(source, required=required, max_side=max_side)

@@ -5,7 +5,9 @@ only) and read pixels on demand. Both read through a `Source`, defined here: a f
 a zip archive whose members are streamed, never extracted. Opening an archive refuses
 members whose paths would escape its root (absolute paths, `..`; "zip-slip") and symbolic
 links, so a name taken from an archive is always safe to reuse as a relative path or an
-object-store key, and a member's bytes are the member's own.
+object-store key, and a member's bytes are the member's own. A folder opened with `roots`
+(the server's REGRASP_IMPORT_ROOTS) refuses files, symbolic links included, whose real
+location is outside those roots, so a link cannot read what the path check refused.
 
 Errors are `FormatError` and name the offending file (`location`), or archive member as
 `archive.zip:member`.
@@ -17,7 +19,7 @@ import re
 import stat
 import threading
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Generic, Protocol, TypeVar
 
@@ -51,11 +53,16 @@ class Source(Protocol):
         ...
 
 
-def open_source(path: str | Path, *, max_file_bytes: int = MAX_FILE_BYTES) -> Source:
-    """A `FolderSource` for a directory, a `ZipSource` for a zip archive."""
+def open_source(
+    path: str | Path,
+    *,
+    max_file_bytes: int = MAX_FILE_BYTES,
+    roots: Sequence[str | Path] = (),
+) -> Source:
+    """A `FolderSource` for a directory (confined to `roots`), a `ZipSource` for a zip."""
     path = Path(path)
     if path.is_dir():
-        return FolderSource(path, max_file_bytes=max_file_bytes)
+        return FolderSource(path, max_file_bytes=max_file_bytes, roots=roots)
     if path.is_file():
         return ZipSource(path, max_file_bytes=max_file_bytes)
     raise FormatError(f"{path}: no such folder or zip archive")
@@ -64,17 +71,31 @@ def open_source(path: str | Path, *, max_file_bytes: int = MAX_FILE_BYTES) -> So
 class FolderSource:
     """Files of a directory tree, read from disk on demand."""
 
-    def __init__(self, root: str | Path, *, max_file_bytes: int = MAX_FILE_BYTES) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        max_file_bytes: int = MAX_FILE_BYTES,
+        roots: Sequence[str | Path] = (),
+    ) -> None:
+        """`roots`: folders every file must really lie under (empty: anywhere)."""
         self._root = Path(root)
         if not self._root.is_dir():
             raise FormatError(f"{self._root}: not a folder")
         self.root = str(self._root)
         self._max = max_file_bytes
+        self._roots = tuple(Path(r).expanduser().resolve() for r in roots)
 
     def names(self) -> list[str]:
-        return sorted(
-            p.relative_to(self._root).as_posix() for p in self._root.rglob("*") if p.is_file()
-        )
+        files = [p for p in self._root.rglob("*") if p.is_file()]
+        if self._roots:
+            for p in files:
+                real = p.resolve()
+                if not any(real.is_relative_to(r) for r in self._roots):
+                    raise FormatError(
+                        f"{p}: links to {real}, outside the import roots (REGRASP_IMPORT_ROOTS)"
+                    )
+        return sorted(p.relative_to(self._root).as_posix() for p in files)
 
     def read_bytes(self, name: str) -> bytes:
         path = self._root / check_member_name(name, source=self.root)
