@@ -19,7 +19,7 @@ naming the file, and its `imports` row is that record (asserted: exactly one new
 failed). Every bad dataset is the module's good dataset with one thing broken, so the
 refusal is caused by that one thing.
 
-Cases by entry point (pytest ids), 104 in all:
+Cases by entry point (pytest ids), 107 in all:
 
 - import request, POST /datasets/import (`test_api_refuses`, import-*, 15): name with `../`,
   absolute name, path outside REGRASP_IMPORT_ROOTS, `..` climbing out of it, unknown
@@ -53,11 +53,12 @@ Cases by entry point (pytest ids), 104 in all:
 - unknown ids and roles (unknown-*, role-*, 15): round, dataset, campaign, import, round
   apply/cancel, claim in an unknown round, image, image kind, round on an unknown dataset;
   annotator on POST /rounds, /users, /campaigns; no token; forged token.
-- CLI, `python -m regrasp.cli` (`test_cli_refuses`, cli-*, 11): import of a corrupt PNG, of a
+- CLI, `python -m regrasp.cli` (`test_cli_refuses`, cli-*, 14): import of a corrupt PNG, of a
   zip-slip archive, of a missing path; import under a `../` name, with an annotator's
   token; export to a store prefix escaping its folder, into a folder that does not exist
   (no file left behind), of an unknown dataset, of an unknown version; round start with
-  malformed --config JSON; campaign start with non-integer --versions.
+  malformed --config JSON; campaign start with non-integer --versions; usage errors (a
+  value of the wrong type, an unknown option, an unknown command) as one line too.
 """
 
 from __future__ import annotations
@@ -799,6 +800,11 @@ CLI_CASES = [
          "--config"),
     _cli("cli-campaign-bad-versions", lambda w, t: ["campaign", "start", "base", "--networks",
          "ggcnn", "--versions", "a,b"], "--versions"),
+    _cli("cli-usage-wrong-type", lambda w, t: ["import", "x", "--synthetic", "abc"],
+         "'--synthetic'"),
+    _cli("cli-usage-unknown-option", lambda w, t: ["export", "base", "--no-such-option"],
+         "no such option"),
+    _cli("cli-usage-unknown-command", lambda w, t: ["nosuchcommand"], "no such command"),
 ]
 # fmt: on
 

@@ -10,6 +10,11 @@ from pydantic import ValidationError
 
 from regrasp.errors import RegraspError
 
+try:  # typer 0.2x vendors click; its exceptions are not click's own classes
+    from typer._click import exceptions as _click
+except ImportError:  # pragma: no cover - older typer on the real click
+    from click import exceptions as _click  # type: ignore[no-redef]
+
 app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -21,11 +26,22 @@ def run(cli: typer.Typer) -> None:
     """Run a Typer app as a console entry point.
 
     Bad input — a `RegraspError`, a pydantic `ValidationError` of an option, an `OSError`
-    naming a path — becomes one line on stderr and exit code 1, never a traceback, so every
-    command (ours and the services') fails the same way.
+    naming a path — becomes one line on stderr and exit code 1, never a traceback; a usage
+    error (unknown option, a value of the wrong type) one line and exit code 2, as click
+    would, so every command (ours and the services') fails the same way.
     """
     try:
-        cli()
+        code = cli(standalone_mode=False)
+    except _click.NoArgsIsHelpError as exc:
+        exc.show()  # a bare command prints its help, as click does
+        sys.exit(exc.exit_code)
+    except _click.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx is not None else "regrasp"
+        _fail(f"{exc.format_message()} (see {command} --help)", code=exc.exit_code)
+    except _click.ClickException as exc:
+        _fail(exc.format_message(), code=exc.exit_code)
+    except typer.Abort:
+        _fail("aborted", code=130)
     except RegraspError as exc:
         _fail(str(exc))
     except ValidationError as exc:
@@ -33,6 +49,9 @@ def run(cli: typer.Typer) -> None:
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
         _fail(f"{where}{exc.strerror or exc}")
+    else:
+        # Without standalone mode click returns what `typer.Exit(code)` carried (or None).
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 def validation_summary(exc: ValidationError) -> str:
@@ -44,6 +63,6 @@ def validation_summary(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, *, code: int = 1) -> None:
     typer.echo(f"error: {' '.join(message.split())}", err=True)
-    sys.exit(1)
+    sys.exit(code)
