@@ -69,3 +69,15 @@ def test_unreachable_service_raises_after_retries():
 
     with pytest.raises(ServiceUnavailable, match="unreachable"):
         _client(handler, backoff=0, retries=2).request("GET", "/x")
+
+
+def test_on_response_sees_every_response_retried_ones_included():
+    statuses: list[int] = []
+    answers = iter([503, 502, 200])
+    client = _client(
+        lambda r: httpx.Response(next(answers), json={}),
+        backoff=0,
+        on_response=lambda response: statuses.append(response.status_code),
+    )
+    client.request("GET", "/x")
+    assert statuses == [503, 502, 200]
