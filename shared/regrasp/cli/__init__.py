@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from regrasp.cli import campaigns, datasets, db, rounds, stack, training  # noqa: F401
+from regrasp.cli import campaigns, datasets, db, rounds, stack, store, training  # noqa: F401
 from regrasp.cli._app import app
 from regrasp.errors import RegraspError
 
