@@ -19,7 +19,7 @@ from regrasp.store.db.engine import session_scope
 from scripts.annotators import standing_reviews
 from scripts.load_scenario import LoadSpec, LoadStack, check_predictions, run_phase
 
-SPEC = LoadSpec(annotators=50, items=2000, images=120, image_size=64, input_size=64, chunk_size=2)
+SPEC = LoadSpec(annotators=50, items=2000, images=200, image_size=64, input_size=64, chunk_size=2)
 
 
 def test_fifty_annotators_decide_while_a_round_predicts(postgres_url, tmp_path):
