@@ -18,22 +18,17 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
-import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from regrasp.clients.orchestrator import (  # noqa: E402
-    DecisionCreate,
-    OrchestratorClient,
-    UserCreate,
-)
+from regrasp.clients.orchestrator import OrchestratorClient, UserCreate  # noqa: E402
 from regrasp.store.db.engine import make_engine, session_scope  # noqa: E402
+from scripts.annotators import annotate  # noqa: E402
+from scripts.pg_scratch import DEFAULT_SERVER, scratch_database  # noqa: E402
 from scripts.review_demo import (  # noqa: E402
     bare_dataset,
     import_synthetic,
@@ -42,7 +37,6 @@ from scripts.review_demo import (  # noqa: E402
 )
 from services.review_ui.session import ReviewSession  # noqa: E402
 
-DEFAULT_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 BENCH_DB = "regrasp_bench_review"
 ADMIN = ("lead", "lead-password-1")
 PASSWORD = "annotator-password"
@@ -56,26 +50,11 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,10,50")
     args = parser.parse_args()
 
-    server = make_url(args.database_url)
-    url = server.set(database=BENCH_DB).render_as_string(hide_password=False)
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{BENCH_DB}"'))
-        conn.execute(sa.text(f'CREATE DATABASE "{BENCH_DB}"'))
-    try:
-        with tempfile.TemporaryDirectory(prefix="regrasp-bench-review-") as tmp:
-            _run(url, Path(tmp), args)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(
-                sa.text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = :n AND pid <> pg_backend_pid()"
-                ),
-                {"n": BENCH_DB},
-            )
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{BENCH_DB}"'))
-        admin.dispose()
+    with (
+        scratch_database(args.database_url, BENCH_DB) as url,
+        tempfile.TemporaryDirectory(prefix="regrasp-bench-review-") as tmp,
+    ):
+        _run(url, Path(tmp), args)
 
 
 def _run(url: str, tmp: Path, args: argparse.Namespace) -> None:
@@ -98,8 +77,11 @@ def _run(url: str, tmp: Path, args: argparse.Namespace) -> None:
             for n in levels:
                 with session_scope(engine) as session:
                     round_id = seed_round(session, dataset_id=dataset, seed=n)
-                pairs, wall = _annotate(orchestrator.url, round_id, n)
-                rate = len(pairs) / wall
+                users = [(f"annotator{k}", PASSWORD) for k in range(n)]
+                run = annotate(orchestrator.url, round_id, users)
+                if run.failures or run.server_errors:
+                    raise SystemExit(f"annotators failed: {run.failures[:3]} {run.statuses}")
+                pairs, wall, rate = run.pairs, run.wall, run.rate
                 baseline = baseline or rate
                 p50, p95 = np.percentile(pairs, [50, 95]) * 1000
                 print(
@@ -133,46 +115,6 @@ def _run(url: str, tmp: Path, args: argparse.Namespace) -> None:
     finally:
         engine.dispose()
         orchestrator.stop()
-
-
-def _annotate(base_url: str, round_id: int, n: int) -> tuple[list[float], float]:
-    """n annotators empty the round; returns each claim+decide pair's seconds and the wall."""
-    clients = []
-    for k in range(n):
-        c = OrchestratorClient(base_url)
-        c.login(f"annotator{k}", PASSWORD)
-        clients.append(c)
-    times: list[float] = []
-    lock = threading.Lock()
-    start = threading.Barrier(n + 1)
-
-    def work(api: OrchestratorClient) -> None:
-        mine = []
-        start.wait()
-        while True:
-            t0 = time.perf_counter()
-            item = api.claim_next(round_id)
-            if item is None:
-                break
-            body = DecisionCreate(
-                item_version=item.version, decision="true_negative", seconds_taken=1.0
-            )
-            api.decide(item.id, body)
-            mine.append(time.perf_counter() - t0)
-        with lock:
-            times.extend(mine)
-
-    threads = [threading.Thread(target=work, args=(c,)) for c in clients]
-    for t in threads:
-        t.start()
-    start.wait()
-    t0 = time.perf_counter()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t0
-    for c in clients:
-        c.close()
-    return times, wall
 
 
 def _next_image_times(api: OrchestratorClient, round_id: int, *, prefetch: bool) -> list[float]:

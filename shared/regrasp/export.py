@@ -141,7 +141,8 @@ def iter_export_zip(
     """The export as a zip archive, in chunks, made as it is consumed (bounded memory).
 
     Members sit under `root/` (default `<dataset>-v<version>/`) and are dated with the
-    version's creation time, so the same version always zips to the same member list.
+    version's creation time, and the manifest holds no export time, so exporting the same
+    version gives the same bytes every time (and from a restored backup).
     """
     root = f"{plan.dataset_name}-v{plan.version}" if root is None else root
     prefix = f"{root.strip('/')}/" if root.strip("/") else ""
@@ -264,7 +265,6 @@ def _manifest(
         "layout": "jacquard",
         "dataset": {"id": dataset.id, "name": dataset.name, "description": dataset.description},
         "version": version,
-        "exported_at": datetime.now(UTC).isoformat(),
         "counts": {
             "images": len(rows),
             "objects": len({obj for _, obj in rows}),

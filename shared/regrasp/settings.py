@@ -8,8 +8,9 @@ still has its development placeholder.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -205,6 +206,13 @@ class Settings(BaseSettings):
         3000, ge=1, le=65535, description="Port the inference service listens on."
     )
 
+    def redacted(self) -> dict[str, Any]:
+        """Every setting for display (`regrasp settings`): secrets masked, and the password
+        inside the database URL too."""
+        values = self.model_dump()
+        values["database_url"] = redact_url(self.database_url)
+        return values
+
     @model_validator(mode="after")
     def _fill_embedded_defaults(self) -> Settings:
         if not self.database_url:
@@ -245,6 +253,16 @@ class Settings(BaseSettings):
                 "deployment mode refuses default or weak settings: " + ", ".join(weak)
             )
         return self
+
+
+#: `scheme://user:password@` (or a malformed `user:password@...`): the password part.
+_URL_PASSWORD = re.compile(r"(^|//)([^/@:]*):[^/@]*@")
+
+
+def redact_url(url: str) -> str:
+    """`url` with the password of its `user:password@` part replaced by `***`, for
+    messages and logs (works on malformed URLs too, which SQLAlchemy cannot parse)."""
+    return _URL_PASSWORD.sub(r"\1\2:***@", url)
 
 
 def _is_placeholder(value: str) -> bool:

@@ -8,18 +8,16 @@ expired lease returns its item to the pool.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import Counter
 
 import pytest
 import sqlalchemy as sa
 
-from regrasp.clients.base import ServiceError
 from regrasp.clients.orchestrator import DecisionCreate, OrchestratorClient, UserCreate
 from regrasp.errors import Conflict
 from regrasp.store.db.engine import make_engine, session_scope
-from regrasp.store.db.tables import Review, ReviewItem, ReviewItemState
+from regrasp.store.db.tables import ReviewItem
+from scripts.annotators import annotate, standing_reviews
 from scripts.review_demo import bare_dataset, seed_round, start_orchestrator
 
 ADMIN = ("lead", "lead-password-1")
@@ -44,11 +42,15 @@ def orchestrator(postgres_url, tmp_path):
         server.stop()
 
 
-def _clients(url: str, names: list[str]) -> list[OrchestratorClient]:
+def _create_users(url: str, names: list[str]) -> None:
     with OrchestratorClient(url) as admin:
         admin.login(*ADMIN)
         for name in names:
             admin.create_user(UserCreate(username=name, password=PASSWORD))
+
+
+def _clients(url: str, names: list[str]) -> list[OrchestratorClient]:
+    _create_users(url, names)
     clients = []
     for name in names:
         client = OrchestratorClient(url)
@@ -66,61 +68,28 @@ def test_twenty_annotators_decide_a_thousand_items_exactly_once(orchestrator):
         items = session.scalar(sa.select(sa.func.count()).where(ReviewItem.round_id == round_id))
     assert items == ITEMS  # every seeded image is flagged
 
-    clients = _clients(url, [f"annotator{k}" for k in range(ANNOTATORS)])
-    decided: list[int] = []
-    stale_refused: list[int] = []
-    failures: list[BaseException] = []
-    lock = threading.Lock()
-    start = threading.Barrier(ANNOTATORS)
+    names = [f"annotator{k}" for k in range(ANNOTATORS)]
+    _create_users(url, names)
+    run = annotate(
+        url,
+        round_id,
+        [(name, PASSWORD) for name in names],
+        decide=lambda item: "annotation_error" if item.image_id % 7 == 0 else "true_negative",
+        replay_every=10,  # replay a decision now and then: it is stale, so 409
+    )
 
-    def work(k: int, api: OrchestratorClient) -> None:
-        mine, refused = [], []
-        try:
-            start.wait()
-            while (item := api.claim_next(round_id)) is not None:
-                kind = "annotation_error" if item.image_id % 7 == 0 else "true_negative"
-                body = DecisionCreate(item_version=item.version, decision=kind, seconds_taken=1.0)
-                api.decide(item.id, body)
-                mine.append(item.id)
-                if len(mine) % 10 == k % 10:  # replay the same decision: now stale
-                    try:
-                        api.decide(item.id, body)
-                    except Conflict:
-                        refused.append(item.id)
-        except BaseException as exc:  # noqa: BLE001 - reported below with the thread's work
-            with lock:
-                failures.append(exc)
-        with lock:
-            decided.extend(mine)
-            stale_refused.extend(refused)
-
-    threads = [threading.Thread(target=work, args=(k, c)) for k, c in enumerate(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=600)
-    for c in clients:
-        c.close()
-
-    assert not failures, failures[:3]  # no 5xx (ServiceError), no unexpected 4xx
-    assert not any(isinstance(f, ServiceError) for f in failures)
+    assert not run.failures, run.failures[:3]
+    assert run.server_errors == 0 and run.unexpected_4xx == 0, run.statuses
+    decided = [item for item, _ in run.decided]
     # Every item decided by exactly one annotator, as the annotators themselves saw it...
     assert len(decided) == ITEMS and len(set(decided)) == ITEMS
-    assert stale_refused, "the stale replays must have been answered"
+    assert run.replays_refused, "the stale replays must have been answered"
     # ...and as the database keeps it: one standing review per item, none lost.
     with session_scope(engine) as session:
-        per_item = Counter(
-            session.scalars(
-                sa.select(Review.item_id)
-                .join(ReviewItem, ReviewItem.id == Review.item_id)
-                .where(ReviewItem.round_id == round_id, Review.superseded.is_(False))
-            )
-        )
-        states = Counter(
-            session.scalars(sa.select(ReviewItem.state).where(ReviewItem.round_id == round_id))
-        )
-    assert set(per_item) == set(decided) and set(per_item.values()) == {1}
-    assert states == {ReviewItemState.decided: ITEMS}
+        kept = standing_reviews(session, round_id)
+    assert set(kept.per_item) == set(decided) and set(kept.per_item.values()) == {1}
+    assert kept.review_ids == {review for _, review in run.decided}
+    assert kept.states == {"decided": ITEMS}
 
 
 def test_expired_lease_returns_the_item_and_the_late_decision_is_refused(orchestrator):

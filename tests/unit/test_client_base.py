@@ -99,3 +99,15 @@ def test_a_service_still_unavailable_is_a_transient_error_with_its_message(metho
     with pytest.raises(ServiceUnavailable, match=r"HTTP 503: S3 store s3://b at 10\.0\.0\.9"):
         _client(handler, backoff=0, retries=2).request(method, "/x")
     assert len(calls) == (3 if method == "GET" else 1)  # POST is not retried
+
+
+def test_on_response_sees_every_response_retried_ones_included():
+    statuses: list[int] = []
+    answers = iter([503, 502, 200])
+    client = _client(
+        lambda r: httpx.Response(next(answers), json={}),
+        backoff=0,
+        on_response=lambda response: statuses.append(response.status_code),
+    )
+    client.request("GET", "/x")
+    assert statuses == [503, 502, 200]

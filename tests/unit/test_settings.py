@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from regrasp.errors import ConfigError
-from regrasp.settings import Settings, load_settings
+from regrasp.settings import Settings, load_settings, redact_url
 
 STRONG = "x" * 32
 
@@ -92,3 +92,29 @@ def test_deployment_refuses_env_example_placeholders(monkeypatch, name, value):
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError, match=name):
         load_settings()
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql+psycopg://u:pw-1@h:5432/db", "postgresql+psycopg://u:***@h:5432/db"),
+        ("postgres//u:pw-1@h/db", "postgres//u:***@h/db"),  # malformed, still hidden
+        ("postgresql://:pw-1@h/db", "postgresql://:***@h/db"),
+        ("postgresql://u@h:5432/db", "postgresql://u@h:5432/db"),  # nothing to hide
+        ("sqlite:////tmp/a@b:c.db", "sqlite:////tmp/a@b:c.db"),
+    ],
+)
+def test_redact_url_hides_only_the_password(url, shown):
+    assert redact_url(url) == shown
+
+
+def test_redacted_settings_and_engine_errors_never_show_the_database_password():
+    from regrasp.store.db.engine import make_engine
+
+    s = Settings(database_url="postgresql+psycopg://u:pw-secret-1@h/db", secret_key=STRONG)
+    shown = str(s.redacted())
+    assert "pw-secret-1" not in shown and STRONG not in shown and "u:***@h/db" in shown
+    for bad in ("postgresql+psycopg://u:pw-secret-1@h:port/db", "postgres//u:pw-secret-1@h/db"):
+        with pytest.raises(ConfigError, match="malformed database URL") as caught:
+            make_engine(bad)
+        assert "pw-secret-1" not in str(caught.value)

@@ -12,11 +12,11 @@ app.add_typer(db_app, name="db")
 
 @app.command()
 def settings() -> None:
-    """Print the effective settings (secrets masked)."""
+    """Print the effective settings (secrets masked, the database password too)."""
     from regrasp.settings import load_settings
 
     s = load_settings()
-    for name, value in s.model_dump().items():
+    for name, value in s.redacted().items():
         typer.echo(f"{name} = {value}")
 
 

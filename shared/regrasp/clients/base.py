@@ -10,6 +10,7 @@ not retried; any other 5xx is a `ServiceError`.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import httpx
@@ -60,7 +61,8 @@ class ServiceClient:
     """Base of the typed clients: one `httpx.Client`, a bearer credential, retries.
 
     `credential` is a user's bearer token or a robot/service API key; both travel as
-    `Authorization: Bearer ...`.
+    `Authorization: Bearer ...`. `on_response` is called with every response received,
+    retried ones included (load tests count status codes with it).
     """
 
     def __init__(
@@ -72,13 +74,19 @@ class ServiceClient:
         retries: int = 3,
         backoff: float = 0.25,
         transport: httpx.BaseTransport | None = None,
+        on_response: Callable[[httpx.Response], None] | None = None,
     ) -> None:
         headers = {"Authorization": f"Bearer {credential}"} if credential else {}
         self.base_url = base_url.rstrip("/")
         self.retries = retries
         self.backoff = backoff
+        hooks = {"response": [on_response]} if on_response is not None else None
         self._http = httpx.Client(
-            base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
+            base_url=self.base_url,
+            headers=headers,
+            timeout=timeout,
+            transport=transport,
+            event_hooks=hooks,
         )
 
     @property

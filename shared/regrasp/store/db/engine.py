@@ -23,6 +23,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, Operationa
 from sqlalchemy.orm import Session, sessionmaker
 
 from regrasp.errors import ConfigError, Conflict, InvalidInput, StorageError
+from regrasp.settings import redact_url
 
 __all__ = ["KNOWN_SCHEMES", "make_engine", "make_session_factory", "session_scope"]
 
@@ -38,8 +39,10 @@ def make_engine(url: str | URL, *, echo: bool = False) -> Engine:
     """
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
-        raise ConfigError(f"malformed database URL {url!r}: {exc}") from exc
+    except (ArgumentError, ValueError):
+        # Never the URL as given: it may carry the password (and so may SQLAlchemy's text).
+        shown = redact_url(url if isinstance(url, str) else str(url))
+        raise ConfigError(f"malformed database URL {shown!r}") from None
     builder = _BUILDERS.get(parsed.drivername)
     if builder is None:
         raise ConfigError(

@@ -54,10 +54,13 @@ def open_store(
     )
 
 
-def store_from_settings(settings: Settings, *, create_bucket: bool = False) -> ObjectStore:
-    """The store configured by `REGRASP_OBJECT_STORE_URL` and the `REGRASP_S3_*` settings."""
+def store_from_settings(
+    settings: Settings, *, url: str | None = None, create_bucket: bool = False
+) -> ObjectStore:
+    """The store configured by `REGRASP_OBJECT_STORE_URL` and the `REGRASP_S3_*` settings;
+    with `url`, that store instead, reached with the same S3 settings (backups, mirrors)."""
     return open_store(
-        settings.object_store_url,
+        settings.object_store_url if url is None else url,
         s3_endpoint=settings.s3_endpoint,
         s3_access_key=settings.s3_access_key.get_secret_value(),
         s3_secret_key=settings.s3_secret_key.get_secret_value(),
