@@ -12,12 +12,12 @@ from regrasp.accounts import authenticate_password, login_token
 from regrasp.clients.orchestrator import ErrorPublic, Token
 from regrasp.errors import Unauthenticated
 from regrasp.store.db.engine import session_scope
-from services.orchestrator.deps import SessionFactoryDep, SettingsDep
-from services.orchestrator.throttle import (
+from regrasp.throttle import (
     check_login_allowed,
     clear_login_failures,
     record_login_failure,
 )
+from services.orchestrator.deps import SessionFactoryDep, SettingsDep
 
 router = APIRouter(
     prefix="/auth",
