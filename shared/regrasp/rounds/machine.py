@@ -273,17 +273,18 @@ def advance(
         return state
     if not due(streak, state=state.value, now=datetime.now(UTC)):
         return state  # backing off after a transient failure
-    retrying = [streak is not None and streak.get("state") == state.value]
+    retrying = streak is not None and streak.get("state") == state.value
 
     def call(hook_round: int, point: str) -> None:
-        if retrying[0] and point in _PROGRESS_POINTS:
-            retrying[0] = False
+        nonlocal retrying
+        if retrying and point in _PROGRESS_POINTS:
+            retrying = False
             _end_streak(bind, round_id, state)
         user_hook(hook_round, point)
 
     try:
         step(bind, round_id, services, call, stop)
-        if retrying[0]:
+        if retrying:
             _end_streak(bind, round_id, state)
     except _Interrupted:
         pass
