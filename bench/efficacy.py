@@ -558,11 +558,14 @@ class Bench:
         mapping = self._maps[dataset_id]
         remaining = removed_bad = harmed = 0
         coverage, noisy = [], 0
+        by_kind: dict[str, dict[str, int]] = {}  # corruption → outcome → images
         for new_id in self._ids(dataset_id, self.pool_ids):
             truth = self.truth[mapping[int(new_id)]]
             if int(new_id) not in present:
                 removed_bad += truth.corrupted
                 harmed += not truth.corrupted
+                if truth.corrupted:
+                    _count(by_kind, truth.corruption, "removed")
                 continue
             g = labels.grasps[labels.image_ids == new_id]
             bad = bool(len(g) == 0 or (~valid_against_truth(truth, g)).any())
@@ -588,12 +591,14 @@ class Bench:
                 )
                 remaining += not repaired
                 noisy += not repaired
+                _count(by_kind, truth.corruption, "repaired" if repaired else "left")
             else:
                 harmed += bad
                 noisy += bad
         return {
             "corrupted_remaining": remaining,
             "corrupted_removed": removed_bad,
+            "corrupted_by_kind": by_kind,
             "clean_harmed": harmed,
             "coverage": float(np.mean(coverage)) if coverage else 0.0,
             "true_noise": noisy
@@ -646,6 +651,15 @@ def report(args: argparse.Namespace, bench: Bench, results: dict, elapsed: float
                 f"| {row['corrupted_removed']} | {row['clean_harmed']} | {row['true_noise']:.1%} "
                 f"| {ci} | {row['coverage']:.3f} | {row['accuracy']:.3f} |"
             )
+    lines += ["", "Corrupted pool images by kind at the end (left / removed / repaired):", ""]
+    for name, rows in results.items():
+        kinds = rows[-1].get("corrupted_by_kind") or {}
+        parts = [
+            f"{kind} {c['left']} / {c['removed']} / {c['repaired']}"
+            for kind, c in sorted(kinds.items())
+        ]
+        if parts:
+            lines.append(f"- {name}: " + "; ".join(parts))
     lines += ["", "Final test accuracy against the baselines (ratio to the mean of `none`):", ""]
     base = [r["accuracy"] for r in results.get("none", [])]
     ref = float(np.mean(base)) if base else math.nan
@@ -696,6 +710,11 @@ def _line(row: dict[str, Any]) -> str:
         f"corrupted left {row['corrupted_remaining']}, harmed {row['clean_harmed']}, "
         f"decisions {row.get('decisions', '-')}, {row.get('seconds', 0):.0f} s"
     )
+
+
+def _count(table: dict[str, dict[str, int]], kind: str, outcome: str) -> None:
+    row = table.setdefault(kind, {"left": 0, "removed": 0, "repaired": 0})
+    row[outcome] += 1
 
 
 def _rank(seed: int, unit: str) -> bytes:
