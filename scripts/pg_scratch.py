@@ -1,4 +1,4 @@
-"""A throwaway PostgreSQL database on a server, for benchmarks: created, then dropped."""
+"""A throwaway PostgreSQL database on a server, for benchmarks and tests: created, then dropped."""
 
 from __future__ import annotations
 
