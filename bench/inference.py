@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from regrasp import accounts, nets  # noqa: E402
+from regrasp.launch import service_command  # noqa: E402
 from regrasp.predict import prepare, to_image  # noqa: E402
 from regrasp.store.db import migrations  # noqa: E402
 from regrasp.store.db.engine import make_engine, session_scope  # noqa: E402
@@ -149,17 +150,8 @@ class _serve:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        bentoml = Path(sys.executable).with_name("bentoml")
         self.process = subprocess.Popen(
-            [
-                str(bentoml),
-                "serve",
-                "services.inference.service:InferenceService",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
+            service_command("inference", port=port),
             cwd=REPO,
             env=self.env,
             stdout=self.log.open("wb"),

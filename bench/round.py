@@ -44,6 +44,7 @@ def main() -> None:
     args = p.parse_args()
 
     from regrasp.accounts import create_user
+    from regrasp.launch import service_command
     from regrasp.metrics import best_iou
     from regrasp.review.decisions import decide
     from regrasp.rounds import machine
@@ -90,21 +91,9 @@ def main() -> None:
     }
     tp, ip = _port(), _port()
     procs = [
-        _start(env, tmp, "trainer", "-m", "services.trainer", "serve", "--port", str(tp)),
-        _start(env, tmp, "worker", "-m", "services.trainer", "worker", "--poll-interval", "0.5"),
-        _start(
-            env,
-            tmp,
-            "inference",
-            "-m",
-            "bentoml",
-            "serve",
-            "services.inference.service:InferenceService",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(ip),
-        ),
+        _start(env, tmp, "trainer", service_command("trainer", port=tp)),
+        _start(env, tmp, "worker", service_command("worker", extra=["--poll-interval", "0.5"])),
+        _start(env, tmp, "inference", service_command("inference", port=ip)),
     ]
     try:
         _wait(f"http://127.0.0.1:{tp}/healthz")
@@ -228,10 +217,10 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-def _start(env: dict, tmp: Path, name: str, *args: str) -> subprocess.Popen:
+def _start(env: dict, tmp: Path, name: str, command: list[str]) -> subprocess.Popen:
     out = (tmp / f"{name}.log").open("wb")
     return subprocess.Popen(
-        [sys.executable, *args],
+        command,
         cwd=ROOT,
         env=env,
         stdout=out,

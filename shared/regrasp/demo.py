@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -42,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from regrasp.errors import ConfigError, InvalidInput, RegraspError, StorageError
+from regrasp.launch import service_command
 from regrasp.supervisor import ProcessSpec
 
 if TYPE_CHECKING:
@@ -128,31 +128,21 @@ class LocalStack:
     def specs(self, *, ui: bool = True, worker_device: str | None = None) -> list[ProcessSpec]:
         """The processes: orchestrator, trainer API, one trainer worker, inference and,
         with `ui`, the review UI; each with its health URL."""
-        py, env, host = sys.executable, dict(self.env), self.host
-        p = self.ports
-        worker = [py, "-m", "services.trainer", "worker"]
-        if worker_device:
-            worker += ["--device", worker_device]
+        env, host, p = dict(self.env), self.host, self.ports
+        worker = service_command(
+            "worker", extra=["--device", worker_device] if worker_device else ()
+        )
         specs = [
             ProcessSpec(
                 "orchestrator",
-                [
-                    py,
-                    "-m",
-                    "services.orchestrator",
-                    "serve",
-                    "--host",
-                    host,
-                    "--port",
-                    str(p.orchestrator),
-                ],
+                service_command("orchestrator", host=host, port=p.orchestrator),
                 env=env,
                 cwd=self.root,
                 health_url=f"{self.url('orchestrator')}/readyz",
             ),
             ProcessSpec(
                 "trainer",
-                [py, "-m", "services.trainer", "serve", "--host", host, "--port", str(p.trainer)],
+                service_command("trainer", host=host, port=p.trainer),
                 env=env,
                 cwd=self.root,
                 health_url=f"{self.url('trainer')}/healthz",
@@ -160,8 +150,7 @@ class LocalStack:
             ProcessSpec("worker", worker, env=env, cwd=self.root),
             ProcessSpec(
                 "inference",
-                [py, "-m", "bentoml", "serve", "services.inference.service:InferenceService"]
-                + ["--host", host, "--port", str(p.inference)],
+                service_command("inference", host=host, port=p.inference),
                 env=env,
                 cwd=self.root,
                 health_url=f"{self.url('inference')}/readyz",
@@ -171,16 +160,7 @@ class LocalStack:
             specs.append(
                 ProcessSpec(
                     "review_ui",
-                    [
-                        py,
-                        "-m",
-                        "services.review_ui",
-                        "serve",
-                        "--host",
-                        host,
-                        "--port",
-                        str(p.review_ui),
-                    ],
+                    service_command("review_ui", host=host, port=p.review_ui),
                     env=env,
                     cwd=self.root,
                     health_url=f"{self.url('review_ui')}/_stcore/health",

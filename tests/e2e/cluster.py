@@ -44,6 +44,7 @@ from regrasp.clients.orchestrator import (
     OrchestratorClient,
 )
 from regrasp.errors import StorageError
+from regrasp.launch import service_command
 from regrasp.store.db import versions as V
 from regrasp.store.db.engine import make_engine, session_scope
 from regrasp.store.db.tables import Image, Prediction, ReviewItem
@@ -129,8 +130,7 @@ class Cluster:
 
     def start_trainer(self) -> None:
         """The trainer API (wait for it with `wait_ready`)."""
-        args = ["serve", "--host", "127.0.0.1", "--port", str(self.trainer_port)]
-        self.start("trainer", [sys.executable, "-m", "services.trainer", *args])
+        self.start("trainer", service_command("trainer", port=self.trainer_port))
 
     def wait_ready(self, *names: str) -> None:
         """Until the named services (default: trainer and inference) answer /healthz."""
@@ -156,20 +156,7 @@ class Cluster:
 
     def start_inference(self) -> None:
         """The BentoML inference service (wait for it with `wait_ready`)."""
-        self.start(
-            "inference",
-            [
-                sys.executable,
-                "-m",
-                "bentoml",
-                "serve",
-                "services.inference.service:InferenceService",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.inference_port),
-            ],
-        )
+        self.start("inference", service_command("inference", port=self.inference_port))
 
     def start_orchestrator(
         self, pause_at: str | None = None, *, release: bool = False, **env: str

@@ -11,7 +11,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import pytest
 
 from examples.robot_client import predict_bentoml, predict_httpx, read_depth, to_camera
 from regrasp import accounts, nets
+from regrasp.launch import service_command
 from regrasp.store.db import migrations
 from regrasp.store.db.engine import make_engine, session_scope
 from regrasp.store.objects import open_store
@@ -66,10 +66,8 @@ def server(tmp_path):
         "REGRASP_INFERENCE_DEVICE": "cpu",
         "PYTHONPATH": str(REPO),
     }
-    bentoml = Path(sys.executable).with_name("bentoml")
     process = subprocess.Popen(
-        [str(bentoml), "serve", "services.inference.service:InferenceService"]
-        + ["--host", "127.0.0.1", "--port", str(port)],
+        service_command("inference", port=port),
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
