@@ -132,7 +132,8 @@ class Settings(BaseSettings):
         description=(
             "How long a round keeps retrying a step that fails because a service, the object "
             "store or the database is unreachable, from the first failure of a streak, before "
-            "the round fails (resume it once the cause is fixed)."
+            "the round fails (resume it once the cause is fixed). Campaigns whose trainer "
+            "is unreachable use the same policy."
         ),
     )
     round_retry_max_attempts: int = Field(

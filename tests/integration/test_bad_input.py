@@ -64,15 +64,12 @@ Cases by entry point (pytest ids), 107 in all:
 from __future__ import annotations
 
 import os
-import socket
 import stat
 import subprocess
 import sys
-import threading
 import time
 import zipfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,7 +79,6 @@ import httpx
 import numpy as np
 import pytest
 import sqlalchemy as sa
-import uvicorn
 
 from regrasp.auth import issue_token
 from regrasp.settings import Settings
@@ -92,6 +88,7 @@ from scripts.review_demo import seed_round
 from services.orchestrator.app import create_app
 from tests.fixtures.databases import fresh_postgres_database
 from tests.fixtures.objects import new_bucket
+from tests.fixtures.servers import serve
 from tests.fixtures.state import snapshot, unchanged
 
 ADMIN = ("lead", "lead-password-1")
@@ -318,26 +315,6 @@ class World:
         return unchanged(self.engine, self.store, **ignore)
 
 
-@contextmanager
-def _serve(app: Any) -> Iterator[str]:
-    """The app under uvicorn on a free 127.0.0.1 port, lifespan included; yields its URL."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True, name="orchestrator")
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "orchestrator did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-
-
 def _login(http: httpx.Client, user: tuple[str, str]) -> str:
     r = http.post("/auth/login", data={"username": user[0], "password": user[1]})
     assert r.status_code == 200, r.text
@@ -388,7 +365,10 @@ def world(tmp_path_factory, s3_server) -> Iterator[World]:
             login_max_failures=10_000,  # the login cases fail on purpose; never throttle them
         )
         engine = make_engine(database_url)
-        with _serve(create_app(settings)) as url, httpx.Client(base_url=url, timeout=60) as http:
+        with (
+            serve(create_app(settings), "orchestrator") as url,
+            httpx.Client(base_url=url, timeout=60) as http,
+        ):
             admin = _login(http, ADMIN)
             for name, password in (ANA, BOB):
                 body = {"username": name, "password": password, "role": "annotator"}

@@ -10,12 +10,13 @@ every figure are checked against what the database and the trainer's jobs hold.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
-import socket
+import subprocess
+import sys
 import threading
-import time
 from pathlib import Path
 
 import cv2
@@ -23,7 +24,6 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 import streamlit as st
-import uvicorn
 from streamlit.testing.v1 import AppTest
 from typer.testing import CliRunner
 
@@ -59,6 +59,7 @@ from regrasp.training_jobs import Worker, import_jacquard
 from services.orchestrator.app import create_app as create_orchestrator
 from services.review_ui.overview import FIGURE_CAPTIONS
 from services.trainer.app import create_app as create_trainer
+from tests.fixtures.servers import serve
 
 UI_APP = Path(__file__).resolve().parents[2] / "services/review_ui/streamlit_app.py"
 SERVICE_KEY = "campaign-service-key-0123456789ab"
@@ -97,9 +98,10 @@ def stack(postgres_url, file_store_url, tmp_path):
         admin_username=ADMIN[0],
         admin_password=ADMIN[1],
     )
-    trainer, trainer_url = _serve(create_trainer(settings, engine=engine))
+    servers = contextlib.ExitStack()
+    trainer_url = servers.enter_context(serve(create_trainer(settings, engine=engine), "trainer"))
     settings = settings.model_copy(update={"trainer_url": trainer_url})
-    orchestrator, url = _serve(create_orchestrator(settings))
+    url = servers.enter_context(serve(create_orchestrator(settings), "orchestrator"))
     workers = [
         Worker(bind, store, worker_id=f"w{i}", poll_interval=0.2, device="cpu") for i in (1, 2)
     ]
@@ -113,8 +115,7 @@ def stack(postgres_url, file_store_url, tmp_path):
             w.shutdown.set()
         for t in threads:
             t.join(timeout=60)
-        orchestrator.should_exit = trainer.should_exit = True
-        time.sleep(0.5)
+        servers.close()
         engine.dispose()
 
 
@@ -145,6 +146,16 @@ def test_campaign_table_and_figures_match_the_stored_metrics(stack, tmp_path, mo
         refinement = api.refinement(dataset_id)
         with pytest.raises(Conflict):  # the round is applied: no audit any more
             api.add_audit(stack["round_id"], AuditCreate(count=1))
+    # A finished campaign can be neither resumed nor cancelled: one line, exit 1.
+    for command, why in (("resume", "not failed"), ("cancel", "nothing to cancel")):
+        refused = subprocess.run(
+            [sys.executable, "-m", "regrasp.cli", "campaign", command, str(campaign_id), *auth],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert refused.returncode == 1 and why in refused.stderr, refused
+        assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
 
     with session_scope(bind) as s:
         evaluations = {
@@ -379,20 +390,6 @@ def _refine_once(bind, dataset_id: int, synth) -> int:  # type: ignore[no-untype
         machine.request_apply(s, round_id, force=False, by=reviewer_id)
         assert apply_round(s, round_id) == 1
     return round_id
-
-
-def _serve(app) -> tuple[uvicorn.Server, str]:  # type: ignore[no-untyped-def]
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if time.monotonic() > deadline:  # a hung start, not a timing assertion
-            raise RuntimeError("server did not start")
-        time.sleep(0.05)
-    return server, f"http://127.0.0.1:{port}"
 
 
 def _rows(text: str) -> list[dict[str, str]]:

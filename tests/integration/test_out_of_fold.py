@@ -8,12 +8,7 @@ runs them, and each registered model's training images are disjoint from its fol
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-
 import pytest
-import uvicorn
 
 from regrasp.clients.trainer import TrainerClient
 from regrasp.rounds import machine
@@ -30,6 +25,7 @@ from regrasp.training.loop import split_datasets
 from regrasp.training.splits import make_split
 from regrasp.training_jobs import Worker, import_jacquard
 from services.trainer.app import create_app as create_trainer
+from tests.fixtures.servers import serve
 
 SERVICE_KEY = "oof-service-key-0123456789abcdef"
 TRAIN = {
@@ -79,8 +75,7 @@ def test_out_of_fold_round_trains_each_model_without_its_fold(world):
         data_dir=tmp_path / "data",
         service_api_key=SERVICE_KEY,
     )
-    server, url = _serve(create_trainer(settings, engine=engine))
-    try:
+    with serve(create_trainer(settings, engine=engine), "trainer") as url:
         bind = make_session_factory(engine)
         services = machine.Services(
             trainer_url=url, inference_urls=(), credential=SERVICE_KEY, poll_seconds=0.2
@@ -121,22 +116,3 @@ def test_out_of_fold_round_trains_each_model_without_its_fold(world):
             # Everything outside the fold and the test part trained.
             outside = {str(i) for i in images} - fold_ids - set(splits[model_id]["test"])
             assert trained == outside
-    finally:
-        server.should_exit = True
-
-
-# --- helpers ---------------------------------------------------------------------------------
-
-
-def _serve(app) -> tuple[uvicorn.Server, str]:  # type: ignore[no-untyped-def]
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline:  # a hung start, not a timing assertion
-            raise RuntimeError("trainer did not start")
-        time.sleep(0.05)
-    return server, f"http://127.0.0.1:{port}"

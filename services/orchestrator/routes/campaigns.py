@@ -20,6 +20,7 @@ from regrasp.clients.orchestrator import (
     CampaignReportPublic,
     CampaignRunPublic,
     RefinementPublic,
+    RoundRetry,
 )
 from regrasp.errors import InvalidInput, NotFound
 from regrasp.refinement_stats import add_audit_items, dataset_refinement, round_refinement
@@ -206,6 +207,7 @@ def _public(campaign: Campaign) -> CampaignPublic:
         test_images=len(campaign.test_image_ids),
         runs=[CampaignRunPublic(**r) for r in campaign.runs],
         error=campaign.error,
+        retry=RoundRetry(**campaign.retry) if campaign.retry else None,
         created_at=campaign.created_at,
         updated_at=campaign.updated_at,
         finished_at=campaign.finished_at,

@@ -17,6 +17,13 @@ trainer job with the same payload created since then, and submits only when ther
 none. Every write re-reads the campaign row under a lock and checks its state, so an
 admin's cancel racing a pass wins. Two orchestrator replicas never advance the same
 campaign at once (`regrasp.campaigns.runner.campaign_lock`).
+
+A pass that cannot reach the trainer changes no run; it starts or extends a retry streak
+(`Campaign.retry`, the policy of rounds: `services.retry`, `regrasp.rounds.retrying`), and
+the next pass waits for the streak's backoff. The first pass that reaches the trainer ends
+the streak. When the streak outlasts the budget, a running campaign fails with the last
+error (resume continues every unfinished run where it was); a cancelled one stops trying
+to cancel its jobs and says so in its error.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from regrasp.campaigns.config import CampaignConfig
 from regrasp.errors import Conflict, InvalidInput, NotFound, StorageError
 from regrasp.rounds.machine import Services
+from regrasp.rounds.retrying import due, record_failure
 from regrasp.store.db import versions
 from regrasp.store.db.engine import session_scope
 from regrasp.store.db.tables import Campaign, CampaignState, DatasetObject, Image
@@ -110,7 +118,8 @@ def cancel_campaign(session: Session, campaign_id: int) -> Campaign:
 
 
 def resume_campaign(session: Session, campaign_id: int) -> Campaign:
-    """Retry the failed runs of a failed campaign (they train again from the start)."""
+    """Continue a failed campaign: its failed runs train again from the start, and runs
+    left open by an unreachable trainer go on where they were, with a fresh retry streak."""
     campaign = _locked(session, campaign_id)
     if campaign.state != CampaignState.failed:
         raise Conflict(f"campaign {campaign_id} is {campaign.state.value}, not failed")
@@ -122,6 +131,7 @@ def resume_campaign(session: Session, campaign_id: int) -> Campaign:
     ]
     campaign.state = CampaignState.running
     campaign.error = None
+    campaign.retry = None
     campaign.finished_at = None
     return campaign
 
@@ -167,7 +177,8 @@ def advance(
 ) -> CampaignState:
     """One pass over the campaign's runs (module docstring); returns its state afterwards.
 
-    A trainer that cannot be reached leaves everything as it is for the next pass.
+    A trainer that cannot be reached leaves the runs as they are and extends the retry
+    streak (module docstring).
     """
     from regrasp.clients.trainer import TrainerClient
 
@@ -180,8 +191,11 @@ def advance(
         runs = [dict(r) for r in campaign.runs]
         config = parse_config(campaign)
         dataset_id, test_ids = campaign.dataset_id, list(campaign.test_image_ids)
+        streak = campaign.retry
     if state not in ACTIVE_STATES and not (state == CampaignState.cancelled and _open_runs(runs)):
         return state
+    if not due(streak, state=state.value, now=datetime.now(UTC)):
+        return state  # backing off after an unreachable trainer
     try:
         with TrainerClient(services.trainer_url, credential=services.credential) as trainer:
             for index, run in enumerate(runs):
@@ -197,10 +211,11 @@ def advance(
                 except (InvalidInput, NotFound) as exc:  # refused by the trainer: the run fails
                     _update(bind, campaign_id, index, {"state": "failed", "error": str(exc)})
     except (StorageError, httpx.TransportError, ConnectionError, TimeoutError) as exc:
-        log.warning("campaign %s: trainer unreachable, retrying: %s", campaign_id, exc)
-        return state
+        return _record_transient(bind, campaign_id, state, f"{type(exc).__name__}: {exc}", services)
     except _Interrupted:
         pass
+    if streak is not None:
+        _end_streak(bind, campaign_id)
     return _settle(bind, campaign_id)
 
 
@@ -341,6 +356,61 @@ def _cancel_run(
 
 def _failed(step: str, job: Any) -> dict[str, Any]:
     return {"state": "failed", "error": f"{step} job {job.id} {job.state}: {job.error or ''}"}
+
+
+def _record_transient(
+    bind: Bind, campaign_id: int, state: CampaignState, message: str, services: Services
+) -> CampaignState:
+    """One more pass that could not reach the trainer: back off, or give up (module doc)."""
+    policy = services.retry
+    with session_scope(bind) as session:
+        campaign = _locked(session, campaign_id)
+        if campaign.state != state:
+            return campaign.state
+        streak = record_failure(
+            campaign.retry,
+            state=state.value,
+            error=message[:2000],
+            now=datetime.now(UTC),
+            policy=policy,
+        )
+        campaign.retry = streak
+        tries = streak["attempts"]
+        if not streak["gave_up"]:
+            delay = streak["delays"][-1]
+            log.warning(
+                "campaign %s: trainer unreachable (try %d), retrying in %.1f s: %s",
+                campaign_id,
+                tries,
+                delay,
+                message,
+            )
+            campaign.error = f"{message} (try {tries} failed; retrying in {delay:.1f} s)"[:4000]
+            return state
+        log.error("campaign %s: gave up after %d tries: %s", campaign_id, tries, message)
+        budget = (
+            f"after {tries} tries over {streak['elapsed_seconds']:.0f} s (retry budget "
+            f"{policy.budget_seconds:g} s, at most {policy.max_attempts} tries): {message}"
+        )
+        if state == CampaignState.cancelled:
+            campaign.error = f"its open jobs could not be cancelled {budget}"[:4000]
+        else:
+            campaign.state = CampaignState.failed
+            campaign.error = (
+                f"the trainer could not be reached {budget} -- resume the campaign once it "
+                "is reachable again"
+            )[:4000]
+        campaign.finished_at = datetime.now(UTC)
+        return campaign.state
+
+
+def _end_streak(bind: Bind, campaign_id: int) -> None:
+    """A pass reached the trainer: forget the retry streak and its error."""
+    with session_scope(bind) as session:
+        campaign = _locked(session, campaign_id)
+        if campaign.retry is not None:
+            campaign.retry = None
+            campaign.error = None
 
 
 def _settle(bind: Bind, campaign_id: int) -> CampaignState:

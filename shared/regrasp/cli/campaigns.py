@@ -83,6 +83,32 @@ def campaign_status(
         _echo_campaign(api.get_campaign(campaign_id))
 
 
+@campaign_app.command("resume")
+def campaign_resume(
+    campaign_id: int = typer.Argument(..., help="Campaign id."),
+    url: str = URL_OPTION,
+    token: str = TOKEN_OPTION,
+    username: str = USER_OPTION,
+    password: str = PASSWORD_OPTION,
+) -> None:
+    """Continue a failed campaign: failed runs train again, the others go on (admins)."""
+    with orchestrator_client(url, token, username, password) as api:
+        _echo_campaign(api.resume_campaign(campaign_id))
+
+
+@campaign_app.command("cancel")
+def campaign_cancel(
+    campaign_id: int = typer.Argument(..., help="Campaign id."),
+    url: str = URL_OPTION,
+    token: str = TOKEN_OPTION,
+    username: str = USER_OPTION,
+    password: str = PASSWORD_OPTION,
+) -> None:
+    """Cancel a campaign that has not finished; its open jobs are cancelled (admins)."""
+    with orchestrator_client(url, token, username, password) as api:
+        _echo_campaign(api.cancel_campaign(campaign_id))
+
+
 @campaign_app.command("report")
 def campaign_report(
     campaign_id: int = typer.Argument(..., help="Campaign id."),
@@ -127,5 +153,10 @@ def _echo_campaign(campaign) -> None:  # type: ignore[no-untyped-def]
     for r in campaign.runs:
         acc = f"{r.accuracy:.3f}" if r.accuracy is not None else "-"
         typer.echo(f"  {r.network:<16} v{r.version:<4} {r.state:<11} accuracy {acc}")
+    if campaign.retry is not None and not campaign.retry.gave_up:
+        typer.echo(
+            f"  trainer unreachable: try {campaign.retry.attempts} failed, next at "
+            f"{campaign.retry.next_at:%H:%M:%S}"
+        )
     if campaign.error:
         typer.echo(f"  error: {campaign.error}")

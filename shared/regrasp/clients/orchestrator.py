@@ -789,7 +789,8 @@ class StateTiming(BaseModel):
 
 
 class RoundRetry(BaseModel):
-    """A step failing transiently and being retried with backoff (`regrasp.rounds.retrying`)."""
+    """A step failing transiently and being retried with backoff (`regrasp.rounds.retrying`):
+    a round's step, or a campaign's passes over its runs (`state`: the campaign's)."""
 
     state: str = Field(description="The state whose step fails.")
     attempts: int = Field(description="Failed tries so far in this streak.")
@@ -798,7 +799,7 @@ class RoundRetry(BaseModel):
     next_at: UtcDatetime | None = Field(None, description="Next try (None once given up).")
     error: str = Field("", description="The latest failure, naming what was unreachable.")
     delays: list[float] = Field(default_factory=list, description="Waits so far, seconds.")
-    gave_up: bool = Field(False, description="The budget ran out: the round failed.")
+    gave_up: bool = Field(False, description="The budget ran out: the round (campaign) failed.")
 
 
 class RoundCounts(BaseModel):
@@ -907,6 +908,9 @@ class CampaignPublic(BaseModel):
     test_images: int
     runs: list[CampaignRunPublic]
     error: str | None
+    retry: RoundRetry | None = Field(
+        None, description="Passes that could not reach the trainer, retried with backoff."
+    )
     created_at: UtcDatetime
     updated_at: UtcDatetime
     finished_at: UtcDatetime | None

@@ -568,7 +568,8 @@ class Campaign(Base):
 
     `runs` holds one entry per (network, version): its train and evaluate jobs, model,
     accuracy and training loss (`regrasp.campaigns.machine`); `test_image_ids` the fixed
-    test images every model is scored on and none is trained on.
+    test images every model is scored on and none is trained on; `retry` the streak of
+    passes that could not reach the trainer (`regrasp.rounds.retrying`), None otherwise.
     """
 
     __tablename__ = "campaigns"
@@ -583,6 +584,7 @@ class Campaign(Base):
     runs: Mapped[list[Any]] = mapped_column(default=list)
     test_image_ids: Mapped[list[Any]] = mapped_column(default=list)
     error: Mapped[str | None] = mapped_column(sa.Text)
+    retry: Mapped[dict[str, Any] | None]
     created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
