@@ -73,7 +73,8 @@ class LoadSpec:
 
 
 class LoadStack:
-    """The orchestrator and inference processes over the database and store of `settings`.
+    """The orchestrator and inference processes (or `processes`: any of `local_stack`'s)
+    over the database and store of `settings`.
 
     `env` is added to the processes' environment (thread limits, say); the S3 settings are
     passed on from `settings`. Use as a context manager; `logs` holds each process's output.
@@ -86,8 +87,10 @@ class LoadStack:
         env: Mapping[str, str] | None = None,
         admin: tuple[str, str] = ADMIN,
         password: str = "annotator-password-1",
+        processes: tuple[str, ...] = PROCESSES,
     ) -> None:
         self.settings = settings
+        self.processes = processes
         self.admin = admin
         self.password = password
         base_env = {
@@ -129,7 +132,7 @@ class LoadStack:
             mode=self.settings.mode,
         )
         self._sink = LogFiles(self.logs)
-        specs = [s for s in self.stack.specs(ui=False) if s.name in PROCESSES]
+        specs = [s for s in self.stack.specs(ui=False) if s.name in self.processes]
         self._supervisor = Supervisor(specs, output=self._sink)
         self._supervisor.start()
         self._supervisor.wait_healthy(timeout=WAIT_S, max_crashes=0)

@@ -1,8 +1,9 @@
 """No secret ever reaches a log: the real processes, every kind of credential, then a grep.
 
-The orchestrator and the BentoML inference service run as processes, launched as
-`regrasp up` launches them (`scripts.load_scenario.LoadStack`: `regrasp.demo.local_stack`
-under `regrasp.supervisor`, each process's stdout and stderr captured in
+The orchestrator, the trainer API, a trainer worker and the BentoML inference service run
+as processes, launched as `regrasp up` launches them (`scripts.load_scenario.LoadStack`:
+`regrasp.demo.local_stack` under `regrasp.supervisor`, each process's stdout and stderr
+captured in
 `<data>/logs/<name>.log`), on PostgreSQL (a URL with a password in it) and an S3 bucket
 (moto's server; the services sign with their own secret key). The test then does what
 people, robots and services do with credentials:
@@ -10,9 +11,10 @@ people, robots and services do with credentials:
 - logins (an admin and an annotator) and a failed login with a wrong password;
 - an API key created by the admin and used at both services (a robot's `/predict` on a
   depth frame fetched through the orchestrator), and an unknown key refused at both;
-- a service-to-service call: a round with a registered model, whose predicting step makes
-  the orchestrator call the inference service's `/reload` and `/predict_stored` with the
-  services' key;
+- service-to-service calls: a round that trains its model (the orchestrator submits a
+  job to the trainer API with the services' key, the worker trains it, reading and
+  writing S3) and then predicts (the orchestrator calls the inference service's `/reload`
+  and `/predict_stored`); the admin's token and the API key at the trainer API too;
 - image bytes over HTTP: refused (401) anonymous and with a forged token, served with a
   token.
 
@@ -39,14 +41,26 @@ from sqlalchemy.engine import make_url
 from regrasp.auth import issue_token, new_api_key
 from regrasp.clients.inference import InferenceClient
 from regrasp.clients.orchestrator import ApiKeyCreate, OrchestratorClient, RoundCreate, UserCreate
+from regrasp.clients.trainer import TrainerClient
 from regrasp.errors import Unauthenticated
 from regrasp.settings import Settings
 from regrasp.store.db.engine import session_scope
 from regrasp.store.db.tables import Image
-from scripts.load_scenario import LoadStack, register_untrained
+from scripts.load_scenario import LoadStack
 from scripts.review_demo import import_synthetic
 
 WAIT_S = 300.0
+#: Every process that handles a credential (the review UI holds none of its own).
+PROCESSES = ("orchestrator", "trainer", "worker", "inference")
+#: A round that trains a small model (the worker's log then shows a real training).
+TRAIN = {
+    "epochs": 1,
+    "batch_size": 4,
+    "input_size": 64,
+    "num_workers": 0,
+    "augment": {"enabled": False},
+    "split": {"kind": "image", "val_fraction": 0.0, "test_fraction": 0.0},
+}
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -87,7 +101,7 @@ def test_no_secret_appears_in_any_service_log(postgres_url, s3_server, s3_bucket
         "S3 secret key": s3_secret,
         "S3 access key": settings.s3_access_key.get_secret_value(),
     }
-    stack = LoadStack(settings, env={"OMP_NUM_THREADS": "1"}, admin=admin)
+    stack = LoadStack(settings, env={"OMP_NUM_THREADS": "1"}, admin=admin, processes=PROCESSES)
     used["service key"] = stack.stack.service_key
     used["token signing key"] = stack.stack.env["REGRASP_SECRET_KEY"]
     with stack:
@@ -105,13 +119,18 @@ def test_no_secret_appears_in_any_service_log(postgres_url, s3_server, s3_bucket
         key = stack.api.create_api_key(ApiKeyCreate(name="arm")).key
         used["API key"] = key
 
-        # A service-to-service call: the round's predicting step (reload, predict_stored).
-        dataset = import_synthetic(stack.api, name="secrets", images=4, size=64)
-        model = register_untrained(settings, input_size=64)
-        rnd = stack.api.create_round(RoundCreate(dataset_id=dataset, model_id=model))
+        # Service-to-service calls: the round's training step (a trainer job, trained by
+        # the worker) and its predicting step (reload, predict_stored).
+        dataset = import_synthetic(stack.api, name="secrets", images=8, size=64)
+        rnd = stack.api.create_round(RoundCreate(dataset_id=dataset, train=TRAIN))
         done = stack.api.wait_round(rnd.id, until=("reviewing", "failed"), timeout=WAIT_S)
         assert done.state == "reviewing", (done.state, done.error)
-        assert done.counts.images_predicted == 4
+        assert done.counts.images_predicted == 8
+        model = done.model_id
+        trainer_url = stack.stack.url("trainer")
+        for credential in (used["admin token"], key):
+            with TrainerClient(trainer_url, credential=credential) as trainer:
+                assert [j.state for j in trainer.list(kind="train").items] == ["succeeded"]
 
         # Images over HTTP: only for signed-in users.
         with session_scope(stack.engine) as session:
@@ -147,10 +166,12 @@ def test_no_secret_appears_in_any_service_log(postgres_url, s3_server, s3_bucket
     for name in ("API key", "unknown API key"):
         used[f"{name} secret part"] = used[name].split("_", 2)[2]
     logs = {p.name: p.read_text(errors="replace") for p in stack.logs.rglob("*.log")}
-    assert {"orchestrator.log", "inference.log"} <= set(logs), sorted(logs)
+    assert {f"{name}.log" for name in PROCESSES} <= set(logs), sorted(logs)
     # The logs recorded the traffic (so a leak would have had somewhere to land).
     assert "POST /auth/login" in logs["orchestrator.log"], logs["orchestrator.log"][-2000:]
     assert "/predict_stored" in logs["inference.log"], logs["inference.log"][-2000:]
+    assert "POST /jobs" in logs["trainer.log"], logs["trainer.log"][-2000:]
+    assert "runs job" in logs["worker.log"], logs["worker.log"][-2000:]
     leaks = [
         f"{what} in {name}"
         for what, value in used.items()
