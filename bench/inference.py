@@ -33,13 +33,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from regrasp import accounts, nets  # noqa: E402
+from regrasp import accounts  # noqa: E402
 from regrasp.launch import service_command  # noqa: E402
 from regrasp.predict import prepare, to_image  # noqa: E402
 from regrasp.store.db import migrations  # noqa: E402
 from regrasp.store.db.engine import make_engine, session_scope  # noqa: E402
 from regrasp.store.objects import open_store  # noqa: E402
-from regrasp.training.registry import register_model  # noqa: E402
+from regrasp.training.registry import register_untrained  # noqa: E402
 from services.inference.model import load_served, resolve_device  # noqa: E402
 
 KEY = "bench-service-key-0123456789abcdef"
@@ -82,18 +82,8 @@ def _world(root: Path, arch: str, device: str) -> dict[str, str]:
     db_url, store_url = f"sqlite:///{root / 'db.sqlite'}", f"file://{root / 'objects'}"
     migrations.upgrade(db_url)
     engine = make_engine(db_url)
-    meta = {
-        "architecture": arch,
-        "in_channels": 1,
-        "channels": "depth",
-        "input_size": 300,
-        "width_scale": 150.0,
-        "dropout": 0.0,
-        "decode": {"threshold": -1e9},
-    }
     with session_scope(engine) as session:
-        net = nets.build(arch, 1, dropout=0.0)
-        register_model(open_store(store_url), "bench", model=net, metadata=meta, session=session)
+        register_untrained(open_store(store_url), "bench", architecture=arch, session=session)
         accounts.create_user(session, username="bench", password="bench-pw-1", role="admin")
     engine.dispose()
     return {

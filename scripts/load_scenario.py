@@ -197,31 +197,20 @@ def register_untrained(settings: Settings, *, input_size: int) -> int:
 
     Every quality peak is decoded (threshold far below any output), so each image gets
     predictions and is scored like a trained model's."""
-    from regrasp import nets
     from regrasp.store.objects import store_from_settings
-    from regrasp.training.registry import register_model
+    from regrasp.training.registry import register_untrained
     from regrasp.training_jobs import model_store_name
 
-    meta = {
-        "architecture": "ggcnn",
-        "in_channels": 1,
-        "channels": "depth",
-        "input_size": input_size,
-        "width_scale": 150.0,
-        "dropout": 0.0,
-        "decode": {"threshold": -1e9},
-    }
     engine = make_engine(settings.database_url)
     try:
         with session_scope(engine) as session:
             row = Model(architecture="ggcnn", in_channels=1)
             session.add(row)
             session.flush()
-            register_model(
+            register_untrained(
                 store_from_settings(settings),
                 model_store_name(row.id),
-                model=nets.build("ggcnn", 1, dropout=0.0),
-                metadata=meta,
+                input_size=input_size,
                 session=session,
                 db_model_id=row.id,
             )

@@ -18,12 +18,12 @@ import httpx
 import pytest
 
 from examples.robot_client import predict_bentoml, predict_httpx, read_depth, to_camera
-from regrasp import accounts, nets
+from regrasp import accounts
 from regrasp.launch import service_command
 from regrasp.store.db import migrations
 from regrasp.store.db.engine import make_engine, session_scope
 from regrasp.store.objects import open_store
-from regrasp.training.registry import register_model
+from regrasp.training.registry import register_untrained
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -40,17 +40,7 @@ def server(tmp_path):
     migrations.upgrade(db_url)
     engine = make_engine(db_url)
     with session_scope(engine) as session:
-        meta = {
-            "architecture": "ggcnn",
-            "in_channels": 1,
-            "channels": "depth",
-            "input_size": 300,
-            "width_scale": 150.0,
-            "dropout": 0.0,
-            "decode": {"threshold": -1e9},
-        }
-        net = nets.build("ggcnn", 1, dropout=0.0)
-        register_model(open_store(store_url), "e2e", model=net, metadata=meta, session=session)
+        register_untrained(open_store(store_url), "e2e", session=session)
         user = accounts.create_user(session, username="arm", password="pw-arm-12", role="annotator")
         key = accounts.create_api_key(session, owner_id=user.id, name="arm").key
     engine.dispose()

@@ -34,17 +34,16 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-import torch
 from fastapi.testclient import TestClient
 
-from regrasp import accounts, nets
+from regrasp import accounts
 from regrasp.auth import issue_token
 from regrasp.settings import Settings
 from regrasp.store.db import migrations
 from regrasp.store.db import versions as V
 from regrasp.store.db.engine import make_engine, session_scope
 from regrasp.store.objects import open_store
-from regrasp.training.registry import register_model
+from regrasp.training.registry import register_untrained
 from services.inference.service import InferenceService
 from services.trainer.app import create_app as create_trainer
 from tests.fixtures.state import snapshot, unchanged
@@ -91,19 +90,9 @@ def world(tmp_path_factory) -> Iterator[World]:
     migrations.upgrade(db_url)
     engine = make_engine(db_url)
     store = open_store(store_url)
-    torch.manual_seed(0)
-    meta = {
-        "architecture": "ggcnn",
-        "in_channels": 1,
-        "channels": "depth",
-        "input_size": 300,
-        "width_scale": 150.0,
-        "dropout": 0.0,
-        "decode": {"threshold": -1e9, "sigma": 2.0, "min_distance": 20},
-    }
     with session_scope(engine) as session:
-        net = nets.build("ggcnn", 1, dropout=0.0)
-        register_model(store, "served", model=net, metadata=meta, session=session)
+        decode = {"sigma": 2.0, "min_distance": 20}
+        register_untrained(store, "served", decode=decode, session=session)
         robot = accounts.create_user(
             session, username="robot", password="robot-password", role="annotator"
         )

@@ -27,7 +27,7 @@ from regrasp.store.db import migrations
 from regrasp.store.db.engine import make_engine, session_scope
 from regrasp.store.db.versions import ImageRecords, create_dataset, import_version0
 from regrasp.store.objects import open_store
-from regrasp.training.registry import register_model
+from regrasp.training.registry import register_untrained
 from services.inference.service import InferenceService
 
 SERVICE_KEY = "service-key-for-tests-0123456789"
@@ -43,16 +43,8 @@ def _register(store, model_id: str, *, constant: bool, session=None) -> None:
                 p.zero_()
             for head, value in CONST.items():
                 getattr(net.head, head).bias.fill_(value)
-    meta = {
-        "architecture": "ggcnn",
-        "in_channels": 1,
-        "channels": "depth",
-        "input_size": 300,
-        "width_scale": 150.0,
-        "dropout": 0.0,
-        "decode": {"threshold": 0.1 if constant else -1e9, "sigma": 2.0, "min_distance": 20},
-    }
-    register_model(store, model_id, model=net, metadata=meta, session=session)
+    decode = {"sigma": 2.0, "min_distance": 20, **({"threshold": 0.1} if constant else {})}
+    register_untrained(store, model_id, model=net, decode=decode, session=session)
 
 
 def _samples(folder: Path, n: int) -> list[Path]:

@@ -81,6 +81,45 @@ def register_model(
     return meta
 
 
+def register_untrained(
+    store: ObjectStore,
+    model_id: str,
+    *,
+    session: Session | None = None,
+    db_model_id: int | None = None,
+    architecture: str = "ggcnn",
+    input_size: int = 300,
+    decode: Mapping[str, Any] | None = None,
+    model: nn.Module | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """A depth network fresh from (seeded) initialisation, registered as a ready model.
+
+    What load runs, benches and the inference service's tests serve when the predictions'
+    quality does not matter, only that there are some: the default decode threshold lies
+    below any output, so every quality peak becomes a grasp and each image is scored like
+    a trained model's. `model` replaces the fresh network (a test's hand-set weights);
+    `decode` options are added to that threshold. Returns the metadata written.
+    """
+    from regrasp.maps import WIDTH_SCALE
+
+    if model is None:
+        torch.manual_seed(seed)
+        model = nets.build(architecture, 1, dropout=0.0)
+    metadata = {
+        "architecture": architecture,
+        "in_channels": 1,
+        "channels": "depth",
+        "input_size": input_size,
+        "width_scale": WIDTH_SCALE,
+        "dropout": 0.0,
+        "decode": {"threshold": -1e9, **dict(decode or {})},
+    }
+    return register_model(
+        store, model_id, model=model, metadata=metadata, session=session, db_model_id=db_model_id
+    )
+
+
 def read_metadata(store: ObjectStore, model_id: str) -> dict[str, Any]:
     """The metadata of a registered model; NotFound if it was never registered."""
     try:
