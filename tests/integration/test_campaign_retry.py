@@ -2,8 +2,9 @@
 
 The same bounded policy as rounds (`regrasp.rounds.retrying`): the campaign machine runs
 over PostgreSQL against a port nothing listens on, then against the real trainer API
-under uvicorn on 127.0.0.1. No worker runs: reaching the trainer (jobs submitted) is the
-progress that ends a streak.
+under uvicorn on 127.0.0.1; in between, the review UI (AppTest, against the real
+orchestrator) shows the lead why the campaign failed. No worker runs: reaching the
+trainer (jobs submitted) is the progress that ends a streak.
 """
 
 from __future__ import annotations
@@ -25,10 +26,13 @@ from regrasp.settings import Settings
 from regrasp.store.db import migrations, versions
 from regrasp.store.db.engine import make_engine, make_session_factory, session_scope
 from regrasp.store.db.tables import Campaign, CampaignState, Job
+from services.orchestrator.app import create_app as create_orchestrator
 from services.trainer.app import create_app as create_trainer
 from tests.fixtures.servers import serve
+from tests.fixtures.ui import campaign_page
 
 SERVICE_KEY = "campaign-retry-service-key-0123456789"
+ADMIN = ("lead", "lead-password-1")
 TRAIN = {"epochs": 1, "split": {"kind": "object", "val_fraction": 0.0, "test_fraction": 0.25}}
 #: Three tries, a few milliseconds apart, so the budget runs out at once.
 POLICY = RetryPolicy(
@@ -39,7 +43,7 @@ WAIT_S = 30.0
 
 
 def test_unreachable_trainer_fails_the_campaign_after_its_budget_then_resume_continues(
-    postgres_url, tmp_path
+    postgres_url, tmp_path, monkeypatch
 ):
     migrations.upgrade(postgres_url)
     engine = make_engine(postgres_url)
@@ -80,6 +84,21 @@ def test_unreachable_trainer_fails_the_campaign_after_its_budget_then_resume_con
         assert "could not be reached after 3 tries" in failed.error and "resume" in failed.error
         assert failed.runs[0].state == "pending" and failed.finished_at is not None
 
+        # The lead sees why on the review UI's Campaigns page (a failed campaign is not
+        # advanced by the orchestrator's own runner, so serving it here changes nothing).
+        settings = Settings(
+            database_url=postgres_url,
+            object_store_url=f"file://{tmp_path / 'objects'}",
+            data_dir=tmp_path / "data",
+            service_api_key=SERVICE_KEY,
+            admin_username=ADMIN[0],
+            admin_password=ADMIN[1],
+            trainer_url=down.trainer_url,
+        )
+        with serve(create_orchestrator(settings), "orchestrator") as url:
+            page = campaign_page(url, monkeypatch, campaign_id, ADMIN)
+            assert [e.value for e in page.error] == [failed.error], page.error
+
         with session_scope(bind) as s:
             campaigns.resume_campaign(s, campaign_id)
         resumed = _campaign(bind, campaign_id)
@@ -88,12 +107,6 @@ def test_unreachable_trainer_fails_the_campaign_after_its_budget_then_resume_con
         # One more failure, then the trainer is up: the pass reaches it and ends the streak.
         campaigns.advance(bind, campaign_id, down)
         assert _campaign(bind, campaign_id).retry.attempts == 1
-        settings = Settings(
-            database_url=postgres_url,
-            object_store_url=f"file://{tmp_path / 'objects'}",
-            data_dir=tmp_path / "data",
-            service_api_key=SERVICE_KEY,
-        )
         with serve(create_trainer(settings, engine=engine), "trainer") as url:
             up = replace(down, trainer_url=url)
             state = _advance_until(bind, campaign_id, up, CampaignState.running, run="training")

@@ -17,14 +17,11 @@ import json
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import sqlalchemy as sa
-import streamlit as st
-from streamlit.testing.v1 import AppTest
 from typer.testing import CliRunner
 
 from regrasp import refinement_stats
@@ -60,8 +57,8 @@ from services.orchestrator.app import create_app as create_orchestrator
 from services.review_ui.overview import FIGURE_CAPTIONS
 from services.trainer.app import create_app as create_trainer
 from tests.fixtures.servers import serve
+from tests.fixtures.ui import campaign_page
 
-UI_APP = Path(__file__).resolve().parents[2] / "services/review_ui/streamlit_app.py"
 SERVICE_KEY = "campaign-service-key-0123456789ab"
 ADMIN = ("lead", "lead-password-1")
 TRAIN = {
@@ -223,7 +220,7 @@ def test_campaign_table_and_figures_match_the_stored_metrics(stack, tmp_path, mo
     assert {"table.csv", "table.md", "report.json"} <= written
 
     # The lead's Campaigns page in the review UI shows the same table, figures and stats.
-    at = _campaign_page(url, monkeypatch, campaign_id)
+    at = campaign_page(url, monkeypatch, campaign_id, ADMIN)
     (table_shown, refinement_shown) = at.dataframe
     shown_cells = table_shown.value.set_index("network")
     for cell in report.cells:
@@ -311,22 +308,6 @@ def test_audit_and_stop_advice(migrated_engine, tmp_path):
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def _campaign_page(url: str, monkeypatch, campaign_id: int) -> AppTest:  # type: ignore[no-untyped-def]
-    """The review UI signed in as the lead, on the Campaigns page with `campaign_id` picked."""
-    monkeypatch.setenv("REGRASP_ORCHESTRATOR_URL", url)
-    st.cache_resource.clear()  # settings are read once per process: read this server's
-    at = AppTest.from_file(str(UI_APP), default_timeout=120).run()
-    at.text_input(key="login_username").input(ADMIN[0])
-    at.text_input(key="login_password").input(ADMIN[1])
-    at.button(key="login_submit").click().run()
-    assert not at.exception, at.exception
-    at.switch_page("app_pages/campaigns.py").run()
-    assert not at.exception, at.exception
-    at.selectbox(key="campaign_pick").set_value(campaign_id).run()
-    assert not at.exception, at.exception
-    return at
 
 
 def _refine_once(bind, dataset_id: int, synth) -> int:  # type: ignore[no-untyped-def]

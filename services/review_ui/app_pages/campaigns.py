@@ -23,6 +23,10 @@ campaign_id = st.selectbox(
     "Campaign", list(labels), format_func=labels.__getitem__, key="campaign_pick"
 )
 report = api.campaign_report(campaign_id)
+campaign = next(c for c in campaigns if c.id == campaign_id)
+if campaign.error:  # why it failed, or which trainer call is being retried
+    notice = st.error if campaign.state == "failed" else st.warning
+    notice(campaign.error)
 done = sum(c.accuracy is not None for c in report.cells)
 st.caption(
     f"Dataset {report.dataset_id} · state **{report.state}** · {done} of {len(report.cells)} "
