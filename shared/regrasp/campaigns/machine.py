@@ -18,10 +18,10 @@ none. Every write re-reads the campaign row under a lock and checks its state, s
 admin's cancel racing a pass wins. Two orchestrator replicas never advance the same
 campaign at once (`regrasp.campaigns.runner.campaign_lock`).
 
-A pass that cannot reach the trainer changes no run; it starts or extends a retry streak
-(`Campaign.retry`, the policy of rounds: `services.retry`, `regrasp.rounds.retrying`), and
-the next pass waits for the streak's backoff. The first pass that reaches the trainer ends
-the streak. When the streak outlasts the budget, a running campaign fails with the last
+A pass that cannot reach the trainer stops there (runs it advanced before keep their
+progress) and starts or extends a retry streak (`Campaign.retry`, the policy of rounds:
+`services.retry`, `regrasp.rounds.retrying`); the next pass waits for the streak's
+backoff. The first pass that completes ends the streak. When the streak outlasts the budget, a running campaign fails with the last
 error (resume continues every unfinished run where it was); a cancelled one stops trying
 to cancel its jobs and says so in its error.
 """
