@@ -21,9 +21,10 @@ campaign at once (`regrasp.campaigns.runner.campaign_lock`).
 A pass that cannot reach the trainer stops there (runs it advanced before keep their
 progress) and starts or extends a retry streak (`Campaign.retry`, the policy of rounds:
 `services.retry`, `regrasp.rounds.retrying`); the next pass waits for the streak's
-backoff. The first pass that completes ends the streak. When the streak outlasts the budget, a running campaign fails with the last
-error (resume continues every unfinished run where it was); a cancelled one stops trying
-to cancel its jobs and says so in its error.
+backoff. The first pass that completes ends the streak. When the streak outlasts the
+budget, a running campaign fails with the last error (resume continues every unfinished
+run where it was); a cancelled one stops trying to cancel its jobs and says so in its
+error.
 """
 
 from __future__ import annotations
