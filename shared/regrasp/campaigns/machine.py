@@ -178,8 +178,8 @@ def advance(
 ) -> CampaignState:
     """One pass over the campaign's runs (module docstring); returns its state afterwards.
 
-    A trainer that cannot be reached leaves the runs as they are and extends the retry
-    streak (module docstring).
+    A trainer that cannot be reached ends the pass and extends the retry streak (module
+    docstring).
     """
     from regrasp.clients.trainer import TrainerClient
 
@@ -406,7 +406,7 @@ def _record_transient(
 
 
 def _end_streak(bind: Bind, campaign_id: int) -> None:
-    """A pass reached the trainer: forget the retry streak and its error."""
+    """A pass completed: forget the retry streak and its error."""
     with session_scope(bind) as session:
         campaign = _locked(session, campaign_id)
         if campaign.retry is not None:
