@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from regrasp.campaigns.config import CampaignConfig
 from regrasp.errors import Conflict, InvalidInput, NotFound, StorageError
 from regrasp.rounds.machine import Services
-from regrasp.rounds.retrying import due, record_failure
+from regrasp.rounds.retrying import describe, due, record_failure
 from regrasp.store.db import versions
 from regrasp.store.db.engine import session_scope
 from regrasp.store.db.tables import Campaign, CampaignState, DatasetObject, Image
@@ -386,13 +386,10 @@ def _record_transient(
                 delay,
                 message,
             )
-            campaign.error = f"{message} (try {tries} failed; retrying in {delay:.1f} s)"[:4000]
+            campaign.error = describe(streak, policy, message)[:4000]
             return state
         log.error("campaign %s: gave up after %d tries: %s", campaign_id, tries, message)
-        budget = (
-            f"after {tries} tries over {streak['elapsed_seconds']:.0f} s (retry budget "
-            f"{policy.budget_seconds:g} s, at most {policy.max_attempts} tries): {message}"
-        )
+        budget = describe(streak, policy, message)
         if state == CampaignState.cancelled:
             campaign.error = f"its open jobs could not be cancelled {budget}"[:4000]
         else:

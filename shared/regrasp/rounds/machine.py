@@ -63,7 +63,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from regrasp.errors import Conflict, InvalidInput, NotFound, RegraspError, StorageError
 from regrasp.rounds.applying import locked_round
 from regrasp.rounds.config import RUN_KEY, RoundConfig, parse_config
-from regrasp.rounds.retrying import RetryPolicy, due, record_failure
+from regrasp.rounds.retrying import RetryPolicy, describe, due, record_failure
 from regrasp.store.db import versions
 from regrasp.store.db.engine import session_scope
 from regrasp.store.db.tables import (
@@ -701,10 +701,8 @@ def _record_transient(
                 "round %s: %s gave up after %d tries: %s", round_id, state.value, tries, message
             )
             rnd.error = (
-                f"{state.value} gave up after {tries} tries over "
-                f"{streak['elapsed_seconds']:.0f} s (retry budget {policy.budget_seconds:g} s, "
-                f"at most {policy.max_attempts} tries): {message} -- resume the round once "
-                "it is reachable again"
+                f"{state.value} gave up {describe(streak, policy, message)} -- resume the "
+                "round once it is reachable again"
             )[:4000]
             _set_run(rnd, failed_in=state.value)
             _transition(rnd, RoundState.failed)
@@ -718,7 +716,7 @@ def _record_transient(
             delay,
             message,
         )
-        rnd.error = f"{message} (try {tries} failed; retrying in {delay:.1f} s)"[:4000]
+        rnd.error = describe(streak, policy, message)[:4000]
 
 
 def _end_streak(bind: Bind, round_id: int, state: RoundState) -> None:

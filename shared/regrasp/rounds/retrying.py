@@ -26,7 +26,7 @@ from typing import Any
 
 from regrasp.errors import InvalidInput
 
-__all__ = ["RetryPolicy", "due", "record_failure"]
+__all__ = ["RetryPolicy", "describe", "due", "record_failure"]
 
 #: Delays kept in the record (the newest), enough to show the backoff.
 _KEPT_DELAYS = 20
@@ -95,3 +95,16 @@ def due(record: dict[str, Any] | None, *, state: str, now: datetime) -> bool:
         return True
     next_at = record.get("next_at")
     return next_at is None or datetime.fromisoformat(next_at) <= now
+
+
+def describe(streak: dict[str, Any], policy: RetryPolicy, message: str) -> str:
+    """The streak as people read it next to the failure `message`: when the next try comes,
+    or, once given up, how long and how often it was tried (rounds and campaigns say this
+    the same way; the caller adds what failed and what to do)."""
+    tries = streak["attempts"]
+    if not streak["gave_up"]:
+        return f"{message} (try {tries} failed; retrying in {streak['delays'][-1]:.1f} s)"
+    return (
+        f"after {tries} tries over {streak['elapsed_seconds']:.0f} s (retry budget "
+        f"{policy.budget_seconds:g} s, at most {policy.max_attempts} tries): {message}"
+    )
