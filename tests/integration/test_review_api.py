@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import time
 
+import httpx
 import numpy as np
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from regrasp.clients.orchestrator import OrchestratorClient
 from regrasp.settings import Settings
 from regrasp.store.db import versions as V
 from regrasp.store.db.engine import make_engine, session_scope
@@ -128,6 +130,45 @@ def test_claims_follow_priority_one_lease_per_item(api, people):
     previews = r.json()
     assert a["id"] not in {p["id"] for p in previews} and b["id"] not in {p["id"] for p in previews}
     assert all(p["state"] == "pending" for p in previews)
+
+
+class _LosesFirstClaimAnswer(httpx.BaseTransport):
+    """Forwards to the app; the first claim's answer is lost after the server acted on it
+    (a connection reset on the way back, as when a keep-alive socket closes under it)."""
+
+    def __init__(self, app_transport: httpx.BaseTransport) -> None:
+        self.app = app_transport
+        self.lost: list[dict] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.app.handle_request(request)
+        if request.url.path.endswith("/review/claim") and not self.lost:
+            response.read()
+            self.lost.append(httpx.Response(200, content=response.content).json())
+            raise httpx.ReadError("connection reset by peer", request=request)
+        return response
+
+
+def test_a_claim_whose_answer_was_lost_is_sent_again_and_gets_the_same_lease(api, people):
+    round_id = _round(api)
+    transport = _LosesFirstClaimAnswer(api._transport)
+    token = people["ana"]["Authorization"].removeprefix("Bearer ")
+    with OrchestratorClient(
+        str(api.base_url), credential=token, transport=transport, backoff=0
+    ) as client:
+        item = client.claim_next(round_id)
+    assert item is not None and transport.lost and item.id == transport.lost[0]["id"]
+    engine = make_engine(api.database_url)
+    try:
+        with session_scope(engine) as session:
+            leased = session.scalars(
+                sa.select(ReviewItem.id).where(
+                    ReviewItem.round_id == round_id, ReviewItem.lease_owner_id.is_not(None)
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    assert leased == [item.id]  # one lease, the one the annotator now sees
 
 
 def test_heartbeat_extends_and_expired_leases_return_to_the_pool(api, people):

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import httpx
 import pytest
+import uvicorn
 
-from regrasp.clients.base import ServiceClient, ServiceError, ServiceUnavailable
+from regrasp.clients.base import (
+    KEEPALIVE_EXPIRY_S,
+    ServiceClient,
+    ServiceError,
+    ServiceUnavailable,
+)
 from regrasp.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 
 
@@ -111,3 +117,16 @@ def test_on_response_sees_every_response_retried_ones_included():
     )
     client.request("GET", "/x")
     assert statuses == [503, 502, 200]
+
+
+def test_clients_let_idle_connections_go_before_the_servers_close_them():
+    # uvicorn (our FastAPI services, and BentoML's server) closes idle connections after
+    # its keep-alive timeout; a client reusing one at that instant gets a reset.
+    server_timeout = uvicorn.Config(app=None).timeout_keep_alive
+    assert KEEPALIVE_EXPIRY_S < server_timeout / 2
+    client = ServiceClient("http://svc")
+    try:
+        pool = client._http._transport._pool  # httpx has no public accessor for it
+        assert pool._keepalive_expiry == KEEPALIVE_EXPIRY_S
+    finally:
+        client.close()

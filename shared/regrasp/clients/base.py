@@ -43,6 +43,12 @@ _STATUS_ERRORS: dict[int, type[RegraspError]] = {
 _RETRY_STATUS = {502, 503, 504}
 _IDEMPOTENT = {"GET", "HEAD", "PUT", "DELETE", "OPTIONS"}
 
+#: Seconds a client keeps an idle connection for reuse. Our servers (uvicorn, also under
+#: BentoML) close idle connections after 5 s; a client that reuses one at that instant
+#: writes into a closing socket and gets a connection reset, which a POST cannot safely
+#: retry. Letting ours go well before the server's keeps that race from happening.
+KEEPALIVE_EXPIRY_S = 2.0
+
 
 class ServiceUnavailable(StorageError):
     """A service could not be reached or kept failing after the retries."""
@@ -85,6 +91,7 @@ class ServiceClient:
             base_url=self.base_url,
             headers=headers,
             timeout=timeout,
+            limits=httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY_S),
             transport=transport,
             event_hooks=hooks,
         )

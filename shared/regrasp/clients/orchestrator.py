@@ -567,9 +567,13 @@ class OrchestratorClient(ServiceClient):
     def claim_next(
         self, round_id: int, *, lease_seconds: float | None = None
     ) -> ReviewItemPublic | None:
-        """Lease the next item of the round (or get back the one held); None when none is left."""
+        """Lease the next item of the round (or get back the one held); None when none is left.
+
+        Retried on transient failures: a claim sent again returns the lease the first
+        one took, so a lost answer never leaves an item leased to nobody's screen.
+        """
         body = LeaseRequest(lease_seconds=lease_seconds).model_dump()
-        response = self.request("POST", f"/rounds/{round_id}/review/claim", json=body)
+        response = self.request("POST", f"/rounds/{round_id}/review/claim", retry=True, json=body)
         if response.status_code == 204:
             return None
         return ReviewItemPublic.model_validate(response.json())
