@@ -128,5 +128,6 @@ def test_clients_let_idle_connections_go_before_the_servers_close_them():
     try:
         pool = client._http._transport._pool  # httpx has no public accessor for it
         assert pool._keepalive_expiry == KEEPALIVE_EXPIRY_S
+        assert (pool._max_connections, pool._max_keepalive_connections) == (100, 20)
     finally:
         client.close()

@@ -48,6 +48,10 @@ _IDEMPOTENT = {"GET", "HEAD", "PUT", "DELETE", "OPTIONS"}
 #: writes into a closing socket and gets a connection reset, which a POST cannot safely
 #: retry. Letting ours go well before the server's keeps that race from happening.
 KEEPALIVE_EXPIRY_S = 2.0
+#: httpx's own pool bounds, kept as they were; only the idle expiry is ours.
+_LIMITS = httpx.Limits(
+    max_connections=100, max_keepalive_connections=20, keepalive_expiry=KEEPALIVE_EXPIRY_S
+)
 
 
 class ServiceUnavailable(StorageError):
@@ -91,7 +95,7 @@ class ServiceClient:
             base_url=self.base_url,
             headers=headers,
             timeout=timeout,
-            limits=httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY_S),
+            limits=_LIMITS,
             transport=transport,
             event_hooks=hooks,
         )
