@@ -27,7 +27,7 @@ from regrasp.refinement_stats import add_audit_items, dataset_refinement, round_
 from regrasp.refinement_stats import suggest_stop as _suggest_stop
 from regrasp.store.db.tables import Campaign, Dataset
 from services.orchestrator.deps import AdminUser, CurrentUser, SessionDep, StoreDep
-from services.orchestrator.routes import ERRORS
+from services.orchestrator.routes import ERRORS, commit_and_wake
 
 router = APIRouter(prefix="/campaigns", tags=["campaigns"], responses=ERRORS)
 refinement_router = APIRouter(tags=["refinement"], responses=ERRORS)
@@ -46,9 +46,7 @@ def create_campaign(
     campaign = machine.create_campaign(
         session, dataset_id=body.dataset_id, config=config, created_by=admin.user_id
     )
-    session.commit()
-    request.app.state.campaign_runner.wake()
-    return _public(campaign)
+    return commit_and_wake(session, request.app.state.campaign_runner, _public(campaign))
 
 
 @router.get("", response_model=list[CampaignPublic])
@@ -77,9 +75,7 @@ def cancel_campaign(
 ) -> CampaignPublic:
     """Cancel a campaign; its unfinished trainer jobs are cancelled in the background."""
     campaign = machine.cancel_campaign(session, campaign_id)
-    session.commit()
-    request.app.state.campaign_runner.wake()
-    return _public(campaign)
+    return commit_and_wake(session, request.app.state.campaign_runner, _public(campaign))
 
 
 @router.post("/{campaign_id}/resume", response_model=CampaignPublic)
@@ -88,9 +84,7 @@ def resume_campaign(
 ) -> CampaignPublic:
     """Retry the failed runs of a failed campaign."""
     campaign = machine.resume_campaign(session, campaign_id)
-    session.commit()
-    request.app.state.campaign_runner.wake()
-    return _public(campaign)
+    return commit_and_wake(session, request.app.state.campaign_runner, _public(campaign))
 
 
 @router.get("/{campaign_id}/report", response_model=CampaignReportPublic)

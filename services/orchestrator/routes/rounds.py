@@ -26,7 +26,7 @@ from regrasp.rounds import machine
 from regrasp.rounds.config import RUN_KEY, RoundConfig, parse_config
 from regrasp.store.db.tables import ReviewItem, Round, RoundState
 from services.orchestrator.deps import AdminUser, CurrentUser, SessionDep
-from services.orchestrator.routes import ERRORS
+from services.orchestrator.routes import ERRORS, commit_and_wake
 
 router = APIRouter(prefix="/rounds", tags=["rounds"], responses=ERRORS)
 
@@ -40,9 +40,7 @@ def create_round(
     rnd = machine.create_round(
         session, dataset_id=body.dataset_id, version=body.version, config=config
     )
-    session.commit()
-    request.app.state.round_runner.wake()
-    return _public(session, rnd)
+    return commit_and_wake(session, request.app.state.round_runner, _public(session, rnd))
 
 
 @router.get("", response_model=list[RoundPublic])
@@ -71,9 +69,7 @@ def cancel_round(
 ) -> RoundPublic:
     """Cancel a round that has not started applying (its training job is cancelled too)."""
     rnd = machine.cancel_round(session, round_id)
-    session.commit()
-    request.app.state.round_runner.wake()
-    return _public(session, rnd)
+    return commit_and_wake(session, request.app.state.round_runner, _public(session, rnd))
 
 
 @router.post("/{round_id}/resume", response_model=RoundPublic)
@@ -82,9 +78,7 @@ def resume_round(
 ) -> RoundPublic:
     """Retry a failed round from the state it failed in."""
     rnd = machine.resume_round(session, round_id)
-    session.commit()
-    request.app.state.round_runner.wake()
-    return _public(session, rnd)
+    return commit_and_wake(session, request.app.state.round_runner, _public(session, rnd))
 
 
 @router.post("/{round_id}/apply", response_model=RoundPublic)
@@ -97,9 +91,7 @@ def apply_round(
 ) -> RoundPublic:
     """Apply the decisions as the next version (force: undecided items = true negatives)."""
     rnd = machine.request_apply(session, round_id, force=body.force, by=admin.user_id)
-    session.commit()
-    request.app.state.round_runner.wake()
-    return _public(session, rnd)
+    return commit_and_wake(session, request.app.state.round_runner, _public(session, rnd))
 
 
 @router.post("/{round_id}/decisions", response_model=BulkDecisionsResult)
