@@ -47,6 +47,7 @@ __all__ = [
     "ProcessFailed",
     "ProcessSpec",
     "Supervisor",
+    "kill_tree",
     "stop_on_signals",
 ]
 
@@ -392,6 +393,18 @@ def stop_on_signals(
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL process `pid` (a group leader), its group and every descendant, at once.
+
+    Killing the group alone is not enough: BentoML's arbiter starts its workers with
+    setsid, and a worker outside the group goes on serving until it notices its parent is
+    gone. Returns once the descendants are gone; the caller reaps `pid` itself.
+    """
+    family = _descendants(pid)
+    _signal_group(pid, signal.SIGKILL)
+    _kill(family)
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -49,6 +48,7 @@ from regrasp.store.db import versions as V
 from regrasp.store.db.engine import make_engine, session_scope
 from regrasp.store.db.tables import Image, Prediction, ReviewItem
 from regrasp.store.objects import open_store
+from regrasp.supervisor import kill_tree
 from regrasp.synthetic.manifest import read_manifest
 from regrasp.synthetic.reviewer import SimulatedReviewer
 from regrasp.training_jobs import import_jacquard
@@ -121,7 +121,7 @@ class Cluster:
     def kill(self, name: str) -> None:
         proc = self.procs.pop(name, None)
         if proc is not None and proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+            kill_tree(proc.pid)  # BentoML's worker too, which runs in a session of its own
             proc.wait()
 
     def alive(self, name: str) -> bool:

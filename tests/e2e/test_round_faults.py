@@ -27,6 +27,7 @@ from __future__ import annotations
 import time
 import uuid
 
+import httpx
 import numpy as np
 import pytest
 import sqlalchemy as sa
@@ -226,6 +227,8 @@ def test_inference_killed_while_predicting_is_retried_until_it_is_back(faults, t
     )
     c.wait_marker()  # one chunk of three stored, the next in flight
     c.kill("inference")
+    with httpx.Client(timeout=5.0) as http, pytest.raises(httpx.ConnectError):
+        http.get(f"{c.inference_url}/healthz")  # gone at once, its workers too
     c.release_runner()
     seen = _wait(lambda: api.get_round(round_id).retry, c, "the round never met the dead service")
     assert seen.state == "predicting" and c.inference_url in seen.error

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -10,11 +12,20 @@ from pathlib import Path
 import pytest
 
 from regrasp.errors import InvalidInput
-from regrasp.supervisor import ProcessFailed, ProcessSpec, Supervisor
+from regrasp.supervisor import ProcessFailed, ProcessSpec, Supervisor, kill_tree
 
 PY = sys.executable
 #: Bounds that only stop a hung test; nothing is timed.
 WAIT_S = 30.0
+#: Starts two sleeping grandchildren, one in its group and one that leaves it (as
+#: BentoML's workers do), and writes their pids to argv[1].
+SPAWNER = (
+    "import subprocess, sys, time, pathlib; "
+    "cmd = [sys.executable, '-c', 'import time; time.sleep(600)']; "
+    "g = subprocess.Popen(cmd); h = subprocess.Popen(cmd, start_new_session=True); "
+    "p = pathlib.Path(sys.argv[1]); t = p.with_suffix('.tmp'); "
+    "t.write_text(f'{g.pid} {h.pid}'); t.rename(p); time.sleep(600)"
+)
 
 
 def _alive(pid: int) -> bool:
@@ -86,14 +97,6 @@ def test_a_crashing_process_is_reported_and_restarted(tmp_path):
 
 def test_stop_kills_every_process_group_and_escalates_to_sigkill(tmp_path):
     pid_file = tmp_path / "grandchild.pid"
-    # One grandchild stays in the group; one leaves it (as BentoML's workers do).
-    spawner = (
-        "import subprocess, sys, time, pathlib; "
-        "cmd = [sys.executable, '-c', 'import time; time.sleep(600)']; "
-        "g = subprocess.Popen(cmd); h = subprocess.Popen(cmd, start_new_session=True); "
-        "p = pathlib.Path(sys.argv[1]); t = p.with_suffix('.tmp'); "
-        "t.write_text(f'{g.pid} {h.pid}'); t.rename(p); time.sleep(600)"
-    )
     stubborn = (
         "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
         "print('ignoring SIGTERM', flush=True); time.sleep(600)"
@@ -101,7 +104,7 @@ def test_stop_kills_every_process_group_and_escalates_to_sigkill(tmp_path):
     out = Lines()
     sup = Supervisor(
         [
-            ProcessSpec("spawner", [PY, "-c", spawner, str(pid_file)]),
+            ProcessSpec("spawner", [PY, "-c", SPAWNER, str(pid_file)]),
             ProcessSpec("stubborn", [PY, "-c", stubborn]),
         ],
         output=out,
@@ -122,6 +125,23 @@ def test_stop_kills_every_process_group_and_escalates_to_sigkill(tmp_path):
         _until(lambda pid=pid: not _alive(pid), f"process {pid} to be gone")
     assert sup.crashes == []
     assert sup.starts("stubborn") == 1  # stopping is not a crash: no restart
+
+
+def test_kill_tree_kills_at_once_descendants_that_left_the_group(tmp_path):
+    pid_file = tmp_path / "grandchildren.pid"
+    proc = subprocess.Popen([PY, "-c", SPAWNER, str(pid_file)], start_new_session=True)
+    try:
+        _until(pid_file.exists, "the grandchildren")
+        grandchildren = [int(p) for p in pid_file.read_text().split()]
+        assert all(_alive(p) for p in grandchildren)
+        kill_tree(proc.pid)
+        assert proc.wait(timeout=WAIT_S) == -signal.SIGKILL
+        # Gone when kill_tree returns: no grace, nothing left serving.
+        assert [p for p in grandchildren if _alive(p)] == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def test_wait_healthy_fails_with_the_output_of_a_crash_loop():
