@@ -144,7 +144,7 @@ class _LosesFirstClaimAnswer(httpx.BaseTransport):
         response = self.app.handle_request(request)
         if request.url.path.endswith("/review/claim") and not self.lost:
             response.read()
-            self.lost.append(httpx.Response(200, content=response.content).json())
+            self.lost.append(response.json())
             raise httpx.ReadError("connection reset by peer", request=request)
         return response
 
