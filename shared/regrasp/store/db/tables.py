@@ -431,6 +431,9 @@ class Prediction(Base):
     best_iou: Mapped[float]
     flagged: Mapped[bool]
     priority: Mapped[float] = mapped_column(default=0.0)
+    #: The grasp label-quality score (`regrasp.label_quality`): per-image score, kind and
+    #: the indices of the predictions and labels that triggered it. None before 0006.
+    quality: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, nullable=True)
 
 
 class ReviewItem(Base):
