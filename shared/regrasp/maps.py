@@ -30,9 +30,11 @@ INPUT_SIZE = 300
 WIDTH_SCALE = 150.0
 #: Fraction of the opening painted as positive quality, centred on the grasp (GG-CNN: 1/3).
 CENTRE_FRACTION = 1.0 / 3.0
-#: Gaussian sigma (network px) applied to the quality map before peak finding (GG-CNN: 2).
+#: Gaussian sigma applied to the quality map before peak finding, in pixels of the
+#: 300² input (GG-CNN: 2); `decode_scale` scales it to other input sizes.
 QUALITY_SIGMA = 2.0
-#: Smallest distance between two decoded peaks (network px; GG-CNN's peak_local_max: 20).
+#: Smallest distance between two decoded peaks, in pixels of the 300² input (GG-CNN's
+#: peak_local_max: 20); `decode_scale` scales it to other input sizes.
 MIN_DISTANCE = 20
 #: Decoded opening and jaw are at least this many network pixels, so grasps stay valid.
 MIN_SIZE_PX = 1.0
@@ -41,6 +43,22 @@ MIN_SIZE_PX = 1.0
 _PLATEAU_TOL = 1e-5
 # Sub-pixel precision of cv2.fillConvexPoly: coordinates are given in 1/2**_SHIFT pixels.
 _SHIFT = 4
+
+
+def decode_scale(input_size: int) -> tuple[float, int]:
+    """(sigma, min_distance) of `decode` for a network of `input_size`² pixels.
+
+    GG-CNN's σ = 2 and min_distance = 20 are 300²-pixel values: applied unchanged to a 64²
+    map they blur a 3-pixel grasp away (the ground-truth round trip drops to 0.89) and
+    let one peak suppress a third of the image, so "top-5" returns about one grasp. Both
+    scale with the input side; min_distance is at least 1 so neighbouring peaks can
+    still be told apart. Training, evaluation, rounds and serving all call this, so a
+    model decodes the same wherever it runs.
+    """
+    if not isinstance(input_size, int | np.integer) or input_size <= 0:
+        raise InvalidInput(f"input size must be a positive integer, got {input_size!r}")
+    factor = float(input_size) / INPUT_SIZE
+    return QUALITY_SIGMA * factor, max(1, int(round(MIN_DISTANCE * factor)))
 
 
 class GraspMaps(NamedTuple):

@@ -42,7 +42,7 @@ from regrasp.imaging import (
     decode_rgb,
     network_input,
 )
-from regrasp.maps import INPUT_SIZE, MIN_DISTANCE, QUALITY_SIGMA, WIDTH_SCALE, decode
+from regrasp.maps import INPUT_SIZE, WIDTH_SCALE, decode, decode_scale
 
 #: Most grasps one image can return; requests ask for k <= MAX_K.
 MAX_K = 100
@@ -75,8 +75,10 @@ class ModelSpec:
     input_size: int = INPUT_SIZE
     width_scale: float = WIDTH_SCALE
     threshold: float = DEFAULT_THRESHOLD
-    sigma: float = QUALITY_SIGMA
-    min_distance: int = MIN_DISTANCE
+    sigma: float | None = None
+    """Quality smoothing, network px; None: scaled to `input_size` (`decode_scale`)."""
+    min_distance: int | None = None
+    """Peak separation, network px; None: scaled to `input_size` (`decode_scale`)."""
     jaw_ratio: float = 0.5
 
     def __post_init__(self) -> None:
@@ -86,6 +88,11 @@ class ModelSpec:
             raise InvalidInput(f"input_size must be an integer >= 16, got {self.input_size!r}")
         if not self.width_scale > 0 or not self.jaw_ratio > 0:
             raise InvalidInput("width_scale and jaw_ratio must be positive")
+        sigma, min_distance = decode_scale(self.input_size)
+        if self.sigma is None:
+            object.__setattr__(self, "sigma", sigma)
+        if self.min_distance is None:
+            object.__setattr__(self, "min_distance", min_distance)
 
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, Any]) -> ModelSpec:
@@ -101,8 +108,8 @@ class ModelSpec:
             input_size=int(metadata.get("input_size", INPUT_SIZE)),
             width_scale=float(metadata.get("width_scale", WIDTH_SCALE)),
             threshold=float(options.get("threshold", DEFAULT_THRESHOLD)),
-            sigma=float(options.get("sigma", QUALITY_SIGMA)),
-            min_distance=int(options.get("min_distance", MIN_DISTANCE)),
+            sigma=_optional(options.get("sigma"), float),
+            min_distance=_optional(options.get("min_distance"), int),
             jaw_ratio=float(options.get("jaw_ratio", 0.5)),
         )
 
@@ -290,3 +297,8 @@ class Predictor:
             width_scale=spec.width_scale,
         )
         return RawPrediction(grasps, scores)
+
+
+def _optional(value: Any, kind: Callable[[Any], Any]) -> Any:
+    """`kind(value)`, or None when the metadata left the option to its default."""
+    return None if value is None else kind(value)

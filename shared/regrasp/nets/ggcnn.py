@@ -61,8 +61,13 @@ def ggcnn(*, in_channels: int, dropout: float, filters: Sequence[int] = GGCNN_FI
             )
         layers.append(nn.ReLU(inplace=True))
         previous = width
-    return GraspNet(
-        nn.Sequential(*layers), in_channels=in_channels, body_channels=widths[-1], dropout=dropout
+    return init_relu_convs(
+        GraspNet(
+            nn.Sequential(*layers),
+            in_channels=in_channels,
+            body_channels=widths[-1],
+            dropout=dropout,
+        )
     )
 
 
@@ -99,7 +104,29 @@ def ggcnn2(
         nn.Conv2d(f4, f4, 3, padding=1),
         nn.ReLU(inplace=True),
     )
-    return GraspNet(body, in_channels=in_channels, body_channels=f4, dropout=dropout)
+    return init_relu_convs(
+        GraspNet(body, in_channels=in_channels, body_channels=f4, dropout=dropout)
+    )
+
+
+def init_relu_convs(net: GraspNet) -> GraspNet:
+    """Kaiming-normal weights and zero biases for every convolution of `net`.
+
+    PyTorch's default convolution init (uniform, gain for leaky ReLU with a = √5) shrinks
+    the signal through GG-CNN's six plain ReLU layers: the maps start near zero and
+    training sits on an all-background plateau for ~500 Adam steps before it learns
+    anything (the demo used to stop inside it). He et al.'s init keeps the variance of
+    each ReLU layer's output, and learning starts in the first epoch. Transposed
+    convolutions keep their variance over their input fan (`fan_in` of the weight's
+    layout there).
+    """
+    for module in net.modules():
+        if isinstance(module, nn.Conv2d | nn.ConvTranspose2d):
+            mode = "fan_out" if isinstance(module, nn.Conv2d) else "fan_in"
+            nn.init.kaiming_normal_(module.weight, mode=mode, nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+    return net
 
 
 def _positive_ints(values: Sequence[int], *, count: int, option: str) -> tuple[int, ...]:

@@ -2,16 +2,18 @@
 
 Every architecture is a *body* (image → feature map) wrapped in `GraspNet`, which checks
 the input, resizes the body's features to the input's spatial size when they differ (odd
-sizes such as 224 through GG-CNN's stride-3 layers), applies dropout and four 1×1 linear
-heads. The heads are unbounded like GG-CNN's: targets are quality in [0, 1], cos 2θ and
-sin 2θ in [-1, 1] and opening/150, and the loss is the sum of four MSEs, which a
-linear output fits without the vanishing gradients of a saturated sigmoid.
+sizes such as 224 through GG-CNN's stride-3 layers), applies dropout and the four 1×1
+linear heads (one fused 4-channel convolution). The heads are unbounded like GG-CNN's:
+targets are quality in [0, 1], cos 2θ and sin 2θ in [-1, 1] and opening/150, and the loss
+is the sum of four MSEs, which a linear output fits without the vanishing gradients of a
+saturated sigmoid.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
+import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
@@ -37,19 +39,32 @@ class GraspMaps(NamedTuple):
 
 
 class GraspHead(nn.Module):
-    """Dropout then four 1×1 linear convolutions: `(B, F, H, W)` → `GraspMaps`."""
+    """Dropout then one 1×1 linear convolution to the four maps: `(B, F, H, W)` → `GraspMaps`.
+
+    The four maps come from one fused 4-channel convolution rather than four 1-channel
+    ones: the same linear map, but a single pass over the features (on CPU the four
+    separate heads took about 70% of GG-CNN's forward time at 300²). Checkpoints saved
+    with the four separate heads (`quality`, `cos2theta`, `sin2theta`, `width`) still
+    load: their weights are stacked into the fused one. Dropout 0 is an identity, so no
+    random mask is drawn unless dropout is asked for.
+    """
 
     def __init__(self, in_channels: int, *, dropout: float) -> None:
         super().__init__()
-        self.dropout = nn.Dropout(p=dropout)
-        self.quality = nn.Conv2d(in_channels, 1, kernel_size=1)
-        self.cos2theta = nn.Conv2d(in_channels, 1, kernel_size=1)
-        self.sin2theta = nn.Conv2d(in_channels, 1, kernel_size=1)
-        self.width = nn.Conv2d(in_channels, 1, kernel_size=1)
+        self.dropout = nn.Dropout(p=dropout) if dropout > 0 else nn.Identity()
+        self.maps = nn.Conv2d(in_channels, len(GraspMaps._fields), kernel_size=1)
+        self._register_load_state_dict_pre_hook(_fuse_legacy_heads)
 
     def forward(self, features: Tensor) -> GraspMaps:
-        x = self.dropout(features)
-        return GraspMaps(self.quality(x), self.cos2theta(x), self.sin2theta(x), self.width(x))
+        return GraspMaps(*self.maps(self.dropout(features)).split(1, dim=1))
+
+
+def _fuse_legacy_heads(state_dict: dict, prefix: str, *_args: object) -> None:
+    """Stack a checkpoint's four 1-channel head convolutions into the fused one, in place."""
+    for part in ("weight", "bias"):
+        keys = [f"{prefix}{name}.{part}" for name in GraspMaps._fields]
+        if all(k in state_dict for k in keys):
+            state_dict[f"{prefix}maps.{part}"] = torch.cat([state_dict.pop(k) for k in keys])
 
 
 class GraspNet(nn.Module):

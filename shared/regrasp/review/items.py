@@ -59,11 +59,18 @@ class FinalDecision:
 
 
 def create_items(
-    session: Session, round_id: int, *, double_review_fraction: float = 0.0, seed: int = 0
+    session: Session,
+    round_id: int,
+    *,
+    double_review_fraction: float = 0.0,
+    seed: int = 0,
+    budget: int | None = None,
 ) -> int:
     """Create the review items of the round's flagged predictions; returns how many were new.
 
-    A fraction `double_review_fraction` of them (chosen by `double_review_mask` over all
+    With a `budget`, only that many flagged images get an item: the highest priorities
+    (ties by image id), so a round's review time goes where the errors likeliest are. A
+    fraction `double_review_fraction` of them (chosen by `double_review_mask` over all
     flagged images, so the same ones on every call) need two reviews. Items that already
     exist are left as they are. NotFound for an unknown round; Conflict for an applied,
     failed or cancelled one.
@@ -79,6 +86,9 @@ def create_items(
     if not rows:
         return 0
     pred_ids, image_ids, priorities = (np.asarray(c) for c in zip(*rows, strict=True))
+    if budget is not None and budget < len(rows):
+        keep = np.sort(np.lexsort((image_ids, -priorities))[:budget])
+        pred_ids, image_ids, priorities = pred_ids[keep], image_ids[keep], priorities[keep]
     double = double_review_mask(
         image_ids.astype(np.int64), fraction=double_review_fraction, seed=seed
     )

@@ -48,6 +48,22 @@ class RoundConfig(BaseModel):
         FLAG_IOU, ge=0.0, le=1.0, description="Flag an image when its top-1 best IoU is below."
     )
     top_k: int = Field(5, ge=1, le=100, description="Predicted grasps kept per image.")
+    flag: Literal["score", "paper"] = Field(
+        "score",
+        description="'score': flag images by the grasp label-quality score "
+        "(`regrasp.label_quality`: missing grasps, badly placed labels, wrong action "
+        "groups over the top-k) and review the likeliest errors first; 'paper': the "
+        "paper's rule, top-1 best IoU below `flag_threshold`.",
+    )
+    score_threshold: float = Field(
+        0.5, gt=0.0, le=1.0, description="With flag 'score': flag when 1 − quality is at least."
+    )
+    review_budget: int | None = Field(
+        None,
+        ge=1,
+        description="Most review items of the round, highest priority first (None: every "
+        "flagged image). The same budget makes two flags comparable.",
+    )
     double_review_fraction: float = Field(
         0.0, ge=0.0, le=1.0, description="Fraction of review items that need two reviews."
     )

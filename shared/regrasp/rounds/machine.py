@@ -437,6 +437,8 @@ def _step_predicting(bind: Bind, round_id: int, services: Services, hook: Hook, 
             labels.grasps[mask],
             owner,
             threshold=config.flag_threshold,
+            flag=config.flag,
+            score_threshold=config.score_threshold,
         )
         rows = [
             {
@@ -446,6 +448,7 @@ def _step_predicting(bind: Bind, round_id: int, services: Services, hook: Hook, 
                 "best_iou": float(scores.best_iou[j]),
                 "flagged": bool(scores.flagged[j]),
                 "priority": float(scores.priority[j]),
+                "quality": scores.quality[j],
             }
             for j, image_id in enumerate(ids_sorted)
         ]
@@ -504,6 +507,7 @@ def _step_reviewing(bind: Bind, round_id: int, services: Services, hook: Hook, s
                 round_id,
                 double_review_fraction=config.double_review_fraction,
                 seed=config.review_seed,
+                budget=config.review_budget,
             )
     hook(round_id, "reviewing")
     if not config.auto_apply:

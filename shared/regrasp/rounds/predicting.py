@@ -22,6 +22,13 @@ images of the chunk at once (`regrasp.metrics.best_iou_batch`):
 
   with q1 the top-1 predicted quality (0 without a prediction). It lies in [0, 1]: 1 is a
   fully confident grasp with no overlap at all.
+- quality: the grasp label-quality score of every image (`regrasp.label_quality`), kept
+  whatever the flag; with `flag="score"` it decides instead of the paper's rule:
+
+      flagged = 1 − quality ≥ score_threshold,     priority = 1 − quality,
+
+  so an image whose top-1 matches a label but which lacks grasps the model is sure of is
+  flagged too, and the queue serves the likeliest errors first.
 """
 
 from __future__ import annotations
@@ -30,11 +37,13 @@ import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 
 from regrasp.clients.inference import InferenceClient, PredictStoredRequest, StoredPrediction
 from regrasp.errors import InvalidInput, RegraspError, StorageError
+from regrasp.label_quality import label_quality
 from regrasp.metrics import best_iou_batch
 
 __all__ = ["ChunkResult", "Scores", "predict_chunks", "score"]
@@ -61,6 +70,7 @@ class Scores:
     best_iou: np.ndarray
     flagged: np.ndarray
     priority: np.ndarray
+    quality: list[dict[str, Any]]
 
 
 def predict_chunks(
@@ -156,15 +166,20 @@ def score(
     label_index: np.ndarray,
     *,
     threshold: float,
+    flag: Literal["paper", "score"] = "paper",
+    score_threshold: float = 0.5,
+    masks: Sequence[np.ndarray | None] | None = None,
 ) -> Scores:
-    """Best IoU, flag and priority of M images (formula in the module docstring).
+    """Best IoU, flag, priority and label quality of M images (see the module docstring).
 
     grasps: M arrays (K_i, 6) `(x, y, theta, opening, jaw, quality)`, best first (K_i may
     be 0). labels: (N, 5) every label of the M images; label_index: (N,) ints in [0, M),
-    whose image each label is.
+    whose image each label is. masks: optional object masks for the wrong-action score.
     """
     if not 0.0 < threshold <= 1.0:
         raise InvalidInput(f"threshold must be in (0, 1], got {threshold}")
+    if flag not in ("paper", "score") or not 0.0 < score_threshold <= 1.0:
+        raise InvalidInput("flag must be 'paper' or 'score' and score_threshold in (0, 1]")
     m = len(grasps)
     top1 = np.full((m, 5), np.nan)
     quality = np.zeros(m)
@@ -175,15 +190,27 @@ def score(
             quality[i] = g[0, 5]
             predicted[i] = True
     if m == 0:
-        return Scores(np.zeros(0), np.zeros(0, dtype=bool), np.zeros(0))
+        return Scores(np.zeros(0), np.zeros(0, dtype=bool), np.zeros(0), [])
     labels = np.asarray(labels, dtype=np.float64).reshape(-1, 5)
     index = np.asarray(label_index, dtype=np.int64)
     best = best_iou_batch(top1, labels, image_index=index, predicted=predicted)
-    flagged = best < threshold
-    priority = np.where(
-        flagged, np.clip(quality, 0.0, 1.0) * (1.0 - np.minimum(best, threshold) / threshold), 0.0
+    scored = label_quality(
+        [np.asarray(g, dtype=np.float64).reshape(-1, PREDICTION_COLUMNS) for g in grasps],
+        labels,
+        index,
+        masks=masks,
     )
-    return Scores(best, flagged, priority)
+    if flag == "score":
+        priority = np.array([q.issue for q in scored])
+        flagged = priority >= score_threshold
+    else:
+        flagged = best < threshold
+        priority = np.where(
+            flagged,
+            np.clip(quality, 0.0, 1.0) * (1.0 - np.minimum(best, threshold) / threshold),
+            0.0,
+        )
+    return Scores(best, flagged, priority, [q.to_dict() for q in scored])
 
 
 # --- private ----------------------------------------------------------------------------

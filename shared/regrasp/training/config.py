@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from regrasp.maps import INPUT_SIZE, MIN_DISTANCE, QUALITY_SIGMA, WIDTH_SCALE
+from regrasp.maps import INPUT_SIZE, WIDTH_SCALE, decode_scale
 
 Channels = Literal["depth", "rgb", "rgbd"]
 
@@ -76,9 +76,30 @@ class DecodeConfig(_Frozen):
 
     k: int = Field(5, ge=1, description="Grasps returned per image, best first.")
     threshold: float = Field(0.1, description="Smallest smoothed quality of a peak.")
-    sigma: float = Field(QUALITY_SIGMA, ge=0.0, description="Gaussian on quality, network px.")
-    min_distance: int = Field(MIN_DISTANCE, ge=0, description="Peak separation, network px.")
+    sigma: float | None = Field(
+        None,
+        ge=0.0,
+        description="Gaussian on quality, network px (None: GG-CNN's 2 at 300², scaled to "
+        "the input size by `regrasp.maps.decode_scale`).",
+    )
+    min_distance: int | None = Field(
+        None,
+        ge=0,
+        description="Peak separation, network px (None: GG-CNN's 20 at 300², scaled).",
+    )
     jaw_ratio: float = Field(0.5, gt=0.0, description="Predicted jaw = opening × this.")
+
+    def for_size(self, input_size: int) -> DecodeConfig:
+        """This config with sigma and min_distance filled in for `input_size`² maps."""
+        if self.sigma is not None and self.min_distance is not None:
+            return self
+        sigma, min_distance = decode_scale(input_size)
+        return self.model_copy(
+            update={
+                "sigma": sigma if self.sigma is None else self.sigma,
+                "min_distance": min_distance if self.min_distance is None else self.min_distance,
+            }
+        )
 
 
 class TrainConfig(_Frozen):
@@ -92,6 +113,12 @@ class TrainConfig(_Frozen):
     lr: float = Field(5e-4, gt=0.0, description="Adam learning rate.")
     dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout before the four heads.")
     optimizer: Literal["adam"] = Field("adam", description="Optimiser (the paper's Adam).")
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "cosine",
+        description="'cosine': the learning rate decays from `lr` to lr/20 along a half "
+        "cosine over the epochs (steadier last epochs, so the final model is not a noisy "
+        "sample); 'constant': `lr` throughout (the paper).",
+    )
     input_size: int = Field(
         INPUT_SIZE, ge=16, description="Side of the square network input, pixels."
     )
@@ -131,6 +158,13 @@ class TrainConfig(_Frozen):
         if isinstance(value, list | tuple | set | frozenset):
             return tuple(sorted({str(v) for v in value}))
         return value
+
+    @model_validator(mode="after")
+    def _decode_for_input_size(self) -> TrainConfig:
+        # The stored config names the decode values the model was trained and scored
+        # with, so a model decodes alike in evaluation, rounds and serving.
+        object.__setattr__(self, "decode", self.decode.for_size(self.input_size))
+        return self
 
     @property
     def in_channels(self) -> int:

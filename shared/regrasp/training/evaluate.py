@@ -61,8 +61,8 @@ def predict_top_k(
     `letterboxes` (one per image) are given, else in network pixels. The model is run
     as it is (call `model.eval()` first for inference).
     """
-    config = decode_config or DecodeConfig()
     x = torch.as_tensor(inputs, dtype=torch.float32)
+    config = (decode_config or DecodeConfig()).for_size(int(x.shape[-1]))
     if device is None:
         device = next(model.parameters()).device
     with torch.inference_mode():

@@ -172,11 +172,13 @@ def train(
     for epoch in range(start, config.epochs):
         began = time.perf_counter()
         loader.sampler.set_epoch(epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = epoch_lr(config, epoch)
         train_data.set_epoch(epoch)
         model.train()
         total, seen = 0.0, 0
         for step, (x, target, _) in enumerate(loader, start=1):
-            x = x.to(device, non_blocking=True)
+            x = x.to(device, non_blocking=True, memory_format=torch.channels_last)
             target = target.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                 predicted = model(x)
@@ -223,6 +225,15 @@ def train(
         if progress is not None:
             progress(epoch + 1, len(loader), dict(entry))
     return result
+
+
+def epoch_lr(config: TrainConfig, epoch: int) -> float:
+    """The learning rate of 0-based `epoch`: a function of the epoch alone, so a resumed
+    run needs no scheduler state to continue exactly."""
+    if config.lr_schedule == "constant" or config.epochs <= 1:
+        return config.lr
+    floor = config.lr / 20.0
+    return floor + (config.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * epoch / config.epochs))
 
 
 def save_checkpoint(
