@@ -254,12 +254,12 @@ def _pairs_within_images(
     return pi, li
 
 
-def _similarity(p: np.ndarray, l: np.ndarray, scale: np.ndarray, alpha: float) -> np.ndarray:
+def _similarity(p: np.ndarray, lab: np.ndarray, scale: np.ndarray, alpha: float) -> np.ndarray:
     if len(p) == 0:
         return np.zeros(0)
-    overlap = iou_paired(p, l, angle_gate=None)
-    closeness = np.exp(-_centre_distance(p, l) / scale)
-    turn = np.deg2rad(angle_difference(p[:, THETA], l[:, THETA]))
+    overlap = iou_paired(p, lab, angle_gate=None)
+    closeness = np.exp(-_centre_distance(p, lab) / scale)
+    turn = np.deg2rad(angle_difference(p[:, THETA], lab[:, THETA]))
     agree = np.clip(np.cos(2.0 * turn), 0.0, 1.0)
     return agree * (alpha * overlap + (1.0 - alpha) * closeness)
 
