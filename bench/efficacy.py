@@ -10,7 +10,9 @@ against its *clean* labels; the rest is the pool the loop refines. Everything ru
 this process through the library, over an SQLite file and a `file://` store:
 
 - training: real trainer jobs (`regrasp.jobs` queue, `regrasp.training_jobs.Worker`);
-- flagging: the round's `score` (top-1 best IoU < 0.2) on the model's top-5 predictions;
+- flagging: the round's `score` on the model's top-5 predictions: the label-quality score
+  (or the paper's top-1 best IoU < 0.2), at most `--review-budget` items a round, likeliest
+  errors first;
 - review: `regrasp.review` items and decisions, made by `SimulatedReviewer` (with
   `--review-seconds` per decision recorded as review time);
 - applying: `regrasp.rounds.applying.apply_round`, one new dataset version per round;
@@ -19,7 +21,9 @@ this process through the library, over an SQLite file and a `file://` store:
 
 Variants, side by side (`--variants`, comma-separated):
 
-- `insample`: the paper's loop; the model that flags was trained on the images it flags;
+- `insample`: the loop; the model that flags was trained on the images it flags, and
+  images are flagged and ordered by the grasp label-quality score (`--flag-score`);
+- `paper`: the same loop flagged by the paper's top-1 rule, with the same review budget;
 - `oof`: out-of-fold flagging, `--folds` models per round each trained without its fold
   and flagging only that fold (the round's accuracy: the mean of its fold models);
 - `none`: no refinement, round 0 repeated with `--repeats` training seeds (the noise band);
@@ -57,7 +61,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-VARIANTS = ("insample", "none", "clean", "auto", "oof")
+VARIANTS = ("insample", "paper", "none", "clean", "auto", "oof")
 
 
 def main() -> None:
@@ -65,12 +69,16 @@ def main() -> None:
     p.add_argument("--images", type=int, default=3000)
     p.add_argument("--size", type=int, default=128, help="Synthetic image side, pixels.")
     p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--input-size", type=int, default=64)
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--architecture", default="ggcnn")
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate (paper 5e-4).")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (paper 5e-4).")
+    p.add_argument(
+        "--review-budget", type=int, default=400, help="Review items per round, every loop."
+    )
+    p.add_argument("--score-threshold", type=float, default=0.5, help="Score flag: 1 − q ≥.")
     p.add_argument("--corrupt-fraction", type=float, default=0.25)
     p.add_argument("--test-fraction", type=float, default=0.15, help="Objects held out.")
     p.add_argument("--folds", type=int, default=2)
@@ -84,7 +92,7 @@ def main() -> None:
         "own model is then the final number).",
     )
     p.add_argument("--audit", type=int, default=50, help="Unflagged images audited per round.")
-    p.add_argument("--error-rate", type=float, default=0.0, help="Simulated reviewer errors.")
+    p.add_argument("--error-rate", type=float, default=0.05, help="Simulated reviewer errors.")
     p.add_argument("--review-seconds", type=float, default=6.0, help="Recorded per decision.")
     p.add_argument("--decode-threshold", type=float, default=0.05)
     p.add_argument("--augment", action="store_true", help="Rotation/zoom augmentation.")
@@ -193,6 +201,9 @@ class Bench:
     def run_insample(self) -> list[dict[str, Any]]:
         return self._loop("insample", folds=0)
 
+    def run_paper(self) -> list[dict[str, Any]]:
+        return self._loop("paper", folds=0, flag="paper")
+
     def run_oof(self) -> list[dict[str, Any]]:
         return self._loop("oof", folds=self.args.folds)
 
@@ -224,7 +235,7 @@ class Bench:
         self._final_seeds(last, dataset, version, own=acc1)
         return [row, last]
 
-    def _loop(self, name: str, *, folds: int) -> list[dict[str, Any]]:
+    def _loop(self, name: str, *, folds: int, flag: str = "score") -> list[dict[str, Any]]:
         from regrasp.rounds.machine import fold_of
 
         dataset = self._clone(f"eff-{name}", clean=False)
@@ -254,8 +265,11 @@ class Bench:
                     else {}
                 )
             if r < self.args.rounds:
-                version, extra = self._review_round(dataset, version, model_id, predictions)
+                version, extra = self._review_round(
+                    dataset, version, model_id, predictions, flag=flag
+                )
                 row.update(extra)
+                row["noise_interval_holds"] = _holds(row)
             row["seconds"] = time.perf_counter() - t
             rows.append(row)
             print(f"  [{name}] {_line(row)}", flush=True)
@@ -324,6 +338,20 @@ class Bench:
         self._maps = getattr(self, "_maps", {})
         self._maps[dataset_id] = mapping
         return dataset_id
+
+    def _mask(self, image_id: int, dataset_id: int) -> np.ndarray | None:
+        """The object mask of a clone's image (shared files with the base), cached."""
+        from regrasp.imaging import decode_mask
+        from regrasp.store.db.engine import session_scope
+        from regrasp.store.db.tables import Image
+
+        base = self._maps[dataset_id][image_id]
+        cache = self.__dict__.setdefault("_masks", {})
+        if base not in cache:
+            with session_scope(self.bind) as s:
+                key = s.get(Image, base).mask_key
+            cache[base] = decode_mask(self.store.get_bytes(key)) > 0 if key else None
+        return cache[base]
 
     def _ids(self, dataset_id: int, base_ids: np.ndarray) -> np.ndarray:
         inverse = {old: new for new, old in self._maps[dataset_id].items()}
@@ -442,6 +470,7 @@ class Bench:
         predictions: dict[int, np.ndarray],
         *,
         auto: bool = False,
+        flag: str = "paper",
     ) -> tuple[int, dict[str, Any]]:
         """Flag, review (simulated reviewer, or auto-accept the top-1) and apply one round."""
         import sqlalchemy as sa
@@ -460,6 +489,7 @@ class Bench:
 
         a = self.args
         ids = np.array(sorted(predictions), dtype=np.int64)
+        masks = {int(i): self._mask(int(i), dataset_id) for i in ids}  # before the write
         with session_scope(self.bind) as s:
             labels = versions.labels_at(s, dataset_id, version)
             present = np.isin(ids, versions.images_at(s, dataset_id, version))
@@ -470,6 +500,9 @@ class Bench:
                 labels.grasps[mask],
                 np.searchsorted(ids, labels.image_ids[mask]),
                 threshold=0.2,
+                flag=flag,  # type: ignore[arg-type]
+                score_threshold=a.score_threshold,
+                masks=[masks[int(i)] for i in ids],
             )
             rnd = machine.create_round(
                 s, dataset_id=dataset_id, version=version, config=RoundConfig(model_id=model_id)
@@ -488,11 +521,12 @@ class Bench:
                         "best_iou": float(scores.best_iou[j]),
                         "flagged": bool(scores.flagged[j]),
                         "priority": float(scores.priority[j]),
+                        "quality": scores.quality[j],
                     }
                     for j, i in enumerate(ids)
                 ],
             )
-            create_items(s, round_id)
+            create_items(s, round_id, budget=None if auto else a.review_budget)
             if a.audit and not auto:
                 add_audit_items(s, round_id, count=a.audit, seed=a.seed + version)
         reviewer = SimulatedReviewer(error_rate=a.error_rate, seed=a.seed + version)
@@ -501,6 +535,7 @@ class Bench:
             items = s.scalars(
                 sa.select(ReviewItem).where(ReviewItem.round_id == round_id).order_by(ReviewItem.id)
             ).all()
+            found = 0  # corrupted images a reviewer called a label error
             for item in items:
                 mine = labels.image_ids == item.image_id
                 preds = predictions[item.image_id]
@@ -516,6 +551,8 @@ class Bench:
                     kind, accepted = d.kind, d.accepted_predictions
                     removed = [int(labels.grasp_ids[mine][i]) for i in d.removed_labels]
                     user = self.admin
+                    truth = self.truth[mapping[item.image_id]]
+                    found += bool(truth.corrupted and kind != "true_negative")
                 decide(
                     s,
                     item.id,
@@ -532,8 +569,12 @@ class Bench:
         with session_scope(self.bind) as s:
             stats = round_refinement(s, round_id)
         flagged_pool = int(scores.flagged.sum())  # predictions cover the pool only
+        hours = len(items) * a.review_seconds / 3600.0
         return new_version, {
             "flagged": flagged_pool,
+            "reviewed": len(items),
+            "corrupted_found": found,
+            "corrupted_found_per_hour": found / hours if hours else None,
             "decisions": stats.decisions,
             "audit_decisions": stats.audit_decisions,
             "estimated_noise": stats.estimated_noise,
@@ -671,7 +712,24 @@ def report(args: argparse.Namespace, bench: Bench, results: dict, elapsed: float
         mean = float(np.mean(accs))
         spread = f" (seeds {min(accs):.3f}–{max(accs):.3f})" if len(accs) > 1 else ""
         ratio = f"{mean / ref:.2f}" if ref > 0 else "n/a"
-        lines.append(f"- {name}: {mean:.3f}{spread}, ratio {ratio}")
+        t, pval = welch(accs, base)
+        test = f", Welch t {t:.2f}, p {pval:.3g} vs none" if name != "none" and base else ""
+        lines.append(f"- {name}: {mean:.3f}{spread}, ratio {ratio}{test}")
+    lines += ["", "Review yield and the noise interval (rounds with a review):", ""]
+    for name, rows in results.items():
+        reviewed = [r for r in rows if r.get("reviewed")]
+        if not reviewed:
+            continue
+        found = sum(r["corrupted_found"] for r in reviewed)
+        hours = sum(r["reviewed"] for r in reviewed) * args.review_seconds / 3600.0
+        holds = [
+            r["noise_interval_holds"] for r in reviewed if r.get("noise_interval_holds") is not None
+        ]
+        lines.append(
+            f"- {name}: {found} corrupted images found in {hours:.2f} review hours "
+            f"({found / hours:.0f} per hour); noise interval holds the truth in "
+            f"{sum(holds)} of {len(holds)} rounds"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -702,6 +760,56 @@ def charts(results: dict, out: Path) -> None:
     ):
         png = chart_metrics(rounds, series=series(key), ylabel=ylabel, title=ylabel)
         (out / f"{key}.png").write_bytes(png)
+
+
+def _holds(row: dict[str, Any]) -> bool | None:
+    """Does the round's noise interval contain the true noise of the version it reviewed?"""
+    low, high = row.get("estimated_noise_low"), row.get("estimated_noise_high")
+    if low is None or high is None:
+        return None
+    return bool(low <= row["true_noise"] <= high)
+
+
+def welch(a: list[float], b: list[float]) -> tuple[float, float]:
+    """Welch's t statistic and two-sided p-value of mean(a) − mean(b) (no scipy here):
+    the Student t tail through the regularised incomplete beta function."""
+    na, nb = len(a), len(b)
+    if na < 2 or nb < 2:
+        return math.nan, math.nan
+    va, vb = np.var(a, ddof=1) / na, np.var(b, ddof=1) / nb
+    if va + vb == 0:  # no spread on either side: the difference is exact
+        diff = float(np.mean(a) - np.mean(b))
+        return (0.0, 1.0) if diff == 0 else (math.copysign(math.inf, diff), 0.0)
+    t = float((np.mean(a) - np.mean(b)) / math.sqrt(va + vb))
+    df = (va + vb) ** 2 / (va**2 / (na - 1) + vb**2 / (nb - 1))
+    return t, _betainc(df / 2.0, 0.5, df / (df + t * t))
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """Regularised incomplete beta I_x(a, b) by Lentz's continued fraction."""
+    if x <= 0.0 or x >= 1.0:
+        return 0.0 if x <= 0.0 else 1.0
+    if x > (a + 1.0) / (a + b + 2.0):
+        return 1.0 - _betainc(b, a, 1.0 - x)
+    front = math.exp(
+        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    )
+    tiny, c, d = 1e-300, 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    f = d
+    for m in range(1, 300):
+        for num in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
+            d = 1.0 + num * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + num / c
+            c = c if abs(c) > tiny else tiny
+            f *= c * d
+        if abs(c * d - 1.0) < 1e-12:
+            break
+    return front * f / a
 
 
 def _line(row: dict[str, Any]) -> str:

@@ -24,7 +24,7 @@ def up(
         True, help="On first run, import a synthetic demo dataset and start round 1."
     ),
     images: int = typer.Option(200, min=10, help="Demo dataset: synthetic images."),
-    size: int = typer.Option(256, min=64, help="Demo dataset: image side, pixels."),
+    size: int = typer.Option(128, min=64, help="Demo dataset: image side, pixels."),
     corrupt_fraction: float = typer.Option(0.25, min=0.0, max=1.0, help="Demo: corrupted."),
     device: str = typer.Option(None, help="Trainer worker's torch device (default: auto)."),
     startup_timeout: float = typer.Option(600.0, help="Seconds to wait for healthy services."),
@@ -109,12 +109,12 @@ def demo(
     output: str = typer.Option("regrasp-demo", "--output", "-o", help="Folder for the charts."),
     rounds: int = typer.Option(3, min=1, help="Rounds to run."),
     images: int = typer.Option(200, min=10, help="Synthetic images."),
-    size: int = typer.Option(256, min=64, help="Synthetic image side, pixels."),
+    size: int = typer.Option(128, min=64, help="Synthetic image side, pixels."),
     corrupt_fraction: float = typer.Option(0.25, min=0.0, max=1.0, help="Corrupted fraction."),
     seed: int = typer.Option(0, help="Generator seed."),
     error_rate: float = typer.Option(0.0, min=0.0, max=1.0, help="Simulated reviewer errors."),
     epochs: int = typer.Option(None, help="Epochs per round (default 4)."),
-    input_size: int = typer.Option(None, help="Network input side (default 128)."),
+    input_size: int = typer.Option(None, help="Network input side (default 96)."),
     clean_eval: bool = typer.Option(
         True, help="Also score each model on a clean twin dataset (true accuracy)."
     ),
@@ -247,3 +247,7 @@ def demo(
         written = write_charts(rows, Path(output))
         console.print(f"charts: {', '.join(str(p) for p in written)}")
         console.print(f"demo took {time.monotonic() - started:.0f} s")
+        console.print(
+            "how this compares at scale (3,000 images, every variant, several seeds): "
+            "docs/benchmarks.md, section 'Efficacy'"
+        )
