@@ -527,6 +527,7 @@ class Bench:
                 ],
             )
             create_items(s, round_id, budget=None if auto else a.review_budget)
+            flagged_of = {int(i): bool(scores.flagged[j]) for j, i in enumerate(ids)}
             if a.audit and not auto:
                 add_audit_items(s, round_id, count=a.audit, seed=a.seed + version)
         reviewer = SimulatedReviewer(error_rate=a.error_rate, seed=a.seed + version)
@@ -546,7 +547,10 @@ class Bench:
                     user = self.robot
                 else:
                     d = reviewer.review(
-                        self.truth[mapping[item.image_id]], labels.grasps[mine], preds[:, :5]
+                        self.truth[mapping[item.image_id]],
+                        labels.grasps[mine],
+                        preds[:, :5],
+                        audit=not flagged_of[item.image_id],
                     )
                     kind, accepted = d.kind, d.accepted_predictions
                     removed = [int(labels.grasp_ids[mine][i]) for i in d.removed_labels]

@@ -10,10 +10,14 @@ it, and whether another round is worth a day of reviewing:
   model disagrees, so the U unflagged images are unknown; an optional **audit** reviews a
   small random sample of them (`add_audit_items`), whose error share is p_u. Then
 
-      noise = (F · p_f + U · p_u) / (F + U)
+      noise = (F · p_f + B · (p_f + p_u) / 2 + U · p_u) / (F + B + U)
 
-  with 95 % Wilson intervals of p_f and p_u carried through as the bounds. Without an
-  audit, unflagged images are taken as clean: `noise` is then a lower bound
+  with 95 % Wilson intervals of p_f and p_u carried through as the bounds, where F are
+  the flagged images reviewed and B those flagged past the round's review budget (they
+  rank below every reviewed one and above the unflagged, so their share is bounded by
+  p_u's low and p_f's high bound). An auditor reviews for completeness: a missing_label
+  without an accepted prediction records grasps missing that no prediction shows.
+  Without an audit, unflagged images are taken as clean: `noise` is then a lower bound
   (`noise_basis == "flagged_only"`) and has no upper bound.
 - **yield per review hour** — label errors found (flagged and audited) per hour of
   review time (the `seconds_taken` of every review of the round, changed ones included:
@@ -254,6 +258,14 @@ def _compute(session: Session, rnd: Round) -> RoundRefinement:
         ).where(Prediction.round_id == rnd.id)
     ).one()
     images, flagged = int(images), int(flagged)
+    queued = int(  # flagged images that got a review item (all of them without a budget)
+        session.scalar(
+            sa.select(sa.func.count(ReviewItem.id))
+            .join(Prediction, Prediction.id == ReviewItem.prediction_id)
+            .where(ReviewItem.round_id == rnd.id, Prediction.flagged.is_(True))
+        )
+        or 0
+    )
     audited = int(
         session.scalar(
             sa.select(sa.func.count(ReviewItem.id))
@@ -290,18 +302,21 @@ def _compute(session: Session, rnd: Round) -> RoundRefinement:
     p_a = errors_a / decided_a if decided_a else None
     ci_a = wilson_interval(errors_a, decided_a) if decided_a else None
     unflagged = images - flagged
+    beyond = flagged - queued  # flagged, but past the round's review budget
     noise = low = high = None
     basis: Literal["flagged_only", "flagged_and_audit"] | None = None
     if images and p_f is not None and ci_f is not None:
         if p_a is not None and ci_a is not None:
             basis = "flagged_and_audit"
-            noise = (flagged * p_f + unflagged * p_a) / images
-            low = (flagged * ci_f[0] + unflagged * ci_a[0]) / images
-            high = (flagged * ci_f[1] + unflagged * ci_a[1]) / images
+            # Images past the budget were ranked below every reviewed one and above
+            # none of the unflagged: their share lies between the two strata's.
+            noise = (queued * p_f + beyond * (p_f + p_a) / 2 + unflagged * p_a) / images
+            low = (queued * ci_f[0] + beyond * ci_a[0] + unflagged * ci_a[0]) / images
+            high = (queued * ci_f[1] + beyond * ci_f[1] + unflagged * ci_a[1]) / images
         else:
             basis = "flagged_only"
-            noise = flagged * p_f / images
-            low = flagged * ci_f[0] / images
+            noise = queued * p_f / images
+            low = queued * ci_f[0] / images
     found = errors_f + errors_a
     return RoundRefinement(
         round_id=rnd.id,

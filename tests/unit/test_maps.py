@@ -9,7 +9,7 @@ from regrasp.errors import InvalidInput
 from regrasp.formats.jacquard import scan_jacquard
 from regrasp.grasps import JAW, OPENING, THETA, X, Y, angle_difference
 from regrasp.imaging import Letterbox
-from regrasp.maps import INPUT_SIZE, WIDTH_SCALE, GraspMaps, decode, encode
+from regrasp.maps import INPUT_SIZE, WIDTH_SCALE, GraspMaps, decode, decode_scale, encode
 from regrasp.metrics import is_success
 
 
@@ -147,3 +147,66 @@ def test_real_ground_truth_survives_encode_decode(real_grasps) -> None:
     print(f"encode→decode top-1 success on {len(results)} real images: {rate:.3f}")
     assert len(results) == 33
     assert rate >= 0.9
+
+
+@pytest.mark.parametrize("size", [64, 96, 128, 224, 300])
+def test_real_oracle_round_trip_at_every_input_size(real_grasps, size: int) -> None:
+    """Real 1024² labels → maps at the network's size → decoded with the scaled settings.
+
+    With GG-CNN's 300² values at every size (σ 2, min_distance 20) a 64² oracle scored
+    0.89; scaled, the labels come back at every size.
+    """
+    box = Letterbox(1024, 1024, size)
+    sigma, min_distance = decode_scale(size)
+    hits = []
+    for _, gt in real_grasps:
+        pred, _ = decode(
+            *encode(box.to_network(gt), size=size), sigma=sigma, min_distance=min_distance
+        )
+        hits.append(len(pred) > 0 and is_success(box.to_image(pred)[:1], gt))
+    print(f"oracle at {size}²: {np.mean(hits):.3f} over {len(hits)} real images")
+    assert np.mean(hits) >= 0.98
+
+
+@pytest.mark.parametrize("size", [64, 96, 128])
+def test_synthetic_oracle_round_trip_at_every_input_size(size: int) -> None:
+    """The synthetic 128² scenes of the demo and the bench survive the round trip at the
+    small input sizes a CPU trains at."""
+    from regrasp.synthetic.scenes import render_scene
+
+    box = Letterbox(128, 128, size)
+    sigma, min_distance = decode_scale(size)
+    hits = []
+    for seed in range(200):
+        gt = render_scene(size=128, seed=seed).grasps
+        pred, _ = decode(
+            *encode(box.to_network(gt), size=size), sigma=sigma, min_distance=min_distance
+        )
+        hits.append(len(pred) > 0 and is_success(box.to_image(pred)[:1], gt))
+    print(f"synthetic oracle at {size}²: {np.mean(hits):.3f}")
+    assert np.mean(hits) >= 0.98
+
+
+def test_decode_scale_follows_the_input_size() -> None:
+    assert decode_scale(INPUT_SIZE) == (2.0, 20)
+    sigma, min_distance = decode_scale(96)
+    assert sigma == pytest.approx(0.7) and min_distance == 6  # σ floor: 2·96/300 = 0.64
+    assert decode_scale(150) == (pytest.approx(1.0), 10)
+    assert decode_scale(16)[1] == 1  # peaks never merge into one
+    with pytest.raises(InvalidInput):
+        decode_scale(0)
+
+
+@pytest.mark.parametrize("size", [64, 96, 300])
+def test_top_k_returns_k_distinct_grasps_where_the_object_has_them(size: int) -> None:
+    """Five separate grasps on a 64² map: the scaled min_distance returns all five (the
+    300² value returned one or two at 64²)."""
+    step = size / 6
+    gt = np.array([[step * (i + 1), size / 2, 0.0, step / 2, step / 4] for i in range(5)])
+    sigma, min_distance = decode_scale(size)
+    pred, scores = decode(*encode(gt, size=size), k=5, sigma=sigma, min_distance=min_distance)
+    assert len(pred) == 5
+    assert len({(round(x), round(y)) for x, y in pred[:, [X, Y]]}) == 5
+    assert np.all(np.diff(scores) <= 0)
+    matched = {int(np.argmin(np.hypot(*(gt[:, [X, Y]] - p[[X, Y]]).T))) for p in pred}
+    assert matched == set(range(5))

@@ -24,9 +24,12 @@ What each decision carries (checked before anything is written; InvalidInput oth
 | decision          | accepted predictions | removed grasps |
 |-------------------|----------------------|----------------|
 | true_negative     | none                 | none           |
-| missing_label     | at least one         | none           |
+| missing_label     | at least one (*)     | none           |
 | annotation_error  | none                 | none           |
 | fix               | any (new labels)     | at least one   |
+
+(*) An audit item (an unflagged image sampled for the noise estimate) may carry a
+missing_label with none: the auditor saw grasps missing that no prediction shows.
 
 Accepted predictions are indices into the item's prediction (its top-k grasps, best
 first); removed grasps are ids of the image's labels at the round's base version. A fix
@@ -385,8 +388,8 @@ def _check_shape(kind: ReviewDecision, accepted: list[int], removed: list[int]) 
         if accepted or removed:
             raise InvalidInput(f"a {kind} decision carries no accepted or removed rectangles")
     elif kind == ReviewDecision.missing_label:
-        if not accepted:
-            raise InvalidInput("a missing_label decision needs at least one accepted prediction")
+        # Without an accepted prediction it is allowed only on an audit item, which
+        # `_check_rectangles` knows (it has the item).
         if removed:
             raise InvalidInput("a missing_label decision removes nothing; use fix to remove")
     elif not removed:
@@ -401,7 +404,24 @@ def _check_rectangles(
     accepted: list[int],
     removed: list[int],
 ) -> None:
-    """Accepted indices exist among the item's predictions; removed ids are its labels."""
+    """Accepted indices exist among the item's predictions; removed ids are its labels.
+
+    A missing_label decision with no accepted prediction is an auditor's completeness
+    finding ("grasps are missing that none of the model's shows"): it changes no label but
+    counts as a label error in the noise estimate, and only an audit item (an unflagged
+    image sampled by `refinement_stats.add_audit_items`) may carry it.
+    """
+    if kind == ReviewDecision.missing_label and not accepted:
+        flagged = (
+            session.scalar(sa.select(Prediction.flagged).where(Prediction.id == item.prediction_id))
+            if item.prediction_id
+            else True
+        )
+        if flagged is not False:
+            raise InvalidInput(
+                "a missing_label decision needs at least one accepted prediction (only an "
+                "audit of an unflagged image may record incomplete labels without one)"
+            )
     if accepted:
         prediction = session.get(Prediction, item.prediction_id) if item.prediction_id else None
         n = len(prediction.grasps) if prediction is not None else 0

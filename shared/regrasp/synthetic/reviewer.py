@@ -99,6 +99,17 @@ def valid_against_truth(truth: TruthRecord | Mapping[str, Any], grasps: np.ndarr
     return ok
 
 
+def covers_truth(truth: TruthRecord | Mapping[str, Any], labels: np.ndarray) -> bool:
+    """Does every true grasp of the image match a label (rectangle metric)?"""
+    truth = as_truth(truth)
+    labels = as_grasps(labels)
+    if len(truth.grasps) == 0:
+        return True
+    if len(labels) == 0:
+        return False
+    return bool((iou(truth.grasps, labels).max(axis=1) > SUCCESS_IOU).all())
+
+
 class SimulatedReviewer:
     """A careful reviewer that errs with probability `error_rate` (module docstring).
 
@@ -117,10 +128,20 @@ class SimulatedReviewer:
         truth: TruthRecord | Mapping[str, Any],
         labels: np.ndarray,
         predictions: np.ndarray,
+        *,
+        audit: bool = False,
     ) -> Decision:
-        """Decide on one flagged image: labels (N, 5), predictions (K, 5) best first."""
+        """Decide on one image: labels (N, 5), predictions (K, 5) best first.
+
+        `audit`: the image is an audit sample, reviewed for completeness: labels that
+        are right but miss true grasps no prediction shows give a missing_label with
+        nothing accepted (an auditor looks at the whole object, not only at what the
+        model proposes).
+        """
         labels, predictions = as_grasps(labels), as_grasps(predictions)
         correct = careful_decision(truth, labels, predictions)
+        if audit and correct.kind == "true_negative" and not covers_truth(truth, labels):
+            correct = Decision("missing_label")
         if self._rng.random() >= self.error_rate:
             return correct
         return self._wrong(correct, truth, labels, predictions)

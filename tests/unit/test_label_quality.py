@@ -1,0 +1,107 @@
+"""The grasp label-quality score sees what the paper's top-1 flag cannot."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from regrasp.errors import InvalidInput
+from regrasp.label_quality import action_group_scores, label_quality, softmin
+from regrasp.metrics import is_flagged
+from regrasp.rounds.predicting import score
+
+#: Two labelled grasps of a box-like object: one across it at (50, 50), one at (100, 100).
+LABELS = np.array([[50.0, 50.0, 0.0, 30.0, 10.0], [100.0, 100.0, 90.0, 30.0, 10.0]])
+
+
+def _prediction(x: float, y: float, theta: float, quality: float) -> list[float]:
+    return [x, y, theta, 30.0, 10.0, quality]
+
+
+def test_a_planted_missing_grasp_is_found_where_the_top1_flag_sees_nothing() -> None:
+    # The top-1 matches the first label, so the paper's rule does not flag the image; the
+    # second prediction is a confident grasp that no label resembles.
+    planted = np.array(
+        [_prediction(51, 50, 2, 0.9), _prediction(150, 50, 0, 0.8), _prediction(100, 101, 88, 0.5)]
+    )
+    complete = np.array([_prediction(51, 50, 2, 0.9), _prediction(100, 101, 88, 0.8)])
+    assert not is_flagged(planted[:, :5], LABELS)
+
+    found, clean = label_quality([planted, complete], np.vstack([LABELS, LABELS]), [0, 0, 1, 1])
+    assert found.kind == "missing" and found.unmatched == (1,)
+    assert clean.unmatched == ()
+    assert found.issue > 0.5 > clean.issue
+
+    scores = score(
+        [planted, complete],
+        np.vstack([LABELS, LABELS]),
+        np.array([0, 0, 1, 1]),
+        threshold=0.2,
+        flag="score",
+    )
+    assert scores.flagged.tolist() == [True, False]
+    paper = score(
+        [planted, complete],
+        np.vstack([LABELS, LABELS]),
+        np.array([0, 0, 1, 1]),
+        threshold=0.2,
+        flag="paper",
+    )
+    assert paper.flagged.tolist() == [False, False]
+    assert paper.quality[0]["unmatched"] == [1]  # kept for the reviewer whatever the flag
+
+
+def test_a_label_across_a_confident_prediction_is_badly_placed() -> None:
+    # The model grasps across at (50, 50); the label there is turned 90° (along the stick).
+    turned = LABELS.copy()
+    turned[0, 2] = 90.0
+    preds = np.array([_prediction(50, 50, 0, 0.9), _prediction(100, 100, 90, 0.9)])
+    bad, good = label_quality([preds, preds], np.vstack([turned, LABELS]), [0, 0, 1, 1])
+    assert bad.suspect_labels == (0,)
+    assert bad.badly_placed < 0.5 < good.badly_placed
+    assert good.suspect_labels == ()
+
+
+def test_wrong_action_group_from_the_object_mask() -> None:
+    mask = np.zeros((200, 200), dtype=bool)
+    mask[45:56, 20:141] = True  # a stick along x, 11 px thick
+    across = [80.0, 50.0, 90.0, 30.0, 10.0]  # jaws close across the stick: fingertips off it
+    along = [80.0, 50.0, 0.0, 30.0, 10.0]  # jaws along the stick: both fingertips on it
+    off = [80.0, 120.0, 90.0, 30.0, 10.0]  # centre off the object
+    np.testing.assert_allclose(
+        action_group_scores(np.array([across, along, off]), mask), [1.0, 0.0, 0.5]
+    )
+    (q,) = label_quality([np.zeros((0, 6))], np.array([across, along]), [0, 0], masks=[mask])
+    assert q.kind == "wrong_action" and q.suspect_labels == (1,)
+
+
+def test_scores_do_not_depend_on_the_chunk_and_label_order() -> None:
+    rng = np.random.default_rng(0)
+    preds = [
+        np.c_[
+            rng.uniform(0, 200, (4, 2)),
+            rng.uniform(-90, 90, 4),
+            np.full((4, 2), 20.0),
+            rng.uniform(0, 1, 4),
+        ]
+        for _ in range(3)
+    ]
+    labels = np.c_[rng.uniform(0, 200, (9, 2)), rng.uniform(-90, 90, 9), np.full((9, 2), 20.0)]
+    index = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2])
+    together = label_quality(preds, labels, index)
+    alone = [label_quality([preds[i]], labels[index == i], np.zeros(3, int))[0] for i in range(3)]
+    for a, b in zip(together, alone, strict=True):
+        assert (a.kind, a.unmatched, a.suspect_labels) == (b.kind, b.unmatched, b.suspect_labels)
+        assert a.quality == pytest.approx(b.quality)
+        assert a.missing == pytest.approx(b.missing)
+        assert a.badly_placed == pytest.approx(b.badly_placed)
+
+
+def test_softmin_and_bad_input() -> None:
+    assert softmin(np.array([np.nan])) == 1.0
+    assert softmin(np.array([0.2, 0.9])) == pytest.approx(0.2, abs=1e-3)
+    assert softmin(np.array([0.2, 0.2, 0.9])) < softmin(np.array([0.25, 0.9]))
+    with pytest.raises(InvalidInput):
+        label_quality([np.zeros((0, 6))], LABELS, [0, 1])
+    with pytest.raises(InvalidInput):
+        label_quality([np.zeros((0, 6))], LABELS, [0, 0], masks=[])
