@@ -30,6 +30,9 @@ def campaign_start(
         None, help="JSON of TrainConfig fields shared by every run, e.g. '{\"epochs\": 30}'."
     ),
     test_version: int = typer.Option(None, help="Version whose test split scores (highest)."),
+    test_split: str = typer.Option(
+        "auto", help="auto (the import's split when it recorded one), imported, or recipe."
+    ),
     name: str = typer.Option("", help="A label for people."),
     wait: bool = typer.Option(False, help="Follow the campaign until it ends."),
     url: str = URL_OPTION,
@@ -52,6 +55,7 @@ def campaign_start(
                 versions=numbers,
                 train=train,
                 test_version=test_version,
+                test_split=test_split,
             )
         )
         typer.echo(

@@ -13,6 +13,7 @@ from regrasp.cli._common import (
     json_object_option,
     orchestrator_client,
 )
+from regrasp.cli._console import apply_summary, training_line
 
 round_app = typer.Typer(no_args_is_help=True, help="Refinement rounds through the orchestrator.")
 app.add_typer(round_app, name="round")
@@ -65,9 +66,11 @@ def round_status(
     """A round's state, timings per state and counts (or every round, one line each)."""
     with orchestrator_client(url, token, username, password) as api:
         if round_id is None:
+            names = {d.id: d.name for d in api.list_datasets()}
             for r in api.list_rounds():
                 typer.echo(
-                    f"{r.id}\tdataset {r.dataset_id} v{r.base_version}\t{r.state}\t"
+                    f"{r.id}\t{names.get(r.dataset_id, r.dataset_id)} v{r.base_version}\t"
+                    f"{r.state}\t"
                     f"result v{r.result_version if r.result_version is not None else '-'}"
                 )
             return
@@ -86,6 +89,8 @@ def round_apply(
 ) -> None:
     """Apply a round's decisions as the next dataset version (admins)."""
     with orchestrator_client(url, token, username, password) as api:
+        if api.get_round(round_id).state == "reviewing":
+            typer.echo(f"applying: {apply_summary(api.apply_preview(round_id))}")
         rnd = api.apply_round(round_id, force=force)
         if wait:
             rnd = api.wait_round(round_id, until=("done", "failed", "cancelled"))
@@ -131,6 +136,8 @@ def _echo_round(rnd) -> None:  # type: ignore[no-untyped-def]
     for state, t in rnd.timings.items():
         seconds = f"{t.seconds:.1f} s" if t.seconds is not None else "-"
         typer.echo(f"  {state:<11} {seconds}")
+    for t in rnd.training if rnd.state in ("created", "training") else ():
+        typer.echo(f"  training    job {t.job_id}: {training_line(t)}")
     if rnd.retry is not None and not rnd.retry.gave_up:
         typer.echo(
             f"  retrying {rnd.retry.state}: try {rnd.retry.attempts} failed, next at "
