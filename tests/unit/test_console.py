@@ -7,13 +7,14 @@ from datetime import UTC, datetime
 from typer.testing import CliRunner
 
 from regrasp.cli import app as cli
-from regrasp.cli._console import apply_summary, duration, frame, round_summary, training_line
+from regrasp.cli._console import frame
 from regrasp.clients.orchestrator import (
     ApplyPreviewPublic,
     RoundCounts,
     RoundPublic,
     TrainingProgress,
 )
+from regrasp.rounds.describe import apply_summary, duration, round_summary, training_line
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

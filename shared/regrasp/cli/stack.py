@@ -42,9 +42,10 @@ def up(
     import threading
     from pathlib import Path
 
-    from regrasp.cli._console import frame, round_summary
+    from regrasp.cli._console import frame
     from regrasp.clients.orchestrator import OrchestratorClient
     from regrasp.demo import StackPorts, SyntheticSpec, bootstrap_demo, ensure_admin, local_stack
+    from regrasp.rounds.describe import round_summary
     from regrasp.settings import load_settings
     from regrasp.supervisor import LogFiles, Supervisor, stop_on_signals
 
