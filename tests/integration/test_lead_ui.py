@@ -19,7 +19,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from regrasp import jobs
-from regrasp.clients.orchestrator import OrchestratorClient
+from regrasp.clients.orchestrator import OrchestratorClient, UserCreate
 from regrasp.errors import Unauthenticated
 from regrasp.review.decisions import decide
 from regrasp.settings import Settings
@@ -220,3 +220,20 @@ def test_start_a_campaign_from_the_ui(lead, server):
     assert campaign.config["train"]["epochs"] == 2 and campaign.test_images > 0
     assert f"Campaign {campaign.id} started" in at.success[0].value
     _api(server).cancel_campaign(campaign.id)
+
+
+def test_navigation_while_signed_in(lead, server, monkeypatch):
+    """No "Sign in" entry once signed in; People is the admins' page only."""
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        lead.switch_page("app_pages/login.py")
+    _page(lead, "people")  # registered for an admin
+    with _api(server) as api:
+        api.create_user(UserCreate(username="nav-ann", password="nav-ann-password"))
+    at = AppTest.from_file(str(UI_APP), default_timeout=60).run()
+    at.text_input(key="login_username").input("nav-ann")
+    at.text_input(key="login_password").input("nav-ann-password")
+    at.button(key="login_submit").click().run()
+    assert not at.exception, at.exception
+    for page in ("people", "rounds", "login"):
+        with pytest.raises(ValueError, match="Could not find a navigation page"):
+            at.switch_page(f"app_pages/{page}.py")

@@ -52,7 +52,7 @@ def round_start(
         typer.echo(f"round {rnd.id} on {ds.name!r} v{rnd.base_version}: {rnd.state}")
         if wait:
             rnd = api.wait_round(rnd.id, on_progress=lambda r: None)
-            _echo_round(rnd)
+            _echo_round(rnd, api)
 
 
 @round_app.command("status")
@@ -74,7 +74,7 @@ def round_status(
                     f"result v{r.result_version if r.result_version is not None else '-'}"
                 )
             return
-        _echo_round(api.get_round(round_id))
+        _echo_round(api.get_round(round_id), api)
 
 
 @round_app.command("apply")
@@ -94,7 +94,7 @@ def round_apply(
         rnd = api.apply_round(round_id, force=force)
         if wait:
             rnd = api.wait_round(round_id, until=("done", "failed", "cancelled"))
-        _echo_round(rnd)
+        _echo_round(rnd, api)
         if rnd.state in ("failed", "cancelled"):
             raise typer.Exit(1)
 
@@ -109,7 +109,7 @@ def round_cancel(
 ) -> None:
     """Cancel a round that has not started applying (admins)."""
     with orchestrator_client(url, token, username, password) as api:
-        _echo_round(api.cancel_round(round_id))
+        _echo_round(api.cancel_round(round_id), api)
 
 
 @round_app.command("resume")
@@ -122,13 +122,14 @@ def round_resume(
 ) -> None:
     """Retry a failed round from the state it failed in (admins)."""
     with orchestrator_client(url, token, username, password) as api:
-        _echo_round(api.resume_round(round_id))
+        _echo_round(api.resume_round(round_id), api)
 
 
-def _echo_round(rnd) -> None:  # type: ignore[no-untyped-def]
+def _echo_round(rnd, api=None) -> None:  # type: ignore[no-untyped-def]
     c = rnd.counts
+    dataset = repr(api.get_dataset(rnd.dataset_id).name) if api is not None else rnd.dataset_id
     typer.echo(
-        f"round {rnd.id}: {rnd.state} (dataset {rnd.dataset_id} v{rnd.base_version}"
+        f"round {rnd.id}: {rnd.state} (dataset {dataset} v{rnd.base_version}"
         + (f" -> v{rnd.result_version}" if rnd.result_version is not None else "")
         + f"); predicted {c.images_predicted}, flagged {c.flagged}, "
         f"items {c.items}, decided {c.decided}"
