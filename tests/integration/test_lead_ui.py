@@ -182,6 +182,12 @@ def test_apply_from_the_ui_after_a_confirmation_of_what_changes(lead, server):
     home = _page(lead, "home")
     home.selectbox(key="pick_Round").set_value(round_id).run()
     assert "Next step: apply the round" in _texts(home)
+    review = _page(home, "review")  # the lead's own queue is empty: thanks, and the next step
+    review.selectbox(key="pick_Round").set_value(round_id).run()
+    assert not review.exception, review.exception
+    assert f"Every flagged image of round {round_id} is decided. Next step: apply it." in (
+        _texts(review)
+    )
 
     at = _page(home, "rounds")
     shown = {m.label: m.value for m in at.metric}

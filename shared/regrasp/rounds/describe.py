@@ -17,6 +17,8 @@ def round_summary(rnd: RoundPublic) -> str:
     """
     head = f"round {rnd.id} is {rnd.state}"
     c = rnd.counts
+    if rnd.state == "created":
+        return f"round {rnd.id} is starting"
     if rnd.state == "training":
         lines = [training_line(t) for t in rnd.training]
         return f"{head}: {'; '.join(lines)}" if lines else f"{head}: waiting for a trainer worker"
@@ -37,8 +39,9 @@ def round_summary(rnd: RoundPublic) -> str:
 
 
 def training_line(t: TrainingProgress) -> str:
-    """ "epoch 3 of 10, loss 0.0123, ETA 4 min" (or the job's phase before it trains)."""
-    if t.state in ("queued",):
+    """The job's progress, e.g. "epoch 3 of 10, loss 0.0123, ETA 4 min" (or its phase
+    before it trains: "job 7 cache (2%)")."""
+    if t.state == "queued":
         return f"job {t.job_id} queued for a worker"
     if t.state in ("succeeded", "failed", "cancelled"):
         return f"job {t.job_id} {t.state}"
@@ -53,7 +56,7 @@ def training_line(t: TrainingProgress) -> str:
 
 
 def duration(seconds: float) -> str:
-    """ "45 s", "4 min", "2 h 05 min"."""
+    """Seconds for people: "45 s", "4 min", "2 h 05 min"."""
     seconds = max(0.0, float(seconds))
     if seconds < 90:
         return f"{seconds:.0f} s"
@@ -64,8 +67,8 @@ def duration(seconds: float) -> str:
 
 
 def apply_summary(p: ApplyPreviewPublic) -> str:
-    """What applying changes, in one sentence: "v0 → v1: 3 images removed (42 labels with
-    them), 5 grasps added, 2 removed by fixes; 12 of 12 items decided"."""
+    """What applying changes, in one sentence: "v0 → next version: 3 images removed (42
+    labels with them), 5 grasps added, 2 removed by fixes; 12 of 12 items decided"."""
     text = (
         f"v{p.base_version} → next version: {p.images_removed} images removed "
         f"({p.grasps_removed_with_images} labels with them), {p.grasps_added} grasps added, "
