@@ -188,7 +188,11 @@ def _public(session: sa.orm.Session, rnd: Round) -> RoundPublic:
 
 
 def _training(session: sa.orm.Session, rnd: Round, units: list[dict]) -> list[TrainingProgress]:
-    """The round's training jobs as their workers last reported (epoch n of N, loss, ETA)."""
+    """The round's training jobs as their workers last reported (epoch n of N, loss, ETA),
+    while it is training: read from the jobs table the trainer's workers write (the same
+    database), so the view answers even when the trainer API is down."""
+    if rnd.state not in (RoundState.created, RoundState.training):
+        return []
     ids = [int(u["job_id"]) for u in units if u.get("job_id") is not None]
     if not ids and rnd.train_job_id is not None:
         ids = [rnd.train_job_id]
