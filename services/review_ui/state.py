@@ -78,10 +78,16 @@ def reviewing_rounds() -> list[RoundPublic]:
     return [r for r in api().list_rounds() if r.state == "reviewing"]
 
 
+def dataset_names() -> dict[int, str]:
+    """Dataset id → name: pages name datasets, never show their ids."""
+    return {d.id: d.name for d in api().list_datasets()}
+
+
 def choose_round(rounds: list[RoundPublic], *, label: str = "Round") -> int | None:
     """A round picker shared by the pages (remembers the choice in the session)."""
     if not rounds:
         return None
+    names = dataset_names()
     ids = [r.id for r in rounds]
     current = st.session_state.get(ROUND)
     index = ids.index(current) if current in ids else 0
@@ -90,7 +96,7 @@ def choose_round(rounds: list[RoundPublic], *, label: str = "Round") -> int | No
         ids,
         index=index,
         format_func=lambda i: (
-            f"round {i} (dataset {_by_id(rounds, i).dataset_id}, "
+            f"round {i} ({names.get(_by_id(rounds, i).dataset_id, '?')} "
             f"v{_by_id(rounds, i).base_version}, {_by_id(rounds, i).state})"
         ),
         key=f"pick_{label}",

@@ -1,7 +1,8 @@
 """Entry point of the review UI: `streamlit run services/review_ui/streamlit_app.py`.
 
 Routing only: which pages a visitor sees depends on who they are (nobody: sign in;
-annotator: home and review; admin: also the lead's pages). The pages live in app_pages/.
+annotator: home and review; admin: also the lead's pages, People included). The pages
+live in app_pages/.
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ else:
             st.Page("app_pages/adjudication.py", title="Adjudication", icon=":material/balance:"),
             st.Page("app_pages/diff.py", title="Version diff", icon=":material/difference:"),
             st.Page("app_pages/campaigns.py", title="Campaigns", icon=":material/leaderboard:"),
+            st.Page("app_pages/people.py", title="People", icon=":material/person_add:"),
         ]
-    pages["Account"] = [login]
+    # Signed in: no "Sign in" entry (signing out is the sidebar's button).
     page = st.navigation(pages)
     with st.sidebar:
         user = state.user()

@@ -67,6 +67,21 @@ def create_user(session: Session, *, username: str, password: str, role: UserRol
     return user
 
 
+def set_password(session: Session, user_id: int, password: str) -> User:
+    """Replace a user's password (stored hashed); NotFound for an unknown user.
+
+    Tokens issued before stay valid until they expire (`REGRASP_TOKEN_TTL_SECONDS`);
+    the old password stops working at once.
+    """
+    check_password_length(password)
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"user {user_id} not found")
+    user.password_hash = hash_password(password)
+    session.flush()
+    return user
+
+
 def authenticate_password(session: Session, username: str, password: str) -> User:
     """The active user with these credentials; one vague Unauthenticated otherwise.
 

@@ -3,12 +3,16 @@
 Every image present at the version gets the files Jacquard has, named as Jacquard names
 them (`<object>/<i>_<object>_{RGB.png, perfect_depth.tiff, stereo_depth.tiff, mask.png,
 grasps.txt}`): the image files are copied byte for byte from the object store, and the
-grasps file is written from the version's labels (`regrasp.grasps.format_jacquard`, the
-shortest decimal that reads back to the same float), so exporting version 0 reproduces
-the imported grasps value for value. `manifest.json` beside the object folders records the
-version chain, each image's split, and every change since version 0 with its provenance
-(source, round, reviewer, note; reason and remover of each removal): what a paper's
-"Jacquard V2" release needs to be audited.
+grasps file is made from the version's labels in the style of the imported file
+(`regrasp.formats.jacquard.rewrite_grasps_file`): an image whose labels did not change
+gets its original grasps file byte for byte (checksums of a release stay valid), a changed
+one keeps its untouched lines as written, its line endings (CRLF) and its number style
+(`114.0`). Without an imported file the labels are written plainly
+(`regrasp.grasps.format_jacquard`, the shortest decimal that reads back to the same
+float). `manifest.json` beside the object folders records the version chain, each
+image's split, and every change since version 0 with its provenance (source, round,
+reviewer, note; reason and remover of each removal): what a paper's "Jacquard V2" release
+needs to be audited.
 
 Two destinations: a zip streamed in bounded memory (`iter_export_zip`, written to a
 non-seekable sink, so an HTTP response can send it as it is made) or the object store
@@ -30,7 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from regrasp.errors import InvalidInput, NotFound
-from regrasp.formats.jacquard import SUFFIXES
+from regrasp.formats.jacquard import SUFFIXES, rewrite_grasps_file
 from regrasp.grasps import format_jacquard
 from regrasp.store import keys
 from regrasp.store.db.tables import Dataset, DatasetObject, Image, ImageSpan, User
@@ -63,12 +67,14 @@ _STORED_SUFFIXES = (".png", ".tiff")
 
 @dataclass(frozen=True)
 class ExportFile:
-    """One file of the export: copied from `key`, or made from `grasps` (K, 5) or `data`."""
+    """One file of the export: copied from `key`, or made from `grasps` (K, 5) in the style
+    of the imported grasps file at `original_key` (when there is one), or from `data`."""
 
     path: str  # relative POSIX path in the Jacquard layout
     key: str | None = None
     grasps: np.ndarray | None = field(default=None, repr=False)
     data: bytes | None = field(default=None, repr=False)
+    original_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -119,7 +125,13 @@ def plan_export(session: Session, dataset_id: int, version: int) -> ExportPlan:
             if key is not None:
                 files.append(ExportFile(f"{stem}{SUFFIXES[kind]}", key=key))
         start, end = bounds_of.get(image.id, (0, 0))
-        files.append(ExportFile(f"{stem}{SUFFIXES['grasps']}", grasps=labels.grasps[start:end]))
+        files.append(
+            ExportFile(
+                f"{stem}{SUFFIXES['grasps']}",
+                grasps=labels.grasps[start:end],
+                original_key=image.grasps_key,
+            )
+        )
 
     versions = [v for v in list_versions(session, dataset_id) if v.number <= version]
     manifest = _manifest(session, dataset, version, rows, versions, len(labels))
@@ -205,6 +217,8 @@ def _content(store: ObjectStore, item: ExportFile) -> Iterator[bytes]:
         with store.open(item.key) as stream:
             while chunk := stream.read(CHUNK_SIZE):
                 yield chunk
+    elif item.grasps is not None and item.original_key is not None:
+        yield rewrite_grasps_file(store.get_bytes(item.original_key), item.grasps)
     elif item.grasps is not None:
         yield format_jacquard(item.grasps).encode("ascii")
     elif item.data is not None:

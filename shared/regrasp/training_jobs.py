@@ -137,7 +137,8 @@ def validate_payload(session: Session, kind: str, payload: Mapping[str, Any]) ->
     """Check a job before it is queued; returns the payload to store (dataset id, version).
 
     train: {"dataset", "version"?, "config"?}; the config must be a valid `TrainConfig`
-    naming a registered network. evaluate: {"model_id", "dataset", "version"?, "split"?};
+    naming a registered network. evaluate: {"model_id", "dataset", "version"?, "split"?,
+    "image_ids"?} (image_ids: score exactly those images);
     the model must be ready. The version defaults to the dataset's latest. Raises
     InvalidInput or NotFound with a message for a person.
     """
@@ -166,6 +167,15 @@ def validate_payload(session: Session, kind: str, payload: Mapping[str, Any]) ->
         if split not in EVALUATE_SPLITS:
             raise InvalidInput(f"split must be one of {', '.join(EVALUATE_SPLITS)}, got {split!r}")
         out.update(model_id=model_id, split=split)
+        image_ids = payload.get("image_ids")
+        if image_ids is not None:
+            if not isinstance(image_ids, list) or not all(
+                isinstance(i, int) and not isinstance(i, bool) for i in image_ids
+            ):
+                raise InvalidInput("image_ids must be a list of image ids (integers)")
+            if not image_ids:
+                raise InvalidInput("image_ids is empty: name at least one image")
+            out["image_ids"] = sorted(set(image_ids))
     return out
 
 
@@ -549,7 +559,16 @@ def _run_evaluate(
         size=int(meta["input_size"]),
     )
     ids = list(index.image_ids)
-    if checked["split"] == "all":
+    if checked.get("image_ids") is not None:
+        wanted = {str(i) for i in checked["image_ids"]}
+        absent = sorted(wanted - set(ids), key=int)
+        if absent:
+            raise InvalidInput(
+                f"images {absent[:5]} are not in version {version} of the dataset "
+                f"({len(absent)} of {len(wanted)} named)"
+            )
+        chosen = [i for i in ids if i in wanted]
+    elif checked["split"] == "all":
         chosen = ids
     else:
         recipe = SplitConfig(**dict(meta.get("config", {}).get("split", {})))
@@ -576,7 +595,7 @@ def _run_evaluate(
         "model_id": checked["model_id"],
         "dataset_id": dataset_id,
         "dataset_version": version,
-        "split": checked["split"],
+        "split": "images" if checked.get("image_ids") is not None else checked["split"],
         "images": len(data),
         "successes": int(scored.success.sum()),
         "accuracy": scored.accuracy,

@@ -215,8 +215,10 @@ def before_after(
     """The paper's Figure 8: the same image with the labels of two versions side by side.
 
     before/after: (N, 5) and (M, 5) label sets. Rectangles present only before are drawn
-    orange and crossed (removed), those present in both green, those only after red
-    (added), so a change reads without comparing the two halves. Returns (h, 2·w + gap, 3).
+    orange and crossed (removed), those present in both green, those only after green and
+    twice as thick (added: they are labels, and red means the model's predictions in every
+    picture), so a change reads without comparing the two halves. Returns
+    (h, 2·w + gap, 3).
     """
     b, a = as_grasps(before), as_grasps(after)
     removed = _missing_rows(b, a)
@@ -225,7 +227,9 @@ def before_after(
     left = review_overlay(
         image, labels=b, wrong=np.flatnonzero(removed).tolist(), zoom=False, size=None
     )
-    right = review_overlay(image, labels=a[~added], predictions=a[added], size=None)
+    right = review_overlay(image, labels=a[~added], size=None)
+    thick = 2 * max(1, round(max(right.shape[:2]) / 400))
+    draw_grasps(right, a[added], colour=LABEL, thickness=thick)
     if zoom:
         x0, y0, x1, y1 = zoom_box(both, shape=left.shape[:2])
         left, right = left[y0:y1, x0:x1], right[y0:y1, x0:x1]
@@ -266,6 +270,7 @@ def chart_flagged(
     _round_axis(ax, rounds)
     ax.set_ylabel("images")
     ax.set_title(title)
+    _counts_axis(ax)
     return _png(fig)
 
 
@@ -294,6 +299,7 @@ def chart_decision_mix(
     ax.set_title(title)
     if mix:
         ax.legend(fontsize="small")
+    _counts_axis(ax)
     return _png(fig)
 
 
@@ -303,10 +309,14 @@ def chart_metrics(
     series: Mapping[str, Sequence[float | None]],
     ylabel: str,
     title: str,
+    xlabel: str = "round",
+    ticks: Sequence[str] | None = None,
 ) -> bytes:
     """Lines of one or more metrics per round, e.g. accuracy or loss (Figure 7); PNG bytes.
 
-    A None value (a round without that metric) leaves a gap in its line.
+    A None value (a round without that metric) leaves a gap in its line. The metrics are
+    non-negative (accuracy, shares, losses), so the y axis starts at 0. `ticks` label the
+    x positions (default: the `rounds` values), `xlabel` names them.
     """
     _same_length(rounds, **dict(series))
     fig, ax = _figure()
@@ -314,12 +324,15 @@ def chart_metrics(
     for name, values in series.items():
         y = np.array([np.nan if v is None else float(v) for v in values], dtype=float)
         ax.plot(x, y, marker="o", label=name)
-    _round_axis(ax, rounds)
+    _round_axis(ax, rounds, xlabel)
+    if ticks is not None:
+        ax.set_xticks(x, list(ticks))
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     if series:
         ax.legend(fontsize="small")
+    _counts_axis(ax)
     return _png(fig)
 
 
@@ -429,9 +442,23 @@ def _figure():  # type: ignore[no-untyped-def]
     return fig, fig.add_subplot()
 
 
-def _round_axis(ax, rounds: Sequence[int]) -> None:  # type: ignore[no-untyped-def]
+def _round_axis(ax, rounds: Sequence[int], xlabel: str = "round") -> None:  # type: ignore[no-untyped-def]
     ax.set_xticks(np.arange(len(rounds)), [str(r) for r in rounds])
-    ax.set_xlabel("round")
+    ax.set_xlabel(xlabel)
+
+
+def _counts_axis(ax) -> None:  # type: ignore[no-untyped-def]
+    """Counts, shares and losses are never negative: the y axis starts at 0, and an empty
+    chart (nothing plotted, or all zeros) shows 0..1 instead of matplotlib's ±0.05."""
+    low, high = ax.get_ylim()
+    if low < 0:
+        ax.set_ylim(0, high if high > 0 and ax.has_data() and _has_positive(ax) else 1)
+
+
+def _has_positive(ax) -> bool:  # type: ignore[no-untyped-def]
+    values = [np.asarray(line.get_ydata(), dtype=float) for line in ax.get_lines()]
+    values += [np.array([p.get_y() + p.get_height() for p in ax.patches], dtype=float)]
+    return any(np.nanmax(v, initial=0.0) > 0 for v in values if v.size)
 
 
 def _png(fig) -> bytes:  # type: ignore[no-untyped-def]

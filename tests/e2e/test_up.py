@@ -132,12 +132,14 @@ def test_up_runs_the_stack_reviews_and_stops_cleanly(up, tmp_path):
         assert httpx.get(url, timeout=10).status_code == 200, url
     assert httpx.get(f"http://127.0.0.1:{o}/docs", timeout=10).status_code == 200
 
-    first.wait_for(r"round (\d+) is reviewing")
+    flagged = int(first.wait_for(r"round \d+ is reviewing: (\d+) flagged images").group(1))
     with OrchestratorClient(f"http://127.0.0.1:{o}", timeout=60.0) as api:
         api.login("admin", password)
         (dataset,) = api.list_datasets()
         assert dataset.name == "demo" and dataset.image_count == 30
         (rnd,) = api.list_rounds()
+        # The console states the real count, and the queue holds every flagged image.
+        assert flagged == rnd.counts.flagged == rnd.counts.items > 0
         reviewed = 0
         while reviewed < 3:
             item = api.claim_next(rnd.id)
@@ -148,6 +150,20 @@ def test_up_runs_the_stack_reviews_and_stops_cleanly(up, tmp_path):
             api.decide(item.id, decision)
             reviewed += 1
         assert api.review_stats(rnd.id).decided == 3
+
+    # One framed summary; the services' own output went to their log files, not here.
+    text = first.text()
+    assert text.count("┌─ regrasp is up") == 1 and "│ state " in text
+    assert not any(line.startswith(("orchestrator |", "trainer |")) for line in first.lines)
+    logs = tmp_path / "data" / "logs"
+    assert {"orchestrator.log", "trainer.log", "worker.log"} <= {p.name for p in logs.iterdir()}
+    shown = subprocess.run(
+        [str(REGRASP), "logs", "orchestrator", "-n", "5", "--data-dir", str(tmp_path / "data")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 0 and 0 < len(shown.stdout.splitlines()) <= 5, shown
 
     tree = first.tree()
     assert len(tree) >= 6  # the command, four services, a worker (and their children)

@@ -188,6 +188,9 @@ def test_campaign_table_and_figures_match_the_stored_metrics(stack, tmp_path, mo
         image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
         assert image is not None and image.size > 0, name
     assert [int(r["flagged"]) for r in numbers["flagged"]] == [stats.flagged]
+    # Figures 4 and 5 name rounds by their ids (round 1 is "1", not its position 0).
+    assert [int(r["round"]) for r in numbers["flagged"]] == [stack["round_id"]]
+    assert [int(r["round"]) for r in numbers["review_outcome"]] == [stack["round_id"]]
     outcome = numbers["review_outcome"][0]
     assert int(outcome["true_negative"]) == stats.decisions["true_negative"]
     assert (

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -294,3 +295,66 @@ def test_splits_are_deterministic_and_keep_objects_together():
     assert sum(v == {"test"} for v in per_object.values()) == 2  # round(0.25 × 9)
     b = assign_splits(objects, images, SplitSpec(kind="image", seed=5, test_fraction=0.25))
     assert b.count("test") == 15
+
+
+def test_export_after_a_round_keeps_every_untouched_grasps_file_byte_for_byte(
+    migrated_engine, file_store, jacquard_samples
+):
+    """A round that fixes one image: every other grasps file is exported as imported, byte
+    for byte; the fixed one keeps its CRLF endings, its `24.0` numbers and its kept lines."""
+    from regrasp.accounts import create_user
+    from regrasp.review.decisions import decide
+    from regrasp.rounds import machine
+    from regrasp.rounds.applying import apply_round
+    from regrasp.store.db.tables import ReviewItem
+    from scripts.review_demo import seed_round
+
+    with open_dataset("jacquard", path=jacquard_samples) as dataset:
+        result = import_dataset(migrated_engine, file_store, dataset, name="bytes", workers=2)
+    with session_scope(migrated_engine) as s:
+        lead = create_user(s, username="lead", password="lead-password-1", role="admin").id
+        round_id = seed_round(s, dataset_id=result.dataset_id, max_images=1)
+    with session_scope(migrated_engine) as s:
+        item = s.scalars(sa.select(ReviewItem).where(ReviewItem.round_id == round_id)).one()
+        labels = V.labels_at(s, result.dataset_id, 0)
+        own = labels.grasp_ids[labels.image_ids == item.image_id]
+        decide(
+            s,
+            item.id,
+            lead,
+            item_version=item.version,
+            decision="fix",
+            removed_grasp_ids=[int(own[0])],
+            accepted_predictions=[1],
+            seconds_taken=1.0,
+        )
+        changed = s.get(Image, item.image_id).name
+    with session_scope(migrated_engine) as s:
+        machine.request_apply(s, round_id, force=False, by=lead)
+    with session_scope(migrated_engine) as s:
+        assert apply_round(s, round_id) == 1
+        plan = plan_export(s, result.dataset_id, 1)
+        labels_v1 = V.labels_at(s, result.dataset_id, 1)
+        changed_labels = labels_v1.grasps[labels_v1.image_ids == item.image_id]
+
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(iter_export_zip(file_store, plan, root=""))))
+    grasps = {n: archive.read(n) for n in archive.namelist() if n.endswith("_grasps.txt")}
+    originals = {r: p for r, p in _sample_files(jacquard_samples).items() if r in grasps}
+    assert set(grasps) == set(originals) and len(grasps) > 1
+    untouched = [r for r in grasps if not r.endswith(f"/{changed}_grasps.txt")]
+    assert len(untouched) == len(grasps) - 1
+    for rel in untouched:
+        assert grasps[rel] == originals[rel].read_bytes(), rel
+
+    (rel,) = set(grasps) - set(untouched)
+    before, after = originals[rel].read_bytes(), grasps[rel]
+    assert after != before
+    assert after.count(b"\r\n") == len(after.splitlines()) and b"\n" not in after.replace(
+        b"\r\n", b""
+    )
+    np.testing.assert_array_equal(parse_jacquard(after.decode("ascii")), changed_labels)
+    old_lines, new_lines = before.splitlines(), after.splitlines()
+    assert new_lines[: len(old_lines) - 1] == old_lines[1:]  # kept lines as written, in order
+    assert len(new_lines) == len(old_lines)  # one removed, one accepted prediction added
+    if b".0;" in before:  # the samples write integral values as `24.0`; so does the export
+        assert all(not re.search(rb"(^|;)-?\d+(;|$)", line) for line in new_lines)

@@ -70,7 +70,8 @@ def test_before_after_marks_removed_and_added():
     left, right = pair[:, :200], pair[:, 208:]
     assert _has(left, viz.WRONG, (100, 140, 100, 140))  # PRED removed
     assert not _has(right, viz.WRONG, (100, 140, 100, 140))
-    assert _has(right, viz.PREDICTION, (40, 80, 130, 170))  # the added one
+    assert _has(right, viz.LABEL, (40, 80, 130, 170))  # the added one: a label, green
+    assert not _has(pair, viz.PREDICTION, (0, 0, 408, 200))  # red is for predictions only
 
 
 def test_png_and_charts_round_trip():
@@ -90,3 +91,23 @@ def test_png_and_charts_round_trip():
         assert chart.startswith(b"\x89PNG")
     with pytest.raises(InvalidInput):
         viz.chart_flagged([1, 2], flagged=[1])
+
+
+def test_empty_and_zero_charts_have_no_negative_axis():
+    from matplotlib.figure import Figure
+
+    for draw in (
+        lambda ax: ax.bar([0, 1], [0, 0]),
+        lambda ax: ax.plot([0, 1], [np.nan, np.nan]),
+        lambda ax: None,
+        lambda ax: ax.bar([0, 1], [3, 7]),
+    ):
+        ax = Figure().add_subplot()
+        draw(ax)
+        viz._counts_axis(ax)
+        low, high = ax.get_ylim()
+        assert low == 0 and high >= 1
+    ax = Figure().add_subplot()
+    ax.bar([0, 1], [3, 7])
+    viz._counts_axis(ax)
+    assert ax.get_ylim()[1] >= 7  # real data keeps its range

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request, status
 
 from regrasp.clients.orchestrator import (
+    ApplyPreviewPublic,
     BulkDecisions,
     BulkDecisionsResult,
     RoundApply,
@@ -19,12 +20,15 @@ from regrasp.clients.orchestrator import (
     RoundCreate,
     RoundPublic,
     RoundRetry,
+    TrainingProgress,
 )
 from regrasp.errors import Conflict, NotFound
+from regrasp.jobs import eta_seconds
 from regrasp.review.decisions import decide
 from regrasp.rounds import machine
+from regrasp.rounds.applying import preview_apply
 from regrasp.rounds.config import RUN_KEY, RoundConfig, parse_config
-from regrasp.store.db.tables import ReviewItem, Round, RoundState
+from regrasp.store.db.tables import Job, ReviewItem, Round, RoundState
 from services.orchestrator.deps import AdminUser, CurrentUser, SessionDep
 from services.orchestrator.routes import ERRORS, commit_and_wake
 
@@ -92,6 +96,13 @@ def apply_round(
     """Apply the decisions as the next version (force: undecided items = true negatives)."""
     rnd = machine.request_apply(session, round_id, force=body.force, by=admin.user_id)
     return commit_and_wake(session, request.app.state.round_runner, _public(session, rnd))
+
+
+@router.get("/{round_id}/apply-preview", response_model=ApplyPreviewPublic)
+def apply_preview(round_id: int, _admin: AdminUser, session: SessionDep) -> ApplyPreviewPublic:
+    """What applying now would change: images removed, grasps added and removed."""
+    preview = preview_apply(session, round_id)
+    return ApplyPreviewPublic(**{k: getattr(preview, k) for k in ApplyPreviewPublic.model_fields})
 
 
 @router.post("/{round_id}/decisions", response_model=BulkDecisionsResult)
@@ -172,7 +183,42 @@ def _public(session: sa.orm.Session, rnd: Round) -> RoundPublic:
         finished_at=rnd.finished_at,
         timings=timings,
         counts=RoundCounts(**machine.round_counts(session, rnd.id)),
+        training=_training(session, rnd, units),
     )
+
+
+def _training(session: sa.orm.Session, rnd: Round, units: list[dict]) -> list[TrainingProgress]:
+    """The round's training jobs as their workers last reported (epoch n of N, loss, ETA),
+    while it is training: read from the jobs table the trainer's workers write (the same
+    database), so the view answers even when the trainer API is down."""
+    if rnd.state not in (RoundState.created, RoundState.training):
+        return []
+    ids = [int(u["job_id"]) for u in units if u.get("job_id") is not None]
+    if not ids and rnd.train_job_id is not None:
+        ids = [rnd.train_job_id]
+    if not ids:
+        return []
+    jobs = {j.id: j for j in session.scalars(sa.select(Job).where(Job.id.in_(ids)))}
+    out = []
+    for job_id in ids:
+        job = jobs.get(job_id)
+        if job is None:
+            continue
+        m = job.metrics or {}
+        loss = m.get("loss")
+        out.append(
+            TrainingProgress(
+                job_id=job.id,
+                state=job.state.value,
+                phase=m.get("phase"),
+                epoch=m.get("epoch"),
+                epochs=m.get("epochs") or (job.payload or {}).get("config", {}).get("epochs"),
+                loss=loss if isinstance(loss, int | float) and loss == loss else None,
+                progress=float(job.progress or 0.0),
+                eta_seconds=eta_seconds(job),
+            )
+        )
+    return out
 
 
 def _time(value: str | None) -> datetime | None:

@@ -1,12 +1,12 @@
-"""Users: who am I, and (admins) create and list people."""
+"""Users: who am I, and (admins) create and list people and reset their passwords."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 from fastapi import APIRouter, status
 
-from regrasp.accounts import create_user
-from regrasp.clients.orchestrator import UserCreate, UserPublic
+from regrasp.accounts import create_user, set_password
+from regrasp.clients.orchestrator import PasswordSet, UserCreate, UserPublic
 from regrasp.errors import NotFound
 from regrasp.store.db.tables import User
 from services.orchestrator.deps import AdminUser, CurrentUser, SessionDep
@@ -36,3 +36,11 @@ def list_all(_admin: AdminUser, session: SessionDep) -> list[UserPublic]:
     """Every user (admins only)."""
     rows = session.scalars(sa.select(User).order_by(User.id)).all()
     return [UserPublic.model_validate(u) for u in rows]
+
+
+@router.put("/{user_id}/password", response_model=UserPublic)
+def reset_password(
+    user_id: int, body: PasswordSet, _admin: AdminUser, session: SessionDep
+) -> UserPublic:
+    """Set a user's password (admins only); the old one stops working at once."""
+    return UserPublic.model_validate(set_password(session, user_id, body.password))

@@ -3,22 +3,28 @@ and the refinement statistics of the dataset's rounds, each downloadable as PNG 
 
 Everything shown is served by the orchestrator (`/campaigns/{id}/report`, `/table.csv`,
 `/figures/{name}.png|csv`); this page only lays it out. The whole report as one zip is
-`regrasp campaign report ID -o DIR`.
+`regrasp campaign report ID -o DIR`. A form starts a campaign (as `regrasp campaign start`).
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from services.review_ui import overview, state, widgets
+from services.review_ui import lead, overview, state, widgets
 
 st.title("Campaigns")
 api = state.api()
+datasets = api.list_datasets()
+names = {d.id: d.name for d in datasets}
 campaigns = api.list_campaigns()
+if datasets:
+    with st.expander("Start a campaign", expanded=not campaigns):
+        lead.start_campaign_form(api, datasets)
+    campaigns = api.list_campaigns()
 if not campaigns:
-    st.info("No campaigns yet. Start one with `regrasp campaign start DATASET`.")
+    st.info("No campaigns yet.")
     st.stop()
-labels = {c.id: f"#{c.id} {c.name} ({c.state})" for c in campaigns}
+labels = {c.id: f"#{c.id} {c.name or names.get(c.dataset_id, '')} ({c.state})" for c in campaigns}
 campaign_id = st.selectbox(
     "Campaign", list(labels), format_func=labels.__getitem__, key="campaign_pick"
 )
@@ -29,8 +35,9 @@ if campaign.error:  # why it failed, or which trainer call is being retried
     notice(campaign.error)
 done = sum(c.accuracy is not None for c in report.cells)
 st.caption(
-    f"Dataset {report.dataset_id} · state **{report.state}** · {done} of {len(report.cells)} "
-    f"runs scored · test split: {report.test_images} images of version {report.test_version}"
+    f"Dataset {names.get(report.dataset_id, report.dataset_id)} · state **{report.state}** · "
+    f"{done} of {len(report.cells)} runs scored · test split: {report.test_images} images "
+    f"of version {report.test_version}"
 )
 
 st.subheader("Accuracy (best of each version marked *)")

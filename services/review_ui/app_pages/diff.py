@@ -39,7 +39,7 @@ rgb = decode_rgb(api.image_bytes(image_id, "rgb"))
 picture = viz.before_after(rgb, before=change.before, after=change.after, size=512, zoom=True)
 st.image(viz.to_png(picture), width="stretch")
 st.caption(
-    f"Left v{v_from}: rectangles removed in v{v_to} in orange ✕. Right v{v_to}: added ones "
-    f"in red. Only the rectangles that changed are drawn ({len(change.removed)} removed, "
-    f"{len(change.added)} added)."
+    f"Left v{v_from}: rectangles removed in v{v_to} in orange ✕. Right v{v_to}: added labels "
+    f"in thick green. Only the rectangles that changed are drawn ({len(change.removed)} "
+    f"removed, {len(change.added)} added)."
 )

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import streamlit as st
 
 from regrasp.errors import Conflict, RegraspError
-from services.review_ui import state
+from services.review_ui import lead, state
 from services.review_ui.session import (
     DECISION_KEYS,
     MAX_KEYED_PREDICTIONS,
@@ -75,6 +75,7 @@ def _keep_lease() -> None:
 
 if session.current is None:
     st.success("Nothing left for you in this round. Thank you!")
+    lead.after_queue(round_id)  # the lead's next step (apply), not just thanks
     st.button(
         "Undo last",
         key="undo",

@@ -3,15 +3,16 @@
 The paper trained ten networks on versions 0, 2, 6, 8 and 10 of Jacquard V2 and scored
 each on one test split. Here every (network, version) pair is one trainer job with the
 same `train` options (the network's name replacing `architecture`), and every model is
-scored on the test part of `test_version` (default: the highest version listed) by the
-split recipe of `train.split`. Those test images are excluded from every training run
-(`TrainConfig.exclude_image_ids`), so no model of any version has seen them, even where
-removed images shift an object-wise split between versions.
+scored on the test part of `test_version` (default: the highest version listed): the
+split recorded at import when the images carry one (`test_split="auto"` or "imported"),
+else the split recipe of `train.split` ("recipe"). Those test images are excluded from
+every training run (`TrainConfig.exclude_image_ids`), so no model of any version has
+seen them, even where removed images shift an object-wise split between versions.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -38,6 +39,11 @@ class CampaignConfig(BaseModel):
     )
     test_version: int | None = Field(
         None, ge=0, description="Version whose test split scores every model (None: the highest)."
+    )
+    test_split: Literal["auto", "imported", "recipe"] = Field(
+        "auto",
+        description="Which test images: 'imported' the split recorded at import, 'recipe' "
+        "train.split's recipe, 'auto' the imported one when the import recorded test images.",
     )
 
     @field_validator("networks")

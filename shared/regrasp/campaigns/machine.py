@@ -86,7 +86,7 @@ def create_campaign(
     if not test_ids:
         raise Conflict(
             f"the test split of version {config.scored_version} is empty; raise "
-            "train.split.test_fraction or add images"
+            "train.split.test_fraction, add images, or import the dataset with a split"
         )
     runs = []
     for network in config.networks:
@@ -143,18 +143,34 @@ def parse_config(campaign: Campaign) -> CampaignConfig:
 
 
 def test_split(session: Session, dataset_id: int, config: CampaignConfig) -> list[int]:
-    """Image ids (sorted) of the test part of `config.scored_version` by the split recipe
-    of `config.train` — what the trainer's evaluate job scores on that version."""
+    """Image ids (sorted) of the test part of `config.scored_version`.
+
+    The split recorded at import (`images.split == "test"`) when `config.test_split` is
+    "imported", or "auto" and the import recorded test images (a dataset imported with its
+    own split is scored on it, as its authors meant); else the recipe of
+    `config.train["split"]`, as the trainer would make it. Every model is then evaluated on
+    exactly these ids (`EvaluateJobCreate.image_ids`). Conflict for "imported" when the
+    import recorded no test image.
+    """
     from regrasp.training.config import SplitConfig
     from regrasp.training.splits import make_split
 
-    recipe = SplitConfig(**dict(config.train.get("split") or {}))
     rows = session.execute(
         versions.select_images_at(dataset_id, config.scored_version)
-        .with_only_columns(Image.id, DatasetObject.name)
+        .with_only_columns(Image.id, DatasetObject.name, Image.split)
         .join(DatasetObject, DatasetObject.id == Image.object_id)
         .order_by(Image.id)
     ).all()
+    if config.test_split != "recipe":
+        recorded = [int(r[0]) for r in rows if r[2] == "test"]
+        if recorded:
+            return recorded
+        if config.test_split == "imported":
+            raise Conflict(
+                f"version {config.scored_version} has no test image recorded at import; "
+                "use test_split 'recipe' (train.split) instead"
+            )
+    recipe = SplitConfig(**dict(config.train.get("split") or {}))
     split = make_split(
         [str(r[0]) for r in rows],
         [str(r[1]) for r in rows],
@@ -276,6 +292,7 @@ def _advance_run(
                 "dataset_id": dataset_id,
                 "version": config.scored_version,
                 "split": "test",
+                "image_ids": sorted(test_ids),
             }
             job_id = _submit_once(
                 bind,
@@ -287,7 +304,10 @@ def _advance_run(
                 intent="eval_intent_at",
                 payload=payload,
                 create=lambda: EvaluateJobCreate(
-                    model_id=model_id, dataset=dataset_id, version=config.scored_version
+                    model_id=model_id,
+                    dataset=dataset_id,
+                    version=config.scored_version,
+                    image_ids=sorted(test_ids),
                 ),
             )
             _update(bind, campaign_id, index, {"state": "evaluating", "eval_job_id": job_id})

@@ -202,8 +202,15 @@ def figure_csv(report: CampaignReport, name: str) -> str:
         return _csv(
             ["round", "base_version", "result_version", "images", "flagged", "decided"],
             [
-                [i, r.base_version, _opt(r.result_version), r.images, r.flagged, r.decided_flagged]
-                for i, r in enumerate(report.rounds)
+                [
+                    r.round_id,
+                    r.base_version,
+                    _opt(r.result_version),
+                    r.images,
+                    r.flagged,
+                    r.decided_flagged,
+                ]
+                for r in report.rounds
             ],
         )
     if name == "review_outcome":
@@ -212,14 +219,14 @@ def figure_csv(report: CampaignReport, name: str) -> str:
             + ["true_negative_share", "false_negative_share"],
             [
                 [
-                    i,
+                    r.round_id,
                     r.decided_flagged,
                     r.decisions["true_negative"],
                     sum(r.decisions[d.value] for d in LABEL_ERRORS),
                     _num(r.true_negative_share),
                     _num(r.false_negative_share),
                 ]
-                for i, r in enumerate(report.rounds)
+                for r in report.rounds
             ],
         )
     if name in ("accuracy", "train_loss"):
@@ -238,7 +245,7 @@ def figure_png(report: CampaignReport, name: str, *, session: Session, store: Ob
     from regrasp import viz
 
     _check_figure(name)
-    rounds = list(range(len(report.rounds)))
+    rounds = [r.round_id for r in report.rounds]  # labelled by the rounds' own ids
     if name == "flagged":
         return viz.chart_flagged(
             rounds,
@@ -268,6 +275,8 @@ def figure_png(report: CampaignReport, name: str, *, session: Session, store: Ob
             report.versions,
             series=series,
             ylabel="test accuracy (%)" if name == "accuracy" else "final training loss",
+            xlabel="dataset version",
+            ticks=[f"v{v}" for v in report.versions],
             title=(
                 f"Accuracy per network (test split of v{report.test_version})"
                 if name == "accuracy"

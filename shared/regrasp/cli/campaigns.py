@@ -30,6 +30,9 @@ def campaign_start(
         None, help="JSON of TrainConfig fields shared by every run, e.g. '{\"epochs\": 30}'."
     ),
     test_version: int = typer.Option(None, help="Version whose test split scores (highest)."),
+    test_split: str = typer.Option(
+        "auto", help="auto (the import's split when it recorded one), imported, or recipe."
+    ),
     name: str = typer.Option("", help="A label for people."),
     wait: bool = typer.Option(False, help="Follow the campaign until it ends."),
     url: str = URL_OPTION,
@@ -52,6 +55,7 @@ def campaign_start(
                 versions=numbers,
                 train=train,
                 test_version=test_version,
+                test_split=test_split,
             )
         )
         typer.echo(
@@ -60,7 +64,7 @@ def campaign_start(
         )
         if wait:
             campaign = api.wait_campaign(campaign.id)
-            _echo_campaign(campaign)
+            _echo_campaign(campaign, api)
             if campaign.state != "done":
                 raise typer.Exit(1)
 
@@ -76,11 +80,15 @@ def campaign_status(
     """A campaign's state and runs (or every campaign, one line each)."""
     with orchestrator_client(url, token, username, password) as api:
         if campaign_id is None:
+            names = {d.id: d.name for d in api.list_datasets()}
             for c in api.list_campaigns():
                 done = sum(r.state == "done" for r in c.runs)
-                typer.echo(f"{c.id}\tdataset {c.dataset_id}\t{c.state}\t{done}/{len(c.runs)} runs")
+                typer.echo(
+                    f"{c.id}\t{names.get(c.dataset_id, c.dataset_id)}\t{c.state}\t"
+                    f"{done}/{len(c.runs)} runs"
+                )
             return
-        _echo_campaign(api.get_campaign(campaign_id))
+        _echo_campaign(api.get_campaign(campaign_id), api)
 
 
 @campaign_app.command("resume")
@@ -93,7 +101,7 @@ def campaign_resume(
 ) -> None:
     """Continue a failed campaign: failed runs train again, the others go on (admins)."""
     with orchestrator_client(url, token, username, password) as api:
-        _echo_campaign(api.resume_campaign(campaign_id))
+        _echo_campaign(api.resume_campaign(campaign_id), api)
 
 
 @campaign_app.command("cancel")
@@ -106,7 +114,7 @@ def campaign_cancel(
 ) -> None:
     """Cancel a campaign that has not finished; its open jobs are cancelled (admins)."""
     with orchestrator_client(url, token, username, password) as api:
-        _echo_campaign(api.cancel_campaign(campaign_id))
+        _echo_campaign(api.cancel_campaign(campaign_id), api)
 
 
 @campaign_app.command("report")
@@ -145,9 +153,12 @@ def campaign_report(
                 typer.echo(f"wrote {len(z.namelist())} files to {folder}")
 
 
-def _echo_campaign(campaign) -> None:  # type: ignore[no-untyped-def]
+def _echo_campaign(campaign, api=None) -> None:  # type: ignore[no-untyped-def]
+    dataset = (
+        repr(api.get_dataset(campaign.dataset_id).name) if api is not None else campaign.dataset_id
+    )
     typer.echo(
-        f"campaign {campaign.id}: {campaign.state} (dataset {campaign.dataset_id}, "
+        f"campaign {campaign.id}: {campaign.state} (dataset {dataset}, "
         f"test split of v{campaign.test_version}, {campaign.test_images} images)"
     )
     for r in campaign.runs:

@@ -13,6 +13,7 @@ from regrasp.cli._common import (
     json_object_option,
     orchestrator_client,
 )
+from regrasp.rounds.describe import apply_summary, training_line
 
 round_app = typer.Typer(no_args_is_help=True, help="Refinement rounds through the orchestrator.")
 app.add_typer(round_app, name="round")
@@ -51,7 +52,7 @@ def round_start(
         typer.echo(f"round {rnd.id} on {ds.name!r} v{rnd.base_version}: {rnd.state}")
         if wait:
             rnd = api.wait_round(rnd.id, on_progress=lambda r: None)
-            _echo_round(rnd)
+            _echo_round(rnd, api)
 
 
 @round_app.command("status")
@@ -65,13 +66,15 @@ def round_status(
     """A round's state, timings per state and counts (or every round, one line each)."""
     with orchestrator_client(url, token, username, password) as api:
         if round_id is None:
+            names = {d.id: d.name for d in api.list_datasets()}
             for r in api.list_rounds():
                 typer.echo(
-                    f"{r.id}\tdataset {r.dataset_id} v{r.base_version}\t{r.state}\t"
+                    f"{r.id}\t{names.get(r.dataset_id, r.dataset_id)} v{r.base_version}\t"
+                    f"{r.state}\t"
                     f"result v{r.result_version if r.result_version is not None else '-'}"
                 )
             return
-        _echo_round(api.get_round(round_id))
+        _echo_round(api.get_round(round_id), api)
 
 
 @round_app.command("apply")
@@ -86,10 +89,12 @@ def round_apply(
 ) -> None:
     """Apply a round's decisions as the next dataset version (admins)."""
     with orchestrator_client(url, token, username, password) as api:
+        if api.get_round(round_id).state == "reviewing":
+            typer.echo(f"applying: {apply_summary(api.apply_preview(round_id))}")
         rnd = api.apply_round(round_id, force=force)
         if wait:
             rnd = api.wait_round(round_id, until=("done", "failed", "cancelled"))
-        _echo_round(rnd)
+        _echo_round(rnd, api)
         if rnd.state in ("failed", "cancelled"):
             raise typer.Exit(1)
 
@@ -104,7 +109,7 @@ def round_cancel(
 ) -> None:
     """Cancel a round that has not started applying (admins)."""
     with orchestrator_client(url, token, username, password) as api:
-        _echo_round(api.cancel_round(round_id))
+        _echo_round(api.cancel_round(round_id), api)
 
 
 @round_app.command("resume")
@@ -117,13 +122,14 @@ def round_resume(
 ) -> None:
     """Retry a failed round from the state it failed in (admins)."""
     with orchestrator_client(url, token, username, password) as api:
-        _echo_round(api.resume_round(round_id))
+        _echo_round(api.resume_round(round_id), api)
 
 
-def _echo_round(rnd) -> None:  # type: ignore[no-untyped-def]
+def _echo_round(rnd, api=None) -> None:  # type: ignore[no-untyped-def]
     c = rnd.counts
+    dataset = repr(api.get_dataset(rnd.dataset_id).name) if api is not None else rnd.dataset_id
     typer.echo(
-        f"round {rnd.id}: {rnd.state} (dataset {rnd.dataset_id} v{rnd.base_version}"
+        f"round {rnd.id}: {rnd.state} (dataset {dataset} v{rnd.base_version}"
         + (f" -> v{rnd.result_version}" if rnd.result_version is not None else "")
         + f"); predicted {c.images_predicted}, flagged {c.flagged}, "
         f"items {c.items}, decided {c.decided}"
@@ -131,6 +137,8 @@ def _echo_round(rnd) -> None:  # type: ignore[no-untyped-def]
     for state, t in rnd.timings.items():
         seconds = f"{t.seconds:.1f} s" if t.seconds is not None else "-"
         typer.echo(f"  {state:<11} {seconds}")
+    for t in rnd.training if rnd.state in ("created", "training") else ():
+        typer.echo(f"  training    job {t.job_id}: {training_line(t)}")
     if rnd.retry is not None and not rnd.retry.gave_up:
         typer.echo(
             f"  retrying {rnd.retry.state}: try {rnd.retry.attempts} failed, next at "

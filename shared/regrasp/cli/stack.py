@@ -10,6 +10,9 @@ from regrasp.cli._app import app
 from regrasp.cli._common import PASSWORD_OPTION, TOKEN_OPTION, USER_OPTION, orchestrator_client
 from regrasp.errors import RegraspError
 
+#: The processes `regrasp up` runs; each logs to `<data dir>/logs/<name>.log`.
+SERVICES = ("orchestrator", "trainer", "worker", "inference", "review_ui")
+
 
 @app.command()
 def up(
@@ -29,15 +32,22 @@ def up(
     device: str = typer.Option(None, help="Trainer worker's torch device (default: auto)."),
     startup_timeout: float = typer.Option(600.0, help="Seconds to wait for healthy services."),
 ) -> None:
-    """Run all four services and a trainer worker here, supervised, until Ctrl-C."""
+    """Run all four services and a trainer worker here, supervised, until Ctrl-C.
+
+    The services log to files (`regrasp logs SERVICE` tails one); the console gets one
+    framed summary once everything is up (URLs, the admin's password on the first run,
+    the latest round's real state), then one line when round 1 is ready for review.
+    """
     import os
     import threading
     from pathlib import Path
 
+    from regrasp.cli._console import frame
     from regrasp.clients.orchestrator import OrchestratorClient
     from regrasp.demo import StackPorts, SyntheticSpec, bootstrap_demo, ensure_admin, local_stack
+    from regrasp.rounds.describe import round_summary
     from regrasp.settings import load_settings
-    from regrasp.supervisor import Supervisor, stop_on_signals
+    from regrasp.supervisor import LogFiles, Supervisor, stop_on_signals
 
     s = load_settings(**({"data_dir": Path(data_dir)} if data_dir else {}))
     ports = StackPorts(orchestrator_port, trainer_port, inference_port, ui_port)
@@ -48,50 +58,116 @@ def up(
         password=s.admin_password.get_secret_value() if s.admin_password else None,
         mode=s.mode,
     )
-    typer.echo(f"regrasp: data in {stack.data_dir} ({s.database_url.split(':', 1)[0]})")
-    supervisor = Supervisor(stack.specs(worker_device=device))
-    with stop_on_signals() as stop, supervisor:
-        supervisor.wait_healthy(timeout=startup_timeout, cancel=stop)
+    logs = stack.data_dir / "logs"
+    sink = LogFiles(logs)
+    say = lambda m: typer.echo(f"regrasp: {m}")  # noqa: E731
+    say(f"data in {stack.data_dir} ({s.database_url.split(':', 1)[0]}); service logs in {logs}")
+    say("starting the services (this takes a minute; `regrasp logs SERVICE` shows one) …")
+    supervisor = Supervisor(
+        stack.specs(worker_device=device),
+        output=sink,
+        on_crash=lambda c: say(
+            f"{c.name} exited with {c.returncode}; restarting (log {logs / (c.name + '.log')})"
+        ),
+    )
+
+    def summary(api: OrchestratorClient | None) -> str:
         lines = [
-            "regrasp is up:",
-            f"  review UI          {stack.url('review_ui')}",
-            f"  orchestrator API   {stack.url('orchestrator')}/docs",
-            f"  inference          {stack.url('inference')}  (docs {stack.url('inference')}/docs)",
-            f"  trainer API        {stack.url('trainer')}/docs",
+            f"review UI          {stack.url('review_ui')}",
+            f"orchestrator API   {stack.url('orchestrator')}/docs",
+            f"inference          {stack.url('inference')}  (docs {stack.url('inference')}/docs)",
+            f"trainer API        {stack.url('trainer')}/docs",
+            f"logs               {logs}  (regrasp logs SERVICE)",
         ]
         if password is not None and s.admin_password is None:
             lines.append(
-                f"  admin              {s.admin_username!r} / {password}  "
+                f"admin              {s.admin_username!r} / {password}  "
                 "(generated; shown once, stored only as a hash)"
             )
         elif password is not None:
-            lines.append(f"  admin              {s.admin_username!r} (REGRASP_ADMIN_PASSWORD)")
-        typer.echo("\n".join(lines) + "\nCtrl-C stops everything.", err=False)
+            lines.append(f"admin              {s.admin_username!r} (REGRASP_ADMIN_PASSWORD)")
+        rounds = api.list_rounds() if api is not None else []
+        lines.append(f"state              {round_summary(rounds[0]) if rounds else 'no round yet'}")
+        lines.append("Ctrl-C stops everything.")
+        return frame(lines, title="regrasp is up")
 
-        def bootstrap() -> None:
-            try:
-                with OrchestratorClient(stack.url("orchestrator"), timeout=120.0) as api:
-                    api.use_credential(stack.service_key)
+    def bootstrap() -> None:
+        try:
+            with OrchestratorClient(stack.url("orchestrator"), timeout=120.0) as api:
+                api.use_credential(stack.service_key)
+                rnd = None
+                if demo_data:
                     spec = SyntheticSpec(
                         images=images, size=size, corrupt_fraction=corrupt_fraction
                     )
-                    say = lambda m: typer.echo(f"regrasp: {m}")  # noqa: E731
                     rnd = bootstrap_demo(api, spec=spec, on_progress=say)
-                    if rnd is None:
-                        return
-                    rnd = api.wait_round(rnd.id, timeout=24 * 3600.0, poll=2.0)
-                    say(
-                        f"round {rnd.id} is {rnd.state}: {rnd.counts.items} flagged images "
-                        f"to review at {stack.url('review_ui')}"
-                        + (f" ({rnd.error})" if rnd.error else "")
-                    )
-            except RegraspError as exc:
-                typer.echo(f"regrasp: demo data not set up: {exc}", err=True)
+                typer.echo(summary(api))
+                if rnd is None:
+                    return
+                rnd = api.wait_round(rnd.id, timeout=24 * 3600.0, poll=2.0)
+                rnd = _queue_made(api, rnd)
+                say(f"{round_summary(rnd)}; review at {stack.url('review_ui')}")
+        except RegraspError as exc:
+            typer.echo(f"regrasp: demo data not set up: {exc}", err=True)
+            typer.echo(summary(None))
 
-        if demo_data:
-            threading.Thread(target=bootstrap, name="demo-data", daemon=True).start()
-        stop.wait()
-        typer.echo("regrasp: stopping (Ctrl-C again to force)")
+    try:
+        with stop_on_signals() as stop, supervisor:
+            supervisor.wait_healthy(timeout=startup_timeout, cancel=stop)
+            threading.Thread(target=bootstrap, name="bootstrap", daemon=True).start()
+            stop.wait()
+            say("stopping (Ctrl-C again to force)")
+    finally:
+        sink.close()
+
+
+def _queue_made(api, rnd, *, timeout: float = 120.0):  # type: ignore[no-untyped-def]
+    """The round once its review queue holds every flagged image (it is made just after
+    the round enters reviewing), so the count printed is the real one."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while rnd.state == "reviewing" and rnd.counts.items < rnd.counts.flagged:
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(1.0)
+        rnd = api.get_round(rnd.id)
+    return rnd
+
+
+@app.command()
+def logs(
+    service: str = typer.Argument(..., help=f"One of {', '.join(SERVICES)}."),
+    lines: int = typer.Option(50, "--lines", "-n", min=0, help="Last lines to show."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines."),
+    data_dir: str = typer.Option(
+        None, help="The data folder `regrasp up` used (default REGRASP_DATA_DIR)."
+    ),
+) -> None:
+    """Show the end of a service's log written by `regrasp up` (like `tail`)."""
+    import time
+    from collections import deque
+    from pathlib import Path
+
+    from regrasp.errors import InvalidInput, NotFound
+    from regrasp.settings import load_settings
+
+    name = service.replace("-", "_")
+    if name not in SERVICES:
+        raise InvalidInput(f"unknown service {service!r}; known: {', '.join(SERVICES)}")
+    folder = Path(data_dir) if data_dir else load_settings().data_dir
+    path = folder / "logs" / f"{name}.log"
+    if not path.is_file():
+        raise NotFound(f"{path}: no log yet (has `regrasp up` run with this data folder?)")
+    with path.open(errors="replace") as log:
+        for line in deque(log, maxlen=lines) if lines else ():
+            typer.echo(line.rstrip("\n"))
+        while follow:
+            line = log.readline()
+            if line:
+                typer.echo(line.rstrip("\n"))
+            else:
+                time.sleep(0.5)
 
 
 @app.command()

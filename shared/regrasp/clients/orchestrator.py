@@ -30,6 +30,7 @@ from regrasp.rounds.config import RoundConfig
 __all__ = [
     "AdjudicationCasePublic",
     "AnnotatorStatsPublic",
+    "ApplyPreviewPublic",
     "ApiKeyCreate",
     "ApiKeyCreated",
     "ApiKeyPublic",
@@ -57,6 +58,7 @@ __all__ = [
     "LabelPublic",
     "LeaseRequest",
     "OrchestratorClient",
+    "PasswordSet",
     "PredictedGraspPublic",
     "RefinementPublic",
     "ReviewItemPublic",
@@ -68,6 +70,7 @@ __all__ = [
     "StopAdvicePublic",
     "SyntheticSource",
     "Token",
+    "TrainingProgress",
     "UndoPublic",
     "UserCreate",
     "UserPublic",
@@ -115,6 +118,12 @@ class UserCreate(BaseModel):
     username: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._@-]+$")
     password: str = Field(min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_LENGTH)
     role: Role = "annotator"
+
+
+class PasswordSet(BaseModel):
+    """A new password for a user (an admin's reset)."""
+
+    password: str = Field(min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_LENGTH)
 
 
 class UserPublic(_Public):
@@ -453,6 +462,19 @@ class OrchestratorClient(ServiceClient):
     def list_users(self) -> list[UserPublic]:
         return [UserPublic.model_validate(u) for u in self.request("GET", "/users").json()]
 
+    def find_user(self, username: str) -> UserPublic:
+        """A user by name (admins); NotFound otherwise."""
+        for user in self.list_users():
+            if user.username == username:
+                return user
+        raise NotFound(f"no user named {username!r}")
+
+    def set_password(self, user_id: int, password: str) -> UserPublic:
+        """Reset a user's password (admins)."""
+        body = PasswordSet(password=password).model_dump()
+        response = self.request("PUT", f"/users/{user_id}/password", json=body)
+        return UserPublic.model_validate(response.json())
+
     def create_api_key(self, key: ApiKeyCreate) -> ApiKeyCreated:
         return self.post_model("/api-keys", ApiKeyCreated, json=key.model_dump())
 
@@ -659,6 +681,10 @@ class OrchestratorClient(ServiceClient):
         body = RoundApply(force=force).model_dump()
         return self.post_model(f"/rounds/{round_id}/apply", RoundPublic, retry=True, json=body)
 
+    def apply_preview(self, round_id: int) -> ApplyPreviewPublic:
+        """What applying the round now would change (admins); nothing is written."""
+        return self.get_model(f"/rounds/{round_id}/apply-preview", ApplyPreviewPublic)
+
     def round_decisions(self, round_id: int, decisions: BulkDecisions) -> BulkDecisionsResult:
         """Record decisions on the round's items as the caller (admins), all or none."""
         return self.post_model(
@@ -813,6 +839,38 @@ class RoundCounts(BaseModel):
     decided: int = 0
 
 
+class TrainingProgress(BaseModel):
+    """A round's training job as the trainer's worker last reported it."""
+
+    job_id: int
+    state: str = Field(description="queued, running, succeeded, failed or cancelled.")
+    phase: str | None = Field(None, description="cache, train or evaluate.")
+    epoch: int | None = Field(None, description="The epoch being trained (1-based).")
+    epochs: int | None = None
+    loss: float | None = Field(None, description="Training loss so far in this epoch.")
+    progress: float = Field(0.0, description="Fraction of the whole job, 0..1.")
+    eta_seconds: float | None = Field(None, description="From the progress rate; None early.")
+
+
+class ApplyPreviewPublic(BaseModel):
+    """What applying the round now would change (undecided items as true negatives)."""
+
+    round_id: int
+    base_version: int
+    items: int
+    decided: int
+    undecided: int
+    decisions: dict[str, int]
+    images_removed: int
+    grasps_added: int
+    grasps_removed: int = Field(description="Rectangles removed by fixes.")
+    grasps_removed_with_images: int = Field(description="Labels of the removed images.")
+    images_before: int
+    grasps_before: int
+    images_after: int
+    grasps_after: int
+
+
 class RoundPublic(BaseModel):
     """A round: its state, options, models, timings per state and counts."""
 
@@ -836,6 +894,9 @@ class RoundPublic(BaseModel):
     finished_at: UtcDatetime | None
     timings: dict[str, StateTiming] = Field(default_factory=dict)
     counts: RoundCounts = Field(default_factory=RoundCounts)
+    training: list[TrainingProgress] = Field(
+        default_factory=list, description="Its training jobs (one per fold), latest report."
+    )
 
 
 class RoundApply(BaseModel):

@@ -51,6 +51,12 @@ class EvaluateJobCreate(_Strict):
     split: Literal["train", "val", "test", "all"] = Field(
         "test", description="Which images: a part of the model's split recipe, or all."
     )
+    image_ids: list[int] | None = Field(
+        None,
+        max_length=1_000_000,
+        description="Score exactly these images of the version instead of a split part "
+        "(a campaign's fixed test set, e.g. the split recorded at import).",
+    )
     max_attempts: int = Field(3, ge=1, le=20, description="Claims before a lost job fails.")
 
 

@@ -36,7 +36,7 @@ from regrasp.formats.sources import (
     open_source,
     read_text,
 )
-from regrasp.grasps import parse_jacquard
+from regrasp.grasps import format_jacquard, parse_jacquard
 from regrasp.imaging import MAX_SIDE, decode_depth, decode_mask, decode_rgb
 
 #: File-name suffix of each kind of file of an image, after `<i>_<object>`.
@@ -52,6 +52,8 @@ SUFFIXES: Mapping[str, str] = MappingProxyType(
 KINDS: tuple[str, ...] = tuple(SUFFIXES)
 
 _STEM = re.compile(r"^(?P<index>\d+)_(?P<object>[^/]+)$")
+_INTEGRAL_WITH_POINT = re.compile(r"^[+-]?\d+\.0+$")
+_INTEGRAL_BARE = re.compile(r"^[+-]?\d+$")
 
 
 @dataclass(frozen=True)
@@ -218,3 +220,79 @@ def _collect(source: Source, *, required: Collection[str], max_side: int) -> lis
         )
     images.sort(key=lambda im: (im.object_id, im.index, im.name))
     return images
+
+
+def rewrite_grasps_file(original: bytes, grasps: np.ndarray) -> bytes:
+    """A grasps file holding `grasps` (N, 5), written in the style of `original`'s bytes.
+
+    Exports must not change what did not change: when `grasps` are exactly the values of
+    `original` (same rows, same order) the original bytes come back untouched. Otherwise
+    the lines of `original` whose values are still labels are kept as they were written
+    (in their order), the new rows follow, and every line ends as the original's lines do
+    (CRLF or LF), with integral values written as the original writes them (`114.0` or
+    `114`). An original that is not a Jacquard grasps file (a Cornell corner file, say)
+    gives the plain `format_jacquard` text.
+    """
+    grasps = np.asarray(grasps, dtype=np.float64).reshape(-1, 5)
+    try:
+        text = original.decode("utf-8")
+        values = parse_jacquard(text)
+    except (UnicodeDecodeError, FormatError):
+        return format_jacquard(grasps).encode("ascii")
+    if values.shape == grasps.shape and np.array_equal(values, grasps):
+        return original
+    newline = "\r\n" if "\r\n" in text else ("\r" if "\r" in text and "\n" not in text else "\n")
+    lines = [line for line in text.splitlines() if line.strip()]
+    point_zero = _integral_style(lines)
+    wanted: dict[tuple[float, ...], int] = {}
+    for row in map(tuple, grasps.tolist()):
+        wanted[row] = wanted.get(row, 0) + 1
+    kept: list[str] = []
+    for line, row in zip(lines, map(tuple, values.tolist()), strict=True):
+        if wanted.get(row, 0) > 0:
+            wanted[row] -= 1
+            kept.append(line)
+    # The rows no kept line matched are the new ones, in their given order.
+    new_rows = _unmatched_rows(grasps, unmatched=wanted)
+    kept += [";".join(_styled(v, point_zero) for v in row) for row in new_rows]
+    ends_with_newline = text.endswith(("\n", "\r")) or not text
+    body = newline.join(kept)
+    if kept and ends_with_newline:
+        body += newline
+    return body.encode("utf-8")
+
+
+def _unmatched_rows(
+    grasps: np.ndarray, *, unmatched: dict[tuple[float, ...], int]
+) -> list[tuple[float, ...]]:
+    """The rows of `grasps` the original's kept lines did not take: of each distinct row,
+    its last `unmatched[row]` occurrences, in order."""
+    total: dict[tuple[float, ...], int] = {}
+    for row in map(tuple, grasps.tolist()):
+        total[row] = total.get(row, 0) + 1
+    taken = {row: total[row] - unmatched.get(row, 0) for row in total}
+    out = []
+    for row in map(tuple, grasps.tolist()):
+        if taken[row] > 0:
+            taken[row] -= 1
+        else:
+            out.append(row)
+    return out
+
+
+def _integral_style(lines: Sequence[str]) -> bool:
+    """True when the file writes integral values with a point (`24.0`), as Jacquard does;
+    a file with no integral value follows its other numbers (all with a point, or not)."""
+    tokens = [t.strip() for line in lines for t in line.split(";")]
+    if any(_INTEGRAL_WITH_POINT.match(t) for t in tokens):
+        return True
+    if any(_INTEGRAL_BARE.match(t) for t in tokens):
+        return False
+    return bool(tokens) and all("." in t for t in tokens)
+
+
+def _styled(value: float, point_zero: bool) -> str:
+    text = repr(float(value))
+    if text.endswith(".0") and not point_zero:
+        return text[:-2]
+    return text

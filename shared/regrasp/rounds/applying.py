@@ -43,7 +43,14 @@ from regrasp.store.db.tables import (
     RoundState,
 )
 
-__all__ = ["FinalDecision", "apply_round", "build_change_set", "final_decisions"]
+__all__ = [
+    "ApplyPreview",
+    "FinalDecision",
+    "apply_round",
+    "build_change_set",
+    "final_decisions",
+    "preview_apply",
+]
 
 
 @dataclass(frozen=True)
@@ -168,6 +175,75 @@ def build_change_set(
         remove_image_ids=np.asarray(rm_img, dtype=np.int64),
         remove_image_reasons=f"round {rnd.id}: annotation error",
         remove_image_reviewer_ids=np.asarray(rm_img_rev, dtype=np.int64),
+    )
+
+
+@dataclass(frozen=True)
+class ApplyPreview:
+    """What applying a round now would change: the confirmation an admin reads first.
+
+    Counts come from the same `build_change_set` the apply runs (undecided items taken
+    as true negatives, as `force` would), so the preview and the new version agree.
+    """
+
+    round_id: int
+    base_version: int
+    items: int
+    decided: int
+    undecided: int
+    decisions: dict[str, int]
+    images_removed: int
+    grasps_added: int
+    grasps_removed: int  # by fixes
+    grasps_removed_with_images: int  # the labels of the removed images
+    images_before: int
+    grasps_before: int
+
+    @property
+    def images_after(self) -> int:
+        return self.images_before - self.images_removed
+
+    @property
+    def grasps_after(self) -> int:
+        return (
+            self.grasps_before
+            + self.grasps_added
+            - self.grasps_removed
+            - self.grasps_removed_with_images
+        )
+
+
+def preview_apply(session: Session, round_id: int) -> ApplyPreview:
+    """The changes the round's decisions make to its base version (nothing is written).
+
+    NotFound for an unknown round; InvalidInput when a decision no longer fits the base
+    version (as the apply itself would say).
+    """
+    rnd = session.get(Round, round_id)
+    if rnd is None:
+        raise NotFound(f"round {round_id} does not exist")
+    decisions = final_decisions(session, round_id)
+    change = build_change_set(session, rnd, decisions, force=True)
+    labels = versions.labels_at(session, rnd.dataset_id, rnd.base_version)
+    mix = {d.value: 0 for d in ReviewDecision}
+    for d in decisions:
+        if d.decision is not None:
+            mix[d.decision.value] += 1
+    decided = sum(mix.values())
+    removed_images = np.asarray(change.remove_image_ids, dtype=np.int64)
+    return ApplyPreview(
+        round_id=round_id,
+        base_version=rnd.base_version,
+        items=len(decisions),
+        decided=decided,
+        undecided=len(decisions) - decided,
+        decisions=mix,
+        images_removed=len(removed_images),
+        grasps_added=len(change.add_grasps),
+        grasps_removed=len(change.remove_grasp_ids),
+        grasps_removed_with_images=int(np.isin(labels.image_ids, removed_images).sum()),
+        images_before=len(versions.images_at(session, rnd.dataset_id, rnd.base_version)),
+        grasps_before=len(labels),
     )
 
 

@@ -1,0 +1,79 @@
+"""A round in words for people: its true state, its training progress, what applying changes.
+
+Plain functions over the API's schemas, shared by the console (`regrasp up`, `regrasp
+round status|apply`) and the review UI's pages, so every place states a round the same way.
+"""
+
+from __future__ import annotations
+
+from regrasp.clients.orchestrator import ApplyPreviewPublic, RoundPublic, TrainingProgress
+
+__all__ = ["apply_summary", "duration", "round_summary", "training_line"]
+
+
+def round_summary(rnd: RoundPublic) -> str:
+    """One line with the round's true state, e.g. "round 1 is reviewing: 200 flagged
+    images, 12 of 200 decided" or "round 1 is training: epoch 3 of 10, loss 0.0123, ETA 4 min".
+    """
+    head = f"round {rnd.id} is {rnd.state}"
+    c = rnd.counts
+    if rnd.state == "created":
+        return f"round {rnd.id} is starting"
+    if rnd.state == "training":
+        lines = [training_line(t) for t in rnd.training]
+        return f"{head}: {'; '.join(lines)}" if lines else f"{head}: waiting for a trainer worker"
+    if rnd.state == "predicting":
+        return f"{head}: {c.images_predicted} images predicted so far"
+    if rnd.state == "reviewing":
+        made = "" if c.items >= c.flagged else f" (review queue being made: {c.items} ready)"
+        return (
+            f"{head}: {c.flagged} flagged images{made}, {c.decided} of {c.items} decided"
+            if c.items
+            else f"{head}: {c.flagged} flagged images{made}"
+        )
+    if rnd.state == "done":
+        return f"{head}: version {rnd.result_version} made from v{rnd.base_version}"
+    if rnd.state == "failed":
+        return f"{head}" + (f": {rnd.error}" if rnd.error else "")
+    return head
+
+
+def training_line(t: TrainingProgress) -> str:
+    """The job's progress, e.g. "epoch 3 of 10, loss 0.0123, ETA 4 min" (or its phase
+    before it trains: "job 7 cache (2%)")."""
+    if t.state == "queued":
+        return f"job {t.job_id} queued for a worker"
+    if t.state in ("succeeded", "failed", "cancelled"):
+        return f"job {t.job_id} {t.state}"
+    if t.phase != "train" or t.epoch is None:
+        return f"job {t.job_id} {t.phase or 'starting'} ({t.progress:.0%})"
+    parts = [f"epoch {t.epoch} of {t.epochs}" if t.epochs else f"epoch {t.epoch}"]
+    if t.loss is not None:
+        parts.append(f"loss {t.loss:.4g}")
+    if t.eta_seconds is not None:
+        parts.append(f"ETA {duration(t.eta_seconds)}")
+    return ", ".join(parts)
+
+
+def duration(seconds: float) -> str:
+    """Seconds for people: "45 s", "4 min", "2 h 05 min"."""
+    seconds = max(0.0, float(seconds))
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    if minutes < 90:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def apply_summary(p: ApplyPreviewPublic) -> str:
+    """What applying changes, in one sentence: "v0 → next version: 3 images removed (42
+    labels with them), 5 grasps added, 2 removed by fixes; 12 of 12 items decided"."""
+    text = (
+        f"v{p.base_version} → next version: {p.images_removed} images removed "
+        f"({p.grasps_removed_with_images} labels with them), {p.grasps_added} grasps added, "
+        f"{p.grasps_removed} removed by fixes; {p.decided} of {p.items} items decided"
+    )
+    if p.undecided:
+        text += f" ({p.undecided} undecided count as true negatives)"
+    return text
