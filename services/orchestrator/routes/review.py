@@ -9,6 +9,7 @@ the decision must send back), so showing an item costs one call plus the image b
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated
 
 import sqlalchemy as sa
@@ -22,6 +23,7 @@ from regrasp.clients.orchestrator import (
     AnnotatorStatsPublic,
     DecisionCreate,
     LabelPublic,
+    LabelQualityPublic,
     LeaseRequest,
     PredictedGraspPublic,
     ReviewItemPublic,
@@ -296,7 +298,24 @@ def _item_public(session: Session, item: ReviewItem, caller: Principal) -> Revie
             LabelPublic(grasp_id=int(gid), grasp=tuple(g.tolist()))
             for gid, g in zip(labels.grasp_ids, labels.grasps, strict=True)
         ],
+        quality=_quality_public(prediction, labels.grasp_ids),
         my_review=ReviewPublic.model_validate(mine) if mine is not None else None,
+    )
+
+
+def _quality_public(
+    prediction: Prediction | None, grasp_ids: Iterable[int]
+) -> LabelQualityPublic | None:
+    """The stored score with label positions turned into grasp ids (labels by grasp id)."""
+    stored = prediction.quality if prediction is not None else None
+    if not stored:
+        return None
+    ids = [int(g) for g in grasp_ids]
+    return LabelQualityPublic(
+        quality=float(stored["quality"]),
+        kind=stored.get("kind"),
+        unmatched=[int(i) for i in stored.get("unmatched", [])],
+        suspect_grasp_ids=[ids[i] for i in stored.get("suspect_labels", []) if i < len(ids)],
     )
 
 

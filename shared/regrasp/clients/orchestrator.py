@@ -341,6 +341,21 @@ class ReviewPublic(_Public):
     adjudication: bool = Field(description="An admin's resolution of a disagreement.")
 
 
+class LabelQualityPublic(BaseModel):
+    """Why an item was queued: the grasp label-quality score (`regrasp.label_quality`)."""
+
+    quality: float = Field(description="In [0, 1], 1 clean; the item's priority is 1 − quality.")
+    kind: Literal["missing", "badly_placed", "wrong_action"] | None = Field(
+        description="The kind of issue that set the score (None: nothing suspicious)."
+    )
+    unmatched: list[int] = Field(
+        description="Confident predictions (indices) that match no label: candidate new labels."
+    )
+    suspect_grasp_ids: list[int] = Field(
+        description="Labels (grasp ids) the score finds badly placed or of the wrong action."
+    )
+
+
 class ReviewItemPublic(BaseModel):
     """An image to review: what the model predicted, what the labels say, the lease.
 
@@ -364,6 +379,9 @@ class ReviewItemPublic(BaseModel):
     lease_expires_at: UtcDatetime | None
     predictions: list[PredictedGraspPublic]
     labels: list[LabelPublic]
+    quality: LabelQualityPublic | None = Field(
+        None, description="What triggered the item (None for rounds scored before 0006)."
+    )
     my_review: ReviewPublic | None = Field(
         None, description="The caller's standing decision on the item, if any."
     )
