@@ -10,6 +10,7 @@ session's prefetch cache.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -125,7 +126,9 @@ def test_review_a_queue_end_to_end_with_every_decision(app, server):
     at = _review_page(_signed_in(app, ANA), round_id)
     session = _session(at)
     seen = [session.current.item.id]
-    assert at.image  # the overlay is on screen
+    (chart,) = at.get("plotly_chart")  # the clickable overlay is on screen
+    spec = json.loads(chart.proto.spec)
+    assert spec["layout"]["images"][0]["source"].startswith("data:image/png;base64,")
 
     # Missing label: accept predictions 2 and 3 with their keys' buttons.
     _press(at, "pred_1")
@@ -136,9 +139,11 @@ def test_review_a_queue_end_to_end_with_every_decision(app, server):
     assert review.decision == "missing_label" and review.accepted_prediction_indices == [1, 2]
     seen.append(_session(at).current.item.id)
 
-    # Fix: mark the first label wrong and accept prediction 1.
+    # Fix: mark the first label wrong (typed; clicks are in the browser test) and accept
+    # prediction 1.
     item = _session(at).current.item
-    at.multiselect(key=f"wrong_{item.id}").set_value([1]).run()
+    _type_numbers(at, item.id, "1")
+    assert _session(at).wrong == {item.labels[0].grasp_id}
     _press(at, "pred_0")
     _press(at, "decide_fix")
     review = _session(at).undo_stack[-1].review
@@ -218,6 +223,13 @@ def test_prefetch_serves_the_next_item_from_the_cache(server):
         assert session.current.renders  # its default view was rendered ahead
     finally:
         session.close()
+
+
+def _type_numbers(at: AppTest, item_id: int, text: str) -> AppTest:
+    nonce = at.session_state["review_pick_nonce"]
+    at.text_input(key=f"typed_{item_id}_{nonce}").input(text).run()
+    assert not at.exception, at.exception
+    return at
 
 
 def _client(server, user) -> OrchestratorClient:
