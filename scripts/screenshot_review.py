@@ -69,6 +69,10 @@ _PICTURE_READY = (
     " return !!c && !!c.querySelector('.imagelayer image')"
     " && c.querySelectorAll('.scatterlayer .trace path.point').length > 0; })()"
 )
+_SETTLED = (
+    "!document.querySelector('[data-stale=\"true\"]')"
+    " && !document.querySelector('[data-testid^=\"stStatusWidgetRunning\"]')"
+)
 _TRACEBACK = (
     "(() => !!document.querySelector('[data-testid=\"stException\"]')"
     " || document.body.innerText.includes('Traceback'))()"
@@ -228,6 +232,16 @@ class ReviewPage:
             what="the review screen",
             timeout=timeout,
         )
+        self.settle(timeout=timeout)
+
+    def settle(self, *, timeout: float = 60.0) -> None:
+        """Wait until the app's run is over: no element left stale, no running indicator.
+
+        While a run is in flight Streamlit shows the new elements as they come and keeps
+        the rest of the old page (marked stale): reading the page then mixes two items.
+        """
+        time.sleep(0.2)
+        self.browser.wait_for(_SETTLED, what="the app to finish its run", timeout=timeout)
 
     def item_line(self) -> str:
         """The status line: object / image · item N · … labels · decided this session …"""
@@ -482,8 +496,8 @@ def _drive_synthetic(page: ReviewPage) -> Outcome:
     page.press("m")  # missing label
     b.wait_text("decided this session 1")
     page.wait_ready()
-    page.press("z")  # zoom on the object
-    b.wait_text("Unzoom")
+    page.press("z")  # the whole image (zoomed on the object by default)
+    b.wait_for("!document.body.innerText.includes('Unzoom')", what="the whole image")
     page.press("1")  # show a selection on the new item too
     b.wait_text("✓ 1")
     page.wait_ready()

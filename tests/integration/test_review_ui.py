@@ -156,7 +156,7 @@ def test_review_a_queue_end_to_end_with_every_decision(app, server):
     _press(at, "decide_annotation_error")
     _press(at, "view_zoom")  # view toggles redraw the item without leaving it
     _press(at, "view_kind")
-    assert _session(at).view.zoom and _session(at).view.kind == "depth"
+    assert not _session(at).view.zoom and _session(at).view.kind == "depth"  # zoomed by default
     _press(at, "decide_true_negative")
 
     # Undo brings the last decided item back; deciding it again replaces the decision.

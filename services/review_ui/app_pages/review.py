@@ -37,9 +37,9 @@ _LABELS = {
     "annotation_error": "Annotation error",
     "fix": "Fix",
 }
-#: Height of the picture in CSS pixels: with the header and a line of status it fits a
-#: 1366×768 screen, and the picture stays square-ish on wider ones.
-PICTURE_HEIGHT = 560
+#: Heights of the picture in CSS pixels, chosen in the sidebar. The smallest, the default,
+#: fits a 1366×768 screen with the header and the status line; larger screens can take more.
+PICTURE_HEIGHTS = {"S": 560, "M": 720, "L": 900}
 #: session_state key of a counter in the picker's and the number box's keys: bumped after
 #: each pick, so the next run draws a fresh chart (no leftover selection) and empty box.
 _NONCE = "review_pick_nonce"
@@ -99,6 +99,13 @@ if not rounds:
     st.stop()
 with st.sidebar:
     round_id = state.choose_round(rounds)
+    size = st.segmented_control(
+        "Picture size",
+        list(PICTURE_HEIGHTS),
+        default="S",
+        key="review_picture_size",
+        help="S fits a 1366×768 screen; M a 1920×1080 one; L a larger one.",
+    )
     st.caption(
         "**Keys** T true negative · M missing label · A annotation error · F fix · "
         "1–9 accept a prediction · S skip · U undo · D depth · Z zoom · L numbers · X clear "
@@ -167,7 +174,7 @@ with picture:
         widgets.label_picker(
             drawn,
             key=pick_key,
-            height=PICTURE_HEIGHT,
+            height=PICTURE_HEIGHTS.get(size or "S", PICTURE_HEIGHTS["S"]),
             on_pick=_picked,
             args=(session, pick_key, item_id),
         )
