@@ -20,7 +20,7 @@ from streamlit.testing.v1 import AppTest
 from regrasp.clients.orchestrator import OrchestratorClient, UserCreate
 from regrasp.store.db.engine import make_engine, session_scope
 from scripts.review_demo import import_synthetic, seed_round, start_orchestrator
-from services.review_ui.session import ReviewSession
+from services.review_ui.session import ReviewSession, StaleItem
 
 APP = str(Path(__file__).resolve().parents[2] / "services/review_ui/streamlit_app.py")
 ADMIN = ("lead", "lead-password-1")
@@ -180,6 +180,51 @@ def test_review_a_queue_end_to_end_with_every_decision(app, server):
         "fix",
     }
     assert stats.annotators[0].changed == 1  # the undone decision, kept superseded
+
+
+def test_typed_numbers_are_exact_and_bad_ones_are_one_line(app, server):
+    round_id = _open_round(server, max_images=1)
+    at = _review_page(_signed_in(app, ANA), round_id)
+    item = _session(at).current.item
+    assert len(item.labels) >= 2
+    _type_numbers(at, item.id, "2")  # label 2 only: never 12, 20-29 (a substring match)
+    assert _session(at).wrong == {item.labels[1].grasp_id}
+    assert any("of " + str(len(item.labels)) in c.value for c in at.caption)
+    for bad, says in (("999", "does not exist"), ("2x", "is not a label number")):
+        _type_numbers(at, item.id, bad)
+        assert says in at.warning[0].value and "Traceback" not in at.warning[0].value
+        assert _session(at).wrong == {item.labels[1].grasp_id}  # nothing changed
+    _type_numbers(at, item.id, "2")  # the same number again unmarks it
+    assert _session(at).wrong == set()
+    _press(at, "decide_true_negative")
+
+
+def test_a_pick_racing_a_fix_never_leaks_into_the_next_item(app, server):
+    # The reported crash: a label picked, F pressed, and both reach the app in one run
+    # (the pick's own run had not finished). The pick names the item it was made on, so
+    # it applies to that item or is refused with one line, never to the next item.
+    round_id = _open_round(server, max_images=3)
+    at = _review_page(_signed_in(app, ANA), round_id)
+    first = _session(at).current.item
+    ids = [g.grasp_id for g in first.labels]
+    _type_numbers(at, first.id, "2")
+    nonce = at.session_state["review_pick_nonce"]
+    at.text_input(key=f"typed_{first.id}_{nonce}").input("1")
+    at.button(key="decide_fix").click().run()
+    assert not at.exception, at.exception
+    session = _session(at)
+    assert session.current.item.id != first.id and session.wrong == set()
+    review = session.undo_stack[-1].review
+    assert review.decision == "fix"
+    if review.removed_grasp_ids == sorted(ids[:2]):
+        pass  # the pick ran first: it belonged to the fixed item
+    else:  # the decision ran first: the late pick was refused, in one line
+        assert review.removed_grasp_ids == [ids[1]]
+        assert "no longer on screen" in at.warning[0].value
+    # A pick for an item that is gone changes nothing, as a message (never a traceback).
+    with pytest.raises(StaleItem):
+        session.pick_labels([1], item_id=first.id)
+    assert session.wrong == set()
 
 
 def test_double_review_settled_on_the_adjudication_page(app, server):
