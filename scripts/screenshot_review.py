@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from websockets.sync.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -278,6 +279,21 @@ class ReviewPage:
     def dot_count(self) -> int:
         return int(self.browser.eval(f"document.querySelectorAll({json.dumps(_DOTS)}).length"))
 
+    def separate_labels(self, count: int = 2, *, apart: float = 40.0) -> list[int]:
+        """Label numbers whose dots have no other dot near them on screen (clean clicks),
+        `apart` CSS pixels from each other; the most isolated first."""
+        n = self.dot_count()
+        centres = np.array([self.dot(k) for k in range(1, n + 1)])
+        gaps = np.linalg.norm(centres[:, None] - centres[None], axis=2)
+        np.fill_diagonal(gaps, np.inf)
+        chosen: list[int] = []
+        for i in np.argsort(-gaps.min(axis=1)):
+            if all(gaps[i, j] > apart for j in chosen):
+                chosen.append(int(i))
+            if len(chosen) == count:
+                return [c + 1 for c in chosen]
+        raise AssertionError(f"no {count} labels {apart} px apart among {n}")
+
     def click_label(self, number: int) -> None:
         """Click label `number`'s dot and wait until the page shows the changed marks."""
         before = self.marked()
@@ -517,7 +533,7 @@ def screenshot_jacquard(
             page.press("1")  # accept prediction 1: its tag turns yellow
             page.browser.wait_text("✓ 1")
             page.wait_ready()
-            for number in (5, 23):
+            for number in page.separate_labels(2):
                 page.click_label(number)
             time.sleep(0.8)  # let the last paint settle
             return page.browser.screenshot()

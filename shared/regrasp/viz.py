@@ -173,7 +173,10 @@ def review_overlay(
     draw_grasps(canvas, frame.grasps(labels[keep]), colour=LABEL, thickness=thin)
     if wrong_set:
         idx = sorted(wrong_set)
-        draw_grasps(canvas, frame.grasps(labels[idx]), colour=WRONG, thickness=thin, cross=True)
+        # Few and the point of a Fix: drawn as thick as predictions' edges, to stand out.
+        draw_grasps(
+            canvas, frame.grasps(labels[idx]), colour=WRONG, thickness=thickness, cross=True
+        )
     if number_labels and len(labels):
         _numbers(canvas, frame.grasps(labels), colour=LABEL, thickness=thickness)
     if wrong_set:

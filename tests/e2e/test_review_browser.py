@@ -18,7 +18,6 @@ import time
 from itertools import cycle
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from scripts.screenshot_review import (
@@ -80,7 +79,7 @@ def test_fix_two_clicked_rectangles_undo_redecide_apply(
         page.open()
         first = _item_id(page)
         assert page.dot_count() >= 100  # a real image with 100+ labels, one dot each
-        a, b = _two_separate_dots(page)
+        a, b = page.separate_labels(2)  # dots with no other dot near: clean clicks
         page.click_label(a)
         page.click_label(b)
         assert page.marked() == sorted([a, b])
@@ -186,16 +185,3 @@ def _settle(page: ReviewPage) -> None:
         " || (!!document.querySelector('[data-testid=\"stPlotlyChart\"] .imagelayer image'))",
         what="an item or the end of the queue",
     )
-
-
-def _two_separate_dots(page: ReviewPage) -> tuple[int, int]:
-    """Two label numbers whose dots have no other dot near them on screen (a clean click)."""
-    count = page.dot_count()
-    centres = np.array([page.dot(n) for n in range(1, count + 1)])
-    gaps = np.linalg.norm(centres[:, None] - centres[None], axis=2)
-    np.fill_diagonal(gaps, np.inf)
-    alone = np.argsort(-gaps.min(axis=1))
-    first = int(alone[0])
-    # The second: well separated too, and far from the first.
-    second = next(int(i) for i in alone[1:] if gaps[first, i] > 40)
-    return first + 1, second + 1
