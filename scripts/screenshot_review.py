@@ -220,10 +220,18 @@ class ReviewPage:
             ".some(a => a.getAttribute('href').endsWith('/review'))",
             what="the signed-in navigation",
         )
-        b.eval(
-            "[...document.querySelectorAll('[data-testid=\"stSidebarNavLink\"]')]"
-            ".find(a => a.getAttribute('href').endsWith('/review')).click()"
-        )
+        for _ in range(5):
+            # A click while the home page is still running can be dropped: click again.
+            self.settle()
+            b.eval(
+                "[...document.querySelectorAll('[data-testid=\"stSidebarNavLink\"]')]"
+                ".find(a => a.getAttribute('href').endsWith('/review')).click()"
+            )
+            try:
+                b.wait_for("location.pathname.endsWith('/review')", timeout=10, what="review")
+                break
+            except TimeoutError:
+                continue
         self.wait_ready()
 
     def wait_ready(self, *, timeout: float = 60.0) -> None:

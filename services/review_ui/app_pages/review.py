@@ -92,7 +92,11 @@ def _set_view(session: ReviewSession, **change: object) -> None:
 
 
 st.session_state.setdefault(_NONCE, 0)
-rounds = state.reviewing_rounds()
+try:
+    rounds = state.reviewing_rounds()
+except RegraspError as exc:
+    st.error(f"Cannot list the rounds: {exc}")
+    st.stop()
 if not rounds:
     st.title("Review")
     st.info("No round is open for review right now.")
