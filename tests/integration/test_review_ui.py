@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
+from streamlit import config as st_config
 from streamlit.testing.v1 import AppTest
 
 from regrasp.clients.orchestrator import OrchestratorClient, UserCreate
@@ -180,6 +181,27 @@ def test_review_a_queue_end_to_end_with_every_decision(app, server):
         "fix",
     }
     assert stats.annotators[0].changed == 1  # the undone decision, kept superseded
+
+
+def test_error_details_only_in_development_and_no_deploy_button(app, monkeypatch):
+    try:
+        app().run()
+        assert st_config.get_option("client.showErrorDetails") == "full"
+        assert st_config.get_option("client.toolbarMode") == "viewer"
+        monkeypatch.setenv("REGRASP_MODE", "deployment")
+        monkeypatch.setenv("REGRASP_SECRET_KEY", "a-deployment-secret-" + "k" * 20)
+        monkeypatch.setenv("REGRASP_SERVICE_API_KEY", "a-service-api-key-" + "s" * 20)
+        monkeypatch.setenv(
+            "REGRASP_DATABASE_URL", "postgresql+psycopg://regrasp:a-strong-one@db/regrasp"
+        )
+        st.cache_resource.clear()
+        at = app().run()
+        assert not at.exception, at.exception
+        assert st_config.get_option("client.showErrorDetails") == "none"
+    finally:
+        st_config.set_option("client.showErrorDetails", "full")
+        st_config.set_option("client.toolbarMode", "auto")
+        st.cache_resource.clear()
 
 
 def test_typed_numbers_are_exact_and_bad_ones_are_one_line(app, server):
