@@ -290,8 +290,8 @@ class ReviewPage:
     def separate_labels(self, count: int = 2, *, apart: float = 40.0) -> list[int]:
         """Label numbers whose dots have no other dot near them on screen (clean clicks),
         `apart` CSS pixels from each other; the most isolated first."""
-        n = self.dot_count()
-        centres = np.array([self.dot(k) for k in range(1, n + 1)])
+        centres = self.dots()
+        n = len(centres)
         gaps = np.linalg.norm(centres[:, None] - centres[None], axis=2)
         np.fill_diagonal(gaps, np.inf)
         chosen: list[int] = []
@@ -315,6 +315,34 @@ class ReviewPage:
             what=f"label {number} toggled",
         )
         self.wait_ready()
+
+    def box_select(self, x0: float, y0: float, x1: float, y1: float) -> None:
+        """Choose the picture's box tool and drag from (x0, y0) to (x1, y1) (viewport px)."""
+        b = self.browser
+        tool = f"{_PICTURE} .modebar-btn[data-attr='dragmode'][data-val='select']"
+        b.wait_for(f"!!document.querySelector({json.dumps(tool)})", what="the box tool")
+        b.click(tool)
+        b.send("Input.dispatchMouseEvent", type="mouseMoved", x=x0, y=y0)
+        b.send(
+            "Input.dispatchMouseEvent", type="mousePressed", x=x0, y=y0, button="left", clickCount=1
+        )
+        for t in np.linspace(0.1, 1.0, 10):
+            x, y = x0 + t * (x1 - x0), y0 + t * (y1 - y0)
+            b.send(
+                "Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y, button="left", buttons=1
+            )
+        b.send(
+            "Input.dispatchMouseEvent",
+            type="mouseReleased",
+            x=x1,
+            y=y1,
+            button="left",
+            clickCount=1,
+        )
+
+    def dots(self) -> np.ndarray:
+        """(N, 2) viewport centres of every label's dot, label 1 first."""
+        return np.array([self.dot(k) for k in range(1, self.dot_count() + 1)])
 
     def press(self, key: str) -> None:
         self.browser.eval("document.activeElement && document.activeElement.blur()")

@@ -18,6 +18,7 @@ import time
 from itertools import cycle
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from scripts.screenshot_review import (
@@ -79,6 +80,29 @@ def test_fix_two_clicked_rectangles_undo_redecide_apply(
         page.open()
         first = _item_id(page)
         assert page.dot_count() >= 100  # a real image with 100+ labels, one dot each
+        # A box drag marks every rectangle whose dot is inside it; X clears the marks.
+        dots = page.dots()
+        lo, hi = dots.min(axis=0), dots.max(axis=0)
+        (x0, y0), (x1, y1) = lo + 0.25 * (hi - lo), lo + 0.6 * (hi - lo)
+
+        def within(margin: float) -> set[int]:
+            x, y = dots[:, 0], dots[:, 1]
+            ok = (x > x0 - margin) & (x < x1 + margin) & (y > y0 - margin) & (y < y1 + margin)
+            return set((np.flatnonzero(ok) + 1).tolist())
+
+        surely, maybe = within(-3.0), within(3.0)  # a dot on the edge may go either way
+        assert len(surely) >= 2 and len(maybe) < len(dots)
+        page.box_select(x0, y0, x1, y1)
+        page.browser.wait_for(
+            "document.body.innerText.includes('(removed by Fix): 0 of') === false",
+            what="the box's rectangles marked",
+        )
+        page.wait_ready()
+        assert surely <= set(page.marked()) <= maybe
+        page.press("x")
+        page.browser.wait_text("(removed by Fix): 0 of")
+        page.wait_ready()
+
         a, b = page.separate_labels(2)  # dots with no other dot near: clean clicks
         page.click_label(a)
         page.click_label(b)
