@@ -50,7 +50,11 @@ _LEGEND = (
 
 
 def _act(session: ReviewSession, action: Callable[..., object], *args, **kwargs) -> None:
-    """Run an action; any refusal or failure becomes one line on the next page."""
+    """Run an action; any refusal or failure becomes one line on the next page.
+
+    The line says what the last action did: a new action clears the previous one's.
+    """
+    session.last_error = None
     try:
         action(*args, **kwargs)
     except StaleItem as exc:
@@ -108,7 +112,7 @@ with st.sidebar:
         list(PICTURE_HEIGHTS),
         default="S",
         key="review_picture_size",
-        help="S fits a 1366×768 screen; M a 1920×1080 one; L a larger one.",
+        help="S fits a 1366×768 screen with the buttons; M and L are for taller screens.",
     )
     st.caption(
         "**Keys** T true negative · M missing label · A annotation error · F fix · "
@@ -207,10 +211,11 @@ with controls:
         for i in range(n_pred):
             chosen = i in session.accepted
             pred_cols[i].button(
+                # Neutral like every button here: the tick and the picture's yellow tag say
+                # it is accepted (a primary button would take the theme's red or blue).
                 f"{'✓ ' if chosen else ''}{i + 1}",
                 key=f"pred_{i}",
                 shortcut=str(i + 1),
-                type="primary" if chosen else "secondary",
                 on_click=_act,
                 args=(session, session.toggle_prediction, i),
                 kwargs={"item_id": item_id},
