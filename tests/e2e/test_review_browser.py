@@ -104,6 +104,14 @@ def test_fix_two_clicked_rectangles_undo_redecide_apply(
         page.wait_ready()
 
         a, b = page.separate_labels(2)  # dots with no other dot near: clean clicks
+        # Numbers are not drawn for unmarked labels; hovering a dot shows its number.
+        page.browser.send("Input.dispatchMouseEvent", type="mouseMoved", x=0, y=0)
+        page.browser.send("Input.dispatchMouseEvent", type="mouseMoved", **_xy(page.dot(a)))
+        page.browser.wait_for(
+            "[...document.querySelectorAll('[data-testid=\"stPlotlyChart\"] .hoverlayer text')]"
+            f".some(t => t.textContent.trim() === 'label {a}')",
+            what=f"the hover label of label {a}",
+        )
         page.click_label(a)
         page.click_label(b)
         assert page.marked() == sorted([a, b])
@@ -189,6 +197,10 @@ def test_picture_and_decision_buttons_fit_the_screen(
         )
     assert boxes["picture"]["height"] >= 400  # and the picture is not shrunk to fit
     assert shot.startswith(b"\x89PNG")
+
+
+def _xy(point: tuple[float, float]) -> dict[str, float]:
+    return {"x": point[0], "y": point[1]}
 
 
 def _item_id(page: ReviewPage) -> int:
