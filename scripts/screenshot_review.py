@@ -1,14 +1,18 @@
-"""Drive the review UI in headless Chromium, make one decision by key press, screenshot it.
+"""Drive the review UI in headless Chromium on real Jacquard images; screenshot it.
 
-Starts an orchestrator (SQLite + file store in a temporary folder) with a small synthetic
-dataset and a round open for review, the review UI (`python -m services.review_ui serve`),
-and Debian's Chromium (`apt-get install -y chromium`; no browser is ever downloaded),
-driven through the DevTools protocol over a websocket. It signs in as an annotator, opens
-the review screen, waits for the image (not Streamlit's loading skeleton), accepts
-prediction 1 with the "1" key, decides with "M" (missing label), waits for the next item
-and saves a screenshot.
+Starts an orchestrator (SQLite + file store in a temporary folder), imports real Jacquard
+samples through its API (the library's Jacquard import path) or a synthetic dataset, opens
+a round for review (`scripts.review_demo.seed_round`), starts the review UI
+(`python -m services.review_ui serve`) and Debian's Chromium (`apt-get install -y
+chromium`; no browser is ever downloaded), driven through the DevTools protocol over a
+websocket: real key presses and mouse clicks at screen coordinates, as a person makes them.
+The e2e tests (`tests/e2e/test_review_browser.py`) use the same pieces.
 
-    python scripts/screenshot_review.py [--out docs/review-screen.png]
+    python scripts/screenshot_review.py [--out docs/review-screen.png] [--samples DIR]
+        [--width 1440 --height 900]
+
+The screenshot shows the review screen on the sample image with the most labels, two of
+them marked wrong by clicking their dots.
 """
 
 from __future__ import annotations
@@ -24,20 +28,27 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from websockets.sync.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from regrasp.clients.orchestrator import OrchestratorClient, UserCreate  # noqa: E402
+from regrasp.clients.orchestrator import (  # noqa: E402
+    ImportRequest,
+    JacquardSource,
+    OrchestratorClient,
+    UserCreate,
+)
 from regrasp.store.db.engine import make_engine, session_scope  # noqa: E402
 from scripts.review_demo import (  # noqa: E402
     REPO,
+    Orchestrator,
     free_port,
     import_synthetic,
     seed_round,
@@ -48,6 +59,25 @@ CHROMIUM_CANDIDATES = ("chromium", "chromium-browser", "google-chrome")
 INSTALL_HINT = "apt-get update && apt-get install -y chromium"
 ADMIN = ("lead", "lead-password-1")
 ANNOTATOR = ("ana", "annotator-password")
+#: The screens the review page must fit without scrolling (CSS pixels).
+VIEWPORTS = ((1366, 768), (1440, 900), (1920, 1080))
+
+#: JavaScript expressions the driver polls (reading the page, never changing it).
+_PICTURE = '[data-testid="stPlotlyChart"]'
+_DOTS = f"{_PICTURE} .scatterlayer .trace path.point"
+_PICTURE_READY = (
+    "(() => { const c = document.querySelector('" + _PICTURE + "');"
+    " return !!c && !!c.querySelector('.imagelayer image')"
+    " && c.querySelectorAll('.scatterlayer .trace path.point').length > 0; })()"
+)
+_SETTLED = (
+    "!document.querySelector('[data-stale=\"true\"]')"
+    " && !document.querySelector('[data-testid^=\"stStatusWidgetRunning\"]')"
+)
+_TRACEBACK = (
+    "(() => !!document.querySelector('[data-testid=\"stException\"]')"
+    " || document.body.innerText.includes('Traceback'))()"
+)
 
 
 def find_chromium() -> str | None:
@@ -60,7 +90,7 @@ def find_chromium() -> str | None:
 
 @dataclass
 class Outcome:
-    """What the browser run saw: the text before and after the key press, the screenshot."""
+    """What the synthetic run saw: the text before and after the key presses, a screenshot."""
 
     before: str
     after: str
@@ -89,6 +119,9 @@ class Browser:
         result = self.send("Runtime.evaluate", expression=expression, returnByValue=True)
         return result.get("result", {}).get("value")
 
+    def text(self) -> str:
+        return self.eval("document.body ? document.body.innerText : ''") or ""
+
     def wait_for(self, expression: str, *, timeout: float = 60.0, what: str = "") -> Any:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -96,8 +129,14 @@ class Browser:
             if value:
                 return value
             time.sleep(0.1)
-        text = self.eval("document.body ? document.body.innerText : ''")
-        raise TimeoutError(f"waited {timeout} s for {what or expression}; page: {text[:800]!r}")
+        raise TimeoutError(
+            f"waited {timeout} s for {what or expression}; page: {self.text()[:800]!r}"
+        )
+
+    def wait_text(self, needle: str, *, timeout: float = 60.0) -> None:
+        self.wait_for(
+            f"document.body.innerText.includes({json.dumps(needle)})", what=needle, timeout=timeout
+        )
 
     def type_into(self, selector: str, text: str) -> None:
         self.wait_for(f"!!document.querySelector({json.dumps(selector)})", what=selector)
@@ -106,8 +145,12 @@ class Browser:
 
     def press(self, key: str) -> None:
         """A key press as a person makes it (keydown with its text, then keyup)."""
-        code = f"Key{key.upper()}" if key.isalpha() else f"Digit{key}"
-        vk = ord(key.upper())
+        special = {"Enter": ("Enter", 13, "\r"), "Escape": ("Escape", 27, "")}
+        if key in special:
+            code, vk, text = special[key]
+        else:
+            code = f"Key{key.upper()}" if key.isalpha() else f"Digit{key}"
+            vk, text = ord(key.upper()), key
         for kind in ("keyDown", "keyUp"):
             params: dict[str, Any] = {
                 "type": kind,
@@ -115,21 +158,205 @@ class Browser:
                 "code": code,
                 "windowsVirtualKeyCode": vk,
             }
-            if kind == "keyDown":
-                params["text"] = key
+            if kind == "keyDown" and text:
+                params["text"] = text
             self.send("Input.dispatchKeyEvent", **params)
 
     def click(self, selector: str) -> None:
         self.eval(f"document.querySelector({json.dumps(selector)}).click()")
 
+    def mouse_click(self, x: float, y: float) -> None:
+        """A left click at viewport coordinates (CSS pixels): move there, press, release."""
+        self.send("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y)
+        for kind in ("mousePressed", "mouseReleased"):
+            self.send("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
+
+    def viewport(self, width: int, height: int) -> None:
+        """Make the page's viewport exactly width × height CSS pixels."""
+        self.send(
+            "Emulation.setDeviceMetricsOverride",
+            width=width,
+            height=height,
+            deviceScaleFactor=1,
+            mobile=False,
+        )
+
+    def box(self, selector: str, index: int = 0) -> dict[str, float] | None:
+        """The bounding box (x, y, width, height, bottom, right) of a matching element."""
+        return self.eval(
+            f"(() => {{ const e = document.querySelectorAll({json.dumps(selector)})[{index}];"
+            " if (!e) return null; const r = e.getBoundingClientRect();"
+            " return {x: r.x, y: r.y, width: r.width, height: r.height, bottom: r.bottom,"
+            " right: r.right}; })()"
+        )
+
+    def screenshot(self) -> bytes:
+        shot = self.send("Page.captureScreenshot", format="png", captureBeyondViewport=False)
+        return base64.b64decode(shot["data"])
+
     def close(self) -> None:
         self._connection.__exit__(None, None, None)
 
 
+class ReviewPage:
+    """The review screen in a `Browser`: sign in, open it, pick labels, press keys."""
+
+    def __init__(self, browser: Browser, url: str) -> None:
+        self.browser = browser
+        self.url = url
+
+    def open(self, user: tuple[str, str] = ANNOTATOR) -> None:
+        """Sign in as `user` and go to the review page (in-app: a reload signs out)."""
+        b = self.browser
+        b.send("Page.enable")
+        b.send("Page.navigate", url=self.url)
+        b.type_into('input[aria-label="Username"]', user[0])
+        b.type_into('input[aria-label="Password"]', user[1])
+        b.eval("document.activeElement.blur()")
+        time.sleep(0.5)  # let Streamlit commit the typed values before the click
+        b.click('[data-testid="stBaseButton-primary"]')
+        b.wait_for(
+            "[...document.querySelectorAll('[data-testid=\"stSidebarNavLink\"]')]"
+            ".some(a => a.getAttribute('href').endsWith('/review'))",
+            what="the signed-in navigation",
+        )
+        for _ in range(5):
+            # A click while the home page is still running can be dropped: click again.
+            self.settle()
+            b.eval(
+                "[...document.querySelectorAll('[data-testid=\"stSidebarNavLink\"]')]"
+                ".find(a => a.getAttribute('href').endsWith('/review')).click()"
+            )
+            try:
+                b.wait_for("location.pathname.endsWith('/review')", timeout=10, what="review")
+                break
+            except TimeoutError:
+                continue
+        self.wait_ready()
+
+    def wait_ready(self, *, timeout: float = 60.0) -> None:
+        """The real review content: the picture with its dots, not Streamlit's skeleton."""
+        self.browser.wait_for(
+            f"{_PICTURE_READY} && document.body.innerText.includes('decided this session')",
+            what="the review screen",
+            timeout=timeout,
+        )
+        self.settle(timeout=timeout)
+
+    def settle(self, *, timeout: float = 60.0) -> None:
+        """Wait until the app's run is over: no element left stale, no running indicator.
+
+        While a run is in flight Streamlit shows the new elements as they come and keeps
+        the rest of the old page (marked stale): reading the page then mixes two items.
+        """
+        time.sleep(0.2)
+        self.browser.wait_for(_SETTLED, what="the app to finish its run", timeout=timeout)
+
+    def item_line(self) -> str:
+        """The status line: object / image · item N · … labels · decided this session …"""
+        return self.browser.eval(
+            "[...document.querySelectorAll('[data-testid=\"stMarkdownContainer\"]')]"
+            ".map(e => e.innerText).find(t => t.includes('decided this session')) || ''"
+        )
+
+    def decided(self) -> int:
+        line = self.item_line()
+        return int(line.split("decided this session")[1].split("·")[0].strip())
+
+    def marked(self) -> list[int]:
+        """The label numbers the list beside the picture shows as marked wrong."""
+        text = self.browser.eval(
+            "(() => { const caps = [...document.querySelectorAll("
+            "'[data-testid=\"stCaptionContainer\"]')];"
+            " const c = caps.find(e => e.innerText.startsWith('Marked wrong'));"
+            " if (!c) return null;"
+            " let el = c.closest('[data-testid=\"stElementContainer\"]').nextElementSibling;"
+            " return el ? el.innerText : ''; })()"
+        )
+        if text is None:
+            raise AssertionError(f"no 'Marked wrong' list on the page: {self.browser.text()[:600]}")
+        return [int(t) for t in text.split() if t.isdigit()]
+
+    def dot(self, number: int) -> tuple[float, float]:
+        """Viewport centre of label `number`'s dot (1-based) on the picture."""
+        box = self.browser.box(_DOTS, number - 1)
+        if box is None:
+            raise AssertionError(f"label {number} has no dot on the picture")
+        return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+    def dot_count(self) -> int:
+        return int(self.browser.eval(f"document.querySelectorAll({json.dumps(_DOTS)}).length"))
+
+    def separate_labels(self, count: int = 2, *, apart: float = 40.0) -> list[int]:
+        """Label numbers whose dots have no other dot near them on screen (clean clicks),
+        `apart` CSS pixels from each other; the most isolated first."""
+        centres = self.dots()
+        n = len(centres)
+        gaps = np.linalg.norm(centres[:, None] - centres[None], axis=2)
+        np.fill_diagonal(gaps, np.inf)
+        chosen: list[int] = []
+        for i in np.argsort(-gaps.min(axis=1)):
+            if all(gaps[i, j] > apart for j in chosen):
+                chosen.append(int(i))
+            if len(chosen) == count:
+                return [c + 1 for c in chosen]
+        raise AssertionError(f"no {count} labels {apart} px apart among {n}")
+
+    def click_label(self, number: int) -> None:
+        """Click label `number`'s dot and wait until the page shows the changed marks."""
+        before = self.marked()
+        self.browser.mouse_click(*self.dot(number))
+        expected = sorted(set(before) ^ {number})
+        self.browser.wait_for(
+            "(() => { const caps = [...document.querySelectorAll("
+            "'[data-testid=\"stCaptionContainer\"]')];"
+            " const c = caps.find(e => e.innerText.startsWith('Marked wrong'));"
+            f" return !!c && c.innerText.includes(': {len(expected)} of'); }})()",
+            what=f"label {number} toggled",
+        )
+        self.wait_ready()
+
+    def box_select(self, x0: float, y0: float, x1: float, y1: float) -> None:
+        """Choose the picture's box tool and drag from (x0, y0) to (x1, y1) (viewport px)."""
+        b = self.browser
+        tool = f"{_PICTURE} .modebar-btn[data-attr='dragmode'][data-val='select']"
+        b.wait_for(f"!!document.querySelector({json.dumps(tool)})", what="the box tool")
+        b.click(tool)
+        b.send("Input.dispatchMouseEvent", type="mouseMoved", x=x0, y=y0)
+        b.send(
+            "Input.dispatchMouseEvent", type="mousePressed", x=x0, y=y0, button="left", clickCount=1
+        )
+        for t in np.linspace(0.1, 1.0, 10):
+            x, y = x0 + t * (x1 - x0), y0 + t * (y1 - y0)
+            b.send(
+                "Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y, button="left", buttons=1
+            )
+        b.send(
+            "Input.dispatchMouseEvent",
+            type="mouseReleased",
+            x=x1,
+            y=y1,
+            button="left",
+            clickCount=1,
+        )
+
+    def dots(self) -> np.ndarray:
+        """(N, 2) viewport centres of every label's dot, label 1 first."""
+        return np.array([self.dot(k) for k in range(1, self.dot_count() + 1)])
+
+    def press(self, key: str) -> None:
+        self.browser.eval("document.activeElement && document.activeElement.blur()")
+        self.browser.press(key)
+
+    def has_traceback(self) -> bool:
+        return bool(self.browser.eval(_TRACEBACK))
+
+
 @contextmanager
-def chromium(path: str, workdir: Path, *, width: int = 1440, height: int = 1000) -> Iterator[str]:
+def chromium(path: str, workdir: Path, *, width: int = 1440, height: int = 900) -> Iterator[str]:
     """Headless Chromium with remote debugging on 127.0.0.1; yields a page's websocket URL."""
     port = free_port()
+    profile = Path(tempfile.mkdtemp(prefix="chromium-profile-", dir=workdir))
     process = subprocess.Popen(
         [
             path,
@@ -139,9 +366,10 @@ def chromium(path: str, workdir: Path, *, width: int = 1440, height: int = 1000)
             "--disable-background-networking",
             "--disable-dev-shm-usage",
             "--no-first-run",
+            "--hide-scrollbars",
             f"--remote-debugging-port={port}",
             "--remote-debugging-address=127.0.0.1",
-            f"--user-data-dir={workdir / 'chromium-profile'}",
+            f"--user-data-dir={profile}",
             f"--window-size={width},{height}",
             "about:blank",
         ],
@@ -156,6 +384,20 @@ def chromium(path: str, workdir: Path, *, width: int = 1440, height: int = 1000)
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@contextmanager
+def browser_page(
+    path: str, workdir: Path, url: str, *, viewport=(1440, 900)
+) -> Iterator[ReviewPage]:
+    """A fresh Chromium with its viewport set, as a `ReviewPage` on the UI at `url`."""
+    with chromium(path, workdir, width=viewport[0], height=viewport[1]) as ws:
+        browser = Browser(ws)
+        try:
+            browser.viewport(*viewport)
+            yield ReviewPage(browser, url)
+        finally:
+            browser.close()
 
 
 def _page_socket(port: int, process: subprocess.Popen[bytes]) -> str:
@@ -181,7 +423,8 @@ def review_ui(orchestrator_url: str, workdir: Path) -> Iterator[str]:
         "REGRASP_ORCHESTRATOR_URL": orchestrator_url,
         "REGRASP_DATA_DIR": str(workdir / "ui"),
     }
-    log = (workdir / "review-ui.log").open("wb")
+    log_path = workdir / f"review-ui-{port}.log"
+    log = log_path.open("wb")
     cmd = [sys.executable, "-m", "services.review_ui", "serve", "--host", "127.0.0.1"]
     process = subprocess.Popen(
         [*cmd, "--port", str(port)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
@@ -195,9 +438,7 @@ def review_ui(orchestrator_url: str, workdir: Path) -> Iterator[str]:
                     break
             except OSError:
                 if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError(
-                        f"review UI did not start: {(workdir / 'review-ui.log').read_text()}"
-                    ) from None
+                    raise RuntimeError(f"review UI did not start: {log_path.read_text()}") from None
                 time.sleep(0.3)
         yield url
     finally:
@@ -208,91 +449,154 @@ def review_ui(orchestrator_url: str, workdir: Path) -> Iterator[str]:
             process.kill()
 
 
-def review_in_browser(workdir: Path, *, chromium_path: str, image_size: int = 384) -> Outcome:
-    """The whole run (see the module docstring); returns what the page showed."""
+@dataclass
+class Stack:
+    """An orchestrator with an admin and an annotator, and the review UI in front of it."""
+
+    orchestrator: Orchestrator
+    ui_url: str
+    database_url: str
+    workdir: Path
+
+    def client(self, user: tuple[str, str] = ADMIN) -> OrchestratorClient:
+        api = OrchestratorClient(self.orchestrator.url)
+        api.login(*user)
+        return api
+
+    def open_round(self, dataset_id: int, *, max_images: int | None = None) -> int:
+        """A round in `reviewing` on the dataset's latest version (seeded predictions)."""
+        engine = make_engine(self.database_url)
+        try:
+            with session_scope(engine) as session:
+                return seed_round(session, dataset_id=dataset_id, max_images=max_images)
+        finally:
+            engine.dispose()
+
+
+@contextmanager
+def review_stack(workdir: Path) -> Iterator[Stack]:
+    """Orchestrator (SQLite + file store under `workdir`) and review UI, both on 127.0.0.1."""
+    database_url = f"sqlite:///{workdir / 'regrasp.db'}"
     orchestrator = start_orchestrator(
-        database_url=f"sqlite:///{workdir / 'regrasp.db'}",
+        database_url=database_url,
         store_url=f"file://{workdir / 'objects'}",
         data_dir=workdir / "data",
         admin=ADMIN,
     )
-    try:
+    with ExitStack() as stack:
+        stack.callback(orchestrator.stop)
         with OrchestratorClient(orchestrator.url) as api:
             api.login(*ADMIN)
             api.create_user(UserCreate(username=ANNOTATOR[0], password=ANNOTATOR[1]))
+        url = stack.enter_context(review_ui(orchestrator.url, workdir))
+        yield Stack(orchestrator, url, database_url, workdir)
+
+
+def import_jacquard(
+    stack: Stack, samples: Path, *, name: str, images: Sequence[str] | None = None
+) -> int:
+    """Import real Jacquard samples through the orchestrator's Jacquard import; the dataset id.
+
+    images: stems (`4_<object>`) to import, else all. The chosen files are linked (not
+    copied) into a folder tree under the stack's workdir, which the import reads.
+    """
+    tree = stack.workdir / f"jacquard-{name}"
+    grasp_files = sorted(samples.glob("*/*_grasps.txt"))
+    stems = [f.name[: -len("_grasps.txt")] for f in grasp_files]
+    chosen = set(images) if images is not None else set(stems)
+    missing = chosen - set(stems)
+    if missing:
+        raise FileNotFoundError(f"no Jacquard sample {sorted(missing)} in {samples}")
+    for grasps, stem in zip(grasp_files, stems, strict=True):
+        if stem not in chosen:
+            continue
+        folder = tree / grasps.parent.name
+        folder.mkdir(parents=True, exist_ok=True)
+        for file in grasps.parent.glob(f"{stem}_*"):
+            (folder / file.name).symlink_to(file.resolve())
+    with stack.client() as api:
+        job = api.start_import(ImportRequest(name=name, source=JacquardSource(path=str(tree))))
+        done = api.wait_import(job.id, poll_seconds=0.2, timeout=600)
+    if done.state != "succeeded" or done.dataset_id is None:
+        raise RuntimeError(f"import {job.id} {done.state}: {done.error}")
+    return done.dataset_id
+
+
+def most_labelled(samples: Path, count: int = 1) -> list[str]:
+    """Stems of the `count` sample images with the most label lines, most first."""
+    files = sorted(samples.glob("*/*_grasps.txt"))
+    ranked = sorted(files, key=lambda f: (-len(f.read_bytes().splitlines()), f.name))
+    return [f.name[: -len("_grasps.txt")] for f in ranked[:count]]
+
+
+def review_in_browser(workdir: Path, *, chromium_path: str, image_size: int = 384) -> Outcome:
+    """A synthetic dataset (no samples needed): accept prediction 1, decide M, zoom."""
+    with review_stack(workdir) as stack:
+        with stack.client() as api:
             dataset = import_synthetic(api, name="demo", images=6, size=image_size, seed=3)
-        engine = make_engine(f"sqlite:///{workdir / 'regrasp.db'}")
-        try:
-            with session_scope(engine) as session:
-                seed_round(session, dataset_id=dataset, max_images=6)
-        finally:
-            engine.dispose()
-        with review_ui(orchestrator.url, workdir) as url, chromium(chromium_path, workdir) as ws:
-            browser = Browser(ws)
-            try:
-                return _drive(browser, url)
-            finally:
-                browser.close()
-    finally:
-        orchestrator.stop()
+        stack.open_round(dataset, max_images=6)
+        with browser_page(chromium_path, workdir, stack.ui_url) as page:
+            return _drive_synthetic(page)
 
 
-def _drive(browser: Browser, url: str) -> Outcome:
-    browser.send("Page.enable")
-    browser.send("Page.navigate", url=url)
-    browser.type_into('input[aria-label="Username"]', ANNOTATOR[0])
-    browser.type_into('input[aria-label="Password"]', ANNOTATOR[1])
-    browser.eval("document.activeElement.blur()")
-    time.sleep(0.5)  # let Streamlit commit the typed values before the click
-    browser.click('[data-testid="stBaseButton-primary"]')
-    browser.wait_for("document.body.innerText.includes('Start reviewing')", what="home page")
-    # In-app navigation: a page load would start a new Streamlit session (signed out).
-    browser.eval(
-        "[...document.querySelectorAll('a')].find(a => a.innerText.includes('Start reviewing'))"
-        ".click()"
-    )
-    # The real content, not the skeleton: the overlay image has loaded and the buttons exist.
-    browser.wait_for(
-        "(() => { const i = document.querySelector('[data-testid=\"stImage\"] img');"
-        " return !!i && i.complete && i.naturalWidth > 0"
-        " && document.body.innerText.includes('decided this session 0'); })()",
-        what="the review screen",
-    )
-    before = browser.eval("document.body.innerText")
-    browser.eval("document.activeElement && document.activeElement.blur()")
-    browser.press("1")  # accept prediction 1
-    browser.wait_for("document.body.innerText.includes('✓ 1')", what="prediction 1 accepted")
-    browser.press("m")  # missing label
-    browser.wait_for(
-        "document.body.innerText.includes('decided this session 1')", what="the next item"
-    )
-    browser.press("z")  # zoom on the object
-    browser.wait_for("document.body.innerText.includes('Unzoom')", what="the zoomed view")
-    browser.press("1")  # show a selection on the new item too
-    browser.wait_for("document.body.innerText.includes('✓ 1')", what="prediction 1 accepted")
-    browser.wait_for(
-        "(() => { const i = document.querySelector('[data-testid=\"stImage\"] img');"
-        " return !!i && i.complete && i.naturalWidth > 0; })()",
-        what="the next image",
-    )
+def _drive_synthetic(page: ReviewPage) -> Outcome:
+    b = page.browser
+    page.open()
+    before = b.text()
+    page.press("1")  # accept prediction 1
+    b.wait_text("✓ 1")
+    page.press("m")  # missing label
+    b.wait_text("decided this session 1")
+    page.wait_ready()
+    page.press("z")  # the whole image (zoomed on the object by default)
+    b.wait_for("!document.body.innerText.includes('Unzoom')", what="the whole image")
+    page.press("1")  # show a selection on the new item too
+    b.wait_text("✓ 1")
+    page.wait_ready()
     time.sleep(0.5)  # let the last paint settle
-    after = browser.eval("document.body.innerText")
-    shot = browser.send("Page.captureScreenshot", format="png", captureBeyondViewport=False)
-    return Outcome(before=before, after=after, screenshot=base64.b64decode(shot["data"]))
+    return Outcome(before=before, after=b.text(), screenshot=b.screenshot())
+
+
+def screenshot_jacquard(
+    workdir: Path, samples: Path, *, chromium_path: str, viewport: tuple[int, int]
+) -> bytes:
+    """The review screen on the sample with the most labels, two of them marked wrong."""
+    with review_stack(workdir) as stack:
+        dataset = import_jacquard(stack, samples, name="jacquard", images=most_labelled(samples))
+        stack.open_round(dataset)
+        with browser_page(chromium_path, workdir, stack.ui_url, viewport=viewport) as page:
+            page.open()
+            page.press("1")  # accept prediction 1: its tag turns yellow
+            page.browser.wait_text("✓ 1")
+            page.wait_ready()
+            for number in page.separate_labels(2):
+                page.click_label(number)
+            time.sleep(0.8)  # let the last paint settle
+            return page.browser.screenshot()
 
 
 def main() -> None:
+    from tests.fixtures.samples import jacquard_samples_dir
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "review-screen.png")
+    parser.add_argument("--samples", type=Path, default=None, help="Jacquard samples folder.")
+    parser.add_argument("--width", type=int, default=1440)
+    parser.add_argument("--height", type=int, default=900)
     args = parser.parse_args()
     path = find_chromium()
     if path is None:
         sys.exit(f"Chromium not found; install it with: {INSTALL_HINT}")
+    samples = args.samples or jacquard_samples_dir()
+    if samples is None:
+        sys.exit("Jacquard samples not found: pass --samples or set REGRASP_JACQUARD_SAMPLES")
     with tempfile.TemporaryDirectory(prefix="regrasp-shot-") as tmp:
-        outcome = review_in_browser(Path(tmp), chromium_path=path, image_size=512)
+        png = screenshot_jacquard(
+            Path(tmp), samples, chromium_path=path, viewport=(args.width, args.height)
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_bytes(outcome.screenshot)
-    print(f"saved {args.out} ({len(outcome.screenshot)} bytes)")
+    args.out.write_bytes(png)
+    print(f"saved {args.out} ({len(png)} bytes)")
 
 
 if __name__ == "__main__":

@@ -38,6 +38,16 @@ def serve(
         "false",
         "--global.developmentMode",
         "false",
+        # Tracebacks only on a developer's machine; a user gets Streamlit's one-line notice.
+        "--client.showErrorDetails",
+        "full" if settings.mode == "development" else "none",
+        # No "Deploy" button or developer menu entries: this app is already deployed.
+        "--client.toolbarMode",
+        "viewer",
+        # One colour legend on every page: red is the model's predictions, green labels,
+        # orange marked wrong; so primary buttons and chips are a neutral blue, not red.
+        "--theme.primaryColor",
+        "#3b6ea8",
     ]
     # Become Streamlit (exec, not a child): a supervisor's SIGTERM then reaches the server
     # itself, and no orphan is left behind when this process is stopped.

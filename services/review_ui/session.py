@@ -16,12 +16,18 @@ annotator on one round:
 - Timer: `seconds_taken` of a decision runs from the moment its item was shown.
 - Undo: the server withdraws the annotator's last decision and leases the item back; the
   screen shows it again with the rectangles that decision had chosen, preselected.
+- Picking: label rectangles are marked wrong by their numbers (1-based, `item.labels`
+  order), by a click on the picture (`picture().handles` says where each one is) or typed.
+  Every action that touches the item names the item it was made on: an action for an item
+  no longer shown (a click or key press that raced the move to the next item) raises
+  `StaleItem` and changes nothing, so state of one item never leaks into the next.
 
 Image arrays are (H, W, 3) uint8 RGB and (H, W) float32 depth in metres; grasps (N, 5).
 """
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -38,7 +44,7 @@ from regrasp.clients.orchestrator import (
     ReviewItemPublic,
     ReviewPublic,
 )
-from regrasp.errors import InvalidInput, NotFound, RegraspError
+from regrasp.errors import Conflict, InvalidInput, NotFound, RegraspError
 from regrasp.imaging import decode_depth, decode_rgb
 
 ImageKind = Literal["rgb", "depth"]
@@ -57,10 +63,14 @@ MAX_KEYED_PREDICTIONS = 9
 
 @dataclass(frozen=True)
 class View:
-    """How the item is drawn: which image, zoomed on the object or not, label numbers."""
+    """How the item is drawn: which image, zoomed on the object or not, label numbers.
+
+    Zoomed by default: a Jacquard object fills a third of its 1024² image, and its 100+
+    rectangles are picked by clicking, which needs them large.
+    """
 
     kind: ImageKind = "rgb"
-    zoom: bool = False
+    zoom: bool = True
     number_labels: bool = False
 
 
@@ -82,6 +92,24 @@ class Loaded:
     def predictions(self) -> np.ndarray:
         """(K, 5) predicted grasps, best first."""
         return np.array([p.grasp for p in self.item.predictions], dtype=np.float64).reshape(-1, 5)
+
+
+@dataclass(frozen=True)
+class Picture:
+    """The rendered item and where its labels are on it, for a clickable picture.
+
+    png: the overlay; size: its (width, height) in pixels; handles: (N, 2) one point per
+    label in picture pixels (`viz.label_handles`), in `item.labels` order; wrong: (N,) bool.
+    """
+
+    png: bytes
+    size: tuple[int, int]
+    handles: np.ndarray
+    wrong: np.ndarray
+
+
+class StaleItem(Conflict):
+    """An action was made on an item that is no longer the one shown; nothing changed."""
 
 
 @dataclass(frozen=True)
@@ -143,13 +171,14 @@ class ReviewSession:
         """Claim the first item (or the one the annotator already holds) and show it."""
         return self._advance()
 
-    def decide(self, decision: str) -> ReviewPublic:
+    def decide(self, decision: str, *, item_id: int | None = None) -> ReviewPublic:
         """Send the decision on the current item with the current selection; show the next.
 
         The selection is trimmed to what the decision carries (a true negative sends no
-        rectangles) so a leftover toggle never turns a keystroke into a 422.
+        rectangles) so a leftover toggle never turns a keystroke into a 422. item_id: the
+        item the decision was made on (StaleItem if another one is shown now).
         """
-        loaded = self._require_current()
+        loaded = self._require_current(item_id)
         accepted = sorted(self.accepted) if decision in ("missing_label", "fix") else []
         wrong = sorted(self.wrong) if decision == "fix" else []
         body = DecisionCreate(
@@ -166,9 +195,9 @@ class ReviewSession:
         self._advance()
         return review
 
-    def skip(self) -> Loaded | None:
+    def skip(self, *, item_id: int | None = None) -> Loaded | None:
         """Pass on the current item (seen again only when nothing else is left)."""
-        loaded = self._require_current()
+        loaded = self._require_current(item_id)
         self.api.skip(loaded.item.id)
         self.skipped += 1
         with self._lock:
@@ -204,9 +233,9 @@ class ReviewSession:
 
     # --- the current item ---------------------------------------------------------------------
 
-    def toggle_prediction(self, index: int) -> None:
+    def toggle_prediction(self, index: int, *, item_id: int | None = None) -> None:
         """Accept or un-accept the prediction at `index` (0-based)."""
-        loaded = self._require_current()
+        loaded = self._require_current(item_id)
         if not 0 <= index < len(loaded.item.predictions):
             raise InvalidInput(
                 f"prediction {index + 1} does not exist (this image has "
@@ -214,14 +243,46 @@ class ReviewSession:
             )
         self.accepted ^= {index}
 
-    def set_wrong(self, grasp_ids: set[int]) -> None:
+    def set_wrong(self, grasp_ids: set[int], *, item_id: int | None = None) -> None:
         """Mark exactly these label rectangles (grasp ids) as wrong."""
-        loaded = self._require_current()
+        loaded = self._require_current(item_id)
         known = {g.grasp_id for g in loaded.item.labels}
         unknown = set(grasp_ids) - known
         if unknown:
             raise InvalidInput(f"grasps {sorted(unknown)} are not labels of this image")
         self.wrong = set(grasp_ids)
+
+    def pick_labels(self, numbers: list[int], *, item_id: int | None = None) -> None:
+        """Mark or unmark label rectangles by number (1-based), as a click or lasso does.
+
+        One rectangle toggles. Several (a box or lasso) are all unmarked when all are
+        already marked, else all marked, so a sweep never flips half of them back.
+        """
+        loaded = self._require_current(item_id)
+        ids = [g.grasp_id for g in loaded.item.labels]
+        bad = sorted({n for n in numbers if not 1 <= n <= len(ids)})
+        if bad:
+            raise InvalidInput(
+                f"label {', '.join(map(str, bad))} does not exist (this image has {len(ids)})"
+            )
+        picked = {ids[n - 1] for n in numbers}
+        if not picked:
+            return
+        if picked <= self.wrong:
+            self.wrong = self.wrong - picked
+        else:
+            self.wrong = self.wrong | picked
+
+    def pick_typed(self, text: str, *, item_id: int | None = None) -> None:
+        """`pick_labels` with numbers typed as text (see `parse_label_numbers`)."""
+        loaded = self._require_current(item_id)
+        self.pick_labels(parse_label_numbers(text, len(loaded.item.labels)), item_id=item_id)
+
+    def wrong_numbers(self) -> list[int]:
+        """Numbers (1-based) of the labels marked wrong on the current item, ascending."""
+        if self.current is None:
+            return []
+        return [n for n, g in enumerate(self.current.item.labels, 1) if g.grasp_id in self.wrong]
 
     def set_view(self, view: View) -> None:
         self.view = view
@@ -234,6 +295,21 @@ class ReviewSession:
         """PNG of the current item in the current view with the current selection."""
         loaded = self._require_current()
         return _render(loaded, self.view, self.accepted, self.wrong, self.size)
+
+    def picture(self) -> Picture:
+        """The current item drawn, with where each label's pick handle is on the drawing."""
+        loaded = self._require_current()
+        png = _render(loaded, self.view, self.accepted, self.wrong, self.size)
+        frame = viz.review_frame(
+            _image(loaded, self.view).shape,
+            labels=loaded.labels,
+            predictions=loaded.predictions,
+            zoom=self.view.zoom,
+            size=self.size,
+        )
+        handles = viz.label_handles(frame.grasps(loaded.labels))
+        wrong = np.array([g.grasp_id in self.wrong for g in loaded.item.labels], dtype=bool)
+        return Picture(png=png, size=frame.size, handles=handles, wrong=wrong)
 
     def maybe_heartbeat(self, *, every: float = 60.0) -> bool:
         """Renew the lease when `every` seconds passed since it was last renewed."""
@@ -316,10 +392,37 @@ class ReviewSession:
                     _fetch, self.api, item, view=view, size=self.size
                 )
 
-    def _require_current(self) -> Loaded:
+    def _require_current(self, item_id: int | None = None) -> Loaded:
         if self.current is None:
             raise NotFound("no item is shown: the queue is empty for you")
+        if item_id is not None and item_id != self.current.item.id:
+            raise StaleItem(
+                f"that action was for item {item_id}, no longer on screen; nothing changed"
+            )
         return self.current
+
+
+def parse_label_numbers(text: str, count: int) -> list[int]:
+    """Exact label numbers from what an annotator typed: `12`, `3 7 40`, `3, 7`, `10-14`.
+
+    Whole numbers only, never a substring match (`2` is label 2, not 12 or 21); a number
+    outside 1..count, or anything else, raises InvalidInput naming it.
+    """
+    numbers: list[int] = []
+    for token in re.split(r"[\s,;]+", text.strip()):
+        if not token:
+            continue
+        match = re.fullmatch(r"(\d+)(?:-(\d+))?", token)
+        if match is None:
+            raise InvalidInput(f"{token!r} is not a label number (type e.g. 12, 3 7 or 10-14)")
+        lo = int(match[1])
+        hi = int(match[2]) if match[2] else lo
+        if hi < lo:
+            raise InvalidInput(f"{token!r}: the range runs backwards")
+        if not (1 <= lo and hi <= count):
+            raise InvalidInput(f"label {token} does not exist (this image has {count})")
+        numbers.extend(range(lo, hi + 1))
+    return list(dict.fromkeys(numbers))
 
 
 def _fetch(
@@ -342,7 +445,7 @@ def _render(loaded: Loaded, view: View, accepted: set[int], wrong: set[int], siz
     png = loaded.renders.get(key)
     if png is not None:
         return png
-    image = loaded.depth if view.kind == "depth" and loaded.depth is not None else loaded.rgb
+    image = _image(loaded, view)
     ids = [g.grasp_id for g in loaded.item.labels]
     picture = viz.review_overlay(
         image,
@@ -357,3 +460,8 @@ def _render(loaded: Loaded, view: View, accepted: set[int], wrong: set[int], siz
     png = viz.to_png(picture)
     loaded.renders[key] = png
     return png
+
+
+def _image(loaded: Loaded, view: View) -> np.ndarray:
+    """The pixels `view` shows: depth when asked for and stored, else RGB."""
+    return loaded.depth if view.kind == "depth" and loaded.depth is not None else loaded.rgb

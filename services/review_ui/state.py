@@ -31,6 +31,15 @@ def transport() -> httpx.HTTPTransport:
     return httpx.HTTPTransport(limits=httpx.Limits(max_connections=64))
 
 
+def client_options() -> None:
+    """What the browser may show, set from the app so every launcher gets it (the `serve`
+    command, `streamlit run` in the images): tracebacks only in development mode, and
+    never the developer menu or the "Deploy" button."""
+    details = "full" if settings().mode == "development" else "none"
+    st.set_option("client.showErrorDetails", details)
+    st.set_option("client.toolbarMode", "viewer")
+
+
 def init() -> None:
     """Initialise this browser session's keys (idempotent, every run)."""
     st.session_state.setdefault(API, None)

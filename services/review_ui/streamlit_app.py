@@ -20,6 +20,7 @@ import streamlit as st  # noqa: E402
 from services.review_ui import state  # noqa: E402
 
 st.set_page_config(page_title="Regrasp review", page_icon=":material/pan_tool:", layout="wide")
+state.client_options()
 state.init()
 
 login = st.Page("app_pages/login.py", title="Sign in", icon=":material/login:")

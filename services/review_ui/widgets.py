@@ -1,13 +1,23 @@
-"""Streamlit pieces that more than one page shows (the pages themselves stay flat scripts)."""
+"""Streamlit pieces the pages share or that need more than a few lines (the pages stay flat
+scripts): the refinement section and the review screen's clickable picture."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import base64
+import functools
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
+import numpy as np
 import streamlit as st
 
+from regrasp import viz
 from regrasp.clients.orchestrator import RoundRefinementPublic, StopAdvicePublic
 from services.review_ui import overview
+from services.review_ui.session import Picture
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
 
 
 def refinement_section(rounds: Sequence[RoundRefinementPublic], stop: StopAdvicePublic) -> None:
@@ -19,3 +29,103 @@ def refinement_section(rounds: Sequence[RoundRefinementPublic], stop: StopAdvice
         st.success(f"Suggestion: stop refining. {stop.reason}")
     else:
         st.info(f"Suggestion: keep refining. {stop.reason}")
+
+
+def label_picker_figure(picture: Picture, *, height: int) -> go.Figure:
+    """The review picture as a Plotly figure whose label rectangles can be clicked.
+
+    The overlay PNG is the background (drawn by `regrasp.viz`, so it matches every other
+    picture of the app); one marker per label sits on its pick handle, green or orange when
+    marked wrong, with the label's number on hover. Streamlit's selection events on these
+    markers (a click, a box or a lasso) are what marks rectangles wrong: no JavaScript of
+    ours. No drag mode is set, so Streamlit keeps clicks selecting points (a box or lasso
+    drag mode would turn click-selection off) and the tool bar offers box and lasso. The
+    axes are the picture's pixels, y down, locked to the image's aspect.
+    """
+    import plotly.graph_objects as go
+
+    width_px, height_px = picture.size
+    numbers = np.arange(1, len(picture.handles) + 1)
+    colours = np.where(picture.wrong, _hex(viz.WRONG), _hex(viz.LABEL))
+    figure = go.Figure(
+        go.Scatter(
+            x=picture.handles[:, 0] if len(numbers) else [],
+            y=picture.handles[:, 1] if len(numbers) else [],
+            mode="markers",
+            customdata=numbers,
+            marker={
+                "size": np.where(picture.wrong, 10, 7),
+                "color": colours,
+                "opacity": 0.85,
+                "line": {"width": 0.5, "color": "black"},
+            },
+            hovertemplate="label %{customdata}<extra></extra>",
+            # Selection must not fade the other markers: the picture itself shows the marks.
+            selected={"marker": {"opacity": 0.85}},
+            unselected={"marker": {"opacity": 0.85}},
+            showlegend=False,
+        )
+    )
+    source = "data:image/png;base64," + base64.b64encode(picture.png).decode("ascii")
+    figure.add_layout_image(
+        source=source,
+        xref="x",
+        yref="y",
+        x=0,
+        y=0,
+        sizex=width_px,
+        sizey=height_px,
+        sizing="stretch",
+        layer="below",
+    )
+    axis = {"visible": False, "showgrid": False, "zeroline": False}
+    figure.update_xaxes(range=[0, width_px], constrain="domain", **axis)
+    figure.update_yaxes(
+        range=[height_px, 0], scaleanchor="x", scaleratio=1, constrain="domain", **axis
+    )
+    figure.update_layout(
+        height=height,
+        margin={"l": 0, "r": 0, "t": 0, "b": 0},
+        paper_bgcolor="rgba(0,0,0,0)",
+        plot_bgcolor="rgba(0,0,0,0)",
+        hovermode="closest",
+        hoverdistance=12,
+        newselection={"line": {"color": _hex(viz.WRONG)}},
+    )
+    return figure
+
+
+def label_picker(
+    picture: Picture,
+    *,
+    key: str,
+    height: int,
+    on_pick: Callable[..., None],
+    args: tuple[object, ...] = (),
+) -> None:
+    """Show `label_picker_figure`; a selection calls `on_pick(*args)` (read `key` there)."""
+    st.plotly_chart(
+        label_picker_figure(picture, height=height),
+        key=key,
+        on_select=functools.partial(on_pick, *args),  # plotly_chart takes no `args`
+        selection_mode=("points", "box", "lasso"),
+        theme=None,
+        width="stretch",
+        config={
+            "displaylogo": False,
+            "scrollZoom": False,
+            "modeBarButtonsToRemove": ["toImage"],
+        },
+    )
+
+
+def picked_numbers(selection: object) -> list[int]:
+    """Label numbers (1-based) of the markers a Plotly selection event holds, ascending."""
+    if not selection:
+        return []
+    points = selection["selection"]["points"] if "selection" in selection else []
+    return sorted({int(p["point_index"]) + 1 for p in points if "point_index" in p})
+
+
+def _hex(colour: tuple[int, int, int]) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*colour)

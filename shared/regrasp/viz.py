@@ -4,11 +4,15 @@ Everything here is a pure function from arrays (or plain numbers) to an image: a
 uint8 RGB array, or PNG bytes through `to_png`. Nothing reads files, settings or the
 network, so the review UI, the CLI and the tests share one renderer.
 
-Review overlays follow the paper's Figure 1: ground-truth rectangles in green, the model's
-predictions in red and numbered 1..k (the numbers are the keys a reviewer presses). Each
-rectangle is drawn with its two jaws (the edges across the opening) thick and the opening
-edges thin, so the grasp direction reads at a glance. Rectangles a reviewer marks wrong are
-drawn in orange and crossed out; accepted predictions get a filled number tag.
+Review overlays follow the paper's Figure 1 and one legend everywhere: ground-truth
+rectangles in green, the model's predictions in red and numbered 1..k (the numbers are the
+keys a reviewer presses), rectangles a reviewer marks wrong in orange, crossed out and
+numbered; accepted predictions get a filled number tag. Each rectangle is drawn with its two
+jaws (the edges across the opening) thicker than the opening edges, so the grasp direction
+reads at a glance; labels are drawn thinner than predictions, so an image with 100+ labels
+stays readable. Depth is shown in grey so the coloured rectangles keep their contrast.
+`review_frame` and `label_handles` say where each label lands on the drawn picture, so a
+UI can make the rectangles clickable.
 
 Charts (the paper's Figures 4–7: flagged images, decision mix, accuracy and loss per round)
 are drawn with matplotlib's object API on an Agg canvas: no pyplot, no global state.
@@ -18,12 +22,13 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from regrasp.errors import InvalidInput
-from regrasp.grasps import JAW, OPENING, X, Y, as_grasps, corners
+from regrasp.grasps import JAW, OPENING, THETA, X, Y, as_grasps, corners
 
 __all__ = [
     "ACCEPTED",
@@ -31,12 +36,15 @@ __all__ = [
     "PREDICTION",
     "WRONG",
     "Box",
+    "Frame",
     "before_after",
     "chart_decision_mix",
     "chart_flagged",
     "chart_metrics",
     "depth_to_rgb",
     "draw_grasps",
+    "label_handles",
+    "review_frame",
     "review_overlay",
     "to_png",
     "zoom_box",
@@ -59,6 +67,63 @@ _DECISION_COLOURS = {
 }
 
 
+@dataclass(frozen=True)
+class Frame:
+    """Where image pixels land on a review picture: crop `box` of the image, then `scale`.
+
+    A picture point is `(image_point - (box[0], box[1])) * scale`; `size` is the picture's
+    (width, height) in pixels.
+    """
+
+    box: Box
+    scale: float
+    size: tuple[int, int]
+
+    def grasps(self, grasps: np.ndarray) -> np.ndarray:
+        """(N, 5) grasps in image pixels to picture pixels (angles unchanged)."""
+        return _transform(as_grasps(grasps), offset=self.box[:2], scale=self.scale)
+
+
+def review_frame(
+    shape: tuple[int, ...],
+    *,
+    labels: np.ndarray,
+    predictions: np.ndarray | None = None,
+    zoom: bool = False,
+    margin: float = 0.2,
+    size: int | None = None,
+) -> Frame:
+    """The crop and scale `review_overlay` uses for an image of `shape` ((H, W[, 3])).
+
+    zoom: crop to the rectangles (`zoom_box` with `margin`); size: the picture's longer side
+    in pixels (None: no resize).
+    """
+    if size is not None and size < 16:
+        raise InvalidInput(f"size must be at least 16 pixels, got {size}")
+    h, w = int(shape[0]), int(shape[1])
+    box: Box = (0, 0, w, h)
+    if zoom:
+        preds = as_grasps(predictions) if predictions is not None else np.zeros((0, 5))
+        box = zoom_box(np.concatenate([as_grasps(labels), preds]), shape=(h, w), margin=margin)
+    x0, y0, x1, y1 = box
+    scale = 1.0 if size is None else size / max(x1 - x0, y1 - y0)
+    out = (max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale)))
+    return Frame(box=box, scale=scale, size=out)
+
+
+def label_handles(grasps: np.ndarray) -> np.ndarray:
+    """(N, 2) one point per rectangle to pick it by: the middle of an opening edge.
+
+    Jacquard repeats each pose with several jaw sizes; those rectangles share a centre but
+    not their opening edges (at jaw/2 from the centre, across the opening), so a handle
+    there tells them apart where a centre marker would stack them on one point.
+    """
+    g = as_grasps(grasps)
+    t = np.deg2rad(g[:, THETA])
+    across = np.stack([-np.sin(t), np.cos(t)], axis=1) * (g[:, JAW, None] / 2)
+    return g[:, [X, Y]] + across
+
+
 def review_overlay(
     image: np.ndarray,
     *,
@@ -73,14 +138,16 @@ def review_overlay(
 ) -> np.ndarray:
     """The review picture of one image: labels green, numbered predictions red.
 
-    image: (H, W, 3) uint8 RGB or (H, W) depth (float, metres; colour-mapped here).
+    image: (H, W, 3) uint8 RGB or (H, W) depth (float, metres; drawn in grey here).
     labels: (N, 5) ground-truth grasps; predictions: (K, 5) grasps, best first.
-    wrong: indices into `labels` marked wrong (orange, crossed); accepted: indices into
-    `predictions` accepted as labels (tagged). number_labels writes each label's index + 1
-    beside it (used when choosing rectangles to mark wrong).
+    wrong: indices into `labels` marked wrong (orange, crossed and numbered); accepted:
+    indices into `predictions` accepted as labels (tagged). number_labels writes every
+    label's index + 1 beside it (without it only the wrong ones are numbered, so 100+
+    labels do not pile into a heap of digits).
     zoom: crop to the rectangles (`zoom_box` with `margin`) before drawing.
     size: output side in pixels (the longer side; aspect kept). Drawing happens after the
-    resize, so lines stay one crisp width whatever the zoom.
+    resize, so lines stay one crisp width whatever the zoom. `review_frame` gives the same
+    crop and scale.
     Returns (h, w, 3) uint8 RGB.
     """
     rgb = _as_rgb(image)
@@ -88,38 +155,43 @@ def review_overlay(
     preds = as_grasps(predictions) if predictions is not None else np.zeros((0, 5))
     wrong_set = _indices(wrong, len(labels), "wrong")
     accepted_set = _indices(accepted, len(preds), "accepted")
-    if size is not None and size < 16:
-        raise InvalidInput(f"size must be at least 16 pixels, got {size}")
-
-    box: Box = (0, 0, rgb.shape[1], rgb.shape[0])
-    if zoom:
-        box = zoom_box(np.concatenate([labels, preds]), shape=rgb.shape[:2], margin=margin)
-    x0, y0, x1, y1 = box
+    frame = review_frame(
+        rgb.shape, labels=labels, predictions=preds, zoom=zoom, margin=margin, size=size
+    )
+    x0, y0, x1, y1 = frame.box
     crop = rgb[y0:y1, x0:x1]
-    scale = 1.0 if size is None else size / max(crop.shape[:2])
-    if scale != 1.0:
-        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-        out_w = max(1, round(crop.shape[1] * scale))
-        out_h = max(1, round(crop.shape[0] * scale))
-        crop = cv2.resize(crop, (out_w, out_h), interpolation=interp)
+    if frame.scale != 1.0:
+        interp = cv2.INTER_AREA if frame.scale < 1 else cv2.INTER_LINEAR
+        crop = cv2.resize(crop, frame.size, interpolation=interp)
     else:
         crop = crop.copy()  # never draw on the caller's array
     canvas = np.ascontiguousarray(crop)
     thickness = max(1, round(max(canvas.shape[:2]) / 400))
-
-    def frame(g: np.ndarray) -> np.ndarray:
-        return _transform(g, offset=(x0, y0), scale=scale)
+    thin = max(1, thickness // 2)  # labels: many, so thinner than the few predictions
 
     keep = np.array([i not in wrong_set for i in range(len(labels))], dtype=bool)
-    draw_grasps(canvas, frame(labels[keep]), colour=LABEL, thickness=thickness)
+    draw_grasps(canvas, frame.grasps(labels[keep]), colour=LABEL, thickness=thin)
     if wrong_set:
         idx = sorted(wrong_set)
-        draw_grasps(canvas, frame(labels[idx]), colour=WRONG, thickness=thickness, cross=True)
+        # Few and the point of a Fix: drawn as thick as predictions' edges, to stand out.
+        draw_grasps(
+            canvas, frame.grasps(labels[idx]), colour=WRONG, thickness=thickness, cross=True
+        )
     if number_labels and len(labels):
-        _numbers(canvas, frame(labels), colour=LABEL, thickness=thickness)
-    draw_grasps(canvas, frame(preds), colour=PREDICTION, thickness=thickness + 1)
+        _numbers(canvas, frame.grasps(labels), colour=LABEL, thickness=thickness)
+    if wrong_set:
+        _numbers(
+            canvas,
+            frame.grasps(labels),
+            colour=WRONG,
+            thickness=thickness,
+            only=wrong_set,
+        )
+    draw_grasps(canvas, frame.grasps(preds), colour=PREDICTION, thickness=thickness + 1)
     if len(preds):
-        _numbers(canvas, frame(preds), colour=PREDICTION, thickness=thickness, filled=accepted_set)
+        _numbers(
+            canvas, frame.grasps(preds), colour=PREDICTION, thickness=thickness, filled=accepted_set
+        )
     return canvas
 
 
@@ -183,10 +255,12 @@ def zoom_box(
 
 
 def depth_to_rgb(depth: np.ndarray) -> np.ndarray:
-    """(H, W) depth in metres to (H, W, 3) uint8 RGB with a perceptual colour map.
+    """(H, W) depth in metres to (H, W, 3) uint8 grey RGB.
 
-    Valid pixels (finite, > 0; stereo depth marks invalid ones with −1) are stretched
-    between their 1st and 99th percentiles, near = bright; invalid pixels are black.
+    Grey, not a colour map: the overlays' green, red and orange must keep their contrast on
+    it (green labels on viridis greens were unreadable). Valid pixels (finite, > 0; stereo
+    depth marks invalid ones with −1) are stretched between their 1st and 99th percentiles
+    onto 40..255, near = bright; invalid pixels are black, darker than any valid one.
     """
     d = np.asarray(depth, dtype=np.float32)
     if d.ndim != 2:
@@ -197,10 +271,8 @@ def depth_to_rgb(depth: np.ndarray) -> np.ndarray:
         lo, hi = np.percentile(d[valid], [1, 99])
         span = max(float(hi - lo), 1e-6)
         near = 1.0 - np.clip((d - lo) / span, 0.0, 1.0)
-        scaled = np.where(valid, np.round(near * 255), 0).astype(np.uint8)
-    coloured = cv2.applyColorMap(scaled, cv2.COLORMAP_VIRIDIS)
-    coloured[~valid] = 0
-    return cv2.cvtColor(coloured, cv2.COLOR_BGR2RGB)
+        scaled = np.where(valid, np.round(40 + near * 215), 0).astype(np.uint8)
+    return np.repeat(scaled[:, :, None], 3, axis=2)
 
 
 def before_after(
@@ -374,12 +446,15 @@ def _numbers(
     colour: tuple[int, int, int],
     thickness: int,
     filled: set[int] = frozenset(),  # type: ignore[assignment]
+    only: set[int] | None = None,
 ) -> None:
-    """Write index + 1 beside each rectangle's first jaw corner; filled tags for `filled`."""
+    """Write index + 1 above each rectangle (of `only`, when given); filled tags for `filled`."""
     quads = corners(g)
     font_scale = 0.45 * thickness + 0.15
     h, w = canvas.shape[:2]
     for i, quad in enumerate(quads):
+        if only is not None and i not in only:
+            continue
         text = str(i + 1)
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)
         corner = quad[np.argmin(quad[:, 1])]  # the top corner: tags sit above the rectangle

@@ -10,16 +10,18 @@ session's prefetch cache.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import streamlit as st
+from streamlit import config as st_config
 from streamlit.testing.v1 import AppTest
 
 from regrasp.clients.orchestrator import OrchestratorClient, UserCreate
 from regrasp.store.db.engine import make_engine, session_scope
 from scripts.review_demo import import_synthetic, seed_round, start_orchestrator
-from services.review_ui.session import ReviewSession
+from services.review_ui.session import ReviewSession, StaleItem
 
 APP = str(Path(__file__).resolve().parents[2] / "services/review_ui/streamlit_app.py")
 ADMIN = ("lead", "lead-password-1")
@@ -125,7 +127,9 @@ def test_review_a_queue_end_to_end_with_every_decision(app, server):
     at = _review_page(_signed_in(app, ANA), round_id)
     session = _session(at)
     seen = [session.current.item.id]
-    assert at.image  # the overlay is on screen
+    (chart,) = at.get("plotly_chart")  # the clickable overlay is on screen
+    spec = json.loads(chart.proto.spec)
+    assert spec["layout"]["images"][0]["source"].startswith("data:image/png;base64,")
 
     # Missing label: accept predictions 2 and 3 with their keys' buttons.
     _press(at, "pred_1")
@@ -136,9 +140,11 @@ def test_review_a_queue_end_to_end_with_every_decision(app, server):
     assert review.decision == "missing_label" and review.accepted_prediction_indices == [1, 2]
     seen.append(_session(at).current.item.id)
 
-    # Fix: mark the first label wrong and accept prediction 1.
+    # Fix: mark the first label wrong (typed; clicks are in the browser test) and accept
+    # prediction 1.
     item = _session(at).current.item
-    at.multiselect(key=f"wrong_{item.id}").set_value([1]).run()
+    _type_numbers(at, item.id, "1")
+    assert _session(at).wrong == {item.labels[0].grasp_id}
     _press(at, "pred_0")
     _press(at, "decide_fix")
     review = _session(at).undo_stack[-1].review
@@ -151,7 +157,7 @@ def test_review_a_queue_end_to_end_with_every_decision(app, server):
     _press(at, "decide_annotation_error")
     _press(at, "view_zoom")  # view toggles redraw the item without leaving it
     _press(at, "view_kind")
-    assert _session(at).view.zoom and _session(at).view.kind == "depth"
+    assert not _session(at).view.zoom and _session(at).view.kind == "depth"  # zoomed by default
     _press(at, "decide_true_negative")
 
     # Undo brings the last decided item back; deciding it again replaces the decision.
@@ -175,6 +181,72 @@ def test_review_a_queue_end_to_end_with_every_decision(app, server):
         "fix",
     }
     assert stats.annotators[0].changed == 1  # the undone decision, kept superseded
+
+
+def test_error_details_only_in_development_and_no_deploy_button(app, monkeypatch):
+    try:
+        app().run()
+        assert st_config.get_option("client.showErrorDetails") == "full"
+        assert st_config.get_option("client.toolbarMode") == "viewer"
+        monkeypatch.setenv("REGRASP_MODE", "deployment")
+        monkeypatch.setenv("REGRASP_SECRET_KEY", "a-deployment-secret-" + "k" * 20)
+        monkeypatch.setenv("REGRASP_SERVICE_API_KEY", "a-service-api-key-" + "s" * 20)
+        monkeypatch.setenv(
+            "REGRASP_DATABASE_URL", "postgresql+psycopg://regrasp:a-strong-one@db/regrasp"
+        )
+        st.cache_resource.clear()
+        at = app().run()
+        assert not at.exception, at.exception
+        assert st_config.get_option("client.showErrorDetails") == "none"
+    finally:
+        st_config.set_option("client.showErrorDetails", "full")
+        st_config.set_option("client.toolbarMode", "auto")
+        st.cache_resource.clear()
+
+
+def test_typed_numbers_are_exact_and_bad_ones_are_one_line(app, server):
+    round_id = _open_round(server, max_images=1)
+    at = _review_page(_signed_in(app, ANA), round_id)
+    item = _session(at).current.item
+    assert len(item.labels) >= 2
+    _type_numbers(at, item.id, "2")  # label 2 only: never 12, 20-29 (a substring match)
+    assert _session(at).wrong == {item.labels[1].grasp_id}
+    assert any("of " + str(len(item.labels)) in c.value for c in at.caption)
+    for bad, says in (("999", "does not exist"), ("2x", "is not a label number")):
+        _type_numbers(at, item.id, bad)
+        assert says in at.warning[0].value and "Traceback" not in at.warning[0].value
+        assert _session(at).wrong == {item.labels[1].grasp_id}  # nothing changed
+    _type_numbers(at, item.id, "2")  # the same number again unmarks it
+    assert _session(at).wrong == set()
+    _press(at, "decide_true_negative")
+
+
+def test_a_pick_racing_a_fix_never_leaks_into_the_next_item(app, server):
+    # The reported crash: a label picked, F pressed, and both reach the app in one run
+    # (the pick's own run had not finished). The pick names the item it was made on, so
+    # it applies to that item or is refused with one line, never to the next item.
+    round_id = _open_round(server, max_images=3)
+    at = _review_page(_signed_in(app, ANA), round_id)
+    first = _session(at).current.item
+    ids = [g.grasp_id for g in first.labels]
+    _type_numbers(at, first.id, "2")
+    nonce = at.session_state["review_pick_nonce"]
+    at.text_input(key=f"typed_{first.id}_{nonce}").input("1")
+    at.button(key="decide_fix").click().run()
+    assert not at.exception, at.exception
+    session = _session(at)
+    assert session.current.item.id != first.id and session.wrong == set()
+    review = session.undo_stack[-1].review
+    assert review.decision == "fix"
+    if review.removed_grasp_ids == sorted(ids[:2]):
+        pass  # the pick ran first: it belonged to the fixed item
+    else:  # the decision ran first: the late pick was refused, in one line
+        assert review.removed_grasp_ids == [ids[1]]
+        assert "no longer on screen" in at.warning[0].value
+    # A pick for an item that is gone changes nothing, as a message (never a traceback).
+    with pytest.raises(StaleItem):
+        session.pick_labels([1], item_id=first.id)
+    assert session.wrong == set()
 
 
 def test_double_review_settled_on_the_adjudication_page(app, server):
@@ -218,6 +290,13 @@ def test_prefetch_serves_the_next_item_from_the_cache(server):
         assert session.current.renders  # its default view was rendered ahead
     finally:
         session.close()
+
+
+def _type_numbers(at: AppTest, item_id: int, text: str) -> AppTest:
+    nonce = at.session_state["review_pick_nonce"]
+    at.text_input(key=f"typed_{item_id}_{nonce}").input(text).run()
+    assert not at.exception, at.exception
+    return at
 
 
 def _client(server, user) -> OrchestratorClient:

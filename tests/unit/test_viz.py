@@ -54,12 +54,47 @@ def test_zoom_box_is_a_square_around_the_rectangles_inside_the_image():
     assert max(zoomed.shape[:2]) == 256
 
 
-def test_depth_is_colour_mapped_and_invalid_pixels_black():
+def test_depth_is_grey_near_bright_and_invalid_pixels_black():
     depth = np.linspace(0.5, 1.0, 100 * 100, dtype=np.float32).reshape(100, 100)
     depth[0, 0] = -1.0
     rgb = viz.depth_to_rgb(depth)
     assert rgb.shape == (100, 100, 3) and rgb.dtype == np.uint8
-    assert (rgb[0, 0] == 0).all() and not (rgb[50, 50] == rgb[99, 99]).all()
+    assert (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all()  # grey
+    assert (rgb[0, 0] == 0).all() and rgb[0, 1, 0] > rgb[99, 99, 0] > 0  # near is brighter
+    # Green labels keep their contrast on depth: no grey pixel is close to the label colour.
+    drawn = viz.review_overlay(depth, labels=np.array([[50.0, 50.0, 0.0, 40.0, 10.0]]))
+    assert _has(drawn, viz.LABEL, (40, 60, 25, 35))
+    assert not _has(rgb, viz.LABEL, (0, 100, 0, 100))
+
+
+def test_only_wrong_labels_are_numbered_unless_all_numbers_are_asked_for():
+    labels = np.array([[40.0, 60.0, 0.0, 30.0, 10.0], [140.0, 60.0, 0.0, 30.0, 10.0]])
+    plain = viz.review_overlay(_grey(), labels=labels)
+    marked = viz.review_overlay(_grey(), labels=labels, wrong=[1])
+    numbered = viz.review_overlay(_grey(), labels=labels, number_labels=True)
+    above_second = (30, 52, 125, 160)  # the second rectangle's number tag
+    # Numbers sit above each rectangle: none without a mark, the wrong one's in orange.
+    assert not _has(plain, viz.WRONG, above_second) and (plain[30:50, 25:60] == 128).all()
+    assert _has(marked, viz.WRONG, above_second) and (marked[30:50, 25:60] == 128).all()
+    assert not (numbered[30:50, 25:60] == 128).all()  # every label numbered on request
+
+
+def test_handles_lie_on_each_rectangles_edge_and_follow_the_frame():
+    # One pose with two jaw sizes: same centre, different handles.
+    pose = np.array([[100.0, 80.0, 90.0, 40.0, 10.0], [100.0, 80.0, 90.0, 40.0, 30.0]])
+    handles = viz.label_handles(pose)
+    # theta 90: the opening runs along y, the jaw along -x; handles at x = 100 - jaw/2.
+    np.testing.assert_allclose(handles, [[95.0, 80.0], [85.0, 80.0]], atol=1e-9)
+    frame = viz.review_frame((200, 400, 3), labels=pose, zoom=True, size=256)
+    x0, y0, x1, y1 = frame.box
+    assert max(frame.size) == 256 and frame.scale == pytest.approx(256 / (x1 - x0))
+    moved = frame.grasps(pose)
+    np.testing.assert_allclose(moved[:, :2], (pose[:, :2] - [x0, y0]) * frame.scale)
+    np.testing.assert_allclose(moved[:, 3:], pose[:, 3:] * frame.scale)
+    picture = viz.review_overlay(
+        np.full((200, 400, 3), 128, np.uint8), labels=pose, zoom=True, size=256
+    )
+    assert picture.shape[:2] == frame.size[::-1]
 
 
 def test_before_after_marks_removed_and_added():

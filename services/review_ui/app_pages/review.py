@@ -1,25 +1,35 @@
 """The review screen: one keystroke per decision, the next image already loaded.
 
 Keys: T true negative · M missing label · A annotation error · F fix · 1–9 accept a
-prediction · S skip · U undo the last decision · D depth/RGB · Z zoom · L label numbers.
-Every action runs in a button callback (before the page is drawn again), so the page that
-follows already shows the next item; `ReviewSession` keeps its pixels prefetched.
+prediction · S skip · U undo the last decision · D depth/RGB · Z zoom · L all label numbers
+· X clear the marks. Clicks: a label's dot on the picture marks that rectangle wrong (again:
+unmarks it); a box or lasso drag marks every rectangle inside. Numbers can also be typed.
+
+Every action runs in a callback (before the page is drawn again), so the page that follows
+already shows the next item; `ReviewSession` keeps its pixels prefetched. Every callback
+names the item it was drawn for and goes through `_act`: an action that raced the move to
+the next item, a refused request or any other failure becomes one line on the screen, never
+a traceback, and the annotator stays on an item.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import streamlit as st
 
 from regrasp.errors import Conflict, RegraspError
-from services.review_ui import lead, state
+from services.review_ui import lead, state, widgets
 from services.review_ui.session import (
     DECISION_KEYS,
     MAX_KEYED_PREDICTIONS,
     ReviewSession,
+    StaleItem,
     View,
 )
+
+_log = logging.getLogger(__name__)
 
 _LABELS = {
     "true_negative": "True negative",
@@ -27,40 +37,94 @@ _LABELS = {
     "annotation_error": "Annotation error",
     "fix": "Fix",
 }
+#: Heights of the picture in CSS pixels, chosen in the sidebar. The smallest, the default,
+#: fits a 1366×768 screen with the header and the status line; larger screens can take more.
+PICTURE_HEIGHTS = {"S": 560, "M": 720, "L": 900}
+#: session_state key of a counter in the picker's and the number box's keys: bumped after
+#: each pick, so the next run draws a fresh chart (no leftover selection) and empty box.
+_NONCE = "review_pick_nonce"
+_LEGEND = (
+    ":green[■] labels · :red[■] predictions (1 = best) · :orange[■] marked wrong · "
+    "yellow tag: accepted"
+)
 
 
-def _act(session: ReviewSession, action: Callable[[], object]) -> None:
-    """Run an action; a refusal becomes a message on the next page, not a traceback."""
+def _act(session: ReviewSession, action: Callable[..., object], *args, **kwargs) -> None:
+    """Run an action; any refusal or failure becomes one line on the next page.
+
+    The line says what the last action did: a new action clears the previous one's.
+    """
+    session.last_error = None
     try:
-        action()
+        action(*args, **kwargs)
+    except StaleItem as exc:
+        session.last_error = str(exc)
     except Conflict as exc:
         # The item changed under us (decided by someone else, lease taken over):
         # say so and move on to what the queue offers now.
+        try:
+            session.start()
+        except RegraspError:
+            pass  # the message below still says what happened
         session.last_error = f"{exc} — showing the next item."
-        session.start()
     except RegraspError as exc:
         session.last_error = str(exc)
+    except Exception:  # the page must never show a traceback
+        _log.exception("review action %s failed", getattr(action, "__name__", action))
+        session.last_error = "That action failed (the error is in the server log); try again."
 
 
-def _wrong_changed(session: ReviewSession, key: str, numbers: dict[int, int]) -> None:
-    session.set_wrong({numbers[n] for n in st.session_state[key]})
+def _picked(session: ReviewSession, key: str, item_id: int) -> None:
+    """A click, box or lasso on the picture: toggle those rectangles (see `pick_labels`)."""
+    numbers = widgets.picked_numbers(st.session_state.get(key))
+    st.session_state[_NONCE] += 1
+    if numbers:
+        _act(session, session.pick_labels, numbers, item_id=item_id)
+
+
+def _typed(session: ReviewSession, key: str, item_id: int) -> None:
+    """Numbers typed in the box: exact numbers only, then the box empties."""
+    text = st.session_state.get(key) or ""
+    st.session_state[_NONCE] += 1
+    if text.strip():
+        _act(session, session.pick_typed, text, item_id=item_id)
 
 
 def _set_view(session: ReviewSession, **change: object) -> None:
     view = session.view
-    session.set_view(View(**{**view.__dict__, **change}))
+    _act(session, session.set_view, View(**{**view.__dict__, **change}))
 
 
-rounds = state.reviewing_rounds()
-st.title("Review")
+st.session_state.setdefault(_NONCE, 0)
+try:
+    rounds = state.reviewing_rounds()
+except RegraspError as exc:
+    st.error(f"Cannot list the rounds: {exc}")
+    st.stop()
 if not rounds:
+    st.title("Review")
     st.info("No round is open for review right now.")
     st.stop()
-round_id = state.choose_round(rounds)
-session = state.review_session(round_id)
-
-if session.last_error:
-    st.warning(session.last_error)
+with st.sidebar:
+    round_id = state.choose_round(rounds)
+    size = st.segmented_control(
+        "Picture size",
+        list(PICTURE_HEIGHTS),
+        default="S",
+        key="review_picture_size",
+        help="S fits a 1366×768 screen with the buttons; M and L are for taller screens.",
+    )
+    st.caption(
+        "**Keys** T true negative · M missing label · A annotation error · F fix · "
+        "1–9 accept a prediction · S skip · U undo · D depth · Z zoom · L numbers · X clear "
+        "marks\n\n**Clicks** a label's dot marks it wrong (again: unmarks); drag a box or "
+        "lasso to mark several."
+    )
+try:
+    session = state.review_session(round_id)
+except RegraspError as exc:
+    st.error(f"Cannot open round {round_id} for review: {exc}")
+    st.stop()
 
 
 @st.fragment(run_every=30)
@@ -69,11 +133,13 @@ def _keep_lease() -> None:
     try:
         session.maybe_heartbeat(every=60)
     except RegraspError as exc:
-        st.warning(f"Lease lost: {exc}")
+        st.caption(f":orange[Lease lost: {exc}]")
     st.caption(f":material/timer: {session.elapsed():.0f} s on this item")
 
 
 if session.current is None:
+    if session.last_error:
+        st.warning(session.last_error)
     st.success("Nothing left for you in this round. Thank you!")
     lead.after_queue(round_id)  # the lead's next step (apply), not just thanks
     st.button(
@@ -87,77 +153,109 @@ if session.current is None:
     st.stop()
 
 item = session.current.item
+item_id = item.id
 mean = session.mean_seconds
-st.markdown(
-    f"**{item.object} / {item.image}** · item {item.id} · "
+status, timer = st.columns([5, 1], vertical_alignment="center")
+status.markdown(
+    f"**{item.object} / {item.image}** · item {item_id} · {len(item.labels)} labels · "
     f"decided this session **{session.decided}** · skipped {session.skipped} · "
     + (f"{mean:.1f} s per decision" if mean is not None else "first decision")
     + (" · second review" if item.required_reviews > 1 else "")
 )
-_keep_lease()
+with timer:
+    _keep_lease()
 
+nonce = st.session_state[_NONCE]
 picture, controls = st.columns([3, 2], gap="medium")
 with picture:
-    st.image(session.render(), width="stretch")
-    st.caption(
-        "Green: labels · red: the model's predictions (1 = best) · orange ✕: marked wrong · "
-        "yellow tag: accepted. Thick edges are the jaws."
-    )
+    try:
+        drawn = session.picture()
+    except RegraspError as exc:
+        st.error(f"Cannot draw item {item_id}: {exc}")
+    else:
+        pick_key = f"pick_{item_id}_{nonce}"
+        widgets.label_picker(
+            drawn,
+            key=pick_key,
+            height=PICTURE_HEIGHTS.get(size or "S", PICTURE_HEIGHTS["S"]),
+            on_pick=_picked,
+            args=(session, pick_key, item_id),
+        )
+    st.caption(_LEGEND)
 
 with controls:
-    st.subheader("Decision")
+    if session.last_error:
+        st.warning(session.last_error)
+    st.caption("**Decision**")
     row = st.columns(2)
     for k, name in enumerate(DECISION_KEYS):
         row[k % 2].button(
-            f"{_LABELS[name]}",
+            _LABELS[name],
             key=f"decide_{name}",
             shortcut=DECISION_KEYS[name],
-            type="primary" if name == "true_negative" else "secondary",
             width="stretch",
             on_click=_act,
-            args=(session, lambda n=name: session.decide(n)),
+            args=(session, session.decide, name),
+            kwargs={"item_id": item_id},
         )
 
-    st.subheader("Predictions to accept")
     n_pred = min(len(item.predictions), MAX_KEYED_PREDICTIONS)
     if n_pred:
-        pred_cols = st.columns(n_pred)
+        st.caption("**Predictions to accept** (missing label, fix)")
+        pred_cols = st.columns(max(n_pred, 5))
         for i in range(n_pred):
             chosen = i in session.accepted
             pred_cols[i].button(
+                # Neutral like every button here: the tick and the picture's yellow tag say
+                # it is accepted (a primary button would take the theme's red or blue).
                 f"{'✓ ' if chosen else ''}{i + 1}",
                 key=f"pred_{i}",
                 shortcut=str(i + 1),
-                type="primary" if chosen else "secondary",
                 on_click=_act,
-                args=(session, lambda i=i: session.toggle_prediction(i)),
+                args=(session, session.toggle_prediction, i),
+                kwargs={"item_id": item_id},
             )
     else:
         st.caption("The model predicted no grasp here.")
 
-    st.subheader("Wrong rectangles (fix)")
-    numbers = {n + 1: g.grasp_id for n, g in enumerate(item.labels)}
-    wrong_key = f"wrong_{item.id}"
-    st.multiselect(
-        "Label numbers (press L to show them on the image)",
-        list(numbers),
-        default=[n for n, gid in numbers.items() if gid in session.wrong],
-        key=wrong_key,
-        on_change=_wrong_changed,
-        args=(session, wrong_key, numbers),
+    marked = session.wrong_numbers()
+    st.caption(f"**Marked wrong** (removed by Fix): {len(marked)} of {len(item.labels)}")
+    st.markdown(
+        " ".join(f":orange-badge[{n}]" for n in marked)
+        if marked
+        else ":gray[none: click a rectangle's dot on the picture]"
+    )
+    typed_key = f"typed_{item_id}_{nonce}"
+    mark, clear = st.columns([3, 1], vertical_alignment="bottom")
+    mark.text_input(
+        "Mark by number",
+        key=typed_key,
+        placeholder="e.g. 12 or 3 7 or 10-14, then Enter",
+        on_change=_typed,
+        args=(session, typed_key, item_id),
+    )
+    clear.button(
+        "Clear",
+        key="clear_wrong",
+        shortcut="X",
+        width="stretch",
+        on_click=_act,
+        args=(session, session.set_wrong, set()),
+        kwargs={"item_id": item_id},
+        disabled=not marked,
     )
 
-    st.subheader("Queue")
-    q = st.columns(2)
-    q[0].button(
+    queue = st.columns(2)
+    queue[0].button(
         "Skip",
         key="skip",
         shortcut="S",
         width="stretch",
         on_click=_act,
         args=(session, session.skip),
+        kwargs={"item_id": item_id},
     )
-    q[1].button(
+    queue[1].button(
         "Undo last",
         key="undo",
         shortcut="U",
@@ -166,32 +264,33 @@ with controls:
         args=(session, session.undo),
         disabled=not session.undo_stack,
     )
-
-    st.subheader("View")
-    v = st.columns(3)
     view = session.view
     other = "rgb" if view.kind == "depth" else "depth"
-    v[0].button(
-        f"{'RGB' if other == 'rgb' else 'Depth'}",
+    looks = st.columns(3)
+    looks[0].button(
+        "RGB" if other == "rgb" else "Depth",
         key="view_kind",
         shortcut="D",
+        width="stretch",
         on_click=_set_view,
         args=(session,),
         kwargs={"kind": other},
         disabled=session.current.depth is None,
     )
-    v[1].button(
+    looks[1].button(
         "Unzoom" if view.zoom else "Zoom",
         key="view_zoom",
         shortcut="Z",
+        width="stretch",
         on_click=_set_view,
         args=(session,),
         kwargs={"zoom": not view.zoom},
     )
-    v[2].button(
-        "Hide numbers" if view.number_labels else "Label numbers",
+    looks[2].button(
+        "No numbers" if view.number_labels else "Numbers",
         key="view_numbers",
         shortcut="L",
+        width="stretch",
         on_click=_set_view,
         args=(session,),
         kwargs={"number_labels": not view.number_labels},
