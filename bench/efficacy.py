@@ -79,6 +79,12 @@ def main() -> None:
         "--review-budget", type=int, default=400, help="Review items per round, every loop."
     )
     p.add_argument("--score-threshold", type=float, default=0.5, help="Score flag: 1 − q ≥.")
+    p.add_argument(
+        "--confirm-changes",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Label-changing decisions need a second reviewer (RoundConfig.confirm_changes).",
+    )
     p.add_argument("--corrupt-fraction", type=float, default=0.25)
     p.add_argument("--test-fraction", type=float, default=0.15, help="Objects held out.")
     p.add_argument("--folds", type=int, default=2)
@@ -173,6 +179,9 @@ class Bench:
             self.base_id = import_jacquard(s, self.store, self.tmp / "synth", name="eff-base")
             self.admin = create_user(s, username="lead", password="lead-password", role="admin").id
             self.robot = create_user(s, username="auto", password="auto-password", role="admin").id
+            self.second = create_user(
+                s, username="second", password="second-password", role="annotator"
+            ).id
             rows = s.execute(
                 sa.select(Image.id, Image.name, DatasetObject.name)
                 .join(DatasetObject, DatasetObject.id == Image.object_id)
@@ -476,15 +485,16 @@ class Bench:
         import sqlalchemy as sa
 
         from regrasp.refinement_stats import add_audit_items, round_refinement
+        from regrasp.review.adjudication import resolve
         from regrasp.review.decisions import decide
-        from regrasp.review.items import create_items
+        from regrasp.review.items import create_items, final_decisions
         from regrasp.rounds import machine
         from regrasp.rounds.applying import apply_round
         from regrasp.rounds.config import RoundConfig
         from regrasp.rounds.predicting import score
         from regrasp.store.db import versions
         from regrasp.store.db.engine import session_scope
-        from regrasp.store.db.tables import Prediction, ReviewItem, RoundState
+        from regrasp.store.db.tables import Prediction, ReviewItem, ReviewItemState, RoundState
         from regrasp.synthetic.reviewer import SimulatedReviewer
 
         a = self.args
@@ -505,7 +515,10 @@ class Bench:
                 masks=[masks[int(i)] for i in ids],
             )
             rnd = machine.create_round(
-                s, dataset_id=dataset_id, version=version, config=RoundConfig(model_id=model_id)
+                s,
+                dataset_id=dataset_id,
+                version=version,
+                config=RoundConfig(model_id=model_id, confirm_changes=a.confirm_changes),
             )
             rnd.model_id = model_id
             rnd.state = RoundState.reviewing  # the predicting step, done in this process
@@ -530,53 +543,78 @@ class Bench:
             flagged_of = {int(i): bool(scores.flagged[j]) for j, i in enumerate(ids)}
             if a.audit and not auto:
                 add_audit_items(s, round_id, count=a.audit, seed=a.seed + version)
-        reviewer = SimulatedReviewer(error_rate=a.error_rate, seed=a.seed + version)
         mapping = self._maps[dataset_id]
+        # Three people who err independently: the first reviewer, the second who confirms
+        # label-changing decisions (`--confirm-changes`), the admin who settles conflicts.
+        people = [
+            (user, SimulatedReviewer(error_rate=a.error_rate, seed=a.seed + version + 7919 * n))
+            for n, user in enumerate((self.admin, self.second, self.robot))
+        ]
+        reviews = 0
+        for state, (user, reviewer) in zip(
+            (ReviewItemState.pending, ReviewItemState.pending, ReviewItemState.adjudication),
+            people,
+            strict=True,
+        ):
+            with session_scope(self.bind) as s:
+                items = s.scalars(
+                    sa.select(ReviewItem)
+                    .where(ReviewItem.round_id == round_id, ReviewItem.state == state)
+                    .order_by(ReviewItem.id)
+                ).all()
+                for item in items:
+                    mine = labels.image_ids == item.image_id
+                    preds = predictions[item.image_id]
+                    if auto:
+                        kind, accepted, removed = (
+                            ("missing_label", [0], []) if len(preds) else ("true_negative", [], [])
+                        )
+                    else:
+                        d = reviewer.review(
+                            self.truth[mapping[item.image_id]],
+                            labels.grasps[mine],
+                            preds[:, :5],
+                            audit=not flagged_of[item.image_id],
+                        )
+                        kind, accepted = d.kind, d.accepted_predictions
+                        removed = [int(labels.grasp_ids[mine][i]) for i in d.removed_labels]
+                    write = resolve if state == ReviewItemState.adjudication else decide
+                    write(
+                        s,
+                        item.id,
+                        self.robot if auto else user,
+                        item_version=item.version,
+                        decision=kind,
+                        accepted_predictions=accepted,
+                        removed_grasp_ids=removed,
+                        seconds_taken=0.0 if auto else a.review_seconds,
+                    )
+                    reviews += 1
+            if auto:
+                break
         with session_scope(self.bind) as s:
-            items = s.scalars(
-                sa.select(ReviewItem).where(ReviewItem.round_id == round_id).order_by(ReviewItem.id)
-            ).all()
-            found = 0  # corrupted images a reviewer called a label error
-            for item in items:
-                mine = labels.image_ids == item.image_id
-                preds = predictions[item.image_id]
-                if auto:
-                    kind, accepted, removed = (
-                        ("missing_label", [0], []) if len(preds) else ("true_negative", [], [])
+            image_of = dict(
+                s.execute(
+                    sa.select(ReviewItem.id, ReviewItem.image_id).where(
+                        ReviewItem.round_id == round_id
                     )
-                    user = self.robot
-                else:
-                    d = reviewer.review(
-                        self.truth[mapping[item.image_id]],
-                        labels.grasps[mine],
-                        preds[:, :5],
-                        audit=not flagged_of[item.image_id],
-                    )
-                    kind, accepted = d.kind, d.accepted_predictions
-                    removed = [int(labels.grasp_ids[mine][i]) for i in d.removed_labels]
-                    user = self.admin
-                    truth = self.truth[mapping[item.image_id]]
-                    found += bool(truth.corrupted and kind != "true_negative")
-                decide(
-                    s,
-                    item.id,
-                    user,
-                    item_version=item.version,
-                    decision=kind,
-                    accepted_predictions=accepted,
-                    removed_grasp_ids=removed,
-                    seconds_taken=0.0 if auto else a.review_seconds,
-                )
+                ).all()
+            )
+            found = sum(  # corrupted images whose final decision calls their labels wrong
+                self.truth[mapping[image_of[f.item_id]]].corrupted
+                for f in final_decisions(s, round_id)
+                if f.decision.value != "true_negative"
+            )
         with session_scope(self.bind) as s:
             machine.request_apply(s, round_id, force=True, by=self.admin)
             new_version = apply_round(s, round_id)
         with session_scope(self.bind) as s:
             stats = round_refinement(s, round_id)
         flagged_pool = int(scores.flagged.sum())  # predictions cover the pool only
-        hours = len(items) * a.review_seconds / 3600.0
+        hours = reviews * a.review_seconds / 3600.0
         return new_version, {
             "flagged": flagged_pool,
-            "reviewed": len(items),
+            "reviewed": reviews,
             "corrupted_found": found,
             "corrupted_found_per_hour": found / hours if hours else None,
             "decisions": stats.decisions,

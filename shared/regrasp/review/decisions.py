@@ -320,6 +320,10 @@ def record_review(
         if mode is WriteMode.resolve:
             item.state = ReviewItemState.decided
         else:
+            if kind != ReviewDecision.true_negative and _confirms_changes(rnd):
+                # A decision that changes labels needs a second annotator's agreement;
+                # a disagreement goes to an admin like any double review's.
+                item.required_reviews = max(item.required_reviews, 2)
             votes = [r for r in standing if not r.adjudication and r not in replaced] + [review]
             if len(votes) < item.required_reviews:
                 item.state = ReviewItemState.pending
@@ -381,6 +385,12 @@ def _not_leased_to_another(user_id: int, now: datetime) -> sa.ColumnElement[bool
     return sa.not_(
         sa.and_(live_lease(ReviewItem, now), ReviewItem.lease_owner_id.is_distinct_from(user_id))
     )
+
+
+def _confirms_changes(rnd: Round) -> bool:
+    from regrasp.rounds.config import parse_config
+
+    return parse_config(rnd.config).confirm_changes
 
 
 def _check_shape(kind: ReviewDecision, accepted: list[int], removed: list[int]) -> None:

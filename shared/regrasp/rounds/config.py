@@ -68,6 +68,12 @@ class RoundConfig(BaseModel):
         0.0, ge=0.0, le=1.0, description="Fraction of review items that need two reviews."
     )
     review_seed: int = Field(0, description="Seed choosing the double-reviewed items.")
+    confirm_changes: bool = Field(
+        False,
+        description="Every decision that changes labels (all but true negative) needs a "
+        "second annotator's agreement; disagreements go to an admin, so one annotator's "
+        "slip removes or adds nothing on its own.",
+    )
     folds: int = Field(
         0,
         ge=0,
