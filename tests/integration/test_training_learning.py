@@ -1,11 +1,12 @@
-"""A short CPU training on synthetic data clearly beats the untrained network.
+"""A short CPU training on synthetic data learns: >= 0.6 accuracy on unseen objects.
 
-The heaviest training test (a few CPU minutes on a busy 2-core machine): 240 synthetic
-images of 48 objects, GG-CNN at 96², 25 epochs. Measured on the dev machine: untrained
-validation accuracy 0.00, trained 0.38 on 50 validation images of 10 unseen objects. An
-untrained network decodes no grasp above the quality threshold, so its accuracy is 0; the
-margin asserted (>= 0.15 above it, i.e. >= 8 of 50 images) cannot be reached by a model
-that learnt nothing.
+The heaviest training test (a minute or two of CPU on a busy 2-core machine): 240
+synthetic images of 48 objects, GG-CNN at 128², 40 epochs of 8-image batches, with the
+library's defaults (Kaiming init, fused heads, cosine learning rate, decode settings
+scaled to the input). Measured on the dev machine: untrained validation accuracy 0.00,
+trained 0.68–0.70 on 50 validation images of 10 unseen objects (before the recipe fixes
+the same budget sat on an all-background plateau and scored 0.0–0.38). An untrained
+network decodes no grasp above the quality threshold, so its accuracy is 0.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from regrasp.training.evaluate import evaluate
 from regrasp.training.loop import split_datasets, train
 from regrasp.training.splits import make_split
 
-SIZE = 96
+SIZE = 128
 
 
 def test_short_training_beats_the_untrained_network(tmp_path) -> None:
@@ -32,7 +33,7 @@ def test_short_training_beats_the_untrained_network(tmp_path) -> None:
     index = build_cache(store, images, dataset="syn", version=0, size=SIZE, shard_size=64)
     config = TrainConfig(
         architecture="ggcnn",
-        epochs=25,
+        epochs=40,
         batch_size=8,
         lr=1e-3,
         dropout=0.0,
@@ -40,7 +41,6 @@ def test_short_training_beats_the_untrained_network(tmp_path) -> None:
         num_workers=0,
         augment={"enabled": False},
         split={"kind": "object", "val_fraction": 0.2, "test_fraction": 0.0},
-        decode={"min_distance": SIZE // 15},
     )
     split = make_split(
         [i.image_id for i in images],
@@ -67,4 +67,5 @@ def test_short_training_beats_the_untrained_network(tmp_path) -> None:
     trained = evaluate(result.model, val_data, decode_config=config.decode).accuracy
     print(f"validation accuracy: untrained {untrained:.2f}, trained {trained:.2f}")
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
-    assert trained >= untrained + 0.15
+    assert untrained < 0.1
+    assert trained >= 0.6
