@@ -6,7 +6,8 @@ To try the review screen, test it, or benchmark the queue, this writes a round a
 its labels turned by 90° (the paper's "grasps along a stick" error: no overlap under the
 angle gate, so the image is flagged), then a label shifted a little, then a label at
 another scale. Best IoU, flag and priority are computed with the real metric
-(`regrasp.metrics.best_iou_batch`), and the queue is made by `regrasp.review.create_items`.
+(the round's own `regrasp.rounds.predicting.score`, which also stores the label-quality
+score), and the queue is made by `regrasp.review.create_items`.
 
 Also starts an orchestrator process on 127.0.0.1 for tests, the benchmark and the
 screenshot script (`start_orchestrator`), and imports a small synthetic dataset through
@@ -35,8 +36,9 @@ from sqlalchemy.orm import Session
 from regrasp.clients.orchestrator import ImportRequest, OrchestratorClient, SyntheticSource
 from regrasp.errors import InvalidInput
 from regrasp.grasps import THETA, X, Y
-from regrasp.metrics import FLAG_IOU, best_iou_batch
+from regrasp.metrics import FLAG_IOU
 from regrasp.review import create_items
+from regrasp.rounds.predicting import score
 from regrasp.store.db import versions as V
 from regrasp.store.db.tables import Prediction, Round, RoundState
 
@@ -85,9 +87,9 @@ def seed_round(
     quality = np.sort(rng.uniform(0.5, 0.99, size=(len(image_ids), top_k)), axis=1)[:, ::-1]
     in_batch = np.isin(labels.image_ids, image_ids)
     owner = np.searchsorted(image_ids, labels.image_ids[in_batch])
-    best = best_iou_batch(preds[:, 0], labels.grasps[in_batch], image_index=owner)
-    flagged = best < FLAG_IOU
-    priority = np.where(flagged, quality[:, 0] * (1.0 - best / FLAG_IOU), 0.0)
+    rows = [np.column_stack([preds[i], quality[i]]).round(3) for i in range(len(image_ids))]
+    # The round's own scoring (paper flag and order, label-quality score kept beside).
+    scores = score(rows, labels.grasps[in_batch], owner, threshold=FLAG_IOU, flag="paper")
 
     rnd = Round(
         dataset_id=dataset_id,
@@ -103,10 +105,11 @@ def seed_round(
             {
                 "round_id": rnd.id,
                 "image_id": int(image_ids[i]),
-                "grasps": np.column_stack([preds[i], quality[i]]).round(3).tolist(),
-                "best_iou": float(best[i]),
-                "flagged": bool(flagged[i]),
-                "priority": float(priority[i]),
+                "grasps": rows[i].tolist(),
+                "best_iou": float(scores.best_iou[i]),
+                "flagged": bool(scores.flagged[i]),
+                "priority": float(scores.priority[i]),
+                "quality": scores.quality[i],
             }
             for i in range(len(image_ids))
         ],

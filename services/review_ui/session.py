@@ -243,6 +243,16 @@ class ReviewSession:
             )
         self.accepted ^= {index}
 
+    def accept_unmatched(self, *, item_id: int | None = None) -> ReviewPublic:
+        """Decide "missing label" accepting every confident prediction that no label
+        matches (what the label-quality score flagged the image for), in one step."""
+        loaded = self._require_current(item_id)
+        quality = loaded.item.quality
+        if quality is None or not quality.unmatched:
+            raise InvalidInput("no unmatched confident prediction on this image to accept")
+        self.accepted = set(quality.unmatched)
+        return self.decide("missing_label", item_id=item_id)
+
     def set_wrong(self, grasp_ids: set[int], *, item_id: int | None = None) -> None:
         """Mark exactly these label rectangles (grasp ids) as wrong."""
         loaded = self._require_current(item_id)

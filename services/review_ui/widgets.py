@@ -12,7 +12,11 @@ import numpy as np
 import streamlit as st
 
 from regrasp import viz
-from regrasp.clients.orchestrator import RoundRefinementPublic, StopAdvicePublic
+from regrasp.clients.orchestrator import (
+    ReviewItemPublic,
+    RoundRefinementPublic,
+    StopAdvicePublic,
+)
 from services.review_ui import overview
 from services.review_ui.session import Picture
 
@@ -129,3 +133,28 @@ def picked_numbers(selection: object) -> list[int]:
 
 def _hex(colour: tuple[int, int, int]) -> str:
     return "#{:02x}{:02x}{:02x}".format(*colour)
+
+
+def quality_reason(item: ReviewItemPublic) -> str:
+    """One line saying why the label-quality score queued the item ("" when unscored)."""
+    quality = item.quality
+    if quality is None or quality.kind is None:
+        return ""
+    numbers = {g.grasp_id: n for n, g in enumerate(item.labels, 1)}
+    suspects = ", ".join(str(numbers[g]) for g in quality.suspect_grasp_ids if g in numbers)
+    stars = ", ".join(str(i + 1) for i in quality.unmatched)
+    if quality.kind == "missing":
+        text = (
+            f"the model is sure of grasps no label covers (★ {stars})"
+            if stars
+            else ("the model's confident grasps disagree with the labels")
+        )
+    elif quality.kind == "wrong_action":
+        text = "labels whose jaws would close through the object" + (
+            f" ({suspects})" if suspects else ""
+        )
+    else:
+        text = "labels unlike the model's confident grasp there" + (
+            f" ({suspects})" if suspects else ""
+        )
+    return f"{text}; label quality {quality.quality:.2f}"

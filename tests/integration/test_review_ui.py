@@ -303,3 +303,21 @@ def _client(server, user) -> OrchestratorClient:
     api = OrchestratorClient(server.url)
     api.login(*user)
     return api
+
+
+def test_one_key_accepts_the_predictions_no_label_matches(app, server):
+    """The item says why it was queued (the label-quality score) and N accepts the
+    confident predictions no label matches as new labels, in one decision."""
+    round_id = _open_round(server, max_images=2)
+    at = _review_page(_signed_in(app, ANA), round_id)
+    item = _session(at).current.item
+    assert item.quality is not None and item.quality.unmatched  # the top-1, turned 90°
+    unmatched = sorted(item.quality.unmatched)
+    captions = " ".join(c.value for c in at.caption)
+    assert "Why this image" in captions
+    assert any(b.label.endswith("★") for b in at.button if b.key and b.key.startswith("pred_"))
+    _press(at, "accept_unmatched")
+    review = _session(at).undo_stack[-1].review
+    assert review.decision == "missing_label"
+    assert review.accepted_prediction_indices == unmatched
+    assert _session(at).current is None or _session(at).current.item.id != item.id

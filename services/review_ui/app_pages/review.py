@@ -1,8 +1,9 @@
 """The review screen: one keystroke per decision, the next image already loaded.
 
-Keys: T true negative · M missing label · A annotation error · F fix · 1–9 accept a
-prediction · S skip · U undo the last decision · D depth/RGB · Z zoom · L all label numbers
-· X clear the marks. Clicks: a label's dot on the picture marks that rectangle wrong (again:
+Keys: T true negative · M missing label · A annotation error · F fix · N accept the
+unmatched confident predictions (★) as new labels · 1–9 accept a prediction · S skip · U
+undo the last decision · D depth/RGB · Z zoom · L all label numbers · X clear the marks.
+Clicks: a label's dot on the picture marks that rectangle wrong (again:
 unmarks it); a box or lasso drag marks every rectangle inside. Numbers can also be typed.
 
 Every action runs in a callback (before the page is drawn again), so the page that follows
@@ -116,9 +117,9 @@ with st.sidebar:
     )
     st.caption(
         "**Keys** T true negative · M missing label · A annotation error · F fix · "
-        "1–9 accept a prediction · S skip · U undo · D depth · Z zoom · L numbers · X clear "
-        "marks\n\n**Clicks** a label's dot marks it wrong (again: unmarks); drag a box or "
-        "lasso to mark several."
+        "N accept ★ · 1–9 accept a prediction · S skip · U undo · D depth · Z zoom · "
+        "L numbers · X clear marks\n\n**Clicks** a label's dot marks it wrong (again: "
+        "unmarks); drag a box or lasso to mark several."
     )
 try:
     session = state.review_session(round_id)
@@ -199,6 +200,22 @@ with controls:
             kwargs={"item_id": item_id},
         )
 
+    why = widgets.quality_reason(item)
+    if why:
+        st.caption(f"**Why this image:** {why}")
+    unmatched = set(item.quality.unmatched) if item.quality is not None else set()
+    if unmatched:
+        st.button(
+            f"Accept {', '.join(str(i + 1) for i in sorted(unmatched))} as new labels",
+            key="accept_unmatched",
+            shortcut="N",
+            width="stretch",
+            help="Missing label, accepting the confident predictions no label matches (★).",
+            on_click=_act,
+            args=(session, session.accept_unmatched),
+            kwargs={"item_id": item_id},
+        )
+
     n_pred = min(len(item.predictions), MAX_KEYED_PREDICTIONS)
     if n_pred:
         st.caption("**Predictions to accept** (missing label, fix)")
@@ -208,7 +225,7 @@ with controls:
             pred_cols[i].button(
                 # Neutral like every button here: the tick and the picture's yellow tag say
                 # it is accepted (a primary button would take the theme's red or blue).
-                f"{'✓ ' if chosen else ''}{i + 1}",
+                f"{'✓ ' if chosen else ''}{i + 1}{'★' if i in unmatched else ''}",
                 key=f"pred_{i}",
                 shortcut=str(i + 1),
                 on_click=_act,
