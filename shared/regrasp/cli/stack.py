@@ -190,7 +190,7 @@ def demo(
     seed: int = typer.Option(0, help="Generator seed."),
     error_rate: float = typer.Option(0.0, min=0.0, max=1.0, help="Simulated reviewer errors."),
     epochs: int = typer.Option(None, help="Epochs per round (default 4)."),
-    input_size: int = typer.Option(None, help="Network input side (default 96)."),
+    input_size: int = typer.Option(None, help="Network input side (default 128)."),
     clean_eval: bool = typer.Option(
         True, help="Also score each model on a clean twin dataset (true accuracy)."
     ),
