@@ -236,6 +236,30 @@ def fold_of(image_ids: np.ndarray, *, folds: int, seed: int) -> np.ndarray:
     return fold_sorted[np.searchsorted(ids, np.asarray(image_ids, dtype=np.int64))]
 
 
+def unit_images(images: np.ndarray, config: RoundConfig, unit: dict[str, Any]) -> np.ndarray:
+    """The images a unit's model predicts: all of them, or an out-of-fold unit's fold.
+
+    The training step holds out exactly these (`unit_train_config`), so an out-of-fold
+    round scores every image with the one model that never trained on it.
+    """
+    if not config.folds or unit.get("fold") is None:
+        return images
+    return images[fold_of(images, folds=config.folds, seed=config.fold_seed) == unit["fold"]]
+
+
+def unit_train_config(
+    config: RoundConfig, images: np.ndarray | None, unit: dict[str, Any]
+) -> dict[str, Any]:
+    """The training config of a unit: the round's, with an out-of-fold unit's fold held out
+    on top of whatever the config already excludes (a fixed test set)."""
+    train_config = dict(config.train)
+    if config.folds and images is not None:
+        held_out = unit_images(images, config, unit)
+        kept_out = {str(i) for i in train_config.get(_EXCLUDE_FIELD) or ()}
+        train_config[_EXCLUDE_FIELD] = sorted(kept_out | {str(i) for i in held_out})
+    return train_config
+
+
 # --- the runner's entry point ------------------------------------------------------------
 
 
@@ -331,14 +355,7 @@ def _step_training(bind: Bind, round_id: int, services: Services, hook: Hook, st
         for index, unit in enumerate(units):
             if unit.get("job_id") is not None:
                 continue
-            train_config = dict(config.train)
-            if config.folds and images is not None:
-                held_out = images[
-                    fold_of(images, folds=config.folds, seed=config.fold_seed) == unit["fold"]
-                ]
-                # The fold joins whatever the config already excludes (a fixed test set).
-                kept_out = {str(i) for i in train_config.get(_EXCLUDE_FIELD) or ()}
-                train_config[_EXCLUDE_FIELD] = sorted(kept_out | {str(i) for i in held_out})
+            train_config = unit_train_config(config, images, unit)
             job_id = None
             if unit.get("intent_at"):
                 job_id = _find_submitted(
@@ -417,7 +434,6 @@ def _step_predicting(bind: Bind, round_id: int, services: Services, hook: Hook, 
             ).all(),
             dtype=np.int64,
         )
-    folds = fold_of(images, folds=config.folds, seed=config.fold_seed) if config.folds else None
     failures: list[str] = []
 
     def store(chunk: ChunkResult) -> None:
@@ -458,7 +474,7 @@ def _step_predicting(bind: Bind, round_id: int, services: Services, hook: Hook, 
         hook(round_id, "predicting:chunk")
 
     for unit in units:
-        todo = images if folds is None else images[folds == unit["fold"]]
+        todo = unit_images(images, config, unit)
         todo = np.setdiff1d(todo, done)
         if not len(todo):
             continue
