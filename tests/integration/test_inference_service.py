@@ -22,6 +22,7 @@ from starlette.testclient import TestClient
 
 from regrasp import accounts, nets
 from regrasp.imaging import Letterbox, decode_depth
+from regrasp.nets.heads import GraspMaps
 from regrasp.store import keys
 from regrasp.store.db import migrations
 from regrasp.store.db.engine import make_engine, session_scope
@@ -41,8 +42,8 @@ def _register(store, model_id: str, *, constant: bool, session=None) -> None:
         with torch.no_grad():
             for p in net.parameters():
                 p.zero_()
-            for head, value in CONST.items():
-                getattr(net.head, head).bias.fill_(value)
+            # The four heads are one fused 4-channel convolution, in the maps' order.
+            net.head.maps.bias.copy_(torch.tensor([CONST[m] for m in GraspMaps._fields]))
     decode = {"sigma": 2.0, "min_distance": 20, **({"threshold": 0.1} if constant else {})}
     register_untrained(store, model_id, model=net, decode=decode, session=session)
 
