@@ -207,9 +207,15 @@ class ReviewPage:
 
     def open(self, user: tuple[str, str] = ANNOTATOR) -> None:
         """Sign in as `user` and go to the review page (in-app: a reload signs out)."""
+        self.browser.send("Page.enable")
+        self.browser.send("Page.navigate", url=self.url)
+        self.sign_in(user)
+        self.go_to("review")
+        self.wait_ready()
+
+    def sign_in(self, user: tuple[str, str]) -> None:
+        """Fill the sign-in form and press its button; wait for the signed-in navigation."""
         b = self.browser
-        b.send("Page.enable")
-        b.send("Page.navigate", url=self.url)
         b.type_into('input[aria-label="Username"]', user[0])
         b.type_into('input[aria-label="Password"]', user[1])
         b.eval("document.activeElement.blur()")
@@ -220,19 +226,58 @@ class ReviewPage:
             ".some(a => a.getAttribute('href').endsWith('/review'))",
             what="the signed-in navigation",
         )
+
+    def sign_out(self) -> None:
+        """Click the sidebar's "Sign out" (a real click); wait for the sign-in form."""
+        self.click_until(
+            ".st-key-logout button",
+            until="!!document.querySelector('input[aria-label=\"Username\"]')",
+            what="the sign-in form after signing out",
+        )
+
+    def go_to(self, page: str) -> None:
+        """Follow the sidebar's link to `page` (the URL's last part: review, rounds, …)."""
+        b = self.browser
+        link = (
+            "[...document.querySelectorAll('[data-testid=\"stSidebarNavLink\"]')]"
+            f".find(a => a.getAttribute('href').endsWith('/{page}'))"
+        )
         for _ in range(5):
-            # A click while the home page is still running can be dropped: click again.
+            # A click while the previous page is still running can be dropped: click again.
             self.settle()
-            b.eval(
-                "[...document.querySelectorAll('[data-testid=\"stSidebarNavLink\"]')]"
-                ".find(a => a.getAttribute('href').endsWith('/review')).click()"
-            )
+            b.wait_for(f"!!{link}", what=f"the link to {page}")
+            b.eval(f"{link}.click()")
             try:
-                b.wait_for("location.pathname.endsWith('/review')", timeout=10, what="review")
+                b.wait_for(f"location.pathname.endsWith('/{page}')", timeout=10, what=page)
                 break
             except TimeoutError:
                 continue
-        self.wait_ready()
+        else:
+            raise TimeoutError(f"the sidebar link to {page} did not open it")
+
+    def click_until(
+        self, selector: str, *, until: str, what: str, tries: int = 5, wait: float = 10.0
+    ) -> None:
+        """A real mouse click on the element's centre (scrolled into view), repeated until
+        the JavaScript `until` holds: a click on an element Streamlit is still replacing,
+        or during a run, can be lost."""
+        b = self.browser
+        target = json.dumps(selector)
+        for _ in range(tries):
+            self.settle()
+            b.wait_for(f"!!document.querySelector({target})", what=selector)
+            b.eval(f"document.querySelector({target}).scrollIntoView({{block: 'center'}})")
+            time.sleep(0.2)
+            box = b.box(selector)
+            if box is None or box["width"] == 0:
+                continue
+            b.mouse_click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            try:
+                b.wait_for(until, timeout=wait, what=what)
+                return
+            except TimeoutError:
+                continue
+        raise TimeoutError(f"clicked {selector} {tries} times, still not {what}: {b.text()[:600]}")
 
     def wait_ready(self, *, timeout: float = 60.0) -> None:
         """The real review content: the picture with its dots, not Streamlit's skeleton."""
@@ -350,6 +395,52 @@ class ReviewPage:
 
     def has_traceback(self) -> bool:
         return bool(self.browser.eval(_TRACEBACK))
+
+
+def apply_round_in_browser(page: ReviewPage, round_id: int) -> tuple[dict[str, str], bytes]:
+    """The lead applies a round from the Rounds page, with real clicks: tick "I have read
+    what will change", press "Apply round N", wait for the page to say it is applying.
+
+    The page must be signed in as an admin. Returns the confirmation's figures (metric
+    label → value, as shown) and a screenshot of the confirmation, taken before the press.
+    """
+    b = page.browser
+    section = f".st-key-apply_{round_id}"
+    page.go_to("rounds")
+    b.wait_for(f"!!document.querySelector('{section} button')", what=f"Apply round {round_id}")
+    page.settle()
+    # The figures of this round's confirmation: the metrics in the block around its button.
+    metrics = b.eval(
+        "(() => { let el = document.querySelector('" + section + "');"
+        " while (el && !el.querySelector('[data-testid=\"stMetric\"]')) el = el.parentElement;"
+        " if (!el) return null;"
+        " return Object.fromEntries([...el.querySelectorAll('[data-testid=\"stMetric\"]')]"
+        "   .map(m => [m.querySelector('[data-testid=\"stMetricLabel\"]').innerText.trim(),"
+        "              m.querySelector('[data-testid=\"stMetricValue\"]').innerText.trim()])); })()"
+    )
+    if not metrics:
+        raise AssertionError(f"round {round_id}'s apply confirmation shows no figures")
+    button = f"document.querySelector('{section} button')"
+    page.click_until(
+        f".st-key-apply_confirm_{round_id} label",
+        until=(
+            f"!!document.querySelector('.st-key-apply_confirm_{round_id} input:checked')"
+            f" && !!{button} && !{button}.disabled"
+        ),
+        what="the confirmation ticked and the apply button enabled",
+        wait=20.0,
+    )
+    b.eval(f"{button}.scrollIntoView({{block: 'center'}})")
+    time.sleep(0.5)  # let the last paint settle
+    shot = b.screenshot()
+    applying = f"Round {round_id} is applying"
+    page.click_until(
+        f"{section} button",
+        until=f"document.body.innerText.includes({json.dumps(applying)})",
+        what=f"round {round_id} applying",
+        wait=30.0,
+    )
+    return metrics, shot
 
 
 @contextmanager

@@ -46,6 +46,7 @@ def serve(
         "viewer",
         # One colour legend on every page: red is the model's predictions, green labels,
         # orange marked wrong; so primary buttons and chips are a neutral blue, not red.
+        # The same colour as the app's .streamlit/config.toml (a static test holds them equal).
         "--theme.primaryColor",
         "#3b6ea8",
     ]

@@ -24,6 +24,21 @@ if TYPE_CHECKING:
     import plotly.graph_objects as go
 
 
+#: The colour legend every page that draws labels follows (the pictures use viz's colours):
+#: red is only ever the model's predictions; the theme's primary colour is a neutral blue.
+LEGEND = (
+    ":green[■] labels · :red[■] predictions (1 = best) · :orange[■] marked wrong · "
+    "yellow tag: accepted"
+)
+
+
+def wrong_badges(numbers: Sequence[int], *, empty: str) -> str:
+    """Markdown for the label numbers marked wrong: orange badges, as on the picture."""
+    if not numbers:
+        return f":gray[{empty}]"
+    return " ".join(f":orange-badge[{n}]" for n in numbers)
+
+
 def refinement_section(rounds: Sequence[RoundRefinementPublic], stop: StopAdvicePublic) -> None:
     """The rounds' label-noise estimates and yield, and whether another round is worth it."""
     st.subheader("Refinement statistics")

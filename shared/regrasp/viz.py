@@ -59,10 +59,12 @@ ACCEPTED = (255, 235, 60)  # yellow tag: predictions a reviewer accepts
 #: A crop as (x0, y0, x1, y1) in pixels, half-open: columns x0..x1-1, rows y0..y1-1.
 Box = tuple[int, int, int, int]
 
+#: Decision colours in charts; red is kept for the model's predictions (the one legend),
+#: so an annotation error is purple (a fix is orange like the labels it removes).
 _DECISION_COLOURS = {
     "true_negative": "#4c78a8",
     "missing_label": "#54a24b",
-    "annotation_error": "#e45756",
+    "annotation_error": "#b279a2",
     "fix": "#f58518",
 }
 

@@ -7,8 +7,9 @@ tests import real samples (45–186 labels an image) through the orchestrator's 
 import. Needs Chromium installed: `apt-get update && apt-get install -y chromium` (no
 browser is ever downloaded by the tests).
 
-The round is applied through the orchestrator API here: the UI's apply page is the lead's
-pages' business and is tested with them.
+The round is applied from the UI too: the lead signs in, ticks the Rounds page's
+confirmation (which shows what will change) and presses "Apply round N", with real clicks;
+only reading the outcome (the round's state, the versions' diff) uses the API.
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ import numpy as np
 import pytest
 
 from scripts.screenshot_review import (
+    ADMIN,
     INSTALL_HINT,
     VIEWPORTS,
     ReviewPage,
     Stack,
+    apply_round_in_browser,
     browser_page,
     find_chromium,
     import_jacquard,
@@ -133,14 +136,43 @@ def test_fix_two_clicked_rectangles_undo_redecide_apply(
         assert not page.has_traceback()
         (tmp_path / "after-review.png").write_bytes(page.browser.screenshot())
 
+        # The lead applies the round from the Rounds page: sign out, sign in, real clicks.
+        page.sign_out()
+        primary = page.browser.eval(
+            "getComputedStyle(document.querySelector('[data-testid=\"stBaseButton-primary\"]'))"
+            ".backgroundColor"
+        )
+        assert primary == "rgb(59, 110, 168)"  # the theme's neutral blue, never a red
+        page.sign_in(ADMIN)
+        figures, confirmation = apply_round_in_browser(page, round_id)
+        (tmp_path / "apply-confirmation.png").write_bytes(confirmation)
+        # The confirmation said what would change: two fixed rectangles, nothing else.
+        assert figures == {
+            "Images removed": "0",
+            "Grasps added": "0",
+            "Grasps removed (fixes)": "2",
+            "Labels removed with images": "0",
+        }
+        assert not page.has_traceback()
+        with stack.client() as api:
+            done = api.wait_round(round_id, until=("done", "failed", "cancelled"), timeout=300)
+        assert done.state == "done", done
+        # Back on Rounds, the round is no longer offered for applying.
+        page.go_to("review")
+        page.go_to("rounds")
+        page.browser.wait_for(
+            "!!document.querySelector('.st-key-rounds_dataset')", what="the Rounds page"
+        )
+        page.settle()
+        assert page.browser.box(f".st-key-apply_{round_id} button") is None
+        assert not page.has_traceback()
+
     with stack.client() as api:
         labels = api.review_item(first).labels
         chosen = {labels[a - 1].grasp_id, labels[b - 1].grasp_id}
-        base = api.get_round(round_id).base_version
-        api.apply_round(round_id)
-        done = api.wait_round(round_id, until=("done", "failed", "cancelled"), timeout=300)
-        assert done.state == "done", done
+        base = done.base_version
         new = max(v.number for v in api.list_versions(dataset))
+        assert done.result_version == new
         diff = api.diff(dataset, base, new)
     # The next version lacks exactly those two rectangles, and nothing else changed.
     assert {g.grasp_id for g in diff.removed_grasps} == chosen

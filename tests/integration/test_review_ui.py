@@ -262,6 +262,22 @@ def test_double_review_settled_on_the_adjudication_page(app, server):
     lead.selectbox(key="pick_Round").set_value(round_id).run()
     assert len(lead.image) == 2  # both annotators' readings side by side
     (case,) = _client(server, ADMIN).adjudication_queue(round_id)
+    # Wrong labels are typed as exact numbers and shown as orange badges, as on the review
+    # screen (red is only ever the predictions); a bad number is one line and blocks Resolve.
+    wrong = lead.text_input(key=f"adj_wrong_{case.item.id}")
+    wrong.set_value("2x").run()
+    assert [e.value for e in lead.error] == [
+        "'2x' is not a label number (type e.g. 12, 3 7 or 10-14)"
+    ]
+    assert lead.button(key="adj_resolve").disabled
+    wrong.set_value("2 1").run()
+    assert not lead.error and not lead.button(key="adj_resolve").disabled
+    marks = [m.value for m in lead.markdown if m.value.startswith("**Marked wrong**")]
+    count = len(case.item.labels)
+    badges = ":orange-badge[2] :orange-badge[1]"
+    assert marks == [f"**Marked wrong** (removed by a fix): 2 of {count} · {badges}"]
+    assert not any(":red" in m.value for m in lead.markdown)
+    wrong.set_value("").run()
     lead.radio(key=f"adj_decision_{case.item.id}").set_value("annotation_error").run()
     _press(lead, "adj_resolve")
     assert any("No disagreements" in s.value for s in lead.success)

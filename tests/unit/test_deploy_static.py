@@ -13,6 +13,7 @@ Image naming convention (deploy/README.md): `regrasp/<image>` is built from
 
 from __future__ import annotations
 
+import colorsys
 import json
 import os
 import re
@@ -817,6 +818,81 @@ def _assert_repo_command(argv: list[str]) -> None:
         assert re.search(rf"^class {attribute}\b", source.read_text(), re.M)
     else:
         pytest.fail(f"unknown program {program!r}")
+
+
+# --- the review UI's colours ---------------------------------------------------------------
+
+UI_CONFIG = ROOT / "services" / "review_ui" / ".streamlit" / "config.toml"
+#: Streamlit's own default primary colour (a red).
+STREAMLIT_DEFAULT_PRIMARY = "#ff4b4b"
+
+
+def _hue_saturation(colour: str) -> tuple[float, float]:
+    """Hue in degrees and saturation (0–1) of `#rrggbb` or an (r, g, b) tuple of 0–255."""
+    if isinstance(colour, str):
+        assert re.fullmatch(r"#[0-9a-fA-F]{6}", colour), f"not a #rrggbb colour: {colour!r}"
+        colour = tuple(int(colour[i : i + 2], 16) for i in (1, 3, 5))
+    h, s, _ = colorsys.rgb_to_hsv(*(c / 255 for c in colour))
+    return 360.0 * h, s
+
+
+def _streamlit_primary(argv: list[str]) -> str | None:
+    """The value of `--theme.primaryColor` in a `streamlit run` command line, if given."""
+    for i, arg in enumerate(argv):
+        if arg == "--theme.primaryColor":
+            return argv[i + 1]
+        if arg.startswith("--theme.primaryColor="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _serve_argv(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The command `python -m services.review_ui serve` becomes (its exec, intercepted)."""
+    from typer.testing import CliRunner
+
+    from services.review_ui.__main__ import cli
+
+    seen: list[list[str]] = []
+
+    def execv(path: str, argv: list[str]) -> None:
+        seen.append(list(argv))
+        raise SystemExit(0)
+
+    monkeypatch.setattr(os, "execv", execv)
+    result = CliRunner().invoke(cli, ["serve", "--host", "127.0.0.1", "--port", "8501"])
+    assert result.exit_code == 0 and len(seen) == 1, result.output
+    return seen[0]
+
+
+def test_review_ui_primary_colour_is_neutral_for_every_launcher(monkeypatch) -> None:
+    # Red means the model's predictions on every page (green labels, orange marked wrong);
+    # Streamlit paints primary buttons, selected radios and chips in the primary colour.
+    from regrasp import viz
+
+    theme = tomllib.loads(UI_CONFIG.read_text())["theme"]
+    primary = theme["primaryColor"]
+    assert primary.lower() != STREAMLIT_DEFAULT_PRIMARY
+    hue, saturation = _hue_saturation(primary)
+    for name, legend in (("red", viz.PREDICTION), ("green", viz.LABEL), ("orange", viz.WRONG)):
+        legend_hue, _ = _hue_saturation(legend)
+        apart = min(abs(hue - legend_hue), 360.0 - abs(hue - legend_hue))
+        assert saturation < 0.15 or apart > 45.0, (
+            f"the UI's primary colour {primary} looks {name}, a legend colour"
+        )
+    launchers = {
+        "serve": _serve_argv(monkeypatch),
+        "compose": services()["review-ui"]["command"],
+        "kubernetes": container("review-ui")["command"] + container("review-ui").get("args", []),
+        "Dockerfile": next(
+            _exec_form(args) for ins, args in _final_stage(dockerfile("review-ui")) if ins == "CMD"
+        ),
+    }
+    for name, argv in launchers.items():
+        assert "streamlit" in argv and "run" in argv, (name, argv)
+        given = _streamlit_primary(argv)
+        assert given is not None and given.lower() == primary.lower(), (
+            f"{name} runs the review UI with primary colour {given}, the app's is {primary}"
+        )
 
 
 # --- the real tools, where installed (optional) -------------------------------------------

@@ -146,3 +146,17 @@ def test_empty_and_zero_charts_have_no_negative_axis():
     ax.bar([0, 1], [3, 7])
     viz._counts_axis(ax)
     assert ax.get_ylim()[1] >= 7  # real data keeps its range
+
+
+def test_decision_mix_chart_draws_no_red():
+    # Red means the model's predictions everywhere: no decision is drawn red in a chart.
+    mix = {name: [4, 2] for name in ("true_negative", "missing_label", "annotation_error", "fix")}
+    png = viz.chart_decision_mix([1, 2], mix=mix)
+    hsv = cv2.cvtColor(
+        cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2HSV
+    )
+    h, s, v = (hsv[..., i].astype(int) for i in range(3))
+    coloured = (s > 100) & (v > 80)
+    red = coloured & ((h <= 8) | (h >= 172))
+    assert coloured.sum() > 1000  # the bars are drawn
+    assert red.sum() == 0, f"{red.sum()} red pixels in the decision-mix chart"

@@ -1,4 +1,8 @@
-"""The adjudication queue: items whose two reviews disagree, settled by an admin."""
+"""The adjudication queue: items whose two reviews disagree, settled by an admin.
+
+Colours as on the review screen (`widgets.LEGEND`): green labels, red predictions, orange
+the labels marked wrong, in the pictures and as badges; the controls are neutral.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,8 @@ from regrasp import viz
 from regrasp.clients.orchestrator import DECISIONS, DecisionCreate
 from regrasp.errors import RegraspError
 from regrasp.imaging import decode_rgb
-from services.review_ui import overview, state
+from services.review_ui import overview, state, widgets
+from services.review_ui.session import parse_label_numbers
 
 st.title("Adjudication")
 api = state.api()
@@ -43,11 +48,15 @@ for column, review in zip(columns, case.reviews, strict=True):
         size=512,
     )
     column.image(viz.to_png(picture), width="stretch")
+    marked = [n + 1 for n, gid in enumerate(ids) if gid in review.removed_grasp_ids]
     column.markdown(
         f"**{case.usernames.get(review.annotator_id, '?')}**: {review.decision}"
         f" · accepted {[i + 1 for i in review.accepted_prediction_indices]}"
-        f" · wrong {len(review.removed_grasp_ids)}"
+        f" · wrong {len(marked)}"
     )
+    if marked:
+        column.markdown(widgets.wrong_badges(marked, empty=""))
+st.caption(widgets.LEGEND)
 
 decision = st.radio("Final decision", DECISIONS, horizontal=True, key=f"adj_decision_{item.id}")
 accepted = st.multiselect(
@@ -56,8 +65,25 @@ accepted = st.multiselect(
     key=f"adj_accept_{item.id}",
 )
 numbers = {n + 1: g.grasp_id for n, g in enumerate(item.labels)}
-wrong = st.multiselect("Wrong label numbers", list(numbers), key=f"adj_wrong_{item.id}")
-if st.button("Resolve", key="adj_resolve", type="primary"):
+# Typed numbers, exact (a multiselect would match "2" in 12, 20–29…), shown as orange badges.
+typed = st.text_input(
+    "Wrong label numbers",
+    key=f"adj_wrong_{item.id}",
+    placeholder="e.g. 12 or 3 7 or 10-14",
+)
+try:
+    wrong = parse_label_numbers(typed or "", len(numbers))
+except RegraspError as exc:
+    wrong, bad = [], str(exc)
+else:
+    bad = ""
+if bad:
+    st.error(bad)
+st.markdown(
+    f"**Marked wrong** (removed by a fix): {len(wrong)} of {len(numbers)} · "
+    + widgets.wrong_badges(wrong, empty="none")
+)
+if st.button("Resolve", key="adj_resolve", type="primary", disabled=bool(bad)):
     body = DecisionCreate(
         item_version=item.version,
         decision=decision,

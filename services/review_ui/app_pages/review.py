@@ -44,10 +44,6 @@ PICTURE_HEIGHTS = {"S": 560, "M": 720, "L": 900}
 #: session_state key of a counter in the picker's and the number box's keys: bumped after
 #: each pick, so the next run draws a fresh chart (no leftover selection) and empty box.
 _NONCE = "review_pick_nonce"
-_LEGEND = (
-    ":green[■] labels · :red[■] predictions (1 = best) · :orange[■] marked wrong · "
-    "yellow tag: accepted"
-)
 
 
 def _act(session: ReviewSession, action: Callable[..., object], *args, **kwargs) -> None:
@@ -182,7 +178,7 @@ with picture:
             on_pick=_picked,
             args=(session, pick_key, item_id),
         )
-    st.caption(_LEGEND)
+    st.caption(widgets.LEGEND)
 
 with controls:
     if session.last_error:
@@ -237,11 +233,7 @@ with controls:
 
     marked = session.wrong_numbers()
     st.caption(f"**Marked wrong** (removed by Fix): {len(marked)} of {len(item.labels)}")
-    st.markdown(
-        " ".join(f":orange-badge[{n}]" for n in marked)
-        if marked
-        else ":gray[none: click a rectangle's dot on the picture]"
-    )
+    st.markdown(widgets.wrong_badges(marked, empty="none: click a rectangle's dot on the picture"))
     typed_key = f"typed_{item_id}_{nonce}"
     mark, clear = st.columns([3, 1], vertical_alignment="bottom")
     mark.text_input(
