@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import hashlib
+import hmac
 import json
 import logging
 import secrets
@@ -58,7 +59,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from regrasp.accounts import SERVICE_ROLE, Principal, authenticate_bearer
+from regrasp.accounts import SERVICE_ROLE, Principal, authenticate_bearer, authorize_route
 from regrasp.body_limit import declared_length, too_large_message
 from regrasp.clients.inference import (
     MAX_STORED_IMAGES,
@@ -228,7 +229,11 @@ class InferenceService:
         refused within that time. Database checks run one at a time: concurrent writers
         of `last_used_at` make SQLite answer "database is locked".
         """
-        if credential and self._service_key and credential == self._service_key:
+        if (
+            credential
+            and self._service_key
+            and hmac.compare_digest(credential.encode(), self._service_key.encode())
+        ):
             return authenticate_bearer(None, credential, service_key=self._service_key)
         digest = hashlib.sha256((credential or "").encode()).hexdigest()
         cached = self._auth_cache.get(digest)
@@ -593,6 +598,10 @@ class Gate:
         except StorageError:
             logger.exception("authentication failed on the database")
             return 503, "authentication is unavailable (database), retry later"
+        try:
+            authorize_route(principal, "inference", scope["method"], path)
+        except PermissionDenied as exc:
+            return 403, str(exc)
         if path in SERVICE_PATHS and principal.role != SERVICE_ROLE:
             return 403, str(PermissionDenied("internal route: services only"))
         if path in ADMIN_PATHS and not principal.is_admin:

@@ -33,7 +33,7 @@ from regrasp.store.db.engine import make_engine, make_session_factory, session_s
 from regrasp.store.db.tables import User, UserRole
 from regrasp.store.objects import store_from_settings
 from services.orchestrator.background import ImportRunner
-from services.orchestrator.routes import api_keys, auth, datasets, images, users, versions
+from services.orchestrator.routes import api_keys, auth, datasets, images, models, users, versions
 from services.orchestrator.routes import campaigns as campaign_routes
 from services.orchestrator.routes import review as review_routes
 from services.orchestrator.routes import rounds as rounds_routes
@@ -91,7 +91,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected_error)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
-    for module in (auth, users, api_keys, datasets, versions, images):
+    for module in (auth, users, api_keys, models, datasets, versions, images):
         app.include_router(module.router)
     app.include_router(rounds_routes.router)
     app.include_router(review_routes.router)

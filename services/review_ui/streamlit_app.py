@@ -38,6 +38,8 @@ else:
             st.Page("app_pages/adjudication.py", title="Adjudication", icon=":material/balance:"),
             st.Page("app_pages/diff.py", title="Version diff", icon=":material/difference:"),
             st.Page("app_pages/campaigns.py", title="Campaigns", icon=":material/leaderboard:"),
+            st.Page("app_pages/models.py", title="Models", icon=":material/model_training:"),
+            st.Page("app_pages/api_keys.py", title="API keys", icon=":material/key:"),
         ]
     pages["Account"] = [login]
     page = st.navigation(pages)

@@ -173,12 +173,19 @@ def test_api_keys_shown_once_stored_hashed_and_revocable(api):
 
     listed = api.get("/api-keys", headers=admin).json()
     assert [k["id"] for k in listed] == [created["id"]] and "key" not in listed[0]
+    assert listed[0]["scope"] == "robot"
     with session_scope(api.app.state.engine) as s:
         row = s.get(ApiKey, created["id"])
         assert key not in (row.key_hash, row.prefix, row.name)
 
+    assert created["scope"] == "robot"  # the default: least privilege, whoever made it
     robot = {"Authorization": f"Bearer {key}"}
-    assert api.get("/users/me", headers=robot).json()["username"] == ADMIN[0]
+    assert api.get("/users/me", headers=robot).status_code == 403  # robots only predict
+    ops = api.post("/api-keys", json={"name": "ops", "scope": "admin"}, headers=admin).json()
+    ops_headers = {"Authorization": f"Bearer {ops['key']}"}
+    assert api.get("/users/me", headers=ops_headers).json()["username"] == ADMIN[0]
+    assert api.delete(f"/api-keys/{ops['id']}", headers=admin).status_code == 204
+    assert api.get("/users/me", headers=ops_headers).status_code == 401
     assert api.delete(f"/api-keys/{created['id']}", headers=admin).status_code == 204
     assert api.get("/users/me", headers=robot).status_code == 401
     assert api.delete("/api-keys/999", headers=admin).status_code == 404

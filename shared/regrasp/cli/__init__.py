@@ -8,7 +8,18 @@ them on `app`. Subcommands that need torch import it inside the command.
 
 from __future__ import annotations
 
-from regrasp.cli import campaigns, datasets, db, gc, rounds, stack, store, training  # noqa: F401
+from regrasp.cli import (  # noqa: F401
+    api_keys,
+    campaigns,
+    datasets,
+    db,
+    gc,
+    models,
+    rounds,
+    stack,
+    store,
+    training,
+)
 from regrasp.cli._app import app, run
 
 __all__ = ["app", "main"]
