@@ -54,7 +54,7 @@ def server(tmp_path):
         "REGRASP_OBJECT_STORE_URL": store_url,
         "REGRASP_INFERENCE_MODEL_ID": "e2e",
         "REGRASP_INFERENCE_DEVICE": "cpu",
-        "PYTHONPATH": str(REPO),
+        "PYTHONPATH": f"{REPO / 'shared'}{os.pathsep}{REPO}",
     }
     process = subprocess.Popen(
         service_command("inference", port=port),

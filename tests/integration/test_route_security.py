@@ -272,6 +272,7 @@ def test_inference_routes_against_every_scope(tmp_path, sqlite_url, file_store_u
     from starlette.testclient import TestClient as StarletteClient
 
     from services.inference.service import InferenceService
+    from tests.fixtures.servers import forget_bentoml_metrics
 
     callers = _callers(sqlite_url)
     env = {
@@ -282,6 +283,7 @@ def test_inference_routes_against_every_scope(tmp_path, sqlite_url, file_store_u
         "REGRASP_SECRET_KEY": SECRET,
         "REGRASP_INFERENCE_DEVICE": "cpu",
     }
+    forget_bentoml_metrics()  # this module's app may be the process's second
     with pytest.MonkeyPatch.context() as mp:
         for name, value in env.items():
             mp.setenv(name, value)
@@ -302,6 +304,7 @@ def test_inference_routes_against_every_scope(tmp_path, sqlite_url, file_store_u
                     else:
                         assert r.status_code == expected, (who, path, r.status_code, r.text)
                         assert r.json()["error"], (who, path)
+    forget_bentoml_metrics()
 
 
 def _inference_policy(who: str, method: str, path: str) -> int | str:

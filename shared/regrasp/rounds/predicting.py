@@ -67,6 +67,7 @@ def predict_chunks(
     urls: Sequence[str],
     image_ids: Sequence[int] | np.ndarray,
     *,
+    model_id: int | str,
     dataset_id: int,
     version: int,
     k: int,
@@ -97,7 +98,7 @@ def predict_chunks(
 
     def run(chunk: np.ndarray, replica: int) -> ChunkResult:
         request = PredictStoredRequest(
-            dataset_id=dataset_id, version=version, image_ids=chunk.tolist(), k=k
+            model_id=model_id, dataset_id=dataset_id, version=version, image_ids=chunk.tolist(), k=k
         )
         answer = clients[replica].predict_stored(request)
         return _chunk_result(chunk, answer.results)
