@@ -10,7 +10,8 @@ Endpoints (all but probes, metrics and docs need `Authorization: Bearer <key>`):
   it may use (a robot key may not); the answer names its model;
 - `POST /predict_stored` (`{model_id, dataset_id, version, image_ids, k}`, for rounds) →
   top-k grasps per stored image with that model, per-image errors;
-- `GET /model` → the production model and the models this replica holds;
+- `GET /model` → the production model and the models this replica holds; `GET /stats` →
+  how many requests each forward pass held, and the requests in flight;
 - `POST /warm {model_id}` (admins, services) → load a model into the cache ahead of use;
   it changes what no caller gets;
 - `/healthz`, `/livez`, `/readyz` (ready once the production model is loaded), `/metrics`.
@@ -25,7 +26,6 @@ adaptive batcher merges concurrent calls of (`regrasp.serving.batching`).
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import hmac
 import logging
@@ -55,6 +55,7 @@ from regrasp.clients.inference import (
     ModelRef,
     PredictResponse,
     PredictStoredResponse,
+    ServingStats,
     StoredPrediction,
     Timings,
 )
@@ -110,27 +111,6 @@ def _batching_options() -> dict[str, Any]:
     }
 
 
-@functools.cache
-def _metrics() -> Any:
-    """Prometheus metrics, made once a process after BentoML set up its registry."""
-    import prometheus_client as prom
-
-    class Metrics:
-        batch = prom.Histogram(
-            "regrasp_inference_batch_size",
-            "Requests one forward pass held.",
-            buckets=(1, 2, 4, 8, 16, 32, 64),
-        )
-        in_flight = prom.Gauge(
-            "regrasp_inference_in_flight",
-            "Prediction requests being served now (the autoscaling signal).",
-            ["kind"],
-            multiprocess_mode="livesum",
-        )
-
-    return Metrics
-
-
 @bentoml.service(
     name="regrasp_inference",
     resources={"gpu": 1},  # reserved when present; on a CPU-only machine BentoML warns and runs
@@ -161,8 +141,8 @@ class InferenceService:
         self._auth_cache: dict[str, tuple[Principal, float]] = {}
         self._names: dict[str, str] = {}
         self._self_client_ready = False
-        self.metrics = _metrics()
         self.tickets = batching.TicketBook()
+        self.in_flight = batching.InFlight()
         self.models: ModelCache[ServedModel] = ModelCache(
             lambda name: load_served(self._store, name, device=self._device),
             capacity=self.settings.inference_model_cache_size,
@@ -191,6 +171,11 @@ class InferenceService:
             logger.warning("readiness: database unreachable", exc_info=True)
             return False
         return self.production.ready
+
+    def __metrics__(self, content: str) -> str:
+        """BentoML's /metrics plus ours: the batch-size histogram (proof that concurrent
+        requests share forward passes) and the in-flight gauge the autoscaler follows."""
+        return content + self.tickets.history.prometheus() + self.in_flight.prometheus()
 
     @property
     def max_request_bytes(self) -> int:
@@ -259,7 +244,7 @@ class InferenceService:
     ) -> PredictResponse:
         """Ranked grasps (input image pixels) for an uploaded depth and/or RGB image."""
         start = time.perf_counter()
-        with self.metrics.in_flight.labels("predict").track_inprogress():
+        with self.in_flight("predict"):
             try:
                 served = await self._model_for(model_id)
                 prepared = await asyncio.to_thread(self._prepare_upload, served, depth, rgb)
@@ -300,7 +285,7 @@ class InferenceService:
         """Top-k grasps (image px) of stored images with `model_id`; per-image errors."""
         start = time.perf_counter()
         outcome: dict[int, Ranked | str] = {}
-        with self.metrics.in_flight.labels("predict_stored").track_inprogress():
+        with self.in_flight("predict_stored"):
             try:
                 served = await self._model_for(model_id)
                 rows = await asyncio.to_thread(
@@ -360,8 +345,7 @@ class InferenceService:
     def forward_batch(self, tickets: list[str]) -> list[str]:
         """Internal (services only): one forward pass per model over the inputs parked
         under `tickets` by this process's own requests; BentoML batches concurrent calls."""
-        for size in self.tickets.run_batch(tickets):  # one size per model in the batch
-            self.metrics.batch.observe(size)
+        self.tickets.run_batch(tickets)
         return tickets
 
     # -- private ---------------------------------------------------------------------------
@@ -470,10 +454,28 @@ async def _get_model(_: Request) -> JSONResponse:
     return JSONResponse(service.model_info().model_dump(mode="json"))
 
 
-# BentoML APIs are POST-only; this small app answers GET /model beside them (a passive
-# mount: it only takes requests no BentoML route matched).
+async def _get_stats(_: Request) -> JSONResponse:
+    """The batch-size history and the requests in flight (what /metrics exports), as JSON."""
+    service = _current_service()
+    return JSONResponse(
+        ServingStats(
+            batch_sizes=service.tickets.history.histogram(),
+            in_flight=service.in_flight.counts(),
+        ).model_dump(mode="json")
+    )
+
+
+# BentoML APIs are POST-only; this small app answers GET /model and GET /stats beside them
+# (a passive mount: it only takes requests no BentoML route matched).
 InferenceService.mount_asgi_app(
-    Starlette(routes=[Route("/model", _get_model, methods=["GET"])]), path="/", name="model"
+    Starlette(
+        routes=[
+            Route("/model", _get_model, methods=["GET"]),
+            Route("/stats", _get_stats, methods=["GET"]),
+        ]
+    ),
+    path="/",
+    name="model",
 )
 InferenceService.add_asgi_middleware(Gate, routes=ROUTES, service=_current_service)
 

@@ -406,3 +406,54 @@ def test_the_model_cache_is_bounded_and_keeps_production(client, world, jacquard
         cached = client.get("/model").json()["cached"]
         assert len(cached) <= 3 and "random" in cached and cached[-1] == name, cached
     assert client.get("/model").json()["model_id"] == "random"
+
+
+def _batch_counts(service) -> tuple[int, int]:
+    """(forward passes, of which held one request) from the service's recorded history."""
+    headers = {"Authorization": f"Bearer {SERVICE_KEY}"}
+    sizes = {
+        int(k): v for k, v in service.get("/stats", headers=headers).json()["batch_sizes"].items()
+    }
+    return sum(sizes.values()), sizes.get(1, 0)
+
+
+def test_concurrent_requests_share_forward_passes_with_the_same_answers(client, jacquard_samples):
+    """16 robots at once: the service's own batch-size metric shows forward passes that
+    held more than one request, and each answer equals the one-at-a-time answer (1e-4 px)."""
+    frames = [p.read_bytes() for p in _samples(jacquard_samples, 16)]
+    alone = []
+    for data in frames:
+        answer = _predict(client, data, k=5).json()
+        assert answer["timings"]["batch_size"] == 1, answer["timings"]
+        alone.append(answer)
+    total_before, single_before = _batch_counts(client)
+
+    together: list[dict | None] = [None] * len(frames)
+    start = threading.Barrier(len(frames))
+
+    def robot(i: int) -> None:
+        start.wait()
+        response = _predict(client, frames[i], k=5)
+        assert response.status_code == 200, response.text
+        together[i] = response.json()
+
+    threads = [threading.Thread(target=robot, args=(i,)) for i in range(len(frames))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    total_after, single_after = _batch_counts(client)
+    merged = (total_after - total_before) - (single_after - single_before)
+    assert merged >= 1, (total_before, single_before, total_after, single_after)
+    assert max(a["timings"]["batch_size"] for a in together) > 1
+    for one, many in zip(alone, together, strict=True):
+        assert one["model_id"] == many["model_id"] == "random"
+        got = np.array(
+            [[g[c] for c in ("x", "y", "theta", "opening", "jaw")] for g in many["grasps"]]
+        )
+        want = np.array(
+            [[g[c] for c in ("x", "y", "theta", "opening", "jaw")] for g in one["grasps"]]
+        )
+        assert got.shape == want.shape and got.size
+        np.testing.assert_allclose(got[:, :2], want[:, :2], atol=1e-4, rtol=0)
+        np.testing.assert_allclose(got, want, atol=1e-3, rtol=1e-5)

@@ -291,7 +291,7 @@ def test_inference_routes_against_every_scope(tmp_path, sqlite_url, file_store_u
         with StarletteClient(InferenceService.to_asgi(), raise_server_exceptions=False) as client:
             spec = client.get("/docs.json").json()
             routes = [(m, p) for m, p in _routes(spec) if p not in INFERENCE_PUBLIC]
-            routes.append(("get", "/model"))
+            routes += [("get", "/model"), ("get", "/stats")]
             assert {("post", "/predict"), ("post", "/predict_stored")} <= set(routes), routes
             for method, path in routes:
                 for who, headers in {**_forged_headers(), **callers}.items():

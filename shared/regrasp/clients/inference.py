@@ -115,6 +115,15 @@ class ModelInfo(_Schema):
     error: str | None = Field(None, description="Why the production model is not served.")
 
 
+class ServingStats(_Schema):
+    """What one replica has done: the proof that batching merges requests, and its load."""
+
+    batch_sizes: dict[int, int] = Field(
+        description="{requests in one forward pass: forward passes} since the replica started."
+    )
+    in_flight: dict[str, int] = Field(description="Requests being served now, by route.")
+
+
 class InferenceClient(ServiceClient):
     """Typed calls to the inference service; `credential` is an API key or the service key."""
 
@@ -155,6 +164,9 @@ class InferenceClient(ServiceClient):
 
     def model(self) -> ModelInfo:
         return self.get_model("/model", ModelInfo)
+
+    def stats(self) -> ServingStats:
+        return self.get_model("/stats", ServingStats)
 
     def warm(self, model_id: int | str) -> ModelInfo:
         """Load model `model_id` into the replica's cache (admins, services); what callers

@@ -41,6 +41,10 @@ class Ticket:
     batch_size: int = 0
 
 
+#: Upper bounds of the batch-size histogram's buckets (Prometheus `le`).
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+
+
 class BatchHistory:
     """How many requests each forward pass held: a histogram since start."""
 
@@ -56,6 +60,64 @@ class BatchHistory:
         """{batch size: forward passes}, sizes ascending."""
         with self._lock:
             return dict(sorted(self._sizes.items()))
+
+    def prometheus(self) -> str:
+        """`regrasp_inference_batch_size` in Prometheus' text format (a histogram)."""
+        sizes = self.histogram()
+        lines = [
+            "# HELP regrasp_inference_batch_size Requests one forward pass held.",
+            "# TYPE regrasp_inference_batch_size histogram",
+        ]
+        for bound in BATCH_BUCKETS:
+            count = sum(n for size, n in sizes.items() if size <= bound)
+            lines.append(f'regrasp_inference_batch_size_bucket{{le="{float(bound)}"}} {count}')
+        lines.append(f'regrasp_inference_batch_size_bucket{{le="+Inf"}} {sum(sizes.values())}')
+        lines.append(f"regrasp_inference_batch_size_count {sum(sizes.values())}")
+        lines.append(f"regrasp_inference_batch_size_sum {sum(s * n for s, n in sizes.items())}")
+        return "\n".join(lines) + "\n"
+
+
+class InFlight:
+    """Prediction requests being served now, by kind: the autoscaler's load signal.
+
+    Exported as the gauge `regrasp_inference_in_flight{kind=...}`; unlike CPU use it
+    tracks GPU inference load (requests queue for the device whatever the CPU does).
+    """
+
+    def __init__(self, kinds: Sequence[str] = ("predict", "predict_stored")) -> None:
+        self._counts = dict.fromkeys(kinds, 0)
+        self._lock = threading.Lock()
+
+    def __call__(self, kind: str) -> _Tracking:
+        return _Tracking(self, kind)
+
+    def add(self, kind: str, delta: int) -> None:
+        with self._lock:
+            self._counts[kind] = self._counts.get(kind, 0) + delta
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+    def prometheus(self) -> str:
+        counts = self.counts()
+        lines = [
+            "# HELP regrasp_inference_in_flight Prediction requests being served now.",
+            "# TYPE regrasp_inference_in_flight gauge",
+            *(f'regrasp_inference_in_flight{{kind="{k}"}} {n}' for k, n in counts.items()),
+        ]
+        return "\n".join(lines) + "\n"
+
+
+class _Tracking:
+    def __init__(self, owner: InFlight, kind: str) -> None:
+        self.owner, self.kind = owner, kind
+
+    def __enter__(self) -> None:
+        self.owner.add(self.kind, 1)
+
+    def __exit__(self, *_: object) -> None:
+        self.owner.add(self.kind, -1)
 
 
 class TicketBook:
