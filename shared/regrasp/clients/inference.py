@@ -11,9 +11,13 @@ errors (`regrasp.clients.base`): 401 `Unauthenticated`, 4xx `InvalidInput` & co.
 
 from __future__ import annotations
 
+import ipaddress
+import socket
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
+import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from regrasp.clients.base import ServiceClient
@@ -180,3 +184,40 @@ class InferenceClient(ServiceClient):
             return self._http.get("/readyz").status_code == 200
         except Exception:  # noqa: BLE001 - any transport failure means "not ready"
             return False
+
+
+def replica_urls(urls: Sequence[str]) -> list[str]:
+    """Every inference replica behind `urls`, looked up now.
+
+    A host name that resolves to several addresses (a Kubernetes headless Service: one A
+    record per ready pod) becomes one URL per address, so a round fans out over the pods
+    that exist when it predicts, scaled up or down since it started. IP literals,
+    `localhost` and names that do not resolve are kept as given (a call to one that is
+    down fails and names it).
+    """
+    out: list[str] = []
+    for url in urls:
+        parsed = httpx.URL(url)
+        host = parsed.host
+        if host == "localhost" or _is_ip(host):
+            out.append(url)
+            continue
+        try:
+            infos = socket.getaddrinfo(host, parsed.port or 80, type=socket.SOCK_STREAM)
+        except OSError:
+            out.append(url)
+            continue
+        addresses = sorted({info[4][0] for info in infos})
+        if len(addresses) <= 1:
+            out.append(url)
+        else:
+            out.extend(str(parsed.copy_with(host=a)).rstrip("/") for a in addresses)
+    return list(dict.fromkeys(out))
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
