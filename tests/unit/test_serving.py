@@ -110,3 +110,35 @@ def test_batch_size_defaults_small_on_cpu_and_adaptive_on_cuda():
     assert batch_size(None, "cpu") == 2
     assert batch_size(None, "cuda:1") == 16
     assert batch_size(1, "cuda") == 1 and batch_size(8, "cpu") == 8
+
+
+def test_replica_urls_expand_a_headless_service_to_every_pod(monkeypatch):
+    import socket
+
+    from regrasp.clients.inference import replica_urls
+
+    pods = {"inference-batch": ["10.0.0.7", "10.0.0.5"], "single": ["10.0.0.9"]}
+
+    def lookup(host, port, *args, **kwargs):  # the cluster DNS, as a headless Service answers
+        if host not in pods:
+            raise socket.gaierror(host)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, port)) for ip in pods[host]]
+
+    monkeypatch.setattr(socket, "getaddrinfo", lookup)
+    assert replica_urls(
+        [
+            "http://inference-batch:3000",
+            "http://single:3000",
+            "http://127.0.0.1:3001",
+            "http://localhost:3002",
+            "http://nowhere:3000",
+            "http://127.0.0.1:3001",
+        ]
+    ) == [
+        "http://10.0.0.5:3000",
+        "http://10.0.0.7:3000",
+        "http://single:3000",
+        "http://127.0.0.1:3001",
+        "http://localhost:3002",
+        "http://nowhere:3000",
+    ]
