@@ -180,9 +180,9 @@ def test_bad_payloads_are_422_with_a_message(api, body, message):
 def test_unknown_things_are_404(api):
     assert api.http.get("/jobs/999", headers=api.admin).status_code == 404
     assert api.http.post("/jobs/999/cancel", headers=api.admin).status_code == 404
-    assert api.http.post("/jobs", json={**TRAIN, "dataset": "nope"}, headers=api.admin).json() == {
-        "detail": "dataset 'nope' not found"
-    }
+    unknown = api.http.post("/jobs", json={**TRAIN, "dataset": "nope"}, headers=api.admin)
+    message = "dataset 'nope' not found"
+    assert unknown.json() == {"error": message, "detail": message}  # every service's shape
     missing_version = api.http.post("/jobs", json={**TRAIN, "version": 4}, headers=api.admin)
     assert missing_version.status_code == 404
     evaluate = {"kind": "evaluate", "dataset": "toy", "model_id": 999}

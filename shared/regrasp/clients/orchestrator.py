@@ -98,8 +98,9 @@ class _Public(BaseModel):
 
 
 class ErrorPublic(BaseModel):
-    """Every error response: one sentence meant for a person."""
+    """Every error response (`regrasp.http_errors`): one sentence meant for a person."""
 
+    error: str
     detail: str
 
 

@@ -28,6 +28,7 @@ import anyio.to_thread
 from regrasp.accounts import SERVICE_ROLE, Principal, authorize_route
 from regrasp.body_limit import declared_length, too_large_message
 from regrasp.errors import PermissionDenied, StorageError, Unauthenticated
+from regrasp.http_errors import error_body
 
 logger = logging.getLogger(__name__)
 
@@ -208,7 +209,7 @@ def error_message(body: bytes) -> str:
 
 async def send_error(send: Any, status: int, message: str) -> None:
     """One error response `{"error": message, "detail": message}`."""
-    body = json.dumps({"error": message, "detail": message}).encode()
+    body = json.dumps(error_body(message)).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if status == 401:
         headers.append((b"www-authenticate", b"Bearer"))
