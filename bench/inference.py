@@ -1,12 +1,17 @@
 """Inference service overhead and adaptive batching, on one model and one set of inputs.
 
-    python bench/inference.py [--arch ggcnn] [--requests 48] [--device cpu]
+    python bench/inference.py [--arch ggcnn] [--requests 48] [--device cpu|cuda]
+                              [--max-batch 16] [--json docs/bench/inference-cpu.json]
 
 1. Raw in-process `regrasp.predict` (decode + preprocess + forward + map decoding) vs
    POST /predict over real HTTP to `bentoml serve` at concurrency 1: p50/p95 and the
    overhead ratio;
-2. throughput (requests/s) at concurrency 1, 8 and 32, with batching on
-   (`REGRASP_INFERENCE_MAX_BATCH_SIZE=32`) and off (`=1`), and the on/off ratio.
+2. throughput (requests/s) at concurrency 1, 8 and 32, with adaptive batching on
+   (`REGRASP_INFERENCE_MAX_BATCH_SIZE=--max-batch`) and off (`=1`), the on/off ratio, and
+   the batch-size histogram of each run as the service recorded it (`GET /stats`: how
+   many requests each forward pass held).
+
+The same script runs unchanged on a GPU node with `--device cuda`.
 
 The model is a freshly initialised network registered in a temporary `file://` store (its
 weights do not change the cost); inputs are the real Jacquard depth frames when present,
@@ -16,6 +21,7 @@ else synthetic 1024² float32 frames.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import socket
@@ -50,7 +56,10 @@ def main() -> None:
     parser.add_argument("--arch", default="ggcnn")
     parser.add_argument("--requests", type=int, default=48, help="per measurement")
     parser.add_argument("--device", default="")
+    parser.add_argument("--max-batch", type=int, default=16, help="adaptive batch bound when on")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
+    on = args.max_batch
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         env = _world(root, args.arch, args.device)
@@ -62,20 +71,62 @@ def main() -> None:
         served = load_served(
             open_store(f"file://{root / 'objects'}"), "bench", device=resolve_device(args.device)
         )
+        device = str(resolve_device(args.device))
         results: dict[tuple[int, int], float] = {}
-        for batch in (32, 1):
+        histograms: dict[tuple[int, int], dict[int, int]] = {}
+        latency: dict[str, float] = {}
+        for batch in (on, 1):
             with _serve(env, batch) as url:
-                if batch == 32:
-                    _report_latency(*_paired_latencies(served, url, frames, args.requests))
+                if batch == on:
+                    latency = _report_latency(
+                        *_paired_latencies(served, url, frames, args.requests)
+                    )
                 for concurrency in (1, 8, 32):
+                    before = _batch_sizes(url)
                     results[(batch, concurrency)] = _throughput(
                         url, frames, max(args.requests, 2 * concurrency), concurrency
                     )
-        print("\nthroughput (requests/s) over HTTP, batching on (max 32) vs off")
-        print(f"{'concurrency':>12} {'on':>8} {'off':>8} {'on/off':>8}")
+                    after = _batch_sizes(url)
+                    histograms[(batch, concurrency)] = {
+                        size: after[size] - before.get(size, 0)
+                        for size in after
+                        if after[size] - before.get(size, 0)
+                    }
+        print(f"\nthroughput (requests/s) over HTTP, batching on (max {on}) vs off, {device}")
+        print(f"{'concurrency':>12} {'on':>8} {'off':>8} {'on/off':>8}  batch sizes when on")
         for concurrency in (1, 8, 32):
-            on, off = results[(32, concurrency)], results[(1, concurrency)]
-            print(f"{concurrency:>12} {on:8.1f} {off:8.1f} {on / off:8.2f}")
+            yes, no = results[(on, concurrency)], results[(1, concurrency)]
+            hist = histograms[(on, concurrency)]
+            mean = sum(s * n for s, n in hist.items()) / max(1, sum(hist.values()))
+            print(
+                f"{concurrency:>12} {yes:8.1f} {no:8.1f} {yes / no:8.2f}  "
+                f"{_histogram_text(hist)} (mean {mean:.2f})"
+            )
+        if args.json is not None:
+            report = {
+                "command": " ".join(["python", "bench/inference.py", *sys.argv[1:]]),
+                "architecture": args.arch,
+                "device": device,
+                "frames": len(frames),
+                "requests": args.requests,
+                "max_batch": on,
+                "cpu_threads_per_worker": 1,
+                "load_average": os.getloadavg(),
+                "latency_ms": latency,
+                "concurrency": {
+                    str(c): {
+                        "on_req_s": results[(on, c)],
+                        "off_req_s": results[(1, c)],
+                        "on_off_ratio": results[(on, c)] / results[(1, c)],
+                        "batch_sizes_on": {str(k): v for k, v in histograms[(on, c)].items()},
+                        "batch_sizes_off": {str(k): v for k, v in histograms[(1, c)].items()},
+                    }
+                    for c in (1, 8, 32)
+                },
+            }
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(report, indent=1) + "\n")
+            print(f"\nwritten to {args.json}")
 
 
 def _world(root: Path, arch: str, device: str) -> dict[str, str]:
@@ -97,7 +148,7 @@ def _world(root: Path, arch: str, device: str) -> dict[str, str]:
         "REGRASP_INFERENCE_MODEL_ID": "bench",
         "REGRASP_INFERENCE_DEVICE": device,
         "REGRASP_INFERENCE_MAX_LATENCY_MS": "60000",
-        "PYTHONPATH": str(REPO),
+        "PYTHONPATH": f"{REPO / 'shared'}{os.pathsep}{REPO}",
     }
 
 
@@ -195,7 +246,18 @@ def _throughput(url: str, frames: list[bytes], n: int, concurrency: int) -> floa
     return n / elapsed
 
 
-def _report_latency(raw: np.ndarray, http: np.ndarray) -> None:
+def _batch_sizes(url: str) -> dict[int, int]:
+    """{requests in one forward pass: forward passes} the service recorded so far."""
+    answer = httpx.get(f"{url}/stats", headers={"Authorization": f"Bearer {KEY}"}, timeout=60)
+    answer.raise_for_status()
+    return {int(k): v for k, v in answer.json()["batch_sizes"].items()}
+
+
+def _histogram_text(hist: dict[int, int]) -> str:
+    return " ".join(f"{size}:{n}" for size, n in sorted(hist.items())) or "-"
+
+
+def _report_latency(raw: np.ndarray, http: np.ndarray) -> dict[str, float]:
     print("\nlatency at concurrency 1 (ms)")
     print(f"{'':>26} {'p50':>8} {'p95':>8}")
     for name, t in (("in-process predict", raw), ("POST /predict (HTTP)", http)):
@@ -204,6 +266,12 @@ def _report_latency(raw: np.ndarray, http: np.ndarray) -> None:
         f"{'HTTP / in-process':>26} {np.percentile(http, 50) / np.percentile(raw, 50):8.2f} "
         f"{np.percentile(http, 95) / np.percentile(raw, 95):8.2f}"
     )
+    return {
+        "in_process_p50": float(np.percentile(raw, 50)),
+        "in_process_p95": float(np.percentile(raw, 95)),
+        "http_p50": float(np.percentile(http, 50)),
+        "http_p95": float(np.percentile(http, 95)),
+    }
 
 
 if __name__ == "__main__":

@@ -46,6 +46,14 @@ def resolve_device(name: str = "") -> torch.device:
     return torch.device(name)
 
 
+def configure_threads(device: torch.device, cpu_threads: int) -> None:
+    """One worker's torch threads on CPU (`REGRASP_INFERENCE_CPU_THREADS`, default 1):
+    replicas, not threads, scale CPU inference, and threads of several workers on one
+    machine would only fight over cores."""
+    if device.type == "cpu":
+        torch.set_num_threads(cpu_threads)
+
+
 def load_served(store: ObjectStore, model_id: str, *, device: torch.device) -> ServedModel:
     """Load registered model `model_id` onto `device`, warmed up and ready to serve."""
     module, metadata = load_registered(store, model_id, device)

@@ -17,13 +17,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import sqlalchemy as sa
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from regrasp.accounts import create_user
 from regrasp.body_limit import BodySizeLimit
-from regrasp.errors import RegraspError, TooManyRequests
+from regrasp.errors import RegraspError
+from regrasp.http_errors import install_error_handlers
 from regrasp.ingest import fail_stale_imports
 from regrasp.rounds.machine import RetryPolicy, Services
 from regrasp.rounds.runner import RoundRunner
@@ -33,7 +33,7 @@ from regrasp.store.db.engine import make_engine, make_session_factory, session_s
 from regrasp.store.db.tables import User, UserRole
 from regrasp.store.objects import store_from_settings
 from services.orchestrator.background import ImportRunner
-from services.orchestrator.routes import api_keys, auth, datasets, images, users, versions
+from services.orchestrator.routes import api_keys, auth, datasets, images, models, users, versions
 from services.orchestrator.routes import campaigns as campaign_routes
 from services.orchestrator.routes import review as review_routes
 from services.orchestrator.routes import rounds as rounds_routes
@@ -87,11 +87,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.round_runner = round_runner
     app.state.campaign_runner = campaign_runner
 
-    app.add_exception_handler(RegraspError, _domain_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(Exception, _unexpected_error)
+    install_error_handlers(app)  # {"error", "detail"}: the shape of every service
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
-    for module in (auth, users, api_keys, datasets, versions, images):
+    for module in (auth, users, api_keys, models, datasets, versions, images):
         app.include_router(module.router)
     app.include_router(rounds_routes.router)
     app.include_router(review_routes.router)
@@ -177,30 +175,3 @@ def _campaign_runner(settings: Settings, engine: sa.Engine, session_factory):  #
         credential=settings.service_api_key.get_secret_value(),
     )
     return CampaignRunner(engine, session_factory, services)
-
-
-async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RegraspError)
-    status = exc.http_status
-    headers: dict[str, str] = {}
-    if status == 401:
-        headers["WWW-Authenticate"] = "Bearer"
-    if isinstance(exc, TooManyRequests):
-        headers["Retry-After"] = str(exc.retry_after)
-    if status >= 500:
-        log.error("%s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
-    return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
-
-
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err.get("loc", ()))
-        parts.append(f"{where}: {err.get('msg', 'invalid')}")
-    return JSONResponse({"detail": "; ".join(parts) or "invalid request"}, status_code=422)
-
-
-async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("%s %s failed", request.method, request.url.path, exc_info=exc)
-    return JSONResponse({"detail": "internal error (logged on the server)"}, status_code=500)

@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session, sessionmaker
 
-from regrasp.accounts import Principal, authenticate_bearer
+from regrasp.accounts import Principal, authenticate_bearer, authorize_route
 from regrasp.errors import PermissionDenied
 from regrasp.settings import Settings
 from regrasp.store.db.engine import session_scope
@@ -46,16 +46,19 @@ StoreDep = Annotated[ObjectStore, Depends(get_store)]
 
 
 def current_principal(
+    request: Request,
     session: SessionDep,
     settings: SettingsDep,
     credential: Annotated[str | None, Depends(_bearer)],
 ) -> Principal:
-    return authenticate_bearer(
+    principal = authenticate_bearer(
         session,
         credential,
         token_secret=settings.secret_key.get_secret_value(),
         service_key=settings.service_api_key.get_secret_value(),
     )
+    authorize_route(principal, "orchestrator", request.method, request.url.path)
+    return principal
 
 
 CurrentUser = Annotated[Principal, Depends(current_principal)]

@@ -41,6 +41,8 @@ else:
             st.Page("app_pages/diff.py", title="Version diff", icon=":material/difference:"),
             st.Page("app_pages/campaigns.py", title="Campaigns", icon=":material/leaderboard:"),
             st.Page("app_pages/people.py", title="People", icon=":material/person_add:"),
+            st.Page("app_pages/models.py", title="Models", icon=":material/model_training:"),
+            st.Page("app_pages/api_keys.py", title="API keys", icon=":material/key:"),
         ]
     # Signed in: no "Sign in" entry (signing out is the sidebar's button).
     page = st.navigation(pages)

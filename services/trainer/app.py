@@ -2,8 +2,9 @@
 
 At start the database schema is upgraded (development) or checked (deployment, where a
 schema behind the code refuses to start with the command that fixes it). Domain errors
-become `{"detail": message}` with their HTTP status; malformed requests a 422 whose
-detail names each bad field; bodies over REGRASP_MAX_REQUEST_BYTES a 413 before they are
+become `{"error": message, "detail": message}` with their HTTP status
+(`regrasp.http_errors`, shared by every service); malformed requests a 422 naming each
+bad field; bodies over REGRASP_MAX_REQUEST_BYTES a 413 before they are
 read. No traceback ever reaches a client.
 """
 
@@ -12,13 +13,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
 from regrasp.body_limit import BodySizeLimit
-from regrasp.errors import RegraspError, Unauthenticated
+from regrasp.http_errors import install_error_handlers
 from regrasp.settings import Settings
 from regrasp.store.db import migrations
 from regrasp.store.db.engine import make_engine, make_session_factory
@@ -42,22 +41,6 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.sessions = make_session_factory(engine)
     app.include_router(router)
-    app.add_exception_handler(RegraspError, _domain_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
+    install_error_handlers(app)  # {"error", "detail"}: the shape of every service
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     return app
-
-
-async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RegraspError)
-    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthenticated) else None
-    return JSONResponse({"detail": str(exc)}, status_code=exc.http_status, headers=headers)
-
-
-async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    problems = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
-        problems.append(f"{where}: {err.get('msg', 'invalid')}")
-    return JSONResponse({"detail": "invalid request: " + "; ".join(problems)}, status_code=422)

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from regrasp.accounts import Principal, authenticate_bearer
+from regrasp.accounts import Principal, authenticate_bearer, authorize_route
 from regrasp.errors import PermissionDenied
 from regrasp.settings import Settings
 from regrasp.store.db.engine import session_scope
@@ -32,12 +32,14 @@ def get_principal(request: Request, session: SessionDep, settings: SettingsDep) 
     """Who calls: a user's token, an API key, or the services' shared key (401 otherwise)."""
     header = request.headers.get("authorization", "")
     scheme, _, credential = header.partition(" ")
-    return authenticate_bearer(
+    principal = authenticate_bearer(
         session,
         credential.strip() if scheme.lower() == "bearer" else None,
         token_secret=settings.secret_key.get_secret_value(),
         service_key=settings.service_api_key.get_secret_value(),
     )
+    authorize_route(principal, "trainer", request.method, request.url.path)
+    return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]

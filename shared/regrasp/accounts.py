@@ -5,6 +5,12 @@ authenticates through here: the orchestrator's users log in with a password and 
 bearer token; robots and services present an API key. The services' shared key
 (`REGRASP_SERVICE_API_KEY`) is accepted as a key of the built-in `service` principal so
 the orchestrator can call the trainer and inference without a database row.
+
+An API key has a scope, chosen when it is made and never taken from its owner's role: a
+`robot` key may call only the inference service's `POST /predict` and `GET /model`
+(`ROBOT_ROUTES`, enforced by `authorize_route` in every service), a `service` key acts as
+the services do, an `admin` key acts as its (admin) owner. So a key an admin makes for a
+robot cannot reload models, queue GPU jobs or read datasets.
 """
 
 from __future__ import annotations
@@ -28,11 +34,15 @@ from regrasp.auth import (
     verify_password,
     verify_token,
 )
-from regrasp.errors import Conflict, InvalidInput, NotFound, Unauthenticated
-from regrasp.store.db.tables import ApiKey, User, UserRole
+from regrasp.errors import Conflict, InvalidInput, NotFound, PermissionDenied, Unauthenticated
+from regrasp.store.db.tables import ApiKey, ApiKeyScope, User, UserRole
 
-#: Role of callers authenticated by the shared service key.
+#: Role of callers authenticated by the shared service key (or a `service` API key).
 SERVICE_ROLE = "service"
+#: Role of callers authenticated by a `robot` API key.
+ROBOT_ROLE = "robot"
+#: The only (service, method, path) a `robot` key may call.
+ROBOT_ROUTES = frozenset({("inference", "POST", "/predict"), ("inference", "GET", "/model")})
 _USE_RESOLUTION = timedelta(minutes=1)
 _USERNAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-@")
 
@@ -43,12 +53,29 @@ class Principal:
 
     user_id: int | None
     username: str
-    role: str  # "admin", "annotator" or SERVICE_ROLE
+    role: str  # "admin", "annotator", SERVICE_ROLE or ROBOT_ROLE
     via: str  # "token", "api_key" or "service_key"
+    scope: str | None = None  # an API key's scope; None for tokens and the service key
 
     @property
     def is_admin(self) -> bool:
         return self.role in (UserRole.admin.value, SERVICE_ROLE)
+
+    @property
+    def is_robot(self) -> bool:
+        return self.role == ROBOT_ROLE
+
+
+def authorize_route(principal: Principal, service: str, method: str, path: str) -> None:
+    """PermissionDenied when `principal`'s key scope does not cover this route.
+
+    Called by every service right after authentication, before any route runs, so a
+    robot key is refused everywhere but `ROBOT_ROUTES` whatever a route itself checks.
+    """
+    if principal.is_robot and (service, method.upper(), path) not in ROBOT_ROUTES:
+        raise PermissionDenied(
+            "a robot API key may call only the inference service's POST /predict and GET /model"
+        )
 
 
 def create_user(session: Session, *, username: str, password: str, role: UserRole | str) -> User:
@@ -100,16 +127,44 @@ def login_token(user: User, *, secret: str, ttl_seconds: float) -> str:
     return issue_token(secret, subject=str(user.id), role=user.role.value, ttl_seconds=ttl_seconds)
 
 
-def create_api_key(session: Session, *, owner_id: int, name: str) -> NewApiKey:
-    """A new key for `owner_id`; the returned `key` is the only time it is visible."""
-    if session.get(User, owner_id) is None:
+def create_api_key(
+    session: Session,
+    *,
+    owner_id: int,
+    name: str,
+    scope: ApiKeyScope | str = ApiKeyScope.robot,
+) -> NewApiKey:
+    """A new key for `owner_id` with `scope` (default the least: `robot`); the returned
+    `key` is the only time it is visible. An `admin` key needs an admin owner."""
+    owner = session.get(User, owner_id)
+    if owner is None:
         raise NotFound(f"user {owner_id} not found")
     if not name or len(name) > 128:
         raise InvalidInput("API key name must be 1-128 characters")
+    scope = parse_scope(scope)
+    if scope is ApiKeyScope.admin and owner.role is not UserRole.admin:
+        raise InvalidInput(f"an admin-scope key needs an admin owner; {owner.username!r} is not")
     made = new_api_key()
-    session.add(ApiKey(name=name, prefix=made.prefix, key_hash=made.key_hash, owner_id=owner_id))
+    session.add(
+        ApiKey(
+            name=name,
+            prefix=made.prefix,
+            key_hash=made.key_hash,
+            owner_id=owner_id,
+            scope=scope,
+        )
+    )
     session.flush()
     return made
+
+
+def parse_scope(scope: ApiKeyScope | str) -> ApiKeyScope:
+    """The scope named `scope`; InvalidInput listing the known ones otherwise."""
+    try:
+        return ApiKeyScope(scope)
+    except ValueError:
+        known = ", ".join(s.value for s in ApiKeyScope)
+        raise InvalidInput(f"unknown API key scope {scope!r}; known: {known}") from None
 
 
 def revoke_api_key(session: Session, key_id: int) -> None:
@@ -163,7 +218,17 @@ def _principal_from_api_key(session: Session, key: str) -> Principal:
     last = row.last_used_at
     if last is None or now - (last if last.tzinfo else last.replace(tzinfo=UTC)) > _USE_RESOLUTION:
         row.last_used_at = now
-    return Principal(owner.id, owner.username, owner.role.value, "api_key")
+    scope = ApiKeyScope(row.scope)
+    role = {
+        ApiKeyScope.robot: ROBOT_ROLE,
+        ApiKeyScope.service: SERVICE_ROLE,
+        # Follows the owner: an admin demoted since the key was made loses its powers.
+        ApiKeyScope.admin: owner.role.value,
+    }[scope]
+    # A service key is a machine, not a person: like the shared service key it has no user
+    # id, so routes that act for a person (claiming review items) refuse it the same way.
+    user_id = None if scope is ApiKeyScope.service else owner.id
+    return Principal(user_id, owner.username, role, "api_key", scope=scope.value)
 
 
 @functools.cache

@@ -52,6 +52,9 @@ DEFAULT_K = 5
 DEFAULT_THRESHOLD = 0.1
 #: Network input channels of each channel choice (depth first for "rgbd").
 IN_CHANNELS: dict[str, int] = {"depth": 1, "rgb": 3, "rgbd": 4}
+#: A depth frame whose median valid value exceeds this is taken for millimetres (no scene
+#: a gripper reaches is 20 m away) and refused, rather than served nonsense grasps.
+MAX_MEDIAN_DEPTH_M = 20.0
 #: Column names of a grasp row, in order (DESIGN's Jacquard convention).
 GRASP_COLUMNS: tuple[str, ...] = ("x", "y", "theta", "opening", "jaw")
 
@@ -182,6 +185,8 @@ def prepare(
     if spec.needs_rgb and rgb is None:
         raise InvalidInput(f"model {spec.model_id} reads {spec.channels}: send an RGB image")
     depth_px = decode_depth(depth, max_side=max_side) if spec.needs_depth else None
+    if depth_px is not None:
+        check_metres(depth_px)
     rgb_px = decode_rgb(rgb, max_side=max_side) if spec.needs_rgb else None
     inputs, letterbox = prepare_arrays(spec=spec, depth=depth_px, rgb=rgb_px)
     return Prepared(inputs, letterbox, (time.perf_counter() - start) * 1000.0)
@@ -197,6 +202,20 @@ def prepare_arrays(
     inputs = network_input(depth, rgb, size=spec.input_size, channels=spec.channels)
     source = depth if spec.needs_depth else rgb
     return inputs, Letterbox.for_image(source, size=spec.input_size)
+
+
+def check_metres(depth: np.ndarray) -> None:
+    """InvalidInput when (H, W) `depth` looks like millimetres, not metres.
+
+    Invalid pixels (NaN, 0, Jacquard's −1) are ignored; a frame with none valid passes
+    (the network input fills it).
+    """
+    valid = depth[np.isfinite(depth) & (depth > 0)]
+    if valid.size and (median := float(np.median(valid))) > MAX_MEDIAN_DEPTH_M:
+        raise InvalidInput(
+            f"depth looks like millimetres (median {median:.1f}); send float32 metres "
+            "(divide by 1000)"
+        )
 
 
 def check_options(k: int, min_quality: float | None) -> tuple[int, float | None]:
@@ -222,7 +241,9 @@ def to_image(
     """The top `k` grasps of `raw` in image pixels, with scores >= `min_quality`.
 
     Grasps centred in the letterbox padding (outside the image) are dropped: the network
-    saw no pixels there. The order (best first) is kept.
+    saw no pixels there. Centres within half a pixel of the border are clipped onto the
+    pixel grid ([0, width − 1] × [0, height − 1]), so every grasp returned is in the frame.
+    The order (best first) is kept.
     """
     k, min_quality = check_options(k, min_quality)
     grasps = letterbox.to_image(raw.grasps) if len(raw.grasps) else np.zeros((0, 5))
@@ -236,6 +257,8 @@ def to_image(
     if min_quality is not None:
         keep &= scores >= min_quality
     grasps, scores = grasps[keep][:k], scores[keep][:k]
+    grasps[:, X] = np.clip(grasps[:, X], 0.0, letterbox.width - 1.0)
+    grasps[:, Y] = np.clip(grasps[:, Y], 0.0, letterbox.height - 1.0)
     return Ranked(grasps.astype(np.float64, copy=False), scores)
 
 

@@ -173,17 +173,46 @@ class Settings(BaseSettings):
     inference_model_id: str | None = Field(
         None,
         description=(
-            "Registered model (`models/<id>/` in the object store) the inference service loads "
-            "at start; unset: no model, /predict answers 503 until POST /reload."
+            "Pin this replica's default model (a `models` id or object-store name) instead of "
+            "following the `production` alias; unset (the default): serve what an admin "
+            "promoted (`regrasp model promote`)."
         ),
     )
     inference_device: str = Field(
         "", description="torch device for inference (`cuda`, `cuda:1`, `cpu`); empty: auto."
     )
-    inference_max_batch_size: int = Field(
-        16,
+    inference_max_batch_size: int | None = Field(
+        None,
         ge=1,
-        description="Largest adaptive batch per forward pass; 1 turns batching off.",
+        description=(
+            "Largest adaptive batch per forward pass; 1 turns batching off. Unset: 2 on CPU "
+            "(a bigger CPU batch slows every request in it; scale by replicas) and 16 on CUDA."
+        ),
+    )
+    inference_cpu_threads: int = Field(
+        1,
+        ge=1,
+        description=(
+            "torch threads per inference worker on CPU (one worker per replica: more replicas, "
+            "not more threads, is how CPU inference scales)."
+        ),
+    )
+    inference_model_cache_size: int = Field(
+        3,
+        ge=1,
+        description=(
+            "Models one inference replica holds at once (production pinned, then least "
+            "recently used evicted): production plus the models of rounds running now."
+        ),
+    )
+    inference_alias_poll_seconds: float = Field(
+        2.0,
+        gt=0,
+        le=8,
+        description=(
+            "How often a replica checks the `production` alias; a promotion reaches every "
+            "replica within this plus one model load."
+        ),
     )
     inference_max_latency_ms: int = Field(
         10_000,

@@ -1,12 +1,14 @@
-"""`bentoml serve` as a subprocess on 127.0.0.1, called with the robot example's functions.
+"""`bentoml serve` as a subprocess on 127.0.0.1, called with the robot example's functions
+and with the README's curl line.
 
 The real server (supervisor + worker processes, BentoML's own HTTP stack) on a free port,
-a registered GG-CNN in a `file://` store, a migrated SQLite database with a robot's API
-key, and a real Jacquard depth frame.
+a registered GG-CNN promoted to `production` in a migrated SQLite database with a robot's
+API key, a `file://` store, and a real Jacquard depth frame.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -14,11 +16,13 @@ import subprocess
 import time
 from pathlib import Path
 
+import cv2
 import httpx
+import numpy as np
 import pytest
 
 from examples.robot_client import predict_bentoml, predict_httpx, read_depth, to_camera
-from regrasp import accounts
+from regrasp import accounts, model_registry
 from regrasp.launch import service_command
 from regrasp.store.db import migrations
 from regrasp.store.db.engine import make_engine, session_scope
@@ -40,7 +44,8 @@ def server(tmp_path):
     migrations.upgrade(db_url)
     engine = make_engine(db_url)
     with session_scope(engine) as session:
-        register_untrained(open_store(store_url), "e2e", session=session)
+        meta = register_untrained(open_store(store_url), "e2e", session=session)
+        model_registry.promote(session, meta["db_model_id"])
         user = accounts.create_user(session, username="arm", password="pw-arm-12", role="annotator")
         key = accounts.create_api_key(session, owner_id=user.id, name="arm").key
     engine.dispose()
@@ -52,9 +57,8 @@ def server(tmp_path):
         "REGRASP_DATA_DIR": str(tmp_path / "data"),
         "REGRASP_DATABASE_URL": db_url,
         "REGRASP_OBJECT_STORE_URL": store_url,
-        "REGRASP_INFERENCE_MODEL_ID": "e2e",
         "REGRASP_INFERENCE_DEVICE": "cpu",
-        "PYTHONPATH": str(REPO),
+        "PYTHONPATH": f"{REPO / 'shared'}{os.pathsep}{REPO}",
     }
     process = subprocess.Popen(
         service_command("inference", port=port),
@@ -78,18 +82,20 @@ def server(tmp_path):
             time.sleep(0.5)
         else:
             pytest.fail("bentoml serve did not become ready in 120 s")
-        yield url, key
+        yield url, key, process
     finally:
-        os.killpg(process.pid, signal.SIGTERM)  # the server and its workers, started here
         try:
+            os.killpg(process.pid, signal.SIGTERM)  # the server and its workers, started here
             process.wait(timeout=30)
+        except ProcessLookupError:
+            pass  # a test stopped it already
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
 
 
 def test_robot_client_gets_the_best_grasp_from_bentoml_serve(server, jacquard_samples):
-    url, key = server
+    url, key, _ = server
     path = sorted(jacquard_samples.glob("*/*_perfect_depth.tiff"))[0]
     answer = predict_httpx(url, key, path.read_bytes(), k=3)
     assert answer["model_id"] == "e2e" and 1 <= len(answer["grasps"]) <= 3
@@ -103,3 +109,63 @@ def test_robot_client_gets_the_best_grasp_from_bentoml_serve(server, jacquard_sa
         httpx.post(f"{url}/predict", files={"depth": ("d", b"x", "image/tiff")}).status_code == 401
     )
     assert httpx.get(f"{url}/metrics").status_code == 200
+
+
+def _readme_curl() -> str:
+    """The curl line of the README's robot section, as written there."""
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("## The robot endpoint") :]
+    (line,) = [ln for ln in section.splitlines() if ln.startswith("curl ")][:1]
+    return line
+
+
+def test_the_readme_curl_line_works_and_client_errors_log_one_line(
+    server, jacquard_samples, tmp_path
+):
+    """The README's exact curl command (only the port is this server's): curl sends the
+    file as application/octet-stream and gets grasps. A millimetre frame gets a 422 that
+    says so, and the server logs it as one line, not a traceback."""
+    url, key, process = server
+    command = _readme_curl()
+    assert "http://127.0.0.1:3000/predict" in command and "-F depth=@frame_depth.tiff" in command
+    frame = sorted(jacquard_samples.glob("*/*_perfect_depth.tiff"))[0]
+    (tmp_path / "frame_depth.tiff").write_bytes(frame.read_bytes())
+    run = subprocess.run(
+        ["bash", "-c", command.replace("http://127.0.0.1:3000", url)],
+        cwd=tmp_path,
+        env={**os.environ, "REGRASP_API_KEY": key},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    answer = json.loads(run.stdout)
+    assert answer["model_id"] == "e2e" and answer["grasps"], answer
+    assert all(0 <= g["x"] <= 1023 and 0 <= g["y"] <= 1023 for g in answer["grasps"])
+
+    depth = cv2.imread(str(frame), cv2.IMREAD_UNCHANGED)
+    ok, mm = cv2.imencode(".tiff", (depth * 1000.0).astype(np.float32))
+    assert ok
+    (tmp_path / "frame_depth.tiff").write_bytes(mm.tobytes())
+    bad = subprocess.run(
+        [
+            "bash",
+            "-c",
+            command.replace("curl ", "curl -s -w '\\n%{http_code}' ", 1).replace(
+                "http://127.0.0.1:3000", url
+            ),
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "REGRASP_API_KEY": key},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    body, status = bad.stdout.rsplit("\n", 1)
+    assert status == "422" and "looks like millimetres" in json.loads(body)["error"], bad.stdout
+
+    os.killpg(process.pid, signal.SIGTERM)  # stop it to read everything it logged
+    log = process.communicate(timeout=60)[0].decode()
+    lines = [ln for ln in log.splitlines() if "looks like millimetres" in ln]
+    assert len(lines) == 1 and "422" in lines[0], log[-3000:]
+    assert "Traceback" not in log, log[-3000:]

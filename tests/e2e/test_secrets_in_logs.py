@@ -9,12 +9,14 @@ captured in
 people, robots and services do with credentials:
 
 - logins (an admin and an annotator) and a failed login with a wrong password;
-- an API key created by the admin and used at both services (a robot's `/predict` on a
-  depth frame fetched through the orchestrator), and an unknown key refused at both;
+- API keys created by the admin: a `robot` key used at the inference service (`/predict`
+  on a depth frame fetched through the orchestrator, once the round's model is promoted)
+  and refused by the orchestrator, an `admin` key used at the orchestrator and the trainer,
+  and an unknown key refused at both;
 - service-to-service calls: a round that trains its model (the orchestrator submits a
   job to the trainer API with the services' key, the worker trains it, reading and
-  writing S3) and then predicts (the orchestrator calls the inference service's `/reload`
-  and `/predict_stored`); the admin's token and the API key at the trainer API too;
+  writing S3) and then predicts (the orchestrator calls the inference service's `/predict_stored`
+  naming the round's model); the admin's token and the admin key at the trainer API too;
 - image bytes over HTTP: refused (401) anonymous and with a forged token, served with a
   token.
 
@@ -42,7 +44,7 @@ from regrasp.auth import issue_token, new_api_key
 from regrasp.clients.inference import InferenceClient
 from regrasp.clients.orchestrator import ApiKeyCreate, OrchestratorClient, RoundCreate, UserCreate
 from regrasp.clients.trainer import TrainerClient
-from regrasp.errors import Unauthenticated
+from regrasp.errors import PermissionDenied, Unauthenticated
 from regrasp.settings import Settings
 from regrasp.store.db.engine import session_scope
 from regrasp.store.db.tables import Image
@@ -116,8 +118,10 @@ def test_no_secret_appears_in_any_service_log(postgres_url, s3_server, s3_bucket
         ana.login("ana", annotator_pw)
         used["annotator token"] = _token(ana)
 
-        key = stack.api.create_api_key(ApiKeyCreate(name="arm")).key
+        key = stack.api.create_api_key(ApiKeyCreate(name="arm")).key  # scope robot
         used["API key"] = key
+        ops = stack.api.create_api_key(ApiKeyCreate(name="ops", scope="admin")).key
+        used["admin API key"] = ops
 
         # Service-to-service calls: the round's training step (a trainer job, trained by
         # the worker) and its predicting step (reload, predict_stored).
@@ -128,7 +132,7 @@ def test_no_secret_appears_in_any_service_log(postgres_url, s3_server, s3_bucket
         assert done.counts.images_predicted == 8
         model = done.model_id
         trainer_url = stack.stack.url("trainer")
-        for credential in (used["admin token"], key):
+        for credential in (used["admin token"], ops):
             with TrainerClient(trainer_url, credential=credential) as trainer:
                 assert [j.state for j in trainer.list(kind="train").items] == ["succeeded"]
 
@@ -143,11 +147,17 @@ def test_no_secret_appears_in_any_service_log(postgres_url, s3_server, s3_bucket
         depth = ana.image_bytes(image, "depth")
         assert depth[:2] in (b"II", b"MM")  # a TIFF
 
-        # The API key at both services, and an unknown key refused at both.
-        with OrchestratorClient(url, credential=key) as robot:
-            assert robot.me().username == "lead"
+        # The keys at both services, and an unknown key refused at both.
+        with OrchestratorClient(url, credential=ops) as admin_key:
+            assert admin_key.me().username == "lead"
+        with OrchestratorClient(url, credential=key) as robot, pytest.raises(PermissionDenied):
+            robot.me()
+        stack.api.promote_model(model)
         with InferenceClient(inference_url, credential=key, timeout=120.0) as arm:
-            assert arm.model().model_id == str(model)
+            deadline = time.monotonic() + WAIT_S
+            while arm.model().model_id != str(model):  # replicas follow the alias
+                assert time.monotonic() < deadline, "the promotion never reached inference"
+                time.sleep(0.5)
             assert arm.predict(depth=depth, k=2).grasps
         unknown = new_api_key().key
         used["unknown API key"] = unknown
@@ -163,7 +173,7 @@ def test_no_secret_appears_in_any_service_log(postgres_url, s3_server, s3_bucket
     assert not crashes, crashes
     for name in ("admin token", "annotator token"):
         used[f"{name} signature"] = used[name].rsplit(".", 1)[1]
-    for name in ("API key", "unknown API key"):
+    for name in ("API key", "admin API key", "unknown API key"):
         used[f"{name} secret part"] = used[name].split("_", 2)[2]
     logs = {p.name: p.read_text(errors="replace") for p in stack.logs.rglob("*.log")}
     assert {f"{name}.log" for name in PROCESSES} <= set(logs), sorted(logs)

@@ -72,3 +72,41 @@ def test_service_key_and_missing_credentials(migrated_engine):
         for bad in (None, "", "not-a-token", SERVICE_KEY + "x"):
             with pytest.raises(Unauthenticated):
                 authenticate_bearer(s, bad, token_secret=SECRET, service_key=SERVICE_KEY)
+
+
+def test_key_scope_is_chosen_not_inherited_from_the_owner(migrated_engine):
+    from regrasp.accounts import authorize_route
+    from regrasp.errors import PermissionDenied
+
+    with session_scope(migrated_engine) as s:
+        lead = create_user(s, username="lead", password="lead-password", role="admin")
+        ana = create_user(s, username="ana", password="annotate-all-day", role="annotator")
+        robot = create_api_key(s, owner_id=lead.id, name="arm").key  # default scope: robot
+        service = create_api_key(s, owner_id=lead.id, name="ci", scope="service").key
+        admin = create_api_key(s, owner_id=lead.id, name="ops", scope="admin").key
+        with pytest.raises(InvalidInput, match="admin-scope key needs an admin owner"):
+            create_api_key(s, owner_id=ana.id, name="sneaky", scope="admin")
+        with pytest.raises(InvalidInput, match="unknown API key scope 'root'"):
+            create_api_key(s, owner_id=lead.id, name="x", scope="root")
+    with session_scope(migrated_engine) as s:
+        p = authenticate_bearer(s, robot)
+        assert (p.role, p.scope, p.is_admin) == ("robot", "robot", False)
+        authorize_route(p, "inference", "POST", "/predict")
+        authorize_route(p, "inference", "get", "/model")
+        for service_name, method, path in [
+            ("inference", "POST", "/predict_stored"),
+            ("inference", "POST", "/warm"),
+            ("inference", "GET", "/predict"),
+            ("orchestrator", "GET", "/models"),
+            ("trainer", "POST", "/jobs"),
+        ]:
+            with pytest.raises(PermissionDenied, match="robot API key"):
+                authorize_route(p, service_name, method, path)
+        p = authenticate_bearer(s, service)
+        assert (p.role, p.scope, p.is_admin, p.user_id) == ("service", "service", True, None)
+        p = authenticate_bearer(s, admin)
+        assert (p.role, p.scope, p.is_admin, p.username) == ("admin", "admin", True, "lead")
+        # An admin key follows its owner: demoted, the key is no longer an admin's.
+        s.get(User, lead.id).role = "annotator"
+    with session_scope(migrated_engine) as s:
+        assert authenticate_bearer(s, admin).is_admin is False

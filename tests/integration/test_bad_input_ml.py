@@ -9,15 +9,16 @@ object is unchanged (`tests.fixtures.state.unchanged`). One column may change on
 inference request and is named: `api_keys.last_used_at`, which the robot's key refreshes
 (at most once a minute) when it is accepted, before the request is looked at.
 
-Cases by entry point (pytest ids), 37 in all:
+Cases by entry point (pytest ids), 39 in all:
 
-- POST /predict (predict-*, 20): corrupt PNG, truncated TIFF, integer depth, three-channel
-  depth, a side over the limit, an empty file, no file at all, a text/plain part, a JSON
-  body, a body over REGRASP_INFERENCE_MAX_REQUEST_BYTES (413), no Content-Length (411),
-  NaN / inf / zero depth everywhere, k = 0, NaN min_quality; no key, a wrong key, a
-  malformed key, Basic auth (401).
-- other inference routes (reload-*, stored-*, forward-*, 5): a robot reloading a model (403),
-  reloading an unknown model (404), stored predictions of a version not made (404) or an
+- POST /predict (predict-*, 22): corrupt PNG, truncated TIFF, integer depth, three-channel
+  depth, a side over the limit, an empty file, no file at all, text in a text/plain part,
+  depth in millimetres, a robot naming a model other than production, a JSON body, a body
+  over REGRASP_INFERENCE_MAX_REQUEST_BYTES (413), no Content-Length (411), NaN / inf /
+  zero depth everywhere, k = 0, NaN min_quality; no key, a wrong key, a malformed key,
+  Basic auth (401).
+- other inference routes (warm-*, stored-*, forward-*, 5): a robot warming a model (403),
+  warming an unknown model (404), stored predictions of a version not made (404) or an
   empty id list, a robot on the internal batch route (403).
 - trainer POST /jobs and /jobs/{id} (trainer-*, 12): an annotator submits (403), no token
   (401), unknown dataset and version (404), unknown network, a bad TrainConfig value, an
@@ -46,6 +47,7 @@ from regrasp.store.objects import open_store
 from regrasp.training.registry import register_untrained
 from services.inference.service import InferenceService
 from services.trainer.app import create_app as create_trainer
+from tests.fixtures.servers import forget_bentoml_metrics
 from tests.fixtures.state import snapshot, unchanged
 
 SERVICE_KEY = "bad-input-ml-service-" + "k" * 30
@@ -121,7 +123,7 @@ def world(tmp_path_factory) -> Iterator[World]:
         service_api_key=SERVICE_KEY,
         max_request_bytes=MAX_TRAINER_BODY,
     )
-    _forget_bentoml_metrics()
+    forget_bentoml_metrics()
     with pytest.MonkeyPatch.context() as mp:
         for name, value in env.items():
             mp.setenv(name, value)
@@ -145,22 +147,8 @@ def world(tmp_path_factory) -> Iterator[World]:
                 },
                 dataset=dataset,
             )
-    _forget_bentoml_metrics()
+    forget_bentoml_metrics()
     engine.dispose()
-
-
-def _forget_bentoml_metrics() -> None:
-    """Unregister BentoML's request metrics from the process-wide Prometheus registry.
-
-    BentoML registers them when an app first serves, once a process; this module's app is
-    the second one in a test run that also runs `test_inference_service.py` (or the first),
-    so it clears them before it starts and after it stops, and each app registers afresh.
-    """
-    from prometheus_client import REGISTRY
-
-    for collector, names in list(REGISTRY._collector_to_names.items()):  # noqa: SLF001
-        if any(name.startswith("bentoml_") for name in names):
-            REGISTRY.unregister(collector)
 
 
 @dataclass(frozen=True)
@@ -204,7 +192,14 @@ def _job(**fields: Any) -> Callable[[World], dict[str, Any]]:
 
 
 def _stored(version: int, ids: list[int]) -> Callable[[World], dict[str, Any]]:
-    return lambda w: {"json": {"dataset_id": w.dataset, "version": version, "image_ids": ids}}
+    return lambda w: {
+        "json": {
+            "model_id": "served",
+            "dataset_id": w.dataset,
+            "version": version,
+            "image_ids": ids,
+        }
+    }
 
 
 GOOD = _tiff(GOOD_DEPTH)
@@ -228,8 +223,12 @@ CASES = [
           ignore=KEY_USE),
     _case("predict-no-file", INF, "robot", "POST", P, 422, "depth image",
           lambda w: {"files": {"": ("", b"", "text/plain")}}, ignore=KEY_USE),
-    _case("predict-text-part", INF, "robot", "POST", P, 400, "content type",
-          _upload(GOOD, "text/plain", "d.txt"), ignore=KEY_USE),
+    _case("predict-text-part", INF, "robot", "POST", P, 422, "not a png, jpeg or tiff",
+          _upload(b"hello, not an image", "text/plain", "d.txt"), ignore=KEY_USE),
+    _case("predict-millimetres", INF, "robot", "POST", P, 422, "looks like millimetres",
+          _upload(_tiff(GOOD_DEPTH * 1000.0)), ignore=KEY_USE),
+    _case("predict-robot-names-a-model", INF, "robot", "POST", P, 403, "production model only",
+          _upload(GOOD, model_id="other"), ignore=KEY_USE),
     _case("predict-json-body", INF, "robot", "POST", P, 400, "invalid file type",
           lambda w: {"json": {"depth": "aGVsbG8="}}, ignore=KEY_USE),
     _case("predict-body-over-limit", INF, "robot", "POST", P, 413, "request body",
@@ -250,15 +249,15 @@ CASES = [
     _case("predict-malformed-key", INF, "malformed", "POST", P, 401, "malformed", _upload(GOOD)),
     _case("predict-basic-auth", INF, "basic", "POST", P, 401, "missing credential", _upload(GOOD)),
     # the other inference routes
-    _case("reload-by-robot", INF, "robot", "POST", "/reload", 403, "admin",
+    _case("warm-by-robot", INF, "robot", "POST", "/warm", 403, "robot api key",
           lambda w: {"json": {"model_id": "served"}}, ignore=KEY_USE),
-    _case("reload-unknown-model", INF, "service", "POST", "/reload", 404, "no-such-model",
+    _case("warm-unknown-model", INF, "service", "POST", "/warm", 404, "no-such-model",
           lambda w: {"json": {"model_id": "no-such-model"}}),
     _case("stored-unknown-version", INF, "service", "POST", "/predict_stored", 404, "version 7",
           _stored(7, [1])),
     _case("stored-no-ids", INF, "service", "POST", "/predict_stored", 400, "image_ids",
           _stored(0, [])),
-    _case("forward-batch-by-robot", INF, "robot", "POST", "/forward_batch", 403, "services only",
+    _case("forward-batch-by-robot", INF, "robot", "POST", "/forward_batch", 403, "robot api key",
           lambda w: {"json": {"tickets": ["x"]}}, ignore=KEY_USE),
     # the trainer
     _case("trainer-by-annotator", TRN, "robot-token", "POST", "/jobs", 403, "admin", _job()),

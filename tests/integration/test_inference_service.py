@@ -1,7 +1,8 @@
 """The inference service through its real ASGI app (BentoML's `to_asgi`, batching on).
 
-A migrated database (SQLite, and PostgreSQL for the auth and stored-image paths), a
-`file://` store holding registered GG-CNNs, the real Jacquard samples. Two models:
+A migrated database (SQLite), a `file://` store holding registered GG-CNNs, the real
+Jacquard samples. Robots get the model promoted to `production` (followed every 0.2 s
+here); services name any model per call. Models:
 
 - "random": a freshly initialised GG-CNN decoded with no threshold, so it always returns
   grasps; its peaks sit on whole network pixels, which checks the image-pixel mapping;
@@ -20,7 +21,7 @@ import pytest
 import torch
 from starlette.testclient import TestClient
 
-from regrasp import accounts, nets
+from regrasp import accounts, model_registry, nets
 from regrasp.imaging import Letterbox, decode_depth
 from regrasp.nets.heads import GraspMaps
 from regrasp.store import keys
@@ -35,7 +36,7 @@ SERVICE_KEY = "service-key-for-tests-0123456789"
 CONST = {"quality": 0.9, "cos2theta": 0.0, "sin2theta": 1.0, "width": 0.4}
 
 
-def _register(store, model_id: str, *, constant: bool, session=None) -> None:
+def _register(store, model_id: str, *, constant: bool, session=None) -> int:
     torch.manual_seed(0)
     net = nets.build("ggcnn", 1, dropout=0.0)
     if constant:
@@ -45,7 +46,15 @@ def _register(store, model_id: str, *, constant: bool, session=None) -> None:
             # The four heads are one fused 4-channel convolution, in the maps' order.
             net.head.maps.bias.copy_(torch.tensor([CONST[m] for m in GraspMaps._fields]))
     decode = {"sigma": 2.0, "min_distance": 20, **({"threshold": 0.1} if constant else {})}
-    register_untrained(store, model_id, model=net, decode=decode, session=session)
+    return register_untrained(store, model_id, model=net, decode=decode, session=session)[
+        "db_model_id"
+    ]
+
+
+def _promote(world, name: str) -> None:
+    """Promote model `name` and wait until the service answers with it."""
+    with session_scope(world["engine"]) as session:
+        model_registry.promote(session, world["ids"][name])
 
 
 def _samples(folder: Path, n: int) -> list[Path]:
@@ -72,8 +81,12 @@ def world(tmp_path_factory):
     store = open_store(store_url)
     engine = make_engine(db_url)
     with session_scope(engine) as session:
-        _register(store, "random", constant=False, session=session)
-        _register(store, "const", constant=True, session=session)
+        ids = {
+            "random": _register(store, "random", constant=False, session=session),
+            "const": _register(store, "const", constant=True, session=session),
+            "spare": _register(store, "spare", constant=False, session=session),
+        }
+        model_registry.promote(session, ids["random"])
         robot = accounts.create_user(
             session, username="robot", password="pw-robot-1", role="annotator"
         )
@@ -83,13 +96,16 @@ def world(tmp_path_factory):
         "REGRASP_DATABASE_URL": db_url,
         "REGRASP_OBJECT_STORE_URL": store_url,
         "REGRASP_SERVICE_API_KEY": SERVICE_KEY,
-        "REGRASP_INFERENCE_MODEL_ID": "random",
         "REGRASP_INFERENCE_DEVICE": "cpu",
+        "REGRASP_INFERENCE_ALIAS_POLL_SECONDS": "0.2",
+        "REGRASP_INFERENCE_MODEL_CACHE_SIZE": "3",
+        "REGRASP_INFERENCE_MAX_BATCH_SIZE": "16",
     }
     with pytest.MonkeyPatch.context() as mp:
         for name, value in env.items():
             mp.setenv(name, value)
-        yield {"engine": engine, "store": store, "key": key}
+        mp.delenv("REGRASP_INFERENCE_MODEL_ID", raising=False)
+        yield {"engine": engine, "store": store, "key": key, "ids": ids}
     engine.dispose()
 
 
@@ -101,16 +117,27 @@ def service(world):
 
 @pytest.fixture
 def client(service, world):
-    """The robot's view: its API key, and the "random" model loaded."""
-    admin = {"Authorization": f"Bearer {SERVICE_KEY}"}
-    assert service.post("/reload", json={"model_id": "random"}, headers=admin).status_code == 200
+    """The robot's view: its API key, and "random" in production."""
     service.headers["Authorization"] = f"Bearer {world['key']}"
+    _promote(world, "random")
+    _wait_for_production(service, "random")
     return service
 
 
-def _predict(client, depth: bytes, *, content_type="image/tiff", **fields):
+def _wait_for_production(service, name: str) -> None:
+    """Until the replica serves `name` (it follows the alias every 0.2 s here)."""
+    headers = {"Authorization": f"Bearer {SERVICE_KEY}"}
+    for _ in range(600):
+        if service.get("/model", headers=headers).json()["model_id"] == name:
+            return
+        threading.Event().wait(0.05)
+    raise AssertionError(f"the replica never served {name}")
+
+
+def _predict(client, depth: bytes, *, content_type="image/tiff", headers=None, **fields):
     files = {"depth": ("depth.tiff", depth, content_type)}
-    return client.post("/predict", files=files, data={k: str(v) for k, v in fields.items()})
+    data = {k: str(v) for k, v in fields.items()}
+    return client.post("/predict", files=files, data=data, headers=headers)
 
 
 def test_predictions_on_jacquard_samples_are_in_image_pixels(client, jacquard_samples):
@@ -134,17 +161,10 @@ def test_predictions_on_jacquard_samples_are_in_image_pixels(client, jacquard_sa
 
 
 def test_known_maps_give_the_exact_grasp_at_any_image_size(client, jacquard_samples):
-    assert (
-        client.post(
-            "/reload",
-            json={"model_id": "const"},
-            headers={"Authorization": f"Bearer {SERVICE_KEY}"},
-        ).status_code
-        == 200
-    )
+    service = {"Authorization": f"Bearer {SERVICE_KEY}"}
     depth = decode_depth(_samples(jacquard_samples, 1)[0].read_bytes())
     for image in (depth, depth[100:580, 50:690]):  # 1024² and a 640×480 crop
-        response = _predict(client, _tiff(image), k=5)
+        response = _predict(client, _tiff(image), k=5, model_id="const", headers=service)
         assert response.status_code == 200, response.text
         (grasp,) = response.json()["grasps"]  # constant maps: one flat peak
         h, w = image.shape
@@ -179,7 +199,7 @@ def _bad_upload(case: str, good: bytes) -> dict:
         "integer_depth": {"depth": ("d.tiff", uint16, "image/tiff")},
         "empty": {"depth": ("d.tiff", b"", "image/tiff")},
         "not_an_image": {"depth": ("d.tiff", b"hello world, not a picture", "image/tiff")},
-        "text_content_type": {"depth": ("d.txt", good, "text/plain")},
+        "millimetres": {"depth": ("d.tiff", _tiff(decode_depth(good) * 1000.0), "image/tiff")},
         "absurd_size": {"depth": ("d.tiff", _tiff(np.zeros((1, 9000), np.float32)), "image/tiff")},
         "rgb_only_for_depth_model": {
             "rgb": (
@@ -200,7 +220,7 @@ def _bad_upload(case: str, good: bytes) -> dict:
         ("integer_depth", "floating-point"),
         ("empty", "empty"),
         ("not_an_image", "not a png, jpeg or tiff"),
-        ("text_content_type", "content type"),
+        ("millimetres", "looks like millimetres"),
         ("absurd_size", "exceeds"),
         ("rgb_only_for_depth_model", "send a depth image"),
         ("nothing", "depth image"),
@@ -232,13 +252,26 @@ def test_missing_or_wrong_credentials_are_401(service, jacquard_samples, header)
         assert service.get(probe).status_code == 200
 
 
-def test_robots_cannot_reload_or_call_the_internal_route(client):
-    assert client.post("/reload", json={"model_id": "const"}).status_code == 403
+def test_robots_get_production_only_and_cannot_warm_or_call_the_internal_route(
+    client, world, jacquard_samples
+):
+    data = _samples(jacquard_samples, 1)[0].read_bytes()
+    for forbidden in ("const", world["ids"]["const"]):
+        refused = _predict(client, data, model_id=forbidden)
+        assert refused.status_code == 403, refused.text
+        assert "production model only" in refused.json()["error"]
+    # Naming the production model (by id or name) is allowed.
+    for same in ("random", world["ids"]["random"]):
+        assert _predict(client, data, model_id=same).json()["model_id"] == "random"
+    assert client.post("/warm", json={"model_id": "const"}).status_code == 403
     assert client.post("/forward_batch", json={"tickets": ["x"]}).status_code == 403
+    assert client.post("/predict_stored", json={"model_id": "const"}).status_code == 403
     assert client.get("/model").json()["model_id"] == "random"
     admin = {"Authorization": f"Bearer {SERVICE_KEY}"}
-    missing = client.post("/reload", json={"model_id": "no-such-model"}, headers=admin)
+    missing = client.post("/warm", json={"model_id": "no-such-model"}, headers=admin)
     assert missing.status_code == 404 and "no-such-model" in missing.json()["error"]
+    missing = _predict(client, data, model_id=987654, headers=admin)
+    assert missing.status_code == 404 and "987654" in missing.json()["error"]
     assert client.get("/model").json()["model_id"] == "random"
 
 
@@ -248,10 +281,28 @@ def test_a_store_failure_is_a_503_naming_the_store(service, world):
     link.parent.mkdir(parents=True)
     link.symlink_to("metadata.json")  # reading it fails with ELOOP: a StorageError
     admin = {"Authorization": f"Bearer {SERVICE_KEY}"}
-    response = service.post("/reload", json={"model_id": "looping"}, headers=admin)
+    response = service.post("/warm", json={"model_id": "looping"}, headers=admin)
     assert response.status_code == 503
     error = response.json()["error"]
     assert "file store" in error and "models/looping/metadata.json" in error
+
+
+def test_curl_octet_stream_uploads_are_accepted(client, jacquard_samples):
+    """curl's `-F depth=@frame.tiff` sends application/octet-stream: the bytes decide."""
+    data = _samples(jacquard_samples, 1)[0].read_bytes()
+    for content_type in ("application/octet-stream", "text/plain"):
+        response = _predict(client, data, content_type=content_type, k=2)
+        assert response.status_code == 200, response.text
+        assert response.json()["model_id"] == "random"
+
+
+def test_grasps_are_clipped_to_a_tiny_frame(client):
+    frame = np.full((2, 2), 0.7, np.float32)
+    response = _predict(client, _tiff(frame), k=100)
+    assert response.status_code == 200, response.text
+    grasps = response.json()["grasps"]
+    assert grasps, "the random model always returns grasps"
+    assert all(0 <= g["x"] <= 1 and 0 <= g["y"] <= 1 for g in grasps), grasps
 
 
 def test_predict_stored_reports_per_image_errors(client, world, jacquard_samples):
@@ -276,7 +327,9 @@ def test_predict_stored_reports_per_image_errors(client, world, jacquard_samples
         ids = import_version0(session, dataset, records, np.zeros(0, np.int64), np.zeros((0, 5)))
     ids = [int(i) for i in ids]
     body = {"dataset_id": dataset, "version": 0, "image_ids": [*ids, 999_999], "k": 3}
-    response = client.post("/predict_stored", json=body)
+    service = {"Authorization": f"Bearer {SERVICE_KEY}"}
+    body["model_id"] = world["ids"]["random"]  # an int id: the store name is looked up
+    response = client.post("/predict_stored", json=body, headers=service)
     assert response.status_code == 200, response.text
     results = response.json()["results"]
     assert [r["image_id"] for r in results] == [*ids, 999_999]
@@ -292,36 +345,116 @@ def test_predict_stored_reports_per_image_errors(client, world, jacquard_samples
         [[g["x"], g["y"], g["quality"]] for g in results[0]["grasps"]],
         rtol=1e-5,
     )
-    unknown = client.post("/predict_stored", json={**body, "version": 7})
+    unknown = client.post("/predict_stored", json={**body, "version": 7}, headers=service)
     assert unknown.status_code == 404
 
 
-def test_reload_under_load_switches_models_without_failing_a_request(client, jacquard_samples):
+def test_promotion_under_load_switches_robots_without_failing_a_request(
+    client, world, jacquard_samples
+):
+    """Robots hammer /predict while a service predicts with another model and an admin
+    promotes "const": every robot answer is from the production model of its time (first
+    "random", then "const", never back), none fails, and the round's calls get theirs."""
     data = _samples(jacquard_samples, 1)[0].read_bytes()
     seen: list[tuple[int, str | None]] = []
+    rounds: list[tuple[int, str | None]] = []
     stop = threading.Event()
+    service = {"Authorization": f"Bearer {SERVICE_KEY}"}
 
-    def hammer() -> None:
+    def robot() -> None:
         while not stop.is_set():
             response = _predict(client, data, k=1)
             seen.append((response.status_code, response.json().get("model_id")))
 
-    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    def round_calls() -> None:
+        while not stop.is_set():
+            response = _predict(client, data, k=1, model_id="spare", headers=service)
+            rounds.append((response.status_code, response.json().get("model_id")))
+
+    threads = [threading.Thread(target=robot) for _ in range(3)]
+    threads.append(threading.Thread(target=round_calls))
     for t in threads:
         t.start()
     while len(seen) < 8:
         threading.Event().wait(0.05)
-    admin = {"Authorization": f"Bearer {SERVICE_KEY}"}
-    reload = client.post("/reload", json={"model_id": "const"}, headers=admin)
-    count_at_reload = len(seen)
-    while len(seen) < count_at_reload + 8:
+    _promote(world, "const")
+    count_at_promotion = len(seen)
+    _wait_for_production(client, "const")
+    while len(seen) < count_at_promotion + 12:
         threading.Event().wait(0.05)
     stop.set()
     for t in threads:
         t.join()
-    assert reload.status_code == 200 and reload.json()["model_id"] == "const"
     assert all(status == 200 for status, _ in seen), seen
     models = [m for _, m in seen]
     assert models[0] == "random" and models[-1] == "const"
     switch = models.index("const")
-    assert set(models[:switch]) == {"random"} and set(models[switch + 4 :]) == {"const"}
+    assert set(models[:switch]) == {"random"} and set(models[switch + 3 :]) == {"const"}
+    assert rounds and all(r == (200, "spare") for r in rounds), rounds
+    assert "spare" in client.get("/model").json()["cached"]
+
+
+def test_the_model_cache_is_bounded_and_keeps_production(client, world, jacquard_samples):
+    """Cache of 3: production ("random") stays however many other models are named."""
+    data = _samples(jacquard_samples, 1)[0].read_bytes()
+    service = {"Authorization": f"Bearer {SERVICE_KEY}"}
+    with session_scope(world["engine"]) as session:
+        for name in ("extra-1", "extra-2"):
+            _register(world["store"], name, constant=False, session=session)
+    for name in ("const", "spare", "extra-1", "extra-2", "const"):
+        answer = _predict(client, data, k=1, model_id=name, headers=service)
+        assert answer.status_code == 200 and answer.json()["model_id"] == name, answer.text
+        cached = client.get("/model").json()["cached"]
+        assert len(cached) <= 3 and "random" in cached and cached[-1] == name, cached
+    assert client.get("/model").json()["model_id"] == "random"
+
+
+def _batch_counts(service) -> tuple[int, int]:
+    """(forward passes, of which held one request) from the service's recorded history."""
+    headers = {"Authorization": f"Bearer {SERVICE_KEY}"}
+    sizes = {
+        int(k): v for k, v in service.get("/stats", headers=headers).json()["batch_sizes"].items()
+    }
+    return sum(sizes.values()), sizes.get(1, 0)
+
+
+def test_concurrent_requests_share_forward_passes_with_the_same_answers(client, jacquard_samples):
+    """16 robots at once: the service's own batch-size metric shows forward passes that
+    held more than one request, and each answer equals the one-at-a-time answer (1e-4 px)."""
+    frames = [p.read_bytes() for p in _samples(jacquard_samples, 16)]
+    alone = []
+    for data in frames:
+        answer = _predict(client, data, k=5).json()
+        assert answer["timings"]["batch_size"] == 1, answer["timings"]
+        alone.append(answer)
+    total_before, single_before = _batch_counts(client)
+
+    together: list[dict | None] = [None] * len(frames)
+    start = threading.Barrier(len(frames))
+
+    def robot(i: int) -> None:
+        start.wait()
+        response = _predict(client, frames[i], k=5)
+        assert response.status_code == 200, response.text
+        together[i] = response.json()
+
+    threads = [threading.Thread(target=robot, args=(i,)) for i in range(len(frames))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    total_after, single_after = _batch_counts(client)
+    merged = (total_after - total_before) - (single_after - single_before)
+    assert merged >= 1, (total_before, single_before, total_after, single_after)
+    assert max(a["timings"]["batch_size"] for a in together) > 1
+    for one, many in zip(alone, together, strict=True):
+        assert one["model_id"] == many["model_id"] == "random"
+        got = np.array(
+            [[g[c] for c in ("x", "y", "theta", "opening", "jaw")] for g in many["grasps"]]
+        )
+        want = np.array(
+            [[g[c] for c in ("x", "y", "theta", "opening", "jaw")] for g in one["grasps"]]
+        )
+        assert got.shape == want.shape and got.size
+        np.testing.assert_allclose(got[:, :2], want[:, :2], atol=1e-4, rtol=0)
+        np.testing.assert_allclose(got, want, atol=1e-3, rtol=1e-5)

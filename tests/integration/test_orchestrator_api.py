@@ -117,7 +117,8 @@ def test_login_token_and_expiry(api):
 
     expired = issue_token(SECRET, subject=str(me.json()["id"]), role="admin", ttl_seconds=-1)
     r = api.get("/users/me", headers={"Authorization": f"Bearer {expired}"})
-    assert r.status_code == 401 and r.json() == {"detail": "token expired"}
+    assert r.status_code == 401
+    assert r.json() == {"error": "token expired", "detail": "token expired"}
     assert r.headers["www-authenticate"] == "Bearer"
     forged = issue_token("another-secret" * 3, subject="1", role="admin", ttl_seconds=60)
     assert api.get("/users/me", headers={"Authorization": f"Bearer {forged}"}).status_code == 401
@@ -128,7 +129,7 @@ def test_wrong_password_and_rate_limit(make_client):
     api = make_client(login_max_failures=3, login_failure_window_seconds=60)
     for _ in range(3):
         r = api.post("/auth/login", data={"username": ADMIN[0], "password": "wrong-password"})
-        assert r.status_code == 401 and r.json() == {"detail": "wrong username or password"}
+        assert r.status_code == 401 and r.json()["detail"] == "wrong username or password"
     # Locked for this name and client, even with the right password...
     r = api.post("/auth/login", data={"username": ADMIN[0], "password": ADMIN[1]})
     assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
@@ -173,12 +174,19 @@ def test_api_keys_shown_once_stored_hashed_and_revocable(api):
 
     listed = api.get("/api-keys", headers=admin).json()
     assert [k["id"] for k in listed] == [created["id"]] and "key" not in listed[0]
+    assert listed[0]["scope"] == "robot"
     with session_scope(api.app.state.engine) as s:
         row = s.get(ApiKey, created["id"])
         assert key not in (row.key_hash, row.prefix, row.name)
 
+    assert created["scope"] == "robot"  # the default: least privilege, whoever made it
     robot = {"Authorization": f"Bearer {key}"}
-    assert api.get("/users/me", headers=robot).json()["username"] == ADMIN[0]
+    assert api.get("/users/me", headers=robot).status_code == 403  # robots only predict
+    ops = api.post("/api-keys", json={"name": "ops", "scope": "admin"}, headers=admin).json()
+    ops_headers = {"Authorization": f"Bearer {ops['key']}"}
+    assert api.get("/users/me", headers=ops_headers).json()["username"] == ADMIN[0]
+    assert api.delete(f"/api-keys/{ops['id']}", headers=admin).status_code == 204
+    assert api.get("/users/me", headers=ops_headers).status_code == 401
     assert api.delete(f"/api-keys/{created['id']}", headers=admin).status_code == 204
     assert api.get("/users/me", headers=robot).status_code == 401
     assert api.delete("/api-keys/999", headers=admin).status_code == 404
@@ -201,7 +209,7 @@ def test_openapi_types_every_response_and_errors_are_details(api):
     admin = _login(api, ADMIN)
     r = api.post("/users", json={"username": "x"}, headers=admin)
     assert r.status_code == 422 and "password" in r.json()["detail"]
-    assert api.get("/datasets/42", headers=admin).json() == {"detail": "dataset 42 does not exist"}
+    assert api.get("/datasets/42", headers=admin).json()["detail"] == "dataset 42 does not exist"
 
 
 # --- imports, versions, exports, images --------------------------------------------------------

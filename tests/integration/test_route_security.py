@@ -166,3 +166,159 @@ def test_every_read_route_and_every_asset_refuses_anonymous_and_forged_callers(
     assert image_bytes.status_code == 200 and image_bytes.content.startswith(b"\x89PNG")
     archive = assets["/datasets/{dataset_id}/versions/{version}/export.zip"]
     assert archive.status_code == 200 and archive.content.startswith(b"PK")
+
+
+# --- every route of every service against every key scope --------------------------------
+
+#: The inference service's routes no credential is asked for (probes, metrics, docs).
+INFERENCE_PUBLIC = {"/healthz", "/livez", "/readyz", "/metrics", "/docs.json", "/"}
+
+
+def _callers(sqlite_url):
+    """Every kind of caller, by name: tokens of an admin and an annotator, the services'
+    shared key, and one API key of each scope (a robot key made by an admin too)."""
+    from regrasp import accounts
+    from regrasp.store.db import migrations
+    from regrasp.store.db.engine import make_engine, session_scope
+
+    migrations.upgrade(sqlite_url)
+    engine = make_engine(sqlite_url)
+    with session_scope(engine) as s:
+        lead = accounts.create_user(s, username="lead", password="lead-password-2", role="admin")
+        ana = accounts.create_user(s, username="ana", password="annotate-1", role="annotator")
+        keys = {
+            "robot key (annotator's)": accounts.create_api_key(s, owner_id=ana.id, name="arm"),
+            "robot key (admin's)": accounts.create_api_key(
+                s, owner_id=lead.id, name="arm-2", scope="robot"
+            ),
+            "service-scope key": accounts.create_api_key(
+                s, owner_id=lead.id, name="ci", scope="service"
+            ),
+            "admin-scope key": accounts.create_api_key(
+                s, owner_id=lead.id, name="ops", scope="admin"
+            ),
+        }
+        tokens = {
+            "admin token": accounts.login_token(lead, secret=SECRET, ttl_seconds=600),
+            "annotator token": accounts.login_token(ana, secret=SECRET, ttl_seconds=600),
+        }
+    engine.dispose()
+    callers = {name: made.key for name, made in keys.items()}
+    callers.update(tokens)
+    callers["service key"] = SECRET + "-service"
+    return {name: {"Authorization": f"Bearer {value}"} for name, value in callers.items()}
+
+
+ROBOTS = ("robot key (annotator's)", "robot key (admin's)")
+
+
+def _routes(spec: dict) -> list[tuple[str, str]]:
+    return [(m, p) for p, methods in spec["paths"].items() for m in methods if m != "parameters"]
+
+
+@pytest.mark.parametrize("service", ["orchestrator", "trainer"])
+def test_robot_keys_are_refused_by_every_orchestrator_and_trainer_route(
+    service, tmp_path, sqlite_url, file_store_url
+):
+    callers = _callers(sqlite_url)
+    app = _apps(tmp_path, sqlite_url, file_store_url)[service]
+    with TestClient(app) as client:
+        spec = client.get("/openapi.json").json()
+        checked = 0
+        for method, path in _routes(spec):
+            if (method, path) in PUBLIC or path in PUBLIC_READS:
+                continue
+            concrete = re.sub(r"\{[^}]+\}", "1", path)
+            for robot in ROBOTS:
+                r = client.request(method.upper(), concrete, json={}, headers=callers[robot])
+                assert r.status_code == 403, (robot, method, path, r.status_code, r.text[:200])
+                assert "robot API key" in r.json()["detail"], (robot, path)
+            checked += 1
+    assert checked >= (40 if service == "orchestrator" else 4), checked
+
+
+@pytest.mark.parametrize("service", ["orchestrator", "trainer"])
+def test_service_and_admin_scope_keys_read_what_their_principals_read(
+    service, tmp_path, sqlite_url, file_store_url
+):
+    """On every read route a `service` key is answered exactly like the services' shared
+    key and an `admin` key exactly like its admin owner's token; an annotator's token is
+    let past authentication everywhere (its role decides the rest)."""
+    callers = _callers(sqlite_url)
+    app = _apps(tmp_path, sqlite_url, file_store_url)[service]
+    with TestClient(app) as client:
+        spec = client.get("/openapi.json").json()
+        checked = 0
+        for method, path in _routes(spec):
+            if method != "get" or path in PUBLIC_READS:
+                continue
+            concrete = re.sub(r"\{[^}]+\}", "1", path)
+            status = {
+                who: client.get(concrete, headers=callers[who]).status_code
+                for who in ("service key", "service-scope key", "admin token", "admin-scope key")
+            }
+            assert status["service-scope key"] == status["service key"], (path, status)
+            assert status["admin-scope key"] == status["admin token"], (path, status)
+            assert status["admin token"] not in (401, 403), (path, status)
+            annotator = client.get(concrete, headers=callers["annotator token"]).status_code
+            assert annotator != 401, (path, annotator)
+            checked += 1
+    assert checked >= (15 if service == "orchestrator" else 2), checked
+
+
+def test_inference_routes_against_every_scope(tmp_path, sqlite_url, file_store_url):
+    """Every route the inference service publishes, plus `GET /model`: a robot key reaches
+    only `POST /predict` and `GET /model`; internal and admin routes refuse the rest."""
+    from starlette.testclient import TestClient as StarletteClient
+
+    from services.inference.service import InferenceService
+    from tests.fixtures.servers import forget_bentoml_metrics
+
+    callers = _callers(sqlite_url)
+    env = {
+        "REGRASP_DATA_DIR": str(tmp_path / "data"),
+        "REGRASP_DATABASE_URL": sqlite_url,
+        "REGRASP_OBJECT_STORE_URL": file_store_url,
+        "REGRASP_SERVICE_API_KEY": SECRET + "-service",
+        "REGRASP_SECRET_KEY": SECRET,
+        "REGRASP_INFERENCE_DEVICE": "cpu",
+    }
+    forget_bentoml_metrics()  # this module's app may be the process's second
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in env.items():
+            mp.setenv(name, value)
+        mp.delenv("REGRASP_INFERENCE_MODEL_ID", raising=False)
+        with StarletteClient(InferenceService.to_asgi(), raise_server_exceptions=False) as client:
+            spec = client.get("/docs.json").json()
+            routes = [(m, p) for m, p in _routes(spec) if p not in INFERENCE_PUBLIC]
+            routes += [("get", "/model"), ("get", "/stats")]
+            assert {("post", "/predict"), ("post", "/predict_stored")} <= set(routes), routes
+            for method, path in routes:
+                for who, headers in {**_forged_headers(), **callers}.items():
+                    if path == "/forward_batch" and who in ("service key", "service-scope key"):
+                        continue  # allowed: calling it would run BentoML's batch dispatcher
+                    r = client.request(method.upper(), path, json={}, headers=headers)
+                    expected = _inference_policy(who, method, path)
+                    if expected == "allowed":
+                        assert r.status_code not in (401, 403), (who, path, r.status_code, r.text)
+                    else:
+                        assert r.status_code == expected, (who, path, r.status_code, r.text)
+                        assert r.json()["error"], (who, path)
+    forget_bentoml_metrics()
+
+
+def _inference_policy(who: str, method: str, path: str) -> int | str:
+    """What the inference service must answer `who` on a route: 401, 403 or "allowed"."""
+    if who in _forged_headers():
+        return 401
+    if who in ROBOTS:
+        return "allowed" if (method, path) in {("post", "/predict"), ("get", "/model")} else 403
+    if path == "/forward_batch":
+        return "allowed" if who in ("service key", "service-scope key") else 403
+    if path in ("/reload", "/warm"):
+        return (
+            "allowed"
+            if who in ("service key", "service-scope key", "admin token", "admin-scope key")
+            else 403
+        )
+    return "allowed"

@@ -25,7 +25,7 @@ class Api:
     http: TestClient
     engine: object
     admin: dict[str, str]
-    robot: dict[str, str]
+    ci: dict[str, str]
     annotator: dict[str, str]
     service: dict[str, str]
     dataset_id: int
@@ -50,7 +50,7 @@ def api(database_url, file_store_url, tmp_path):
         with session_scope(engine) as s:
             admin = create_user(s, username="lead", password="password-1", role="admin")
             annotator = create_user(s, username="ann", password="password-2", role="annotator")
-            robot_key = create_api_key(s, owner_id=admin.id, name="ci").key
+            ci_key = create_api_key(s, owner_id=admin.id, name="ci", scope="service").key
             secret = settings.secret_key.get_secret_value()
             admin_token = login_token(admin, secret=secret, ttl_seconds=600)
             annotator_token = login_token(annotator, secret=secret, ttl_seconds=600)
@@ -68,7 +68,7 @@ def api(database_url, file_store_url, tmp_path):
             http=http,
             engine=engine,
             admin=_bearer(admin_token),
-            robot=_bearer(robot_key),
+            ci=_bearer(ci_key),
             annotator=_bearer(annotator_token),
             service=_bearer(SERVICE_KEY),
             dataset_id=dataset_id,
@@ -100,7 +100,7 @@ def test_submit_list_get_cancel_lifecycle(api):
     second = api.http.post(
         "/jobs",
         json={"kind": "evaluate", "model_id": api.model_id, "dataset": api.dataset_id},
-        headers=api.robot,
+        headers=api.ci,
     )
     assert second.status_code == 201, second.text
     assert second.json()["payload"]["split"] == "test"
@@ -180,9 +180,9 @@ def test_bad_payloads_are_422_with_a_message(api, body, message):
 def test_unknown_things_are_404(api):
     assert api.http.get("/jobs/999", headers=api.admin).status_code == 404
     assert api.http.post("/jobs/999/cancel", headers=api.admin).status_code == 404
-    assert api.http.post("/jobs", json={**TRAIN, "dataset": "nope"}, headers=api.admin).json() == {
-        "detail": "dataset 'nope' not found"
-    }
+    unknown = api.http.post("/jobs", json={**TRAIN, "dataset": "nope"}, headers=api.admin)
+    message = "dataset 'nope' not found"
+    assert unknown.json() == {"error": message, "detail": message}  # every service's shape
     missing_version = api.http.post("/jobs", json={**TRAIN, "version": 4}, headers=api.admin)
     assert missing_version.status_code == 404
     evaluate = {"kind": "evaluate", "dataset": "toy", "model_id": 999}

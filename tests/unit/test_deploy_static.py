@@ -56,6 +56,10 @@ SERVICE_IMAGES = {
     "inference": "inference",
     "review-ui": "review-ui",
 }
+#: Kubernetes workloads that run a compose service under another name (its second pool).
+COMPOSE_SERVICE = {"inference-batch": "inference"}
+#: Kubernetes workloads → the image they run: the compose services plus the batch pool.
+K8S_IMAGES = SERVICE_IMAGES | {"inference-batch": "inference"}
 #: The services that serve HTTP, with their liveness and readiness paths.
 PROBES = {
     "orchestrator": ("/healthz", "/readyz"),
@@ -63,7 +67,9 @@ PROBES = {
     "inference": ("/livez", "/readyz"),
     "review-ui": ("/_stcore/health", "/_stcore/health"),
 }
+K8S_PROBES = PROBES | {"inference-batch": PROBES["inference"]}
 GPU_SERVICES = {"inference", "trainer-worker"}
+K8S_GPU_WORKLOADS = GPU_SERVICES | {"inference-batch"}
 PUBLISHED = {"inference", "review-ui"}
 PLACEHOLDER = "change-me"
 #: Variables outside regrasp.settings that hold secrets.
@@ -104,6 +110,7 @@ PORTS = {
     "inference": _default("inference_port"),
     "review-ui": urlsplit(_default("review_ui_url")).port,
 }
+PORTS["inference-batch"] = PORTS["inference"]
 PORTS["trainer-worker"] = None  # serves no HTTP
 PORTS["db-upgrade"] = None
 
@@ -591,7 +598,7 @@ def test_every_manifest_parses_and_is_listed() -> None:
     assert listed <= files
     assert files - listed == {"kustomization.yaml", SECRET_TEMPLATE.name}
     assert all(d.get("apiVersion") and d.get("kind") for d in manifests())
-    assert set(workloads()) == set(SERVICE_IMAGES)
+    assert set(workloads()) == set(K8S_IMAGES)
 
 
 def test_manifest_variables_are_settings() -> None:
@@ -619,7 +626,7 @@ def test_secret_template_holds_placeholders_only() -> None:
         assert PLACEHOLDER in value, f"{key}: not a placeholder"
 
 
-@pytest.mark.parametrize("name", sorted(SERVICE_IMAGES))
+@pytest.mark.parametrize("name", sorted(K8S_IMAGES))
 def test_workload_secrets_come_from_the_secret(name: str) -> None:
     keys = set(secret_template()["stringData"])
     for entry in container(name).get("env", []):
@@ -674,15 +681,15 @@ def test_k8s_review_ui_gets_no_secret_and_loads(monkeypatch: pytest.MonkeyPatch)
     assert _load(monkeypatch, env).orchestrator_url == configmap()["REGRASP_ORCHESTRATOR_URL"]
 
 
-@pytest.mark.parametrize("name", sorted(SERVICE_IMAGES))
+@pytest.mark.parametrize("name", sorted(K8S_IMAGES))
 def test_k8s_images_are_built_here_and_commands_match_compose(name: str) -> None:
     spec = container(name)
     image = spec["image"].split(":")[0]
-    assert image == f"regrasp/{SERVICE_IMAGES[name]}"
-    assert (DOCKER_DIR / f"{SERVICE_IMAGES[name]}.Dockerfile").is_file()
+    assert image == f"regrasp/{K8S_IMAGES[name]}"
+    assert (DOCKER_DIR / f"{K8S_IMAGES[name]}.Dockerfile").is_file()
     argv = spec["command"] + spec.get("args", [])
     _assert_repo_command(argv)
-    assert argv == services()[name]["command"]
+    assert argv == services()[COMPOSE_SERVICE.get(name, name)]["command"]
     ports = [p["containerPort"] for p in spec.get("ports", [])]
     assert ports == ([PORTS[name]] if PORTS[name] else [])
 
@@ -695,7 +702,7 @@ def _pod_labels(workload: dict) -> dict[str, str]:
     return workload["spec"]["template"]["metadata"]["labels"]
 
 
-@pytest.mark.parametrize("name", sorted(PROBES))
+@pytest.mark.parametrize("name", sorted(K8S_PROBES))
 def test_k8s_service_exposes_the_port_settings_use(name: str) -> None:
     service = resources("Service")[name]
     selector = service["spec"]["selector"]
@@ -705,10 +712,10 @@ def test_k8s_service_exposes_the_port_settings_use(name: str) -> None:
     assert port["targetPort"] in ("http", PORTS[name])
 
 
-@pytest.mark.parametrize("name", sorted(PROBES))
+@pytest.mark.parametrize("name", sorted(K8S_PROBES))
 def test_k8s_probes_hit_the_service_health_paths(name: str) -> None:
     spec = container(name)
-    live, ready = PROBES[name]
+    live, ready = K8S_PROBES[name]
     assert spec["livenessProbe"]["httpGet"]["path"] == live
     assert spec["readinessProbe"]["httpGet"]["path"] == ready
     for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
@@ -725,32 +732,74 @@ def test_configmap_urls_name_services_and_their_ports() -> None:
         assert url.geturl() == service_env("orchestrator")[key]  # same URL as compose
 
 
-def test_inference_urls_are_the_pods_the_autoscaler_always_keeps() -> None:
+def test_robots_and_rounds_get_separate_inference_pools_of_one_image() -> None:
+    """Robot traffic and rounds' batch traffic cannot starve each other: two Deployments of
+    the same image and command, each behind its own Service; rounds reach the batch pool
+    through its headless Service (every pod, discovered when a round predicts)."""
+    deployments = resources("Deployment")
+    robot, batch = deployments["inference"], deployments["inference-batch"]
+    assert container("inference")["command"] == container("inference-batch")["command"]
+    assert container("inference")["image"] == container("inference-batch")["image"]
+    svcs = resources("Service")
+    robot_pods, batch_pods = _pod_labels(robot), _pod_labels(batch)
+    for service, own, other in (
+        (svcs["inference"], robot_pods, batch_pods),
+        (svcs["inference-batch"], batch_pods, robot_pods),
+    ):
+        selector = service["spec"]["selector"]
+        assert selector.items() <= own.items() and not selector.items() <= other.items()
+    assert svcs["inference-batch"]["spec"]["clusterIP"] == "None"
     urls = json.loads(configmap()["REGRASP_INFERENCE_URLS"])
-    sts = resources("StatefulSet")["inference"]
-    (hpa,) = resources("HorizontalPodAutoscaler").values()
-    assert hpa["spec"]["scaleTargetRef"] == {
-        "apiVersion": "apps/v1", "kind": "StatefulSet", "name": "inference"}  # fmt: skip
-    minimum = hpa["spec"]["minReplicas"]
-    assert sts["spec"]["replicas"] == minimum < hpa["spec"]["maxReplicas"]
-    headless = resources("Service")[sts["spec"]["serviceName"]]
-    assert headless["spec"]["clusterIP"] == "None"
-    assert headless["spec"]["selector"].items() <= _pod_labels(sts).items()
-    expected = [f"http://inference-{i}.{sts['spec']['serviceName']}:{PORTS['inference']}"
-                for i in range(minimum)]  # fmt: skip
-    assert urls == expected
-    assert headless["spec"]["ports"][0]["port"] == PORTS["inference"]
+    assert urls == [f"http://inference-batch:{PORTS['inference']}"]
+    # Both pools follow the promoted model: neither pins one.
+    env = configmap() | {
+        e["name"]: e.get("value")
+        for n in ("inference", "inference-batch")
+        for e in container(n).get("env", [])
+    }
+    assert not env.get("REGRASP_INFERENCE_MODEL_ID")
+    # Robots win the GPUs: their pods preempt batch pods, never the reverse.
+    classes = resources("PriorityClass")
+    robot_class = classes[robot["spec"]["template"]["spec"]["priorityClassName"]]
+    batch_class = classes[batch["spec"]["template"]["spec"]["priorityClassName"]]
+    assert robot_class["value"] > batch_class["value"]
+    assert batch_class["preemptionPolicy"] == "Never"
 
 
-@pytest.mark.parametrize("name", sorted(SERVICE_IMAGES))
+def test_inference_autoscales_on_in_flight_requests_not_cpu() -> None:
+    """KEDA scales each pool on the requests in flight that the pods export on /metrics."""
+    assert not resources("HorizontalPodAutoscaler")  # KEDA makes its own from these
+    scaled = resources("ScaledObject")
+    assert set(scaled) == {"inference", "inference-batch"}
+    exported = (ROOT / "shared" / "regrasp" / "serving" / "batching.py").read_text()
+    for name, obj in scaled.items():
+        assert obj["apiVersion"].startswith("keda.sh/")
+        target = obj["spec"]["scaleTargetRef"]
+        assert (target["kind"], target["name"]) == ("Deployment", name)
+        assert obj["spec"]["minReplicaCount"] == resources("Deployment")[name]["spec"]["replicas"]
+        assert obj["spec"]["minReplicaCount"] < obj["spec"]["maxReplicaCount"]
+        (trigger,) = obj["spec"]["triggers"]
+        assert trigger["type"] == "prometheus"
+        metric = re.match(r"sum\((\w+)\{", trigger["metadata"]["query"])[1]
+        assert metric == "regrasp_inference_in_flight" and metric in exported
+        assert float(trigger["metadata"]["threshold"]) > 0
+        annotations = resources("Deployment")[name]["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/path"] == "/metrics"
+        assert int(annotations["prometheus.io/port"]) == PORTS["inference"]
+    kinds = {n: o["spec"]["triggers"][0]["metadata"]["query"] for n, o in scaled.items()}
+    assert 'kind="predict"' in kinds["inference"]
+    assert 'kind="predict_stored"' in kinds["inference-batch"]
+
+
+@pytest.mark.parametrize("name", sorted(K8S_IMAGES))
 def test_k8s_gpu_requests_and_resources(name: str) -> None:
     resources_ = container(name)["resources"]
     assert resources_["requests"]["cpu"] and resources_["limits"]["memory"]
     gpus = resources_["limits"].get("nvidia.com/gpu")
-    assert gpus == (1 if name in GPU_SERVICES else None)
+    assert gpus == (1 if name in K8S_GPU_WORKLOADS else None)
 
 
-@pytest.mark.parametrize("name", sorted(SERVICE_IMAGES))
+@pytest.mark.parametrize("name", sorted(K8S_IMAGES))
 def test_k8s_pods_run_as_non_root(name: str) -> None:
     pod = workloads()[name]["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -942,5 +991,5 @@ def test_kubectl_kustomize_builds_the_manifests() -> None:
     assert result.returncode == 0, result.stderr
     docs = [d for d in yaml.safe_load_all(result.stdout) if d]
     assert len(docs) == len(manifests())
-    namespaced = [d for d in docs if d["kind"] != "Namespace"]
+    namespaced = [d for d in docs if d["kind"] not in ("Namespace", "PriorityClass")]
     assert {d["metadata"]["namespace"] for d in namespaced} == {"regrasp"}

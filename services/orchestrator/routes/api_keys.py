@@ -1,4 +1,7 @@
-"""API keys for robots and scripts (admins only); a key is shown once, stored hashed."""
+"""API keys for robots and scripts (admins only); a key is shown once, stored hashed.
+
+A key's scope is chosen here (default `robot`: only /predict and /model of the inference
+service), never inherited from the admin who made it."""
 
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ def create(body: ApiKeyCreate, admin: AdminUser, session: SessionDep) -> ApiKeyC
     owner = body.owner_id if body.owner_id is not None else admin.user_id
     if owner is None:
         raise InvalidInput("owner_id is required when the caller is not a user")
-    made = create_api_key(session, owner_id=owner, name=body.name)
+    made = create_api_key(session, owner_id=owner, name=body.name, scope=body.scope)
     row = session.scalar(sa.select(ApiKey).where(ApiKey.prefix == made.prefix))
     return ApiKeyCreated.model_validate({**_public(row).model_dump(), "key": made.key})
 

@@ -9,10 +9,12 @@ them on `app`. Subcommands that need torch import it inside the command.
 from __future__ import annotations
 
 from regrasp.cli import (  # noqa: F401
+    api_keys,
     campaigns,
     datasets,
     db,
     gc,
+    models,
     rounds,
     stack,
     store,

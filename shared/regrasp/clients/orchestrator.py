@@ -34,6 +34,8 @@ __all__ = [
     "ApiKeyCreate",
     "ApiKeyCreated",
     "ApiKeyPublic",
+    "ModelPromote",
+    "ModelPublic",
     "AuditCreate",
     "AuditPublic",
     "CampaignCellPublic",
@@ -99,8 +101,9 @@ class _Public(BaseModel):
 
 
 class ErrorPublic(BaseModel):
-    """Every error response: one sentence meant for a person."""
+    """Every error response (`regrasp.http_errors`): one sentence meant for a person."""
 
+    error: str
     detail: str
 
 
@@ -137,6 +140,13 @@ class UserPublic(_Public):
 class ApiKeyCreate(BaseModel):
     name: str = Field(min_length=1, max_length=128, description="What the key is for.")
     owner_id: int | None = Field(None, description="User the key acts as (default: the caller).")
+    scope: Literal["robot", "service", "admin"] = Field(
+        "robot",
+        description=(
+            "robot: only the inference service's POST /predict and GET /model; service: "
+            "machine-to-machine like the services' key; admin: acts as its admin owner."
+        ),
+    )
 
 
 class ApiKeyPublic(_Public):
@@ -146,6 +156,7 @@ class ApiKeyPublic(_Public):
     name: str
     prefix: str
     owner_id: int
+    scope: str
     created_at: UtcDatetime
     last_used_at: UtcDatetime | None
     revoked: bool
@@ -155,6 +166,31 @@ class ApiKeyCreated(ApiKeyPublic):
     """The answer to creating a key: the only time `key` is ever shown."""
 
     key: str
+
+
+# --- the model registry ---------------------------------------------------------------------
+
+
+class ModelPublic(_Public):
+    """A registered model, with what an admin weighs before promoting it."""
+
+    id: int
+    name: str = Field(description="Object-store name; what the inference service loads.")
+    architecture: str
+    status: str
+    dataset_id: int | None
+    dataset_version: int | None
+    accuracy: float | None = Field(description="Evaluation accuracy (test, else validation).")
+    accuracy_metric: str | None = Field(description="Which metric `accuracy` is.")
+    metrics: dict[str, Any]
+    aliases: list[str] = Field(description="Aliases pointing at it, e.g. ['production'].")
+    created_at: UtcDatetime
+
+
+class ModelPromote(BaseModel):
+    alias: str = Field(
+        "production", min_length=1, max_length=64, description="Alias to point at the model."
+    )
 
 
 # --- datasets and imports -------------------------------------------------------------------
@@ -501,6 +537,23 @@ class OrchestratorClient(ServiceClient):
 
     def revoke_api_key(self, key_id: int) -> None:
         self.request("DELETE", f"/api-keys/{key_id}")
+
+    # the model registry
+
+    def list_models(self) -> list[ModelPublic]:
+        return [ModelPublic.model_validate(m) for m in self.request("GET", "/models").json()]
+
+    def registered_model(self, model_id: int) -> ModelPublic:
+        return self.get_model(f"/models/{int(model_id)}", ModelPublic)
+
+    def aliased_model(self, alias: str = "production") -> ModelPublic:
+        """The model `alias` points at; NotFound when no model was promoted to it."""
+        return self.get_model(f"/model-aliases/{alias}", ModelPublic)
+
+    def promote_model(self, model_id: int, alias: str = "production") -> ModelPublic:
+        """Point `alias` at the model (admins); replicas serve it within seconds."""
+        body = ModelPromote(alias=alias).model_dump()
+        return self.post_model(f"/models/{int(model_id)}/promote", ModelPublic, json=body)
 
     # datasets and imports
     def list_datasets(self) -> list[DatasetPublic]:

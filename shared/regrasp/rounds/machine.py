@@ -16,9 +16,11 @@ stopping) and run again from the start with the same outcome and no duplicate ro
   submitted when there is none; the job id is stored right after. Then the jobs are
   followed; each model id is stored as its job succeeds. A failed (or cancelled) job fails
   the round and is set aside on its unit (`failed_job_ids`), so a resume submits a new one.
-- predicting: tells every inference replica to load the model (`/reload`), then sends the
-  images that have no stored prediction yet (`regrasp.rounds.predicting`); each chunk is
-  stored in its own transaction, skipping rows that exist (unique (round, image)).
+- predicting: sends the images that have no stored prediction yet
+  (`regrasp.rounds.predicting`), naming the round's model on every call (replicas load it
+  beside the production model, which robots keep getting: a round never changes what
+  another caller gets); each chunk is stored in its own transaction, skipping rows that
+  exist (unique (round, image)).
 - reviewing: creates the review items of the flagged images once (one transaction), then
   waits for an admin's apply (or, with `auto_apply`, for every item to be decided).
 - applying: `regrasp.rounds.applying.apply_round`, exactly once.
@@ -418,7 +420,6 @@ def _step_training(bind: Bind, round_id: int, services: Services, hook: Hook, st
 
 
 def _step_predicting(bind: Bind, round_id: int, services: Services, hook: Hook, stop) -> None:
-    from regrasp.clients.inference import InferenceClient
     from regrasp.rounds.predicting import ChunkResult, predict_chunks, score
 
     with session_scope(bind) as session:
@@ -478,12 +479,10 @@ def _step_predicting(bind: Bind, round_id: int, services: Services, hook: Hook, 
         todo = np.setdiff1d(todo, done)
         if not len(todo):
             continue
-        for url in services.inference_urls:
-            with InferenceClient(url, credential=services.credential, timeout=600.0) as client:
-                client.reload(str(unit["model_id"]))
         predict_chunks(
             services.inference_urls,
             todo,
+            model_id=unit["model_id"],
             dataset_id=dataset_id,
             version=base,
             k=config.top_k,

@@ -1,9 +1,11 @@
 """The predicting step's two halves: fan images out to inference replicas, score the answers.
 
 `predict_chunks` splits a list of image ids into chunks and sends them concurrently to
-every inference URL (round-robin, `per_url` requests in flight per replica, so BentoML's
-adaptive batching on each replica has work to merge). A chunk that fails is retried on the
-next replica, up to `retries` times; each finished chunk is handed to `on_chunk` in the
+every inference replica that exists now (`clients.inference.replica_urls`: a headless
+Service name becomes one URL per pod), round-robin, `per_url` requests in flight per
+replica so BentoML's adaptive batching on each has work to merge. Every call names the
+round's model. A chunk that fails is retried on another replica (one that has not just
+failed), up to `retries` times; each finished chunk is handed to `on_chunk` in the
 calling thread, so the caller stores it (one transaction per chunk) and a crash loses at
 most the chunks in flight.
 
@@ -41,7 +43,12 @@ from typing import Any, Literal
 
 import numpy as np
 
-from regrasp.clients.inference import InferenceClient, PredictStoredRequest, StoredPrediction
+from regrasp.clients.inference import (
+    InferenceClient,
+    PredictStoredRequest,
+    StoredPrediction,
+    replica_urls,
+)
 from regrasp.errors import InvalidInput, RegraspError, StorageError
 from regrasp.label_quality import label_quality
 from regrasp.metrics import best_iou_batch
@@ -77,6 +84,7 @@ def predict_chunks(
     urls: Sequence[str],
     image_ids: Sequence[int] | np.ndarray,
     *,
+    model_id: int | str,
     dataset_id: int,
     version: int,
     k: int,
@@ -103,11 +111,20 @@ def predict_chunks(
     chunks = [ids[i : i + chunk_size] for i in range(0, len(ids), chunk_size)]
     if not chunks:
         return 0
+    urls = replica_urls(urls)
     clients = [InferenceClient(u, credential=credential, timeout=timeout) for u in urls]
+    down: set[int] = set()  # replicas whose last call failed: skipped while others answer
+
+    def pick(start: int) -> int:
+        for step in range(len(clients)):
+            if (start + step) % len(clients) not in down:
+                return (start + step) % len(clients)
+        down.clear()  # every replica failed once: try them all again
+        return start % len(clients)
 
     def run(chunk: np.ndarray, replica: int) -> ChunkResult:
         request = PredictStoredRequest(
-            dataset_id=dataset_id, version=version, image_ids=chunk.tolist(), k=k
+            model_id=model_id, dataset_id=dataset_id, version=version, image_ids=chunk.tolist(), k=k
         )
         answer = clients[replica].predict_stored(request)
         return _chunk_result(chunk, answer.results)
@@ -121,7 +138,8 @@ def predict_chunks(
             queue.reverse()
 
             def submit(index: int, replica: int, attempt: int) -> None:
-                future = pool.submit(run, chunks[index], replica % len(clients))
+                replica = pick(replica)
+                future = pool.submit(run, chunks[index], replica)
                 pending[future] = (index, replica, attempt)
 
             while queue and len(pending) < workers:
@@ -133,6 +151,7 @@ def predict_chunks(
                     index, replica, attempt = pending.pop(future)
                     error = future.exception()
                     if error is not None:
+                        down.add(replica)
                         if attempt >= retries:
                             for other in pending:
                                 other.cancel()
@@ -145,6 +164,7 @@ def predict_chunks(
                         )
                         submit(index, replica + 1, attempt + 1)
                         continue
+                    down.discard(replica)
                     on_chunk(future.result())
                     done += 1
                 if should_stop is not None and should_stop():

@@ -35,6 +35,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
     "ApiKey",
+    "ApiKeyScope",
     "Base",
     "Dataset",
     "DatasetImport",
@@ -50,6 +51,8 @@ __all__ = [
     "JobState",
     "LoginFailure",
     "Model",
+    "ModelAlias",
+    "ModelAliasEvent",
     "ModelStatus",
     "Prediction",
     "Review",
@@ -115,6 +118,14 @@ class GraspSource(enum.StrEnum):
 class UserRole(enum.StrEnum):
     admin = "admin"
     annotator = "annotator"
+
+
+class ApiKeyScope(enum.StrEnum):
+    """What a key may do, whoever made it (least privilege: a robot's key only predicts)."""
+
+    robot = "robot"  # the inference service's POST /predict and GET /model, nothing else
+    service = "service"  # machine-to-machine, like REGRASP_SERVICE_API_KEY
+    admin = "admin"  # acts as its owner (an admin) everywhere
 
 
 class ModelStatus(enum.StrEnum):
@@ -211,6 +222,9 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None]
     revoked: Mapped[bool] = mapped_column(default=False)
+    scope: Mapped[ApiKeyScope] = mapped_column(
+        _enum(ApiKeyScope, "api_key_scope"), default=ApiKeyScope.robot, server_default="robot"
+    )
 
 
 # --- datasets and labels ----------------------------------------------------------------
@@ -368,6 +382,34 @@ class Model(Base):
         _enum(ModelStatus, "model_status"), default=ModelStatus.training
     )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ModelAlias(Base):
+    """A name robots are served by (`production`), pointing at one model (MLflow's aliases).
+
+    Only an admin's promotion moves an alias; rounds and campaigns never do. Every move is
+    kept in `model_alias_events`.
+    """
+
+    __tablename__ = "model_aliases"
+
+    alias: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    model_id: Mapped[int] = mapped_column(sa.ForeignKey("models.id"), index=True)
+    set_at: Mapped[datetime] = mapped_column(default=utcnow)
+    set_by: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+
+
+class ModelAliasEvent(Base):
+    """One move of an alias (append-only history: who promoted what, when, over what)."""
+
+    __tablename__ = "model_alias_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alias: Mapped[str] = mapped_column(sa.String(64), index=True)
+    model_id: Mapped[int] = mapped_column(sa.ForeignKey("models.id"))
+    previous_model_id: Mapped[int | None]
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    by: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
 
 
 class Job(Base):
