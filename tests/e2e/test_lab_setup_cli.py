@@ -7,8 +7,8 @@ follow it to review, apply it, export the new version, and check people and roun
 No step of the admin calls the HTTP API by hand. The annotators' decisions go through
 the typed client the review UI uses (their screen is the UI, not the CLI).
 
-The robot key (`regrasp api-key create --scope robot`) belongs to the API-keys work, not
-on this branch: its place is marked below (ROBOT KEY) and it is not exercised here.
+The robot's key is made with `regrasp api-key create --scope robot` and may not read the
+orchestrator (a robot only predicts).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import subprocess
 import sys
 import zipfile
 
+import httpx
 import pytest
 
 from regrasp.clients.orchestrator import DecisionCreate, OrchestratorClient
@@ -74,7 +75,15 @@ def test_the_admin_sets_up_the_lab_with_the_cli_alone(cluster, tmp_path):
         out = _regrasp(c, "user", "add", name)
         assert f"user {name!r} (annotator" in out
         people[name] = re.search(r"password: (\S+)", out).group(1)
-    # ROBOT KEY: `regrasp api-key create robot --scope robot` goes here (API-keys work).
+    out = _regrasp(c, "api-key", "create", "ur5-cell-1", "--scope", "robot")
+    robot_key = re.search(r"\(robot\): (\S+)", out).group(1)
+    assert "ur5-cell-1" in _regrasp(c, "api-key", "list")
+    # Least privilege, checked by the test (not a set-up step): the robot's key reads
+    # nothing of the orchestrator.
+    refused = httpx.get(
+        f"{c.orchestrator_url}/datasets", headers={"Authorization": f"Bearer {robot_key}"}
+    )
+    assert refused.status_code == 403, refused.text
 
     out = _regrasp(
         c,

@@ -48,12 +48,13 @@ class RoundConfig(BaseModel):
         FLAG_IOU, ge=0.0, le=1.0, description="Flag an image when its top-1 best IoU is below."
     )
     top_k: int = Field(5, ge=1, le=100, description="Predicted grasps kept per image.")
-    flag: Literal["score", "paper"] = Field(
-        "score",
-        description="'score': flag images by the grasp label-quality score "
-        "(`regrasp.label_quality`: missing grasps, badly placed labels, wrong action "
-        "groups over the top-k) and review the likeliest errors first; 'paper': the "
-        "paper's rule, top-1 best IoU below `flag_threshold`.",
+    flag: Literal["paper", "score"] = Field(
+        "paper",
+        description="'paper': the paper's rule, top-1 best IoU below `flag_threshold`; "
+        "'score': flag images by the grasp label-quality score (`regrasp.label_quality`: "
+        "missing grasps, wrong action groups, badly placed labels over the top-k) and "
+        "review the likeliest errors first. The score is stored either way; it becomes the "
+        "default once the efficacy bench shows it wins at full scale (docs/benchmarks.md).",
     )
     score_threshold: float = Field(
         0.5, gt=0.0, le=1.0, description="With flag 'score': flag when 1 − quality is at least."
