@@ -35,7 +35,9 @@ def client_options() -> None:
     """What the browser may show, set from the app so every launcher gets it (the `serve`
     command, `streamlit run` in the images): tracebacks only in development mode, and
     never the developer menu or the "Deploy" button."""
-    details = "full" if settings().mode == "development" else "none"
+    s = settings()
+    show = s.mode == "development" if s.ui_error_details is None else s.ui_error_details
+    details = "full" if show else "none"
     st.set_option("client.showErrorDetails", details)
     st.set_option("client.toolbarMode", "viewer")
 

@@ -38,6 +38,12 @@ class Settings(BaseSettings):
             "`deployment` refuses default secrets; `development` runs on embedded defaults."
         ),
     )
+    ui_error_details: bool | None = Field(
+        None,
+        description="Show tracebacks in the review UI (None: only in development mode). "
+        "The UI's containers run in development mode, having no secret to check, and set "
+        "this false so a lab's annotators never see one.",
+    )
     data_dir: Path = Field(
         DEFAULT_DATA_DIR,
         description="Folder for the embedded defaults (SQLite file, local object store, logs).",

@@ -341,7 +341,12 @@ def test_orchestrator_refuses_each_placeholder_of_env_example(
 def test_review_ui_gets_no_secret_and_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     env = service_env("review-ui", _strong_env())
     assert not set(env) & SECRET_VARS
-    assert _load(monkeypatch, env).orchestrator_url == env["REGRASP_ORCHESTRATOR_URL"]
+    loaded = _load(monkeypatch, env)
+    assert loaded.orchestrator_url == env["REGRASP_ORCHESTRATOR_URL"]
+    # A lab's UI never shows a traceback, although it runs in development mode.
+    assert loaded.ui_error_details is False
+    k8s = _k8s_env("review-ui", {})
+    assert k8s.get("REGRASP_UI_ERROR_DETAILS") == "false"
 
 
 @pytest.mark.parametrize("name", sorted(SERVICE_IMAGES))
