@@ -395,6 +395,22 @@ def stop_on_signals(
             signal.signal(s, h)
 
 
+@contextmanager
+def interrupt_on_sigterm() -> Iterator[None]:
+    """Inside the block SIGTERM raises KeyboardInterrupt (main thread only), as Ctrl-C
+    does, so the caller's `with`/`finally` clean-up runs: a `regrasp demo` stopped by
+    `kill` stops the services it started instead of leaving them running."""
+
+    def handler(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def kill_tree(pid: int) -> None:
     """SIGKILL process `pid` (a group leader), its group and every descendant, at once.
 

@@ -168,3 +168,27 @@ def test_specs_are_validated():
         ProcessSpec("empty", [])
     with pytest.raises(InvalidInput, match="unique"):
         Supervisor([ProcessSpec("a", [PY]), ProcessSpec("a", [PY])])
+
+
+def test_sigterm_runs_the_clean_up_of_the_block(tmp_path) -> None:
+    """`kill` of a `regrasp demo` must stop what it started: inside the block SIGTERM
+    unwinds like Ctrl-C, so the `finally` clean-up runs."""
+    marker = tmp_path / "cleaned"
+    script = (
+        "import time\n"
+        "from regrasp.supervisor import interrupt_on_sigterm\n"
+        "with interrupt_on_sigterm():\n"
+        "    try:\n"
+        "        print('ready', flush=True)\n"
+        "        time.sleep(60)\n"
+        "    finally:\n"
+        f"        open({str(marker)!r}, 'w').write('yes')\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "ready"
+    child.send_signal(signal.SIGTERM)
+    child.wait(timeout=30)
+    deadline = time.monotonic() + 5
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker.read_text() == "yes"

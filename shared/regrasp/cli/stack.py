@@ -223,7 +223,7 @@ def demo(
         write_charts,
     )
     from regrasp.settings import load_settings
-    from regrasp.supervisor import LogFiles, Supervisor
+    from regrasp.supervisor import LogFiles, Supervisor, interrupt_on_sigterm
     from regrasp.synthetic.reviewer import SimulatedReviewer
 
     # Wide enough for the per-round table even when output goes to a file or a pipe.
@@ -236,7 +236,7 @@ def demo(
         train["input_size"] = input_size
     spec = SyntheticSpec(images=images, size=size, seed=seed, corrupt_fraction=corrupt_fraction)
     name = f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
-    with ExitStack() as cleanup:
+    with interrupt_on_sigterm(), ExitStack() as cleanup:
         if url is None:
             owned = data_dir is None
             folder = Path(data_dir or tempfile.mkdtemp(prefix="regrasp-demo-"))
