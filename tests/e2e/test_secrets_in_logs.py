@@ -62,6 +62,9 @@ TRAIN = {
     "num_workers": 0,
     "augment": {"enabled": False},
     "split": {"kind": "image", "val_fraction": 0.0, "test_fraction": 0.0},
+    # A one-epoch model's quality map may lie below the default threshold everywhere;
+    # decode every peak so the robot's call returns ranked grasps whatever the init drew.
+    "decode": {"threshold": -1e6},
 }
 REPO = Path(__file__).resolve().parents[2]
 
