@@ -119,11 +119,12 @@ class Settings(BaseSettings):
         ),
     )
     orchestrator_threads: int = Field(
-        16,
+        32,
         gt=0,
         description=(
-            "Requests one orchestrator process serves at once (its worker threads); its "
-            "database pool holds as many connections, so no request opens a new one."
+            "Requests one orchestrator process runs at once (its worker threads); its "
+            "database pool keeps as many connections open (and opens as many again at "
+            "peaks), so a steady load opens no new ones."
         ),
     )
     auth_cache_seconds: float = Field(

@@ -38,7 +38,7 @@ def make_engine(
 
     `postgresql://` is taken as psycopg 3 (the only PostgreSQL driver we install).
     `pool_size` (PostgreSQL): connections kept open, for a server that runs that many
-    requests at once (a few more may open at peaks); default SQLAlchemy's 5 + 10.
+    requests at once (as many again may open at peaks); default SQLAlchemy's 5 + 10.
     `pre_ping` tests a pooled connection before each use: a round trip per checkout,
     worth it for long-idle tools, not for a busy server (which passes False).
     Raises ConfigError for a malformed URL or an unknown scheme.
@@ -133,7 +133,10 @@ def _sqlite_engine(url: URL, echo: bool, _pool_size: int | None, _pre_ping: bool
 
 
 def _postgres_engine(url: URL, echo: bool, pool_size: int | None, pre_ping: bool) -> Engine:
-    pool = {} if pool_size is None else {"pool_size": pool_size, "max_overflow": pool_size // 4}
+    # A request holds its connection from its first query to its commit, across its thread
+    # hops, so more requests than threads can hold one: the overflow (as large again)
+    # covers those peaks instead of making them wait for the pool's timeout.
+    pool = {} if pool_size is None else {"pool_size": pool_size, "max_overflow": pool_size}
     return sa.create_engine(
         url.set(drivername="postgresql+psycopg"), echo=echo, pool_pre_ping=pre_ping, **pool
     )
