@@ -37,6 +37,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from regrasp.clients.orchestrator import OrchestratorClient, UserCreate  # noqa: E402
+from regrasp.store.db import migrations  # noqa: E402
 from regrasp.store.db.engine import make_engine, session_scope  # noqa: E402
 from scripts.annotators import annotate  # noqa: E402
 from scripts.pg_scratch import DEFAULT_SERVER, scratch_database  # noqa: E402
@@ -92,6 +93,7 @@ def _server_cpu(process: psutil.Process) -> float:
 def _run(url: str, tmp: Path, args: argparse.Namespace) -> dict[str, object]:
     levels = [int(x) for x in args.concurrency.split(",")]
     out: dict[str, object] = {"saturated": {}, "think": {}}
+    migrations.upgrade(url)
     engine = make_engine(url)
     users_made = 0
     seed = 0
@@ -133,7 +135,7 @@ def _run(url: str, tmp: Path, args: argparse.Namespace) -> dict[str, object]:
                     p50, p95 = np.percentile(run.pairs, [50, 95]) * 1000
                     # The CPU window includes logins (one per annotator): negligible here.
                     cpu_ms = 1000 * cpu / len(run.decided)
-                    rows[n] = {
+                    rows[str(n)] = {
                         "decisions": len(run.decided),
                         "decisions_per_s": round(rate, 1),
                         "p50_ms": round(float(p50), 1),
@@ -142,7 +144,8 @@ def _run(url: str, tmp: Path, args: argparse.Namespace) -> dict[str, object]:
                     }
                     print(
                         f"  {n:3d} annotators: {len(run.decided)} decisions in {run.wall:.1f} s"
-                        f" = {rate:7.1f} decisions/s (x{rate / baseline:.2f} of 1 annotator); "
+                        f" = {rate:7.1f} decisions/s "
+                        f"(x{rate / baseline:.2f} of {levels[0]} annotator(s)); "
                         f"claim+decide p50 {p50:.1f} ms, p95 {p95:.1f} ms; "
                         f"server CPU {cpu_ms:.1f} ms/decision"
                     )

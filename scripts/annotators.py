@@ -72,7 +72,7 @@ class AnnotatorRun:
 
 
 def annotate(
-    base_url: str,
+    base_url: str | Sequence[str],
     round_id: int,
     credentials: Sequence[tuple[str, str]],
     *,
@@ -92,6 +92,8 @@ def annotate(
     `think_seconds=(lo, hi)`: like a person, each annotator looks at every item for a
     time drawn uniformly from [lo, hi] (its own generator, seeded `seed + k`) between
     the claim and the decision; the recorded pair time leaves the looking out.
+    `base_url` may list several orchestrator processes of one database: annotator k
+    talks to `base_url[k % len(base_url)]`.
     `stop_after`: annotators take no new item after that many seconds (a think-time run
     of a large round measures a window, not the whole round).
     """
@@ -104,8 +106,9 @@ def annotate(
 
     clients = []
     try:
-        for username, password in credentials:
-            client = OrchestratorClient(base_url, timeout=timeout, on_response=count)
+        urls = [base_url] if isinstance(base_url, str) else list(base_url)
+        for k, (username, password) in enumerate(credentials):
+            client = OrchestratorClient(urls[k % len(urls)], timeout=timeout, on_response=count)
             clients.append(client)
             client.login(username, password)
         if before_start is not None:
