@@ -5,7 +5,8 @@
    empty. Reports p50/p95 of one claim + decide pair, decisions/s with the ratio of each
    throughput to the single annotator's (the baseline, run in the same process), and the
    orchestrator's own CPU time per decision (user + system of its process and its worker
-   processes, read with psutil before and after: the server's cost, not the clients').
+   processes, read with psutil once the annotators have logged in and again at the end:
+   the server's cost of the claims and decisions, not the clients' nor the logins').
    With `--workers 1,2` the whole part runs once per number of orchestrator processes,
    side by side.
 1b. With think time (`--think 1,5`): 50 annotators who each look at every item for a time
@@ -125,15 +126,19 @@ def _run(url: str, tmp: Path, args: argparse.Namespace) -> dict[str, object]:
                     with session_scope(engine) as session:
                         round_id = seed_round(session, dataset_id=dataset, seed=seed)
                     users = [(f"annotator{k}", PASSWORD) for k in range(n)]
-                    cpu0 = _server_cpu(server)
-                    run = annotate(orchestrator.url, round_id, users)
-                    cpu = _server_cpu(server) - cpu0
+                    cpu0 = [0.0]  # read once everyone has logged in (password hashing)
+                    run = annotate(
+                        orchestrator.url,
+                        round_id,
+                        users,
+                        before_start=lambda c=cpu0, s=server: c.__setitem__(0, _server_cpu(s)),
+                    )
+                    cpu = _server_cpu(server) - cpu0[0]
                     if run.failures or run.server_errors:
                         raise SystemExit(f"annotators failed: {run.failures[:3]} {run.statuses}")
                     rate = run.rate
                     baseline = baseline or rate
                     p50, p95 = np.percentile(run.pairs, [50, 95]) * 1000
-                    # The CPU window includes logins (one per annotator): negligible here.
                     cpu_ms = 1000 * cpu / len(run.decided)
                     rows[str(n)] = {
                         "decisions": len(run.decided),
@@ -175,11 +180,17 @@ def _think(engine, dataset, orchestrator, server, args) -> dict[str, float]:  # 
     with session_scope(engine) as session:
         round_id = seed_round(session, dataset_id=dataset, seed=999)
     users = [(f"annotator{k}", PASSWORD) for k in range(THINKERS)]
-    cpu0 = _server_cpu(server)
+    cpu0 = [0.0]  # read once everyone has logged in (password hashing)
     run = annotate(
-        orchestrator.url, round_id, users, think_seconds=(lo, hi), seed=7, stop_after=args.window
+        orchestrator.url,
+        round_id,
+        users,
+        think_seconds=(lo, hi),
+        seed=7,
+        stop_after=args.window,
+        before_start=lambda: cpu0.__setitem__(0, _server_cpu(server)),
     )
-    cpu = _server_cpu(server) - cpu0
+    cpu = _server_cpu(server) - cpu0[0]
     if run.failures or run.server_errors:
         raise SystemExit(f"annotators failed: {run.failures[:3]} {run.statuses}")
     p50, p95 = np.percentile(run.pairs, [50, 95]) * 1000
