@@ -1,31 +1,44 @@
 """Benchmark of the review loop over HTTP against a real orchestrator on PostgreSQL.
 
-1. Queue round trips: 1, 10 and 50 concurrent annotators (one thread and one client
-   each) claim the next item and decide it until the round is empty. Reports p50/p95 of
-   one claim + decide pair and decisions/s, with the ratio of each throughput to the
-   single annotator's (the baseline, run in the same process).
+1. Queue round trips, saturated: 1, 10 and 50 concurrent annotators (one thread and one
+   client each) claim the next item and decide it, with no pause, until the round is
+   empty. Reports p50/p95 of one claim + decide pair, decisions/s with the ratio of each
+   throughput to the single annotator's (the baseline, run in the same process), and the
+   orchestrator's own CPU time per decision (user + system of its process and its worker
+   processes, read with psutil once the annotators have logged in and again at the end:
+   the server's cost of the claims and decisions, not the clients' nor the logins').
+   With `--workers 1,2` the whole part runs once per number of orchestrator processes,
+   side by side.
+1b. With think time (`--think 1,5`): 50 annotators who each look at every item for a time
+   drawn from a seeded uniform distribution before deciding, like people, for `--window`
+   seconds. The latency a person feels: p50/p95 of claim + decide (looking excluded).
 2. Time to the next image in the review UI's session logic (`ReviewSession`): from the
    decision key press to the next item's overlay ready to show, with prefetch against
    without (the baseline), on 1024² synthetic RGB-D images. The annotator's looking time
    is modelled as "until the prefetch is done" (people look for seconds; it takes less).
+   `--images 0` leaves this part out.
 
-Run: `python bench/review.py [--database-url URL] [--items 1500] [--images 24]`.
+Run: `python bench/review.py [--database-url URL] [--items 1500] [--images 24]
+[--workers 1] [--think 1,5 --window 40] [--json out.json]`.
 It creates and drops its own database `regrasp_bench_review` on the server.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from regrasp.clients.orchestrator import OrchestratorClient, UserCreate  # noqa: E402
+from regrasp.store.db import migrations  # noqa: E402
 from regrasp.store.db.engine import make_engine, session_scope  # noqa: E402
 from scripts.annotators import annotate  # noqa: E402
 from scripts.pg_scratch import DEFAULT_SERVER, scratch_database  # noqa: E402
@@ -40,6 +53,7 @@ from services.review_ui.session import ReviewSession  # noqa: E402
 BENCH_DB = "regrasp_bench_review"
 ADMIN = ("lead", "lead-password-1")
 PASSWORD = "annotator-password"
+THINKERS = 50
 
 
 def main() -> None:
@@ -48,48 +62,162 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=1500, help="Review items per round.")
     parser.add_argument("--images", type=int, default=24, help="1024² images for part 2.")
     parser.add_argument("--concurrency", default="1,10,50")
+    parser.add_argument("--workers", default="1", help="Orchestrator processes, e.g. 1,2.")
+    parser.add_argument("--think", default="", help="Think time lo,hi in seconds (part 1b).")
+    parser.add_argument("--window", type=float, default=40.0, help="Seconds of part 1b.")
+    parser.add_argument("--json", type=Path, help="Write the results here.")
     args = parser.parse_args()
 
     with (
         scratch_database(args.database_url, BENCH_DB) as url,
         tempfile.TemporaryDirectory(prefix="regrasp-bench-review-") as tmp,
     ):
-        _run(url, Path(tmp), args)
+        results = _run(url, Path(tmp), args)
+    results["command"] = " ".join(["python", "bench/review.py", *sys.argv[1:]])
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
 
 
-def _run(url: str, tmp: Path, args: argparse.Namespace) -> None:
+def _server_cpu(process: psutil.Process) -> float:
+    """CPU seconds (user + system) of the orchestrator and its worker processes so far."""
+    total = 0.0
+    for p in [process, *process.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system
+    return total
+
+
+def _run(url: str, tmp: Path, args: argparse.Namespace) -> dict[str, object]:
     levels = [int(x) for x in args.concurrency.split(",")]
+    out: dict[str, object] = {"saturated": {}, "think": {}}
+    migrations.upgrade(url)
+    engine = make_engine(url)
+    users_made = 0
+    seed = 0
+    with session_scope(engine) as session:
+        dataset = bare_dataset(session, name="bench-queue", images=args.items)
+    try:
+        for workers in [int(w) for w in args.workers.split(",")]:
+            orchestrator = start_orchestrator(
+                database_url=url,
+                store_url=f"file://{tmp / 'objects'}",
+                data_dir=tmp / "data",
+                admin=ADMIN,
+                extra_env={"REGRASP_ORCHESTRATOR_WORKERS": str(workers)},
+            )
+            server = psutil.Process(orchestrator.process.pid)
+            try:
+                with OrchestratorClient(orchestrator.url) as api:
+                    api.login(*ADMIN)
+                    need = max([*levels, THINKERS if args.think else 0])
+                    for k in range(users_made, need):
+                        api.create_user(UserCreate(username=f"annotator{k}", password=PASSWORD))
+                    users_made = max(users_made, need)
+                print(f"orchestrator {orchestrator.url}: {workers} process(es), PostgreSQL")
+                print("\n1. claim + decide over HTTP, saturated (one thread per annotator)")
+                rows = {}
+                baseline = None
+                for n in levels:
+                    seed += 1
+                    with session_scope(engine) as session:
+                        round_id = seed_round(session, dataset_id=dataset, seed=seed)
+                    users = [(f"annotator{k}", PASSWORD) for k in range(n)]
+                    cpu0 = [0.0]  # read once everyone has logged in (password hashing)
+                    run = annotate(
+                        orchestrator.url,
+                        round_id,
+                        users,
+                        before_start=lambda c=cpu0, s=server: c.__setitem__(0, _server_cpu(s)),
+                    )
+                    cpu = _server_cpu(server) - cpu0[0]
+                    if run.failures or run.server_errors:
+                        raise SystemExit(f"annotators failed: {run.failures[:3]} {run.statuses}")
+                    rate = run.rate
+                    baseline = baseline or rate
+                    p50, p95 = np.percentile(run.pairs, [50, 95]) * 1000
+                    cpu_ms = 1000 * cpu / len(run.decided)
+                    rows[str(n)] = {
+                        "decisions": len(run.decided),
+                        "decisions_per_s": round(rate, 1),
+                        "p50_ms": round(float(p50), 1),
+                        "p95_ms": round(float(p95), 1),
+                        "server_cpu_ms_per_decision": round(cpu_ms, 2),
+                    }
+                    print(
+                        f"  {n:3d} annotators: {len(run.decided)} decisions in {run.wall:.1f} s"
+                        f" = {rate:7.1f} decisions/s "
+                        f"(x{rate / baseline:.2f} of {levels[0]} annotator(s)); "
+                        f"claim+decide p50 {p50:.1f} ms, p95 {p95:.1f} ms; "
+                        f"server CPU {cpu_ms:.1f} ms/decision"
+                    )
+                out["saturated"][str(workers)] = rows  # type: ignore[index]
+                if args.think:
+                    out["think"][str(workers)] = _think(engine, dataset, orchestrator, server, args)  # type: ignore[index]
+            finally:
+                orchestrator.stop()
+        sat = out["saturated"]
+        assert isinstance(sat, dict)
+        if len(sat) > 1:
+            top = str(max(levels))
+            first, *others = sat
+            for w in others:
+                ratio = sat[w][top]["decisions_per_s"] / sat[first][top]["decisions_per_s"]
+                out[f"saturated_ratio_{w}_over_{first}_processes"] = round(ratio, 2)
+                print(f"  {top} annotators, {w} vs {first} processes: x{ratio:.2f} decisions/s")
+        if args.images:
+            out["next_image"] = _part2(url, tmp, engine, args)
+    finally:
+        engine.dispose()
+    return out
+
+
+def _think(engine, dataset, orchestrator, server, args) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    lo, hi = (float(x) for x in args.think.split(","))
+    with session_scope(engine) as session:
+        round_id = seed_round(session, dataset_id=dataset, seed=999)
+    users = [(f"annotator{k}", PASSWORD) for k in range(THINKERS)]
+    cpu0 = [0.0]  # read once everyone has logged in (password hashing)
+    run = annotate(
+        orchestrator.url,
+        round_id,
+        users,
+        think_seconds=(lo, hi),
+        seed=7,
+        stop_after=args.window,
+        before_start=lambda: cpu0.__setitem__(0, _server_cpu(server)),
+    )
+    cpu = _server_cpu(server) - cpu0[0]
+    if run.failures or run.server_errors:
+        raise SystemExit(f"annotators failed: {run.failures[:3]} {run.statuses}")
+    p50, p95 = np.percentile(run.pairs, [50, 95]) * 1000
+    row = {
+        "annotators": THINKERS,
+        "think_seconds": [lo, hi],
+        "decisions": len(run.decided),
+        "decisions_per_s": round(run.rate, 1),
+        "p50_ms": round(float(p50), 1),
+        "p95_ms": round(float(p95), 1),
+        "server_cpu_ms_per_decision": round(1000 * cpu / len(run.decided), 2),
+    }
+    print(
+        f"\n1b. {THINKERS} annotators thinking {lo:g}-{hi:g} s: {row['decisions']} decisions, "
+        f"claim+decide p50 {row['p50_ms']} ms, p95 {row['p95_ms']} ms; "
+        f"server CPU {row['server_cpu_ms_per_decision']} ms/decision"
+    )
+    return row
+
+
+def _part2(url: str, tmp: Path, engine, args: argparse.Namespace) -> dict[str, float]:  # type: ignore[no-untyped-def]
     orchestrator = start_orchestrator(
         database_url=url, store_url=f"file://{tmp / 'objects'}", data_dir=tmp / "data", admin=ADMIN
     )
-    engine = make_engine(url)
     try:
         with OrchestratorClient(orchestrator.url) as api:
             api.login(*ADMIN)
-            for k in range(max(levels)):
-                api.create_user(UserCreate(username=f"annotator{k}", password=PASSWORD))
-            print(f"orchestrator {orchestrator.url} on PostgreSQL ({BENCH_DB})")
-
-            print("\n1. claim + decide over HTTP (one thread and one client per annotator)")
-            with session_scope(engine) as session:
-                dataset = bare_dataset(session, name="bench-queue", images=args.items)
-            baseline = None
-            for n in levels:
-                with session_scope(engine) as session:
-                    round_id = seed_round(session, dataset_id=dataset, seed=n)
-                users = [(f"annotator{k}", PASSWORD) for k in range(n)]
-                run = annotate(orchestrator.url, round_id, users)
-                if run.failures or run.server_errors:
-                    raise SystemExit(f"annotators failed: {run.failures[:3]} {run.statuses}")
-                pairs, wall, rate = run.pairs, run.wall, run.rate
-                baseline = baseline or rate
-                p50, p95 = np.percentile(pairs, [50, 95]) * 1000
-                print(
-                    f"  {n:3d} annotators: {len(pairs)} decisions in {wall:.1f} s = "
-                    f"{rate:7.1f} decisions/s (x{rate / baseline:.2f} of 1 annotator); "
-                    f"claim+decide p50 {p50:.1f} ms, p95 {p95:.1f} ms"
-                )
-
             print(
                 f"\n2. decision -> next image ready in ReviewSession ({args.images} 1024² images)"
             )
@@ -112,8 +240,11 @@ def _run(url: str, tmp: Path, args: argparse.Namespace) -> None:
                     f"{np.percentile(t, 95):6.1f} ms over {len(t)} decisions"
                 )
             print(f"  ratio (without / with prefetch, medians): x{base / fast:.1f}")
+            return {
+                "without_prefetch_median_ms": round(float(base) * 1000, 1),
+                "with_prefetch_median_ms": round(float(fast) * 1000, 1),
+            }
     finally:
-        engine.dispose()
         orchestrator.stop()
 
 

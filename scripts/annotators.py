@@ -18,6 +18,7 @@ What a run records, so that callers can check that nothing was lost or done twic
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections import Counter
@@ -71,7 +72,7 @@ class AnnotatorRun:
 
 
 def annotate(
-    base_url: str,
+    base_url: str | Sequence[str],
     round_id: int,
     credentials: Sequence[tuple[str, str]],
     *,
@@ -79,12 +80,22 @@ def annotate(
     replay_every: int = 0,
     timeout: float = 120.0,
     before_start: Callable[[], None] | None = None,
+    think_seconds: tuple[float, float] | None = None,
+    seed: int = 0,
+    stop_after: float | None = None,
 ) -> AnnotatorRun:
     """One annotator per (username, password) empties round `round_id`; returns the run.
 
     Everyone logs in first; then `before_start` is called (to start what should run
     alongside), and then all are released at once. `replay_every` > 0: annotator k sends
     its n-th decision again when n % replay_every == k % replay_every.
+    `think_seconds=(lo, hi)`: like a person, each annotator looks at every item for a
+    time drawn uniformly from [lo, hi] (its own generator, seeded `seed + k`) between
+    the claim and the decision; the recorded pair time leaves the looking out.
+    `base_url` may list several orchestrator processes of one database: annotator k
+    talks to `base_url[k % len(base_url)]`.
+    `stop_after`: annotators take no new item after that many seconds (a think-time run
+    of a large round measures a window, not the whole round).
     """
     run = AnnotatorRun()
     lock = threading.Lock()
@@ -95,8 +106,9 @@ def annotate(
 
     clients = []
     try:
-        for username, password in credentials:
-            client = OrchestratorClient(base_url, timeout=timeout, on_response=count)
+        urls = [base_url] if isinstance(base_url, str) else list(base_url)
+        for k, (username, password) in enumerate(credentials):
+            client = OrchestratorClient(urls[k % len(urls)], timeout=timeout, on_response=count)
             clients.append(client)
             client.login(username, password)
         if before_start is not None:
@@ -105,18 +117,24 @@ def annotate(
 
         def work(k: int, api: OrchestratorClient) -> None:
             pairs, decided, refused = [], [], 0
+            rng = random.Random(seed + k)
             try:
                 start.wait()
-                while True:
+                began = time.monotonic()
+                while stop_after is None or time.monotonic() - began < stop_after:
                     t0 = time.perf_counter()
                     item = api.claim_next(round_id)
                     if item is None:
                         break
+                    claimed = time.perf_counter() - t0
+                    if think_seconds is not None:
+                        time.sleep(rng.uniform(*think_seconds))
                     body = DecisionCreate(
                         item_version=item.version, decision=decide(item), seconds_taken=1.0
                     )
+                    t1 = time.perf_counter()
                     review = api.decide(item.id, body)
-                    pairs.append(time.perf_counter() - t0)
+                    pairs.append(claimed + time.perf_counter() - t1)
                     decided.append((item.id, review.id))
                     if replay_every and len(decided) % replay_every == k % replay_every:
                         try:

@@ -14,14 +14,28 @@ def serve(
     host: str | None = typer.Option(None, help="Address to bind (default REGRASP_BIND_HOST)."),
     port: int = typer.Option(8000, help="Port to listen on."),
 ) -> None:
-    """Run the orchestrator API with uvicorn."""
+    """Run the orchestrator API with uvicorn (REGRASP_ORCHESTRATOR_WORKERS processes)."""
     import uvicorn
 
     from regrasp.settings import load_settings
-    from services.orchestrator.app import create_app
+    from services.orchestrator.app import access_log_on, create_app
 
     settings = load_settings()
-    uvicorn.run(create_app(settings), host=host or settings.bind_host, port=port)
+    options = {
+        "host": host or settings.bind_host,
+        "port": port,
+        "access_log": access_log_on(settings),
+    }
+    if settings.orchestrator_workers == 1:
+        uvicorn.run(create_app(settings), **options)
+    else:
+        # Each worker process builds its own app from the same environment.
+        uvicorn.run(
+            "services.orchestrator.app:app_from_environment",
+            factory=True,
+            workers=settings.orchestrator_workers,
+            **options,
+        )
 
 
 @cli.command("create-admin")

@@ -16,6 +16,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
@@ -43,7 +44,11 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings) -> FastAPI:
     """The application over the database and object store that `settings` name."""
-    engine = make_engine(settings.database_url)
+    engine = make_engine(
+        settings.database_url,
+        pool_size=settings.orchestrator_threads,
+        pre_ping=settings.database_pre_ping,
+    )
     session_factory = make_session_factory(engine)
     store = store_from_settings(settings)
     runner = ImportRunner(
@@ -59,6 +64,10 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Sync routes run in AnyIO's worker threads: as many as the pool has connections.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = (
+            settings.orchestrator_threads
+        )
         prepare_database(settings)
         with session_scope(session_factory) as session:
             fail_stale_imports(session)
@@ -83,6 +92,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.engine = engine
     app.state.session_factory = session_factory
     app.state.store = store
+    app.state.auth_cache = {}
     app.state.import_runner = runner
     app.state.round_runner = round_runner
     app.state.campaign_runner = campaign_runner
@@ -111,6 +121,20 @@ def create_app(settings: Settings) -> FastAPI:
         return JSONResponse({"status": "ready"})
 
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app over the settings in the environment: each uvicorn worker process's factory."""
+    from regrasp.settings import load_settings
+
+    return create_app(load_settings())
+
+
+def access_log_on(settings: Settings) -> bool:
+    """Per-request access lines: on in development, off in deployment unless asked for."""
+    if settings.access_log is not None:
+        return settings.access_log
+    return settings.mode == "development"
 
 
 def prepare_database(settings: Settings, *, ensure: bool = True) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import time
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -10,6 +12,7 @@ from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session, sessionmaker
 
 from regrasp.accounts import Principal, authenticate_bearer, authorize_route
+from regrasp.auth import verify_token
 from regrasp.errors import PermissionDenied
 from regrasp.settings import Settings
 from regrasp.store.db.engine import session_scope
@@ -19,11 +22,11 @@ from regrasp.store.objects.base import ObjectStore
 _bearer = OAuth2PasswordBearer(tokenUrl="auth/login", auto_error=False)
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_session_factory(request: Request) -> sessionmaker[Session]:
+async def get_session_factory(request: Request) -> sessionmaker[Session]:
     return request.app.state.session_factory
 
 
@@ -33,7 +36,7 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-def get_store(request: Request) -> ObjectStore:
+async def get_store(request: Request) -> ObjectStore:
     return request.app.state.store
 
 
@@ -51,20 +54,38 @@ def current_principal(
     settings: SettingsDep,
     credential: Annotated[str | None, Depends(_bearer)],
 ) -> Principal:
+    """The caller. A login token's user is remembered for `auth_cache_seconds` (a person
+    sends the same token on every click; the user row rarely changes): the token itself
+    (signature, expiry) is still verified on every request, only the read is saved."""
+    secret = settings.secret_key.get_secret_value()
+    cache: dict[str, tuple[Principal, float]] = request.app.state.auth_cache
+    ttl = settings.auth_cache_seconds
+    is_token = bool(credential) and not credential.startswith("rgk_")  # type: ignore[union-attr]
+    if ttl > 0 and is_token:
+        digest = hashlib.sha256(credential.encode()).hexdigest()  # type: ignore[union-attr]
+        cached = cache.get(digest)
+        if cached is not None and cached[1] > time.monotonic():
+            verify_token(secret, credential)  # type: ignore[arg-type]
+            authorize_route(cached[0], "orchestrator", request.method, request.url.path)
+            return cached[0]
     principal = authenticate_bearer(
         session,
         credential,
-        token_secret=settings.secret_key.get_secret_value(),
+        token_secret=secret,
         service_key=settings.service_api_key.get_secret_value(),
     )
     authorize_route(principal, "orchestrator", request.method, request.url.path)
+    if ttl > 0 and is_token and principal.via == "token":
+        if len(cache) > 10_000:
+            cache.clear()
+        cache[digest] = (principal, time.monotonic() + ttl)
     return principal
 
 
 CurrentUser = Annotated[Principal, Depends(current_principal)]
 
 
-def require_admin(principal: CurrentUser) -> Principal:
+async def require_admin(principal: CurrentUser) -> Principal:
     if not principal.is_admin:
         raise PermissionDenied(f"{principal.username or 'caller'} is not an admin")
     return principal

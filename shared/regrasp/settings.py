@@ -116,6 +116,42 @@ class Settings(BaseSettings):
             "path the orchestrator can read (imports are admin-only either way)."
         ),
     )
+    orchestrator_workers: int = Field(
+        1,
+        gt=0,
+        description=(
+            "Orchestrator processes `serve` runs (uvicorn workers; compose/k8s replicas). "
+            "The review queue's guarantees hold across them: they live in the database."
+        ),
+    )
+    orchestrator_threads: int = Field(
+        32,
+        gt=0,
+        description=(
+            "Requests one orchestrator process runs at once (its worker threads); its "
+            "database pool keeps as many connections open (and opens as many again at "
+            "peaks), so a steady load opens no new ones."
+        ),
+    )
+    auth_cache_seconds: float = Field(
+        5.0,
+        ge=0,
+        description=(
+            "How long an orchestrator process trusts a verified login token's user "
+            "(active, role) without reading it again; 0 reads it on every request."
+        ),
+    )
+    database_pre_ping: bool = Field(
+        False,
+        description=(
+            "Test every pooled connection with a round trip before use. Off: a connection "
+            "the server dropped fails one request and the pool then discards it."
+        ),
+    )
+    access_log: bool | None = Field(
+        None,
+        description="Log every HTTP request; by default on in development, off in deployment.",
+    )
     import_workers: int = Field(
         4, gt=0, description="Threads that read, check and upload files during an import."
     )

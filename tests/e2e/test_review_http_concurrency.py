@@ -1,9 +1,11 @@
-"""Many annotators at once over HTTP: a real orchestrator process on PostgreSQL.
+"""Many annotators at once over HTTP: real orchestrator processes on PostgreSQL.
 
 20 annotators (one thread and one client each) claim and decide 1,000 items together in
 single-review mode. Every item must end with exactly one standing decision, no decision
 may be lost, no call may fail with a 5xx, a replayed stale decision gets 409, and an
-expired lease returns its item to the pool.
+expired lease returns its item to the pool. Each test runs against one orchestrator
+process and against two processes on the same database, the annotators split between
+them (the queue's guarantees live in the database, not in a process).
 """
 
 from __future__ import annotations
@@ -26,20 +28,27 @@ ANNOTATORS = 20
 ITEMS = 1000
 
 
-@pytest.fixture
-def orchestrator(postgres_url, tmp_path):
-    server = start_orchestrator(
-        database_url=postgres_url,
-        store_url=f"file://{tmp_path / 'objects'}",
-        data_dir=tmp_path / "data",
-        admin=ADMIN,
-    )
+@pytest.fixture(params=[1, 2], ids=["1-process", "2-processes"])
+def orchestrator(request, postgres_url, tmp_path):
+    """The orchestrator URLs (one per process) and an engine on their database."""
+    servers = []
     engine = make_engine(postgres_url)
     try:
-        yield server.url, engine
+        # One after the other: the first migrates the database and creates the admin.
+        for k in range(request.param):
+            servers.append(
+                start_orchestrator(
+                    database_url=postgres_url,
+                    store_url=f"file://{tmp_path / 'objects'}",
+                    data_dir=tmp_path / f"data{k}",
+                    admin=ADMIN,
+                )
+            )
+        yield [s.url for s in servers], engine
     finally:
         engine.dispose()
-        server.stop()
+        for server in servers:
+            server.stop()
 
 
 def _create_users(url: str, names: list[str]) -> None:
@@ -49,18 +58,19 @@ def _create_users(url: str, names: list[str]) -> None:
             admin.create_user(UserCreate(username=name, password=PASSWORD))
 
 
-def _clients(url: str, names: list[str]) -> list[OrchestratorClient]:
-    _create_users(url, names)
+def _clients(urls: list[str], names: list[str]) -> list[OrchestratorClient]:
+    """Logged-in clients, client k on process k % len(urls)."""
+    _create_users(urls[0], names)
     clients = []
-    for name in names:
-        client = OrchestratorClient(url)
+    for k, name in enumerate(names):
+        client = OrchestratorClient(urls[k % len(urls)])
         client.login(name, PASSWORD)
         clients.append(client)
     return clients
 
 
 def test_twenty_annotators_decide_a_thousand_items_exactly_once(orchestrator):
-    url, engine = orchestrator
+    urls, engine = orchestrator
     with session_scope(engine) as session:
         dataset = bare_dataset(session, name="queue", images=ITEMS)
         round_id = seed_round(session, dataset_id=dataset)
@@ -69,9 +79,9 @@ def test_twenty_annotators_decide_a_thousand_items_exactly_once(orchestrator):
     assert items == ITEMS  # every seeded image is flagged
 
     names = [f"annotator{k}" for k in range(ANNOTATORS)]
-    _create_users(url, names)
+    _create_users(urls[0], names)
     run = annotate(
-        url,
+        urls,
         round_id,
         [(name, PASSWORD) for name in names],
         decide=lambda item: "annotation_error" if item.image_id % 7 == 0 else "true_negative",
@@ -93,11 +103,11 @@ def test_twenty_annotators_decide_a_thousand_items_exactly_once(orchestrator):
 
 
 def test_expired_lease_returns_the_item_and_the_late_decision_is_refused(orchestrator):
-    url, engine = orchestrator
+    urls, engine = orchestrator
     with session_scope(engine) as session:
         dataset = bare_dataset(session, name="leases", images=3)
         round_id = seed_round(session, dataset_id=dataset)
-    ana, ben = _clients(url, ["ana", "ben"])
+    ana, ben = _clients(urls, ["ana", "ben"])  # on different processes when there are two
     held = ana.claim_next(round_id, lease_seconds=1)
     assert held is not None
     others = ben.claim_next(round_id)

@@ -42,7 +42,7 @@ from regrasp.store.db.tables import (
     Round,
     User,
 )
-from regrasp.store.db.versions import labels_for_image
+from regrasp.store.db.versions import labels_of_known_image
 from services.orchestrator.deps import AdminUser, CurrentUser, SessionDep, SettingsDep
 from services.orchestrator.routes import ERRORS
 
@@ -249,28 +249,31 @@ def _get_item(session: Session, item_id: int) -> ReviewItem:
 
 
 def _item_public(session: Session, item: ReviewItem, caller: Principal) -> ReviewItemPublic:
-    """Everything the review screen needs about one item, in one answer."""
-    image, object_name = session.execute(
-        sa.select(Image, DatasetObject.name)
+    """Everything the review screen needs about one item, in one answer.
+
+    Two queries whatever the item: its image, object, round version, prediction and the
+    caller's standing review in one statement, then the image's labels at that version.
+    """
+    mine_on = sa.and_(
+        Review.item_id == item.id,
+        Review.annotator_id == (caller.user_id if caller.user_id is not None else -1),
+        Review.superseded.is_(False),
+    )
+    row = session.execute(
+        sa.select(Image, DatasetObject.name, Round.base_version, Prediction, Review)
         .join(DatasetObject, DatasetObject.id == Image.object_id)
+        .join(Round, Round.id == item.round_id)
+        .outerjoin(Prediction, Prediction.id == item.prediction_id)
+        .outerjoin(Review, mine_on)
         .where(Image.id == item.image_id)
-    ).one()
-    rnd = _round(session, item.round_id)
-    prediction = session.get(Prediction, item.prediction_id) if item.prediction_id else None
+        .order_by(Review.id.desc())
+        .limit(1)
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"round {item.round_id} does not exist")
+    image, object_name, base_version, prediction, mine = row
     rows = prediction.grasps if prediction is not None else []
-    labels = labels_for_image(session, item.image_id, rnd.base_version)
-    mine = None
-    if caller.user_id is not None:
-        mine = session.scalar(
-            sa.select(Review)
-            .where(
-                Review.item_id == item.id,
-                Review.annotator_id == caller.user_id,
-                Review.superseded.is_(False),
-            )
-            .order_by(Review.id.desc())
-            .limit(1)
-        )
+    labels = labels_of_known_image(session, item.image_id, base_version)
     return ReviewItemPublic(
         id=item.id,
         round_id=item.round_id,

@@ -38,7 +38,21 @@ def import_dataset(
     password: str = PASSWORD_OPTION,
 ) -> None:
     """Import a dataset through the orchestrator (validated in full before anything is written)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class ImagesPerSecond(ProgressColumn):
+        """The phase's rate in files or images per second (blank until rich has one)."""
+
+        def render(self, task) -> Text:  # type: ignore[no-untyped-def]
+            return Text("" if task.speed is None else f"{task.speed:,.1f}/s")
 
     from regrasp.clients.orchestrator import (
         CornellSource,
@@ -71,12 +85,22 @@ def import_dataset(
         typer.echo(f"import {status.id} of {name!r} queued")
         if not wait:
             return
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            ImagesPerSecond(),
+            TimeRemainingColumn(),
+        )
         with Progress(*columns) as bar:
             task = bar.add_task("queued", total=None)
+            phase = ["queued"]
 
             def show(st) -> None:  # type: ignore[no-untyped-def]
-                bar.update(task, description=st.state, completed=st.done, total=st.total or None)
+                if st.state != phase[0]:  # a new phase counts from 0: rate and ETA anew
+                    phase[0] = st.state
+                    bar.reset(task, description=st.state, total=st.total or None)
+                bar.update(task, completed=st.done, total=st.total or None)
 
             status = api.wait_import(status.id, on_progress=show)
     if status.state != "succeeded":

@@ -18,7 +18,13 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from regrasp.errors import Conflict
-from regrasp.review._common import APPLIED_STATES, check_id, get_round, insert_ignoring_duplicates
+from regrasp.review._common import (
+    APPLIED_STATES,
+    check_id,
+    get_round,
+    insert_ignoring_duplicates,
+    is_postgres,
+)
 from regrasp.review.adjudication import double_review_mask
 from regrasp.store.db.tables import (
     Prediction,
@@ -134,7 +140,12 @@ def queue_items(
         ],
         ("round_id", "image_id"),
     )
-    return _count_items(session, round_id) - before
+    added = _count_items(session, round_id) - before
+    if added and is_postgres(session):
+        # Fresh statistics now, not when autovacuum gets round to it: a new round can
+        # double the table, and a claim planned on stale counts sorted every row.
+        session.execute(sa.text("ANALYZE review_items"))
+    return added
 
 
 def _count_items(session: Session, round_id: int) -> int:

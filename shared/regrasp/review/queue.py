@@ -36,14 +36,18 @@ function works in the caller's session and leaves the commit to it.
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm.attributes import set_committed_value
 
 from regrasp.errors import Conflict
 from regrasp.review._common import (
     DEFAULT_LEASE_SECONDS,
+    aware,
     check_id,
     get_item,
     get_round,
@@ -57,7 +61,7 @@ from regrasp.review._common import (
     reviewed_by,
     round_is_open,
 )
-from regrasp.store.db.tables import ReviewItem, ReviewItemState, ReviewSkip
+from regrasp.store.db.tables import POOL_STATES_SQL, ReviewItem, ReviewItemState, ReviewSkip
 
 __all__ = ["claim_next", "expire_leases", "heartbeat", "peek", "release", "skip"]
 
@@ -79,30 +83,21 @@ def claim_next(
     check_id(annotator_id, "annotator_id")
     now = now_utc(now)
     expires = now + lease_duration(lease_seconds)
-
-    held = (
-        session.execute(
-            sa.update(ReviewItem)
-            .where(
-                ReviewItem.round_id == round_id,
-                ReviewItem.lease_owner_id == annotator_id,
-                live_lease(ReviewItem, now),
-                round_is_open(round_id),
-            )
-            .values(lease_expires_at=expires)
-            .returning(ReviewItem.id)
-            .execution_options(synchronize_session=False)
-        )
-        .scalars()
-        .all()
-    )
-    if held:
-        return get_item(session, min(held))
-
-    for skipped in (False, True):
-        picked = _lease_best(session, round_id, annotator_id, now, expires, skipped=skipped)
-        if picked is not None:
-            return get_item(session, picked)
+    params = {"p_round": round_id, "p_annotator": annotator_id, "p_now": now, "p_expires": expires}
+    if is_postgres(session):
+        # One statement per try: renew a held lease, else lease the best waiting item.
+        for skipped in (False, True):
+            rows = _claimed(session, _pg_claim(skipped), params)
+            if rows:
+                return min(rows, key=lambda item: item.id)
+    else:
+        rows = _claimed(session, _RENEW_HELD, params)
+        if rows:
+            return min(rows, key=lambda item: item.id)
+        for skipped in (False, True):
+            rows = _claimed(session, _sqlite_lease(skipped), params)
+            if rows:
+                return rows[0]
     require_open(get_round(session, round_id))
     return None
 
@@ -240,53 +235,107 @@ def peek(
     return list(session.scalars(stmt))
 
 
-def _lease_best(
-    session: Session,
-    round_id: int,
-    annotator_id: int,
-    now: datetime,
-    expires: datetime,
-    *,
-    skipped: bool,
-) -> int | None:
-    """Lease the best waiting item (skipped by the annotator or not); its id, or None."""
-    cand = aliased(ReviewItem)
-    skip_row = sa.exists().where(
-        ReviewSkip.item_id == cand.id, ReviewSkip.annotator_id == annotator_id
+# The claim statements, built once (bound parameters: round, annotator, now and
+# expires, as p_*). The pick-next query walks `ix_review_items_pick` in claim order: it repeats
+# the index's predicate verbatim (`POOL_STATES_SQL`) so PostgreSQL can use the partial
+# index, then keeps the waiting rows among them (pending, or leased with a lapsed lease).
+
+_ROUND = sa.bindparam("p_round", type_=sa.Integer)
+_ANNOTATOR = sa.bindparam("p_annotator", type_=sa.Integer)
+_NOW = sa.bindparam("p_now", type_=ReviewItem.lease_expires_at.type)
+_EXPIRES = sa.bindparam("p_expires", type_=ReviewItem.lease_expires_at.type)
+
+_RENEW_HELD = (
+    sa.update(ReviewItem)
+    .where(
+        ReviewItem.round_id == _ROUND,
+        ReviewItem.lease_owner_id == _ANNOTATOR,
+        live_lease(ReviewItem, _NOW),
+        round_is_open(_ROUND),
     )
-    best = (
+    .values(lease_expires_at=_EXPIRES)
+    .returning(*ReviewItem.__table__.c)
+)
+
+_LEASE_VALUES = {
+    "state": ReviewItemState.leased,
+    "lease_owner_id": _ANNOTATOR,
+    "lease_expires_at": _EXPIRES,
+    "version": ReviewItem.version + 1,
+}
+
+
+def _best_waiting(cand: Any, *, skipped: bool) -> sa.Select[Any]:
+    """The id of the round's best waiting item for the annotator (skipped by them or not)."""
+    skip_row = sa.exists().where(
+        ReviewSkip.item_id == cand.id, ReviewSkip.annotator_id == _ANNOTATOR
+    )
+    return (
         sa.select(cand.id)
         .where(
-            cand.round_id == round_id,
-            in_pool(cand, now),
-            ~reviewed_by(cand, annotator_id),
+            cand.round_id == _ROUND,
+            sa.text(f"cand.{POOL_STATES_SQL}"),
+            in_pool(cand, _NOW),
+            ~reviewed_by(cand, _ANNOTATOR),
             skip_row if skipped else ~skip_row,
-            round_is_open(round_id),
+            round_is_open(_ROUND),
         )
         .order_by(cand.priority.desc(), cand.id)
         .limit(1)
     )
-    if is_postgres(session):
-        picked = session.scalar(best.with_for_update(skip_locked=True, of=cand))
-        if picked is None:
-            return None
-        target = ReviewItem.id == picked
-    else:
-        # The guard repeats the pool condition: SQLite serialises writers, so it holds
-        # at the moment of the write, and a second claimer of the row updates nothing.
-        target = sa.and_(ReviewItem.id == best.scalar_subquery(), in_pool(ReviewItem, now))
-    return session.execute(
+
+
+@functools.cache
+def _pg_claim(skipped: bool) -> sa.Select[Any]:
+    """PostgreSQL: renew the annotator's live lease, or else lock (SKIP LOCKED) and lease
+    the best waiting item; one statement that returns the item's row either way."""
+    cand = aliased(ReviewItem, name="cand")
+    held = _RENEW_HELD.cte("held")
+    best = (
+        _best_waiting(cand, skipped=skipped)
+        .where(~sa.exists(sa.select(held.c.id)))
+        .with_for_update(skip_locked=True, of=cand)
+        .cte("best")
+    )
+    picked = (
         sa.update(ReviewItem)
-        .where(target)
-        .values(
-            state=ReviewItemState.leased,
-            lease_owner_id=annotator_id,
-            lease_expires_at=expires,
-            version=ReviewItem.version + 1,
+        .where(ReviewItem.id == best.c.id)
+        .values(_LEASE_VALUES)
+        .returning(*ReviewItem.__table__.c)
+        .cte("picked")
+    )
+    return sa.select(held).union_all(sa.select(picked))
+
+
+@functools.cache
+def _sqlite_lease(skipped: bool) -> sa.Update:
+    """SQLite: one guarded UPDATE of the best waiting item. The guard repeats the pool
+    condition: SQLite serialises writers, so it holds at the moment of the write, and a
+    second claimer of the row updates nothing."""
+    cand = aliased(ReviewItem, name="cand")
+    return (
+        sa.update(ReviewItem)
+        .where(
+            ReviewItem.id == _best_waiting(cand, skipped=skipped).scalar_subquery(),
+            in_pool(ReviewItem, _NOW),
         )
-        .returning(ReviewItem.id)
-        .execution_options(synchronize_session=False)
-    ).scalar()
+        .values(_LEASE_VALUES)
+        .returning(*ReviewItem.__table__.c)
+    )
+
+
+def _claimed(session: Session, stmt: sa.Executable, params: dict[str, Any]) -> list[ReviewItem]:
+    """Run a claim statement; the items it returned, as fresh ORM objects (no extra query)."""
+    items = list(
+        session.scalars(
+            sa.select(ReviewItem).from_statement(stmt),
+            params,
+            execution_options={"populate_existing": True},
+        )
+    )
+    for item in items:
+        set_committed_value(item, "lease_expires_at", aware(item.lease_expires_at))
+    return items
 
 
 def _explain_not_held(

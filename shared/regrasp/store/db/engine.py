@@ -31,10 +31,16 @@ __all__ = ["KNOWN_SCHEMES", "make_engine", "make_session_factory", "session_scop
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
-def make_engine(url: str | URL, *, echo: bool = False) -> Engine:
+def make_engine(
+    url: str | URL, *, echo: bool = False, pool_size: int | None = None, pre_ping: bool = True
+) -> Engine:
     """Create an engine for `url`: `sqlite:///path` or `postgresql+psycopg://user@host/db`.
 
     `postgresql://` is taken as psycopg 3 (the only PostgreSQL driver we install).
+    `pool_size` (PostgreSQL): connections kept open, for a server that runs that many
+    requests at once (as many again may open at peaks); default SQLAlchemy's 5 + 10.
+    `pre_ping` tests a pooled connection before each use: a round trip per checkout,
+    worth it for long-idle tools, not for a busy server (which passes False).
     Raises ConfigError for a malformed URL or an unknown scheme.
     """
     try:
@@ -49,7 +55,7 @@ def make_engine(url: str | URL, *, echo: bool = False) -> Engine:
             f"unknown database URL scheme {parsed.drivername!r}; known: "
             + ", ".join(f"{s}://" for s in KNOWN_SCHEMES)
         )
-    return builder(parsed, echo)
+    return builder(parsed, echo, pool_size, pre_ping)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -95,7 +101,7 @@ def map_db_error(exc: BaseException) -> Exception | None:
 # --- backends ---------------------------------------------------------------------------
 
 
-def _sqlite_engine(url: URL, echo: bool) -> Engine:
+def _sqlite_engine(url: URL, echo: bool, _pool_size: int | None, _pre_ping: bool) -> Engine:
     if url.database and url.database != ":memory:":
         # The embedded default lives under ./.regrasp/, which may not exist yet.
         Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
@@ -126,11 +132,17 @@ def _sqlite_engine(url: URL, echo: bool) -> Engine:
     return engine
 
 
-def _postgres_engine(url: URL, echo: bool) -> Engine:
-    return sa.create_engine(url.set(drivername="postgresql+psycopg"), echo=echo, pool_pre_ping=True)
+def _postgres_engine(url: URL, echo: bool, pool_size: int | None, pre_ping: bool) -> Engine:
+    # A request holds its connection from its first query to its commit, across its thread
+    # hops, so more requests than threads can hold one: the overflow (as large again)
+    # covers those peaks instead of making them wait for the pool's timeout.
+    pool = {} if pool_size is None else {"pool_size": pool_size, "max_overflow": pool_size}
+    return sa.create_engine(
+        url.set(drivername="postgresql+psycopg"), echo=echo, pool_pre_ping=pre_ping, **pool
+    )
 
 
-_BUILDERS: dict[str, Callable[[URL, bool], Engine]] = {
+_BUILDERS: dict[str, Callable[[URL, bool, int | None, bool], Engine]] = {
     "sqlite": _sqlite_engine,
     "sqlite+pysqlite": _sqlite_engine,
     "postgresql+psycopg": _postgres_engine,

@@ -351,6 +351,13 @@ def labels_for_image(session: Session, image_id: int, version: int) -> Labels:
     return _fetch_labels(session, version, where)
 
 
+def labels_of_known_image(session: Session, image_id: int, version: int) -> Labels:
+    """`labels_for_image` for a caller that already knows the image and the version exist
+    (a review item's image at its round's base version): one query, no checks."""
+    where = sa.and_(Grasp.image_id == image_id, _present(Grasp, version))
+    return _fetch_labels(session, version, where)
+
+
 def select_images_at(dataset_id: int, version: int) -> sa.Select[tuple[Image]]:
     """A SELECT of the `Image` rows present at `version`, to filter or page further."""
     present = sa.select(ImageSpan.image_id).where(

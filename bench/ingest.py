@@ -1,0 +1,172 @@
+"""Benchmark: the Jacquard importer against copying the same files, at 300 and 3,000 images.
+
+The real samples (`/work/shared/data/jacquard_samples` or REGRASP_JACQUARD_SAMPLES) are
+replicated under new object names into a temporary folder (never the repository) until
+there are `N` images. On the same files, side by side in this process:
+
+- the importer (`regrasp.ingest.import_dataset`, SQLite and a `file://` store in the
+  temporary folder, `--workers` threads): validate, upload with SHA-256, write version 0;
+- `cp -r` + `sync` (the disk's speed for these files);
+- a Python read + SHA-256 + write + fsync of every file with `--workers` threads (what
+  reading each file once and storing it costs in Python).
+
+Reports images/s of each, the importer's fraction of the Python baseline, and the
+importer's peak memory (resident set growth over the run, sampled every 50 ms).
+
+Run: `python bench/ingest.py [--sizes 300,3000] [--workers 4] [--json out.json]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from regrasp.ingest import import_dataset, open_dataset  # noqa: E402
+from regrasp.store.db import migrations  # noqa: E402
+from regrasp.store.db.engine import make_engine  # noqa: E402
+from regrasp.store.objects.file import FileObjectStore  # noqa: E402
+
+DEFAULT_SAMPLES = Path("/work/shared/data/jacquard_samples")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="300,3000", help="Images per run.")
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--json", type=Path, help="Write the results here.")
+    args = parser.parse_args()
+    samples = Path(os.environ.get("REGRASP_JACQUARD_SAMPLES", DEFAULT_SAMPLES))
+    if not samples.is_dir():
+        raise SystemExit(f"no Jacquard samples at {samples} (set REGRASP_JACQUARD_SAMPLES)")
+    out: dict[str, object] = {"command": " ".join(["python", "bench/ingest.py", *sys.argv[1:]])}
+    for n in (int(s) for s in args.sizes.split(",")):
+        with tempfile.TemporaryDirectory(prefix="regrasp-bench-ingest-") as tmp:
+            out[str(n)] = _run(samples, Path(tmp), n, args.workers)
+        print(f"{n} images: {out[str(n)]}", flush=True)
+    sizes = [k for k in out if k.isdigit()]
+    if len(sizes) > 1:
+        lo, hi = out[sizes[0]], out[sizes[-1]]
+        assert isinstance(lo, dict) and isinstance(hi, dict)
+        ratio = hi["importer_peak_rss_mib"] / max(lo["importer_peak_rss_mib"], 1e-9)
+        out["peak_memory_ratio"] = round(ratio, 2)
+        print(f"importer peak memory, {sizes[-1]} vs {sizes[0]} images: x{ratio:.2f}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(out, indent=2) + "\n")
+
+
+def _replicate(samples: Path, dest: Path, images: int) -> tuple[int, int]:
+    """Copy sample objects under new 32-hex names until `images` images; (images, bytes)."""
+    objects = sorted(p for p in samples.iterdir() if p.is_dir())
+    made = size = copy = 0
+    while made < images:
+        for obj in objects:
+            if made >= images:
+                break
+            name = hashlib.sha256(f"{obj.name}-{copy}".encode()).hexdigest()[:32]
+            target = dest / name
+            target.mkdir(parents=True)
+            rgb = sorted(obj.glob("*_RGB.png"))[: images - made]
+            for r in rgb:
+                prefix = r.name.split("_", 1)[0]
+                for f in obj.glob(f"{prefix}_{obj.name}_*"):
+                    new = target / f.name.replace(obj.name, name)
+                    shutil.copyfile(f, new)
+                    size += new.stat().st_size
+            made += len(rgb)
+        copy += 1
+    return made, size
+
+
+class _PeakRss:
+    """Largest resident set size of this process while running, sampled in a thread."""
+
+    def __init__(self) -> None:
+        self._proc = psutil.Process()
+        self.start = self.peak = self._proc.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.05):
+            self.peak = max(self.peak, self._proc.memory_info().rss)
+
+    def __enter__(self) -> _PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _run(samples: Path, tmp: Path, n: int, workers: int) -> dict[str, float]:
+    src = tmp / "src"
+    images, size = _replicate(samples, src, n)
+    files = [p for p in src.rglob("*") if p.is_file()]
+    subprocess.run(["sync"], check=True)
+
+    t0 = time.perf_counter()
+    subprocess.run(["cp", "-r", str(src), str(tmp / "cp")], check=True)
+    subprocess.run(["sync"], check=True)
+    cp_s = time.perf_counter() - t0
+
+    def copy_one(path: Path) -> str:
+        data = path.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        target = tmp / "py" / path.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        return digest
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(copy_one, files))
+    py_s = time.perf_counter() - t0
+
+    url = f"sqlite:///{tmp / 'regrasp.db'}"
+    migrations.upgrade(url)
+    engine = make_engine(url)
+    store = FileObjectStore(tmp / "objects")
+    try:
+        with _PeakRss() as rss:
+            t0 = time.perf_counter()
+            dataset = open_dataset("jacquard", path=src)
+            result = import_dataset(engine, store, dataset, name="bench", workers=workers)
+            imp_s = time.perf_counter() - t0
+    finally:
+        engine.dispose()
+    assert result.images == images, (result.images, images)
+    py_rate = images / py_s
+    return {
+        "images": images,
+        "mb": round(size / 1e6, 1),
+        "importer_images_per_s": round(images / imp_s, 1),
+        "cp_sync_images_per_s": round(images / cp_s, 1),
+        "python_read_hash_write_fsync_images_per_s": round(py_rate, 1),
+        "importer_over_python_baseline": round(images / imp_s / py_rate, 3),
+        "importer_over_cp_sync": round(cp_s / imp_s, 3),
+        "importer_peak_rss_mib": round((rss.peak - rss.start) / 2**20, 1),
+        "importer_mb_per_s": round(size / 1e6 / imp_s, 1),
+    }
+
+
+if __name__ == "__main__":
+    main()
