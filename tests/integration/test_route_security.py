@@ -322,3 +322,36 @@ def _inference_policy(who: str, method: str, path: str) -> int | str:
             else 403
         )
     return "allowed"
+
+
+@pytest.mark.parametrize("service", ["orchestrator", "trainer"])
+def test_service_and_admin_scope_keys_write_what_their_principals_write(
+    service, tmp_path, sqlite_url, file_store_url
+):
+    """On every mutating route a `service` key is answered exactly like the services'
+    shared key and an `admin` key exactly like its admin owner's token. The calls name ids
+    that do not exist and carry an empty JSON object, so an authorised call passes
+    authentication and authorisation, then stops at 404 or 422 and changes nothing: the
+    answers compare like for like. (A body that is not JSON would not do: it is refused
+    with 422 before any credential is looked at.)"""
+    callers = _callers(sqlite_url)
+    app = _apps(tmp_path, sqlite_url, file_store_url)[service]
+    with TestClient(app) as client:
+        spec = client.get("/openapi.json").json()
+        checked = 0
+        for method, path in _routes(spec):
+            if method not in MUTATING or (method, path) in PUBLIC:
+                continue
+            concrete = re.sub(r"\{[^}]+\}", "987654", path)
+            status = {
+                who: client.request(
+                    method.upper(), concrete, json={}, headers=callers[who]
+                ).status_code
+                for who in ("service key", "service-scope key", "admin token", "admin-scope key")
+            }
+            assert status["service-scope key"] == status["service key"], (method, path, status)
+            assert status["admin-scope key"] == status["admin token"], (method, path, status)
+            assert status["admin token"] in (404, 422), (method, path, status)
+            assert client.request(method.upper(), concrete, json={}).status_code == 401
+            checked += 1
+    assert checked >= (20 if service == "orchestrator" else 2), checked
