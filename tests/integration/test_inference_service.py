@@ -418,6 +418,12 @@ def _batch_counts(service) -> tuple[int, int]:
     return sum(sizes.values()), sizes.get(1, 0)
 
 
+def _rows(grasps: list[dict]) -> np.ndarray:
+    """(K, 6) x, y, theta, opening, jaw, quality of an answer's grasps."""
+    columns = ("x", "y", "theta", "opening", "jaw", "quality")
+    return np.array([[g[c] for c in columns] for g in grasps], dtype=np.float64)
+
+
 def test_concurrent_requests_share_forward_passes_with_the_same_answers(client, jacquard_samples):
     """16 robots at once: the service's own batch-size metric shows forward passes that
     held more than one request, and each answer equals the one-at-a-time answer (1e-4 px)."""
@@ -449,16 +455,18 @@ def test_concurrent_requests_share_forward_passes_with_the_same_answers(client, 
     assert max(a["timings"]["batch_size"] for a in together) > 1
     for one, many in zip(alone, together, strict=True):
         assert one["model_id"] == many["model_id"] == "random"
-        got = np.array(
-            [[g[c] for c in ("x", "y", "theta", "opening", "jaw")] for g in many["grasps"]]
-        )
-        want = np.array(
-            [[g[c] for c in ("x", "y", "theta", "opening", "jaw")] for g in one["grasps"]]
-        )
+        got, want = _rows(many["grasps"]), _rows(one["grasps"])
         assert got.shape == want.shape and got.size
-        # The same grasps; two of nearly equal quality may swap ranks, since a batched
-        # convolution sums in another order (channels_last, oneDNN) and their scores
-        # differ in the last bits. Compared in position order, not rank order.
-        got, want = got[np.lexsort(got[:, 1::-1].T)], want[np.lexsort(want[:, 1::-1].T)]
-        np.testing.assert_allclose(got[:, :2], want[:, :2], atol=1e-4, rtol=0)
-        np.testing.assert_allclose(got, want, atol=1e-3, rtol=1e-5)
+        # The same grasps. A batched convolution sums in another order, so scores differ
+        # in their last bits: two near-equal peaks may swap ranks, or trade the last place
+        # of the top k. Every grasp of one answer is in the other within 1e-4 px, except
+        # those tied (1e-4) with the lowest score kept, which the batching may exchange.
+        cut = min(got[:, 5].min(), want[:, 5].min()) + 1e-4
+        for a, b in ((got, want), (want, got)):
+            for row in a:
+                near = np.abs(b[:, :2] - row[:2]).max(axis=1) <= 1e-4
+                if row[5] > cut or near.any():
+                    assert near.any(), (row, b)
+                    match = b[near][0]
+                    np.testing.assert_allclose(row[2:5], match[2:5], atol=1e-3, rtol=1e-5)
+                    np.testing.assert_allclose(row[5], match[5], atol=1e-4)
