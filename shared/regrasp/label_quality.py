@@ -33,7 +33,7 @@ for rotated grasp rectangles:
 Each kind is pooled over its grasps by ObjectLab's softmin (temperature `TEMPERATURE`:
 close to the minimum, but two bad grasps weigh more than one), and an image's quality is
 the weighted product of the three pooled scores (`WEIGHTS` as exponents, like ObjectLab's
-aggregation weights); its *kind* is the lowest one. Everything is in [0, 1], 1 meaning
+aggregation weights); its *kind* is the weighted kind that lowered it most. All in [0, 1], 1
 clean; `issue = 1 − quality` is the review priority. The badly-placed kind weighs 0 in
 the product by default: measured on the efficacy bench's round-0 model (510 images),
 ranking by missing × wrong-action put 80% corrupted images in the top 50 and 57% in the
@@ -197,7 +197,8 @@ def label_quality(
             "badly_placed": softmin(placed[mine_l], temperature),
             "wrong_action": softmin(action[mine_l], temperature),
         }
-        worst = min(KINDS, key=lambda k: pooled[k])
+        # The kind named is the one that lowered the quality most (weighted kinds only).
+        worst = min((k for k in KINDS if WEIGHTS[k] > 0), key=lambda k: pooled[k] ** WEIGHTS[k])
         quality = float(np.prod([pooled[k] ** WEIGHTS[k] for k in KINDS]))
         unmatched = p_local[mine_p & sure & ~matched]
         label_score = np.fmin(placed[mine_l], action[mine_l])
@@ -206,7 +207,7 @@ def label_quality(
         out.append(
             ImageQuality(
                 quality=float(quality),
-                kind=worst if pooled[worst] < 1.0 else None,
+                kind=worst if quality < 1.0 else None,
                 missing=float(pooled["missing"]),
                 badly_placed=float(pooled["badly_placed"]),
                 wrong_action=float(pooled["wrong_action"]),
