@@ -155,6 +155,11 @@ def label_quality(
     counts = np.bincount(index, minlength=m)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     l_local[order] = np.arange(len(index)) - np.repeat(starts, counts)
+    # Rows of each image, in their own order: slices, so the per-image pooling below costs
+    # its own rows rather than a scan of the whole chunk per image.
+    p_ends = np.cumsum([len(p) for p in preds])
+    p_rows = [np.arange(end - len(p), end) for p, end in zip(preds, p_ends, strict=True)]
+    l_rows = [order[a : a + c] for a, c in zip(starts, counts, strict=True)]
 
     scale = _grasp_scale(labels, index, p_all, p_index, m)
     # Every (prediction, label) pair of the same image, as two index arrays.
@@ -186,12 +191,12 @@ def label_quality(
     if masks is not None:
         for i, mask in enumerate(masks):  # one vectorised lookup per image with a mask
             if mask is not None:
-                mine = index == i
+                mine = l_rows[i]
                 action[mine] = action_group_scores(labels[mine], mask)
 
     out = []
     for i in range(m):
-        mine_p, mine_l = p_index == i, index == i
+        mine_p, mine_l = p_rows[i], l_rows[i]
         pooled = {
             "missing": softmin(missing[mine_p], temperature),
             "badly_placed": softmin(placed[mine_l], temperature),
@@ -200,7 +205,7 @@ def label_quality(
         # The kind named is the one that lowered the quality most (weighted kinds only).
         worst = min((k for k in KINDS if WEIGHTS[k] > 0), key=lambda k: pooled[k] ** WEIGHTS[k])
         quality = float(np.prod([pooled[k] ** WEIGHTS[k] for k in KINDS]))
-        unmatched = p_local[mine_p & sure & ~matched]
+        unmatched = p_local[mine_p][sure[mine_p] & ~matched[mine_p]]
         label_score = np.fmin(placed[mine_l], action[mine_l])
         suspects = np.flatnonzero(label_score < 0.5)
         suspects = l_local[mine_l][suspects[np.argsort(label_score[suspects], kind="stable")]]
