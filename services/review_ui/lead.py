@@ -174,6 +174,28 @@ def start_round_form(api: OrchestratorClient, datasets: list[DatasetPublic]) -> 
             value=0,
             key="start_round_folds",
         )
+        flag_rule = right.selectbox(
+            "Flag by",
+            ("paper", "score"),
+            format_func=lambda f: {
+                "paper": "paper: top-1 misses every label",
+                "score": "label-quality score (missing grasps too)",
+            }[f],
+            key="start_round_flag_rule",
+        )
+        budget = left.number_input(
+            "Review budget, items (0: every flagged image)",
+            min_value=0,
+            value=0,
+            key="start_round_budget",
+        )
+        hours = right.number_input(
+            "Review budget, hours (0: none)",
+            min_value=0.0,
+            value=0.0,
+            step=0.5,
+            key="start_round_hours",
+        )
         submitted = st.form_submit_button("Start round", key="start_round_submit")
     if not submitted or dataset is None:
         return
@@ -186,6 +208,9 @@ def start_round_form(api: OrchestratorClient, datasets: list[DatasetPublic]) -> 
             top_k=int(top_k),
             double_review_fraction=float(double),
             folds=int(folds),
+            flag=flag_rule,
+            review_budget=int(budget) or None,
+            review_budget_hours=float(hours) or None,
         )
         rnd = api.create_round(request)
     except ValidationError as exc:

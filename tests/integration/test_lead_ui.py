@@ -130,10 +130,14 @@ def test_start_a_round_and_follow_its_training_epochs(lead, server):
     before = {r.id for r in _api(server).list_rounds()}
     at.number_input(key="start_round_epochs").set_value(3)
     at.number_input(key="start_round_top_k").set_value(4)
+    at.selectbox(key="start_round_flag_rule").set_value("score")
+    at.number_input(key="start_round_hours").set_value(1.5)
     at.button(key="start_round_submit").click().run()
     assert not at.exception and not at.error, at.error
     (started,) = [r for r in _api(server).list_rounds() if r.id not in before]
     assert started.config["train"]["epochs"] == 3 and started.config["top_k"] == 4
+    assert started.config["flag"] == "score" and started.config["review_budget_hours"] == 1.5
+    assert started.config["review_budget"] is None  # 0 in the form: no item budget
     assert "started on shelf" in at.success[0].value
 
     # A round whose job a worker reports at epoch 2 of 10: the home page shows it training,

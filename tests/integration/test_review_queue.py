@@ -347,6 +347,24 @@ def test_decision_records_the_review_and_bumps_the_version(queue):
     )
 
 
+def test_review_pace_is_the_teams_median_and_turns_hours_into_items(queue):
+    from regrasp.review.items import DEFAULT_REVIEW_SECONDS, budget_items, review_pace
+
+    assert queue.run(review_pace, queue.dataset_id) is None  # nothing reviewed yet
+    for who, seconds in ((queue.ann1, 10.0), (queue.ann2, 30.0), (queue.ann3, 14.0)):
+        item = queue.claim(who)
+        queue.decide(item.id, who, seconds_taken=seconds)
+    item = queue.claim(queue.ann1)
+    queue.decide(item.id, queue.ann1, seconds_taken=0.0)  # no time recorded: not counted
+    assert queue.run(review_pace, queue.dataset_id) == 14.0
+    # One hour at 14 s a decision is 257 items; the smaller of two budgets wins.
+    assert budget_items(None, 1.0, 14.0) == 257
+    assert budget_items(100, 1.0, 14.0) == 100 and budget_items(500, 1.0, 14.0) == 257
+    assert budget_items(None, 1.0, None) == int(3600 // DEFAULT_REVIEW_SECONDS)
+    assert budget_items(None, 0.001, 14.0) == 1  # a budget always leaves one item
+    assert budget_items(40, None, 14.0) == 40 and budget_items(None, None, None) is None
+
+
 def test_stale_or_foreign_decisions_are_refused_and_write_nothing(queue):
     item = queue.claim(queue.ann1)
     with pytest.raises(Conflict, match="changed since version"):

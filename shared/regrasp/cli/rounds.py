@@ -29,6 +29,11 @@ def round_start(
     model_id: int = typer.Option(None, help="Reuse this registered model (skips training)."),
     flag_threshold: float = typer.Option(None, help="Flag below this top-1 IoU (0.2)."),
     top_k: int = typer.Option(None, help="Predictions kept per image (5)."),
+    flag: str = typer.Option(None, help="'paper' (top-1 IoU rule) or 'score' (label quality)."),
+    review_budget: int = typer.Option(None, help="Most review items, likeliest errors first."),
+    review_hours: float = typer.Option(
+        None, help="Review time in hours (items at the team's recorded pace)."
+    ),
     wait: bool = typer.Option(False, help="Follow the round until it is reviewing or final."),
     url: str = URL_OPTION,
     token: str = TOKEN_OPTION,
@@ -43,6 +48,9 @@ def round_start(
         ("model_id", model_id),
         ("flag_threshold", flag_threshold),
         ("top_k", top_k),
+        ("flag", flag),
+        ("review_budget", review_budget),
+        ("review_budget_hours", review_hours),
     ):
         if value is not None:
             values[key] = value

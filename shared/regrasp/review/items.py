@@ -32,10 +32,27 @@ from regrasp.store.db.tables import (
     ReviewDecision,
     ReviewItem,
     ReviewItemState,
+    Round,
     RoundState,
 )
 
-__all__ = ["FinalDecision", "create_items", "final_decisions", "queue_items"]
+__all__ = [
+    "DEFAULT_REVIEW_SECONDS",
+    "FinalDecision",
+    "budget_items",
+    "create_items",
+    "final_decisions",
+    "queue_items",
+    "review_pace",
+]
+
+#: Seconds per review decision assumed for a dataset that has no recorded review yet
+#: (a careful look at an image and its ranked predictions; the lab's own median replaces
+#: it after its first reviewed round).
+DEFAULT_REVIEW_SECONDS = 20.0
+
+#: Recorded decisions the pace is measured on (the latest ones: a team speeds up).
+_PACE_WINDOW = 500
 
 #: Rounds that can no longer receive items.
 _CLOSED = APPLIED_STATES | {RoundState.failed, RoundState.cancelled}
@@ -106,6 +123,43 @@ def create_items(
         required_reviews=np.where(double, 2, 1),
         priorities=priorities,
     )
+
+
+def review_pace(session: Session, dataset_id: int) -> float | None:
+    """Median seconds per review decision recorded on the dataset's earlier rounds, or None.
+
+    The latest `_PACE_WINDOW` annotator reviews with a positive time count (adjudications
+    and decisions without a time do not): the figure a review budget in hours is turned
+    into items with, so "two hours" means what this team does in two hours.
+    """
+    seconds = session.scalars(
+        sa.select(Review.seconds_taken)
+        .join(ReviewItem, ReviewItem.id == Review.item_id)
+        .join(Round, Round.id == ReviewItem.round_id)
+        .where(
+            Round.dataset_id == dataset_id,
+            Review.adjudication.is_(False),
+            Review.seconds_taken > 0,
+        )
+        .order_by(Review.id.desc())
+        .limit(_PACE_WINDOW)
+    ).all()
+    return float(np.median(np.asarray(seconds, dtype=float))) if seconds else None
+
+
+def budget_items(
+    items: int | None, hours: float | None, seconds_per_item: float | None
+) -> int | None:
+    """The round's item budget from a budget in items and/or in review hours (the smaller).
+
+    `seconds_per_item`: the team's pace (`review_pace`), `DEFAULT_REVIEW_SECONDS` when
+    unknown. None: no budget. At least one item whenever any budget is set.
+    """
+    if hours is None:
+        return items
+    pace = seconds_per_item if seconds_per_item and seconds_per_item > 0 else DEFAULT_REVIEW_SECONDS
+    from_hours = max(1, int(hours * 3600.0 // pace))
+    return from_hours if items is None else min(items, from_hours)
 
 
 def queue_items(

@@ -65,6 +65,14 @@ class RoundConfig(BaseModel):
         description="Most review items of the round, highest priority first (None: every "
         "flagged image). The same budget makes two flags comparable.",
     )
+    review_budget_hours: float | None = Field(
+        None,
+        gt=0.0,
+        le=10_000.0,
+        description="Review time of the round, in hours: turned into items with the team's "
+        "median seconds per decision on this dataset's earlier rounds (20 s before any "
+        "review). With review_budget too, the smaller of the two.",
+    )
     double_review_fraction: float = Field(
         0.0, ge=0.0, le=1.0, description="Fraction of review items that need two reviews."
     )

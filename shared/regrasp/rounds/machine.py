@@ -511,18 +511,23 @@ def _step_predicting(bind: Bind, round_id: int, services: Services, hook: Hook, 
 
 
 def _step_reviewing(bind: Bind, round_id: int, services: Services, hook: Hook, stop) -> None:
-    from regrasp.review.items import create_items
+    from regrasp.review.items import budget_items, create_items, review_pace
 
     with session_scope(bind) as session:
         rnd = _expect(session, round_id, RoundState.reviewing)
         config = parse_config(rnd.config)
         if not _items_exist(session, round_id):
+            pace = (
+                review_pace(session, rnd.dataset_id)
+                if config.review_budget_hours is not None
+                else None
+            )
             create_items(
                 session,
                 round_id,
                 double_review_fraction=config.double_review_fraction,
                 seed=config.review_seed,
-                budget=config.review_budget,
+                budget=budget_items(config.review_budget, config.review_budget_hours, pace),
             )
     hook(round_id, "reviewing")
     if not config.auto_apply:
