@@ -85,6 +85,13 @@ def main() -> None:
         default=True,
         help="Label-changing decisions need a second reviewer (RoundConfig.confirm_changes).",
     )
+    p.add_argument(
+        "--skip-confirmed",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Images kept (true negative) in an earlier round with unchanged labels are "
+        "not flagged again (RoundConfig.skip_confirmed).",
+    )
     p.add_argument("--corrupt-fraction", type=float, default=0.25)
     p.add_argument("--test-fraction", type=float, default=0.15, help="Objects held out.")
     p.add_argument("--folds", type=int, default=2)
@@ -484,7 +491,7 @@ class Bench:
         from regrasp.refinement_stats import add_audit_items, round_refinement
         from regrasp.review.adjudication import resolve
         from regrasp.review.decisions import decide
-        from regrasp.review.items import create_items, final_decisions
+        from regrasp.review.items import confirmed_images, create_items, final_decisions
         from regrasp.rounds import machine
         from regrasp.rounds.applying import apply_round
         from regrasp.rounds.config import RoundConfig
@@ -511,6 +518,13 @@ class Bench:
                 score_threshold=a.score_threshold,
                 masks=[masks[int(i)] for i in ids],
             )
+            # As a round does (RoundConfig.skip_confirmed): kept images are not flagged again.
+            flagged = scores.flagged & ~np.isin(
+                ids,
+                confirmed_images(s, dataset_id, version)
+                if a.skip_confirmed
+                else np.zeros(0, dtype=np.int64),
+            )
             rnd = machine.create_round(
                 s,
                 dataset_id=dataset_id,
@@ -529,7 +543,7 @@ class Bench:
                         "image_id": int(i),
                         "grasps": predictions[int(i)].tolist(),
                         "best_iou": float(scores.best_iou[j]),
-                        "flagged": bool(scores.flagged[j]),
+                        "flagged": bool(flagged[j]),
                         "priority": float(scores.priority[j]),
                         "quality": scores.quality[j],
                     }
@@ -537,7 +551,7 @@ class Bench:
                 ],
             )
             create_items(s, round_id, budget=None if auto else a.review_budget)
-            flagged_of = {int(i): bool(scores.flagged[j]) for j, i in enumerate(ids)}
+            flagged_of = {int(i): bool(flagged[j]) for j, i in enumerate(ids)}
             if a.audit and not auto:
                 add_audit_items(s, round_id, count=a.audit, seed=a.seed + version)
         mapping = self._maps[dataset_id]
@@ -607,7 +621,7 @@ class Bench:
             new_version = apply_round(s, round_id)
         with session_scope(self.bind) as s:
             stats = round_refinement(s, round_id)
-        flagged_pool = int(scores.flagged.sum())  # predictions cover the pool only
+        flagged_pool = int(flagged.sum())  # predictions cover the pool only
         hours = reviews * a.review_seconds / 3600.0
         return new_version, {
             "flagged": flagged_pool,

@@ -176,6 +176,32 @@ def test_apply_each_decision_type(migrated_engine):
     assert diff.removed_image_ids.tolist() == [img[2]]
 
 
+def test_kept_images_are_confirmed_until_their_labels_change(migrated_engine):
+    """After an applied round, the image kept as a true negative is confirmed (the next
+    round does not flag it again); images whose labels changed, the removed one and the
+    undecided one are not; a later change to the kept image's labels ends it."""
+    from regrasp.review.items import confirmed_images
+
+    engine = migrated_engine
+    w = _world(engine)
+    _decide_all_but_last(engine, w)
+    ds, img = w["dataset_id"], w["images"]
+    with session_scope(engine) as s:
+        assert confirmed_images(s, ds, 0).tolist() == []  # nothing applied yet
+        machine.request_apply(s, w["round_id"], force=True, by=None)
+    with session_scope(engine) as s:
+        apply_round(s, w["round_id"])
+    with session_scope(engine) as s:
+        assert confirmed_images(s, ds, 1).tolist() == [img[0]]
+        # A later version that removes one of the kept image's labels: no longer confirmed.
+        kept = V.labels_at(s, ds, 1)
+        first = int(kept.grasp_ids[kept.image_ids == img[0]][0])
+        V.create_version(s, ds, 1, V.ChangeSet(remove_grasp_ids=[first]))
+    with session_scope(engine) as s:
+        assert confirmed_images(s, ds, 1).tolist() == [img[0]]
+        assert confirmed_images(s, ds, 2).tolist() == []
+
+
 def test_apply_is_exactly_once(migrated_engine):
     engine = migrated_engine
     w = _world(engine)

@@ -40,6 +40,7 @@ __all__ = [
     "DEFAULT_REVIEW_SECONDS",
     "FinalDecision",
     "budget_items",
+    "confirmed_images",
     "create_items",
     "final_decisions",
     "queue_items",
@@ -123,6 +124,48 @@ def create_items(
         required_reviews=np.where(double, 2, 1),
         priorities=priorities,
     )
+
+
+def confirmed_images(session: Session, dataset_id: int, version: int) -> np.ndarray:
+    """Images of `version` that a reviewer judged true negative in an earlier applied round
+    of the dataset and whose labels have not changed since: (N,) int64, sorted.
+
+    A round flags what its model disagrees with, and a model trained on the same labels
+    disagrees with the same images again: without this, most of a second round's budget
+    goes to images someone already looked at and kept (half of round 1's items in the
+    efficacy bench). An image whose labels changed since (a fix, an accepted prediction, a
+    rollback) is not confirmed any more.
+    """
+    from regrasp.store.db import versions
+
+    rounds = session.execute(
+        sa.select(Round.id, Round.base_version).where(
+            Round.dataset_id == dataset_id,
+            Round.state == RoundState.done,
+            Round.base_version <= version,
+        )
+    ).all()
+    confirmed: list[np.ndarray] = []
+    for round_id, base in rounds:
+        kept = np.asarray(
+            [
+                f.image_id
+                for f in final_decisions(session, round_id)
+                if f.decision == ReviewDecision.true_negative
+            ],
+            dtype=np.int64,
+        )
+        if not kept.size:
+            continue
+        d = versions.diff(session, dataset_id, base, version)
+        changed = np.concatenate(
+            [d.added.image_ids, d.removed.image_ids, d.removed_image_ids]
+        ).astype(np.int64)
+        confirmed.append(np.setdiff1d(kept, changed))
+    if not confirmed:
+        return np.zeros(0, dtype=np.int64)
+    present = versions.images_at(session, dataset_id, version)
+    return np.intersect1d(np.concatenate(confirmed), present)
 
 
 def review_pace(session: Session, dataset_id: int) -> float | None:

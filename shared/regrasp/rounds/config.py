@@ -73,6 +73,12 @@ class RoundConfig(BaseModel):
         "median seconds per decision on this dataset's earlier rounds (20 s before any "
         "review). With review_budget too, the smaller of the two.",
     )
+    skip_confirmed: bool = Field(
+        True,
+        description="Do not flag again an image a reviewer kept (true negative) in an "
+        "earlier applied round whose labels have not changed since; it stays in the "
+        "unflagged pool that the audit samples.",
+    )
     double_review_fraction: float = Field(
         0.0, ge=0.0, le=1.0, description="Fraction of review items that need two reviews."
     )

@@ -420,6 +420,7 @@ def _step_training(bind: Bind, round_id: int, services: Services, hook: Hook, st
 
 
 def _step_predicting(bind: Bind, round_id: int, services: Services, hook: Hook, stop) -> None:
+    from regrasp.review.items import confirmed_images
     from regrasp.rounds.predicting import ChunkResult, predict_chunks, score
 
     with session_scope(bind) as session:
@@ -429,6 +430,11 @@ def _step_predicting(bind: Bind, round_id: int, services: Services, hook: Hook, 
         dataset_id, base = rnd.dataset_id, rnd.base_version
         images = versions.images_at(session, dataset_id, base)
         labels = versions.labels_at(session, dataset_id, base)
+        confirmed = (
+            confirmed_images(session, dataset_id, base)
+            if config.skip_confirmed
+            else np.zeros(0, dtype=np.int64)
+        )
         done = np.asarray(
             session.scalars(
                 sa.select(Prediction.image_id).where(Prediction.round_id == round_id)
@@ -457,13 +463,14 @@ def _step_predicting(bind: Bind, round_id: int, services: Services, hook: Hook, 
             flag=config.flag,
             score_threshold=config.score_threshold,
         )
+        flagged = scores.flagged & ~np.isin(ids_sorted, confirmed)
         rows = [
             {
                 "round_id": round_id,
                 "image_id": int(image_id),
                 "grasps": grasps[order[j]].tolist(),
                 "best_iou": float(scores.best_iou[j]),
-                "flagged": bool(scores.flagged[j]),
+                "flagged": bool(flagged[j]),
                 "priority": float(scores.priority[j]),
                 "quality": scores.quality[j],
             }
