@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse
 
 from regrasp import jobs
-from regrasp.clients.trainer import JobCreate, JobList, JobPublic
+from regrasp.api.jobs import JobCreate, JobList, JobPublic
 from regrasp.errors import RegraspError
 from regrasp.store.db import migrations
 from regrasp.store.db.tables import Job
