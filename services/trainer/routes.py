@@ -42,7 +42,6 @@ def submit_job(
     values = job.model_dump(exclude={"kind", "max_attempts"})
     payload = validate_payload(session, job.kind, values)
     row = jobs.submit(session, job.kind, payload, max_attempts=job.max_attempts)
-    session.commit()  # visible to workers and to the caller's next request at once
     return to_public(row)
 
 
@@ -71,7 +70,6 @@ def get_job(job_id: int, session: SessionDep, _caller: CurrentPrincipal) -> JobP
 def cancel_job(job_id: int, session: SessionDep, _admin: AdminDep) -> JobPublic:
     """Cancel a queued or running job; its worker stops at its next heartbeat."""
     row = jobs.cancel(session, job_id)
-    session.commit()
     return to_public(row)
 
 
