@@ -37,7 +37,8 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from regrasp.clients.orchestrator import OrchestratorClient, UserCreate  # noqa: E402
+from regrasp.api.accounts import UserCreate  # noqa: E402
+from regrasp.clients.orchestrator import OrchestratorClient  # noqa: E402
 from regrasp.store.db import migrations  # noqa: E402
 from regrasp.store.db.engine import make_engine, session_scope  # noqa: E402
 from scripts.annotators import annotate  # noqa: E402

@@ -29,7 +29,8 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from regrasp.clients.orchestrator import DecisionCreate, OrchestratorClient, ReviewItemPublic
+from regrasp.api.review import DecisionCreate, ReviewItemPublic
+from regrasp.clients.orchestrator import OrchestratorClient
 from regrasp.errors import Conflict
 from regrasp.store.db.tables import Review, ReviewItem
 

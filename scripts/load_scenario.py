@@ -33,7 +33,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import sqlalchemy as sa
 
-from regrasp.clients.orchestrator import OrchestratorClient, RoundCreate, UserCreate
+from regrasp.api.accounts import UserCreate
+from regrasp.api.rounds import RoundCreate
+from regrasp.clients.orchestrator import OrchestratorClient
 from regrasp.demo import StackPorts, ensure_admin, free_ports, local_stack
 from regrasp.settings import Settings
 from regrasp.store.db import versions as V

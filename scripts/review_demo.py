@@ -33,7 +33,8 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from regrasp.clients.orchestrator import ImportRequest, OrchestratorClient, SyntheticSource
+from regrasp.api.datasets import ImportRequest, SyntheticSource
+from regrasp.clients.orchestrator import OrchestratorClient
 from regrasp.errors import InvalidInput
 from regrasp.grasps import THETA, X, Y
 from regrasp.metrics import FLAG_IOU

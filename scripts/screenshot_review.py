@@ -39,12 +39,9 @@ from websockets.sync.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from regrasp.clients.orchestrator import (  # noqa: E402
-    ImportRequest,
-    JacquardSource,
-    OrchestratorClient,
-    UserCreate,
-)
+from regrasp.api.accounts import UserCreate  # noqa: E402
+from regrasp.api.datasets import ImportRequest, JacquardSource  # noqa: E402
+from regrasp.clients.orchestrator import OrchestratorClient  # noqa: E402
 from regrasp.store.db.engine import make_engine, session_scope  # noqa: E402
 from scripts.review_demo import (  # noqa: E402
     REPO,

@@ -42,7 +42,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from regrasp.accounts import Principal
-from regrasp.clients.inference import (
+from regrasp.api.predict import (
     MAX_STORED_IMAGES,
     Grasp,
     ModelInfo,

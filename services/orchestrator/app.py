@@ -3,9 +3,10 @@
 Start-up (the lifespan) brings the database to the code's schema (development: upgrade;
 deployment: verify and refuse with the fix command), creates the first admin when there is
 none, marks imports orphaned by a dead process as failed, and starts the import runner.
-Every domain error leaves as `{"detail": "..."}` with its HTTP status from ONE handler;
-nothing else reaches a client but a generic 500. Bodies over REGRASP_MAX_REQUEST_BYTES are
-refused with 413 before they are read (`regrasp.body_limit`).
+Every domain error leaves as `{"error": "...", "detail": "..."}` with its HTTP status from
+ONE handler (`regrasp.web`, shared by every service); nothing else reaches a client but a
+generic 500. Bodies over REGRASP_MAX_REQUEST_BYTES are refused with 413 before they are
+read (`regrasp.web.body_limit`).
 """
 
 from __future__ import annotations
@@ -22,9 +23,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from regrasp.accounts import create_user
-from regrasp.body_limit import BodySizeLimit
 from regrasp.errors import RegraspError
-from regrasp.http_errors import install_error_handlers
 from regrasp.ingest import fail_stale_imports
 from regrasp.rounds.machine import RetryPolicy, Services
 from regrasp.rounds.runner import RoundRunner
@@ -33,6 +32,8 @@ from regrasp.store.db import migrations
 from regrasp.store.db.engine import make_engine, make_session_factory, session_scope
 from regrasp.store.db.tables import User, UserRole
 from regrasp.store.objects import store_from_settings
+from regrasp.web.body_limit import BodySizeLimit
+from regrasp.web.fastapi import install_error_handlers
 from services.orchestrator.background import ImportRunner
 from services.orchestrator.routes import api_keys, auth, datasets, images, models, users, versions
 from services.orchestrator.routes import campaigns as campaign_routes

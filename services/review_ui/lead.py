@@ -12,13 +12,10 @@ from collections.abc import Mapping
 import streamlit as st
 from pydantic import ValidationError
 
-from regrasp.clients.orchestrator import (
-    CampaignCreate,
-    DatasetPublic,
-    OrchestratorClient,
-    RoundCreate,
-    RoundPublic,
-)
+from regrasp.api.campaigns import CampaignCreate
+from regrasp.api.datasets import DatasetPublic
+from regrasp.api.rounds import RoundCreate, RoundPublic
+from regrasp.clients.orchestrator import OrchestratorClient
 from regrasp.errors import RegraspError
 from regrasp.rounds.describe import apply_summary, round_summary
 from services.review_ui import state

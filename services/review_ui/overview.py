@@ -11,15 +11,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from regrasp.clients.orchestrator import (
-    DECISIONS,
-    CampaignReportPublic,
-    DiffPublic,
-    ReviewItemPublic,
-    ReviewStatsPublic,
-    RoundPublic,
-    RoundRefinementPublic,
-)
+from regrasp.api.campaigns import CampaignReportPublic
+from regrasp.api.refinement import RoundRefinementPublic
+from regrasp.api.review import DECISIONS, ReviewItemPublic, ReviewStatsPublic
+from regrasp.api.rounds import RoundPublic
+from regrasp.api.versions import DiffPublic
 
 #: Captions of the campaign figures (`regrasp.campaigns.report.FIGURES`), as in the paper.
 FIGURE_CAPTIONS = {

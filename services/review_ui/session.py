@@ -38,12 +38,8 @@ from typing import Literal
 import numpy as np
 
 from regrasp import viz
-from regrasp.clients.orchestrator import (
-    DecisionCreate,
-    OrchestratorClient,
-    ReviewItemPublic,
-    ReviewPublic,
-)
+from regrasp.api.review import DecisionCreate, ReviewItemPublic, ReviewPublic
+from regrasp.clients.orchestrator import OrchestratorClient
 from regrasp.errors import Conflict, InvalidInput, NotFound, RegraspError
 from regrasp.imaging import decode_depth, decode_rgb
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import httpx
 import streamlit as st
 
-from regrasp.clients.orchestrator import OrchestratorClient, RoundPublic, UserPublic
+from regrasp.api.accounts import UserPublic
+from regrasp.api.rounds import RoundPublic
+from regrasp.clients.orchestrator import OrchestratorClient
 from regrasp.settings import Settings, load_settings
 from services.review_ui.session import ReviewSession
 

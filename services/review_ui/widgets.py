@@ -12,11 +12,8 @@ import numpy as np
 import streamlit as st
 
 from regrasp import viz
-from regrasp.clients.orchestrator import (
-    ReviewItemPublic,
-    RoundRefinementPublic,
-    StopAdvicePublic,
-)
+from regrasp.api.refinement import RoundRefinementPublic, StopAdvicePublic
+from regrasp.api.review import ReviewItemPublic
 from services.review_ui import overview
 from services.review_ui.session import Picture
 

@@ -3,9 +3,10 @@
 At start the database schema is upgraded (development) or checked (deployment, where a
 schema behind the code refuses to start with the command that fixes it). Domain errors
 become `{"error": message, "detail": message}` with their HTTP status
-(`regrasp.http_errors`, shared by every service); malformed requests a 422 naming each
+(`regrasp.web`, shared by every service); malformed requests a 422 naming each
 bad field; bodies over REGRASP_MAX_REQUEST_BYTES a 413 before they are
-read. No traceback ever reaches a client.
+read. No traceback ever reaches a client. One transaction per request, committed by the
+session dependency (`regrasp.web.fastapi.SessionDep`).
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
-from regrasp.body_limit import BodySizeLimit
-from regrasp.http_errors import install_error_handlers
 from regrasp.settings import Settings
 from regrasp.store.db import migrations
 from regrasp.store.db.engine import make_engine, make_session_factory
+from regrasp.web.body_limit import BodySizeLimit
+from regrasp.web.fastapi import install_error_handlers
 from services.trainer.routes import router
 
 
@@ -39,7 +40,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     app = FastAPI(title="Regrasp trainer", version="1", lifespan=lifespan)
     app.state.settings = settings
     app.state.engine = engine
-    app.state.sessions = make_session_factory(engine)
+    app.state.session_factory = make_session_factory(engine)
     app.include_router(router)
     install_error_handlers(app)  # {"error", "detail"}: the shape of every service
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)

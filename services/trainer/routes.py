@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse
 
 from regrasp import jobs
-from regrasp.clients.trainer import JobCreate, JobList, JobPublic
+from regrasp.api.jobs import JobCreate, JobList, JobPublic
 from regrasp.errors import RegraspError
 from regrasp.store.db import migrations
 from regrasp.store.db.tables import Job
@@ -42,7 +42,6 @@ def submit_job(
     values = job.model_dump(exclude={"kind", "max_attempts"})
     payload = validate_payload(session, job.kind, values)
     row = jobs.submit(session, job.kind, payload, max_attempts=job.max_attempts)
-    session.commit()  # visible to workers and to the caller's next request at once
     return to_public(row)
 
 
@@ -71,7 +70,6 @@ def get_job(job_id: int, session: SessionDep, _caller: CurrentPrincipal) -> JobP
 def cancel_job(job_id: int, session: SessionDep, _admin: AdminDep) -> JobPublic:
     """Cancel a queued or running job; its worker stops at its next heartbeat."""
     row = jobs.cancel(session, job_id)
-    session.commit()
     return to_public(row)
 
 

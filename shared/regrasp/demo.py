@@ -47,7 +47,8 @@ from regrasp.supervisor import ProcessSpec
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from regrasp.clients.orchestrator import OrchestratorClient, RoundPublic
+    from regrasp.api.rounds import RoundPublic
+    from regrasp.clients.orchestrator import OrchestratorClient
     from regrasp.clients.trainer import TrainerClient
     from regrasp.settings import Settings
     from regrasp.synthetic.manifest import TruthRecord
@@ -295,7 +296,7 @@ class SyntheticSpec:
 
     def source(self, *, clean: bool = False) -> Any:
         """The import API's source; `clean` the twin without corrupted labels."""
-        from regrasp.clients.orchestrator import SyntheticSource
+        from regrasp.api.datasets import SyntheticSource
 
         return SyntheticSource(
             images=self.images,
@@ -318,7 +319,7 @@ def bootstrap_demo(
 
     Does nothing (returns None) when any dataset exists. Returns round 1 just created.
     """
-    from regrasp.clients.orchestrator import RoundCreate
+    from regrasp.api.rounds import RoundCreate
 
     existing = api.list_datasets()
     if existing:
@@ -345,7 +346,7 @@ def import_synthetic(
     description: str = "",
 ) -> int:
     """Import a synthetic dataset through the API (object-wise split) → its dataset id."""
-    from regrasp.clients.orchestrator import ImportRequest, SplitRequest
+    from regrasp.api.datasets import ImportRequest, SplitRequest
 
     request = ImportRequest(
         name=name,
@@ -417,8 +418,8 @@ def run_rounds(
     With `final_model`, one more model is trained on the last version for its accuracy
     (the row named "final"). Returns one row per round (plus the final one).
     """
-    from regrasp.clients.orchestrator import RoundCreate
-    from regrasp.clients.trainer import TrainJobCreate
+    from regrasp.api.jobs import TrainJobCreate
+    from regrasp.api.rounds import RoundCreate
 
     if rounds < 1:
         raise InvalidInput(f"rounds must be >= 1, got {rounds}")
@@ -486,7 +487,7 @@ def review_round(
 
     Returns {"decisions": Counter by kind, "corrupted_hit", "clean_harmed", "errors"}.
     """
-    from regrasp.clients.orchestrator import DecisionCreate
+    from regrasp.api.review import DecisionCreate
 
     kinds: Counter[str] = Counter()
     hit = harmed = errors = 0
@@ -722,7 +723,7 @@ def _removed_images(api: OrchestratorClient, dataset_id: int, rnd: RoundPublic) 
 def _submit_clean_eval(
     trainer: TrainerClient, model_id: int | None, clean_dataset_id: int | None
 ) -> int | None:
-    from regrasp.clients.trainer import EvaluateJobCreate
+    from regrasp.api.jobs import EvaluateJobCreate
 
     if model_id is None or clean_dataset_id is None:
         return None

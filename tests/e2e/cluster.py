@@ -36,12 +36,9 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from regrasp.api.rounds import BulkDecisions, DecisionEntry
 from regrasp.clients.base import ServiceError
-from regrasp.clients.orchestrator import (
-    BulkDecisions,
-    DecisionEntry,
-    OrchestratorClient,
-)
+from regrasp.clients.orchestrator import OrchestratorClient
 from regrasp.errors import StorageError
 from regrasp.launch import service_command
 from regrasp.store.db import versions as V

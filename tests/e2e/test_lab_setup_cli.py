@@ -23,7 +23,8 @@ import zipfile
 import httpx
 import pytest
 
-from regrasp.clients.orchestrator import DecisionCreate, OrchestratorClient
+from regrasp.api.review import DecisionCreate
+from regrasp.clients.orchestrator import OrchestratorClient
 from regrasp.store.db import migrations
 from tests.e2e.cluster import ADMIN, Cluster
 

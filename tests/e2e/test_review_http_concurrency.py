@@ -15,7 +15,9 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from regrasp.clients.orchestrator import DecisionCreate, OrchestratorClient, UserCreate
+from regrasp.api.accounts import UserCreate
+from regrasp.api.review import DecisionCreate
+from regrasp.clients.orchestrator import OrchestratorClient
 from regrasp.errors import Conflict
 from regrasp.store.db.engine import make_engine, session_scope
 from regrasp.store.db.tables import ReviewItem

@@ -33,8 +33,9 @@ import pytest
 import sqlalchemy as sa
 import torch
 
-from regrasp.clients.orchestrator import RoundCreate
-from regrasp.clients.trainer import TrainerClient, TrainJobCreate
+from regrasp.api.jobs import TrainJobCreate
+from regrasp.api.rounds import RoundCreate
+from regrasp.clients.trainer import TrainerClient
 from regrasp.store.db import migrations
 from regrasp.store.db.engine import make_engine, session_scope
 from regrasp.store.db.tables import DatasetVersion, Job, Model, ModelStatus, Prediction

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from regrasp.clients.orchestrator import RoundCreate
+from regrasp.api.rounds import RoundCreate
 from regrasp.store.db import migrations
 from regrasp.store.db.engine import make_engine, session_scope
 from regrasp.store.db.tables import Job

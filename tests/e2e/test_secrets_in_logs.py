@@ -40,9 +40,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+from regrasp.api.accounts import ApiKeyCreate, UserCreate
+from regrasp.api.rounds import RoundCreate
 from regrasp.auth import issue_token, new_api_key
 from regrasp.clients.inference import InferenceClient
-from regrasp.clients.orchestrator import ApiKeyCreate, OrchestratorClient, RoundCreate, UserCreate
+from regrasp.clients.orchestrator import OrchestratorClient
 from regrasp.clients.trainer import TrainerClient
 from regrasp.errors import PermissionDenied, Unauthenticated
 from regrasp.settings import Settings

@@ -21,8 +21,9 @@ import pytest
 import sqlalchemy as sa
 
 from regrasp import accounts, model_registry
-from regrasp.clients.inference import InferenceClient, PredictStoredRequest
-from regrasp.clients.orchestrator import RoundCreate
+from regrasp.api.predict import PredictStoredRequest
+from regrasp.api.rounds import RoundCreate
+from regrasp.clients.inference import InferenceClient
 from regrasp.launch import service_command
 from regrasp.store.db.engine import make_engine, session_scope
 from regrasp.store.db.tables import Prediction

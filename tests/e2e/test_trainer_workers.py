@@ -23,7 +23,8 @@ import pytest
 import sqlalchemy as sa
 
 from regrasp import jobs
-from regrasp.clients.trainer import TrainerClient, TrainJobCreate
+from regrasp.api.jobs import TrainJobCreate
+from regrasp.clients.trainer import TrainerClient
 from regrasp.store import keys
 from regrasp.store.db import migrations
 from regrasp.store.db.engine import make_engine, session_scope

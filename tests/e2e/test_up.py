@@ -20,7 +20,8 @@ import httpx
 import psutil
 import pytest
 
-from regrasp.clients.orchestrator import DecisionCreate, OrchestratorClient
+from regrasp.api.review import DecisionCreate
+from regrasp.clients.orchestrator import OrchestratorClient
 from regrasp.demo import free_ports
 
 REGRASP = Path(sys.executable).with_name("regrasp")

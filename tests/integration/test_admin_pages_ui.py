@@ -8,7 +8,8 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from regrasp.clients.orchestrator import OrchestratorClient, UserCreate
+from regrasp.api.accounts import UserCreate
+from regrasp.clients.orchestrator import OrchestratorClient
 from regrasp.errors import Unauthenticated
 from regrasp.store.db.engine import make_engine, session_scope
 from regrasp.store.db.tables import Model, ModelStatus

@@ -17,9 +17,10 @@ from types import SimpleNamespace
 import numpy as np
 import sqlalchemy as sa
 
+from regrasp.api.campaigns import CampaignRunPublic
+from regrasp.api.rounds import RoundRetry
 from regrasp.campaigns import machine as campaigns
 from regrasp.campaigns.config import CampaignConfig
-from regrasp.clients.orchestrator import CampaignRunPublic, RoundRetry
 from regrasp.rounds.machine import Services
 from regrasp.rounds.retrying import RetryPolicy
 from regrasp.settings import Settings

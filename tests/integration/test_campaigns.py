@@ -26,9 +26,10 @@ from typer.testing import CliRunner
 
 from regrasp import refinement_stats
 from regrasp.accounts import create_user
+from regrasp.api.refinement import AuditCreate
 from regrasp.campaigns.report import FIGURES
 from regrasp.cli import app as cli
-from regrasp.clients.orchestrator import AuditCreate, OrchestratorClient
+from regrasp.clients.orchestrator import OrchestratorClient
 from regrasp.errors import Conflict
 from regrasp.review.decisions import decide
 from regrasp.review.items import create_items

@@ -19,7 +19,8 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from regrasp import jobs
-from regrasp.clients.orchestrator import OrchestratorClient, UserCreate
+from regrasp.api.accounts import UserCreate
+from regrasp.clients.orchestrator import OrchestratorClient
 from regrasp.errors import Unauthenticated
 from regrasp.review.decisions import decide
 from regrasp.settings import Settings

@@ -12,8 +12,9 @@ import pytest
 import uvicorn
 from typer.testing import CliRunner
 
+from regrasp.api.accounts import UserCreate
 from regrasp.cli import app as cli
-from regrasp.clients.orchestrator import OrchestratorClient, UserCreate
+from regrasp.clients.orchestrator import OrchestratorClient
 from regrasp.errors import InvalidInput, NotFound, PermissionDenied, Unauthenticated
 from regrasp.grasps import parse_jacquard, read_jacquard
 from regrasp.settings import Settings

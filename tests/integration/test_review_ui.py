@@ -18,7 +18,8 @@ import streamlit as st
 from streamlit import config as st_config
 from streamlit.testing.v1 import AppTest
 
-from regrasp.clients.orchestrator import OrchestratorClient, UserCreate
+from regrasp.api.accounts import UserCreate
+from regrasp.clients.orchestrator import OrchestratorClient
 from regrasp.store.db.engine import make_engine, session_scope
 from scripts.review_demo import import_synthetic, seed_round, start_orchestrator
 from services.review_ui.session import ReviewSession, StaleItem

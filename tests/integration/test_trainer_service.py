@@ -9,7 +9,8 @@ from fastapi.testclient import TestClient
 
 from regrasp import jobs
 from regrasp.accounts import create_api_key, create_user, login_token
-from regrasp.clients.trainer import EvaluateJobCreate, TrainerClient, TrainJobCreate
+from regrasp.api.jobs import EvaluateJobCreate, TrainJobCreate
+from regrasp.clients.trainer import TrainerClient
 from regrasp.errors import InvalidInput, NotFound, Unauthenticated
 from regrasp.settings import Settings
 from regrasp.store.db import versions

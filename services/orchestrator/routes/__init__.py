@@ -6,7 +6,7 @@ from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.orm import Session
 
-from regrasp.clients.orchestrator import ErrorPublic
+from regrasp.api.common import ErrorPublic
 
 AnswerT = TypeVar("AnswerT")
 

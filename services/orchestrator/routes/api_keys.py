@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Response, status
 
 from regrasp.accounts import create_api_key, revoke_api_key
-from regrasp.clients.orchestrator import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic
+from regrasp.api.accounts import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic
 from regrasp.errors import InvalidInput
 from regrasp.store.db.tables import ApiKey
 from services.orchestrator.deps import AdminUser, SessionDep

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.security import OAuth2PasswordRequestForm
 
 from regrasp.accounts import authenticate_password, login_token
-from regrasp.clients.orchestrator import ErrorPublic, Token
+from regrasp.api.accounts import Token
+from regrasp.api.common import ErrorPublic
 from regrasp.errors import Unauthenticated
 from regrasp.store.db.engine import session_scope
 from regrasp.throttle import (

@@ -9,19 +9,23 @@ from __future__ import annotations
 import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request, Response, status
 
-from regrasp.campaigns import machine
-from regrasp.campaigns import report as reports
-from regrasp.campaigns.config import CampaignConfig
-from regrasp.clients.orchestrator import (
-    AuditCreate,
-    AuditPublic,
+from regrasp.api.campaigns import (
     CampaignCreate,
     CampaignPublic,
     CampaignReportPublic,
     CampaignRunPublic,
-    RefinementPublic,
-    RoundRetry,
 )
+from regrasp.api.refinement import (
+    AuditCreate,
+    AuditPublic,
+    RefinementPublic,
+    RoundRefinementPublic,
+    StopAdvicePublic,
+)
+from regrasp.api.rounds import RoundRetry
+from regrasp.campaigns import machine
+from regrasp.campaigns import report as reports
+from regrasp.campaigns.config import CampaignConfig
 from regrasp.errors import InvalidInput, NotFound
 from regrasp.refinement_stats import add_audit_items, dataset_refinement, round_refinement
 from regrasp.refinement_stats import suggest_stop as _suggest_stop
@@ -161,8 +165,8 @@ def get_refinement(
     advice = _suggest_stop(rounds, min_drop=min_drop)
     return RefinementPublic(
         dataset_id=dataset_id,
-        rounds=[r.to_dict() for r in rounds],
-        stop={"stop": advice.stop, "reason": advice.reason},
+        rounds=[RoundRefinementPublic.model_validate(r) for r in rounds],
+        stop=StopAdvicePublic.model_validate(advice),
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from fastapi import APIRouter, BackgroundTasks, Query, Request, status
 
-from regrasp.clients.orchestrator import DatasetPublic, ImportRequest, ImportStatus
+from regrasp.api.datasets import DatasetPublic, ImportRequest, ImportStatus
 from regrasp.errors import NotFound
 from regrasp.ingest import create_import, get_import
 from regrasp.store.db.tables import Dataset, DatasetImport, DatasetVersion

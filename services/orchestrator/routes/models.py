@@ -6,12 +6,10 @@ within `REGRASP_INFERENCE_ALIAS_POLL_SECONDS`. Rounds and campaigns never call t
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from fastapi import APIRouter
 
 from regrasp import model_registry
-from regrasp.clients.orchestrator import ModelPromote, ModelPublic
+from regrasp.api.models import ModelPromote, ModelPublic
 from regrasp.errors import NotFound
 from services.orchestrator.deps import AdminUser, CurrentUser, SessionDep
 from services.orchestrator.routes import ERRORS
@@ -49,4 +47,4 @@ def aliased(alias: str, _user: CurrentUser, session: SessionDep) -> ModelPublic:
 
 
 def _public(model: model_registry.RegisteredModel) -> ModelPublic:
-    return ModelPublic.model_validate(asdict(model))
+    return ModelPublic.model_validate(model)

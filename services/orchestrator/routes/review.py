@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from regrasp import review as R
 from regrasp.accounts import Principal
-from regrasp.clients.orchestrator import (
+from regrasp.api.review import (
     AdjudicationCasePublic,
     AnnotatorStatsPublic,
     DecisionCreate,

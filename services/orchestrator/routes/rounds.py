@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request, status
 
-from regrasp.clients.orchestrator import (
+from regrasp.api.rounds import (
     ApplyPreviewPublic,
     BulkDecisions,
     BulkDecisionsResult,
@@ -102,7 +102,7 @@ def apply_round(
 def apply_preview(round_id: int, _admin: AdminUser, session: SessionDep) -> ApplyPreviewPublic:
     """What applying now would change: images removed, grasps added and removed."""
     preview = preview_apply(session, round_id)
-    return ApplyPreviewPublic(**{k: getattr(preview, k) for k in ApplyPreviewPublic.model_fields})
+    return ApplyPreviewPublic.model_validate(preview)
 
 
 @router.post("/{round_id}/decisions", response_model=BulkDecisionsResult)

@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, status
 
 from regrasp.accounts import create_user, set_password
-from regrasp.clients.orchestrator import PasswordSet, UserCreate, UserPublic
+from regrasp.api.accounts import PasswordSet, UserCreate, UserPublic
 from regrasp.errors import NotFound
 from regrasp.store.db.tables import User
 from services.orchestrator.deps import AdminUser, CurrentUser, SessionDep

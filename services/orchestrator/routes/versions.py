@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Query, status
 from fastapi.responses import StreamingResponse
 
-from regrasp.clients.orchestrator import (
+from regrasp.api.versions import (
     DiffPublic,
     ExportPublic,
     ExportRequest,

@@ -11,7 +11,7 @@ import time
 import streamlit as st
 
 from regrasp import viz
-from regrasp.clients.orchestrator import DECISIONS, DecisionCreate
+from regrasp.api.review import DECISIONS, DecisionCreate
 from regrasp.errors import RegraspError
 from regrasp.imaging import decode_rgb
 from services.review_ui import overview, state, widgets

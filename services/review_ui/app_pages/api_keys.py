@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from regrasp.clients.orchestrator import ApiKeyCreate
+from regrasp.api.accounts import ApiKeyCreate
 from regrasp.errors import RegraspError
 from services.review_ui import state
 

@@ -11,7 +11,7 @@ import secrets
 import streamlit as st
 from pydantic import ValidationError
 
-from regrasp.clients.orchestrator import UserCreate
+from regrasp.api.accounts import UserCreate
 from regrasp.errors import RegraspError
 from services.review_ui import state
 

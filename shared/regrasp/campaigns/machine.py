@@ -249,7 +249,7 @@ def _advance_run(
     dataset_id: int,
     test_ids: list[int],
 ) -> None:
-    from regrasp.clients.trainer import EvaluateJobCreate, TrainJobCreate
+    from regrasp.api.jobs import EvaluateJobCreate, TrainJobCreate
 
     state = run["state"]
     if state == "pending":

@@ -35,7 +35,7 @@ def key_create(
 ) -> None:
     """Create a key and print it: the only time it is ever shown."""
     from regrasp.accounts import parse_scope
-    from regrasp.clients.orchestrator import ApiKeyCreate
+    from regrasp.api.accounts import ApiKeyCreate
 
     scope = parse_scope(scope).value  # one line naming the known scopes, before any call
     with orchestrator_client(url, token, username, password) as api:

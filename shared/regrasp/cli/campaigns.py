@@ -41,7 +41,7 @@ def campaign_start(
     password: str = PASSWORD_OPTION,
 ) -> None:
     """Train every network on every version and score each on one test split (admins)."""
-    from regrasp.clients.orchestrator import CampaignCreate
+    from regrasp.api.campaigns import CampaignCreate
 
     numbers = int_list_option(versions, "--versions")
     train = json_object_option(config, "--config")

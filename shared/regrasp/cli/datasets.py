@@ -54,7 +54,7 @@ def import_dataset(
         def render(self, task) -> Text:  # type: ignore[no-untyped-def]
             return Text("" if task.speed is None else f"{task.speed:,.1f}/s")
 
-    from regrasp.clients.orchestrator import (
+    from regrasp.api.datasets import (
         CornellSource,
         ImportRequest,
         JacquardSource,

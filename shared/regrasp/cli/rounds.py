@@ -41,7 +41,7 @@ def round_start(
     password: str = PASSWORD_OPTION,
 ) -> None:
     """Start a round on a dataset version (admins)."""
-    from regrasp.clients.orchestrator import RoundCreate
+    from regrasp.api.rounds import RoundCreate
 
     values = json_object_option(config, "--config")
     for key, value in (

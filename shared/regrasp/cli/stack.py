@@ -207,7 +207,8 @@ def demo(
 
     from rich.console import Console
 
-    from regrasp.clients.orchestrator import OrchestratorClient, UserCreate
+    from regrasp.api.accounts import UserCreate
+    from regrasp.clients.orchestrator import OrchestratorClient
     from regrasp.clients.trainer import TrainerClient
     from regrasp.demo import (
         DEMO_TRAIN,

@@ -34,7 +34,7 @@ def user_add(
     password: str = PASSWORD_OPTION,
 ) -> None:
     """Add an annotator (or an admin with --role admin); prints a generated password once."""
-    from regrasp.clients.orchestrator import UserCreate
+    from regrasp.api.accounts import UserCreate
 
     chosen = new_password or _generated()
     body = UserCreate(username=name, password=chosen, role=role)  # type: ignore[arg-type]
@@ -69,7 +69,7 @@ def user_passwd(
     password: str = PASSWORD_OPTION,
 ) -> None:
     """Reset a user's password; the old one stops working at once."""
-    from regrasp.clients.orchestrator import PasswordSet
+    from regrasp.api.accounts import PasswordSet
 
     chosen = new_password or _generated()
     PasswordSet(password=chosen)  # a bad password is refused before any call

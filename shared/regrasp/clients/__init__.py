@@ -1,6 +1,7 @@
-"""Typed HTTP clients of the four services, with the pydantic schemas they share.
+"""Typed HTTP clients of the services: `orchestrator`, `trainer`, `inference` (`base`: the
+plumbing they share).
 
-Services never import each other; they talk through these clients. Each client module
-holds the request/response schemas of its service, so the service and its callers use
-the same types.
+Services never import each other; they talk through these clients. The request and
+response schemas are the contract in `regrasp.api`, which the services declare their
+routes with, so a service and its callers use the same types.
 """

@@ -6,7 +6,7 @@ round status|apply`) and the review UI's pages, so every place states a round th
 
 from __future__ import annotations
 
-from regrasp.clients.orchestrator import ApplyPreviewPublic, RoundPublic, TrainingProgress
+from regrasp.api.rounds import ApplyPreviewPublic, RoundPublic, TrainingProgress
 
 __all__ = ["apply_summary", "duration", "round_summary", "training_line"]
 

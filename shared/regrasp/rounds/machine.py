@@ -345,7 +345,8 @@ def _step_created(bind: Bind, round_id: int, services: Services, hook: Hook, sto
 
 
 def _step_training(bind: Bind, round_id: int, services: Services, hook: Hook, stop) -> None:
-    from regrasp.clients.trainer import TrainerClient, TrainJobCreate
+    from regrasp.api.jobs import TrainJobCreate
+    from regrasp.clients.trainer import TrainerClient
 
     with session_scope(bind) as session:
         rnd = _expect(session, round_id, RoundState.training)

@@ -43,12 +43,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from regrasp.clients.inference import (
-    InferenceClient,
-    PredictStoredRequest,
-    StoredPrediction,
-    replica_urls,
-)
+from regrasp.api.predict import PredictStoredRequest, StoredPrediction
+from regrasp.clients.inference import InferenceClient, replica_urls
 from regrasp.errors import InvalidInput, RegraspError, StorageError
 from regrasp.label_quality import label_quality
 from regrasp.metrics import best_iou_batch

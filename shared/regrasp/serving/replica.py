@@ -23,7 +23,7 @@ import numpy as np
 
 from regrasp import model_registry
 from regrasp.accounts import Principal, authenticate_bearer
-from regrasp.clients.inference import ModelInfo, ServingStats
+from regrasp.api.predict import ModelInfo, ServingStats
 from regrasp.errors import NotFound, PermissionDenied, RegraspError
 from regrasp.predict import Prepared, Ranked, prepare, to_image
 from regrasp.serving import batching, stored

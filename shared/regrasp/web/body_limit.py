@@ -3,7 +3,7 @@
 A service that parses whatever a client sends can be made to hold any amount of it in
 memory, so every service refuses a body over its limit (`REGRASP_MAX_REQUEST_BYTES` for the
 orchestrator and the trainer, `REGRASP_INFERENCE_MAX_REQUEST_BYTES` for inference) with
-413 and a message naming the limit:
+413 and a message naming the limit, in the one error body (`regrasp.web.error_body`):
 
 - before reading anything when `Content-Length` already says the body is too big;
 - as soon as the limit is crossed when the body streams without a length (chunked): the
@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+
+from regrasp.web import error_body
 
 __all__ = ["BodySizeLimit", "declared_length", "too_large_message"]
 
@@ -42,7 +44,7 @@ def declared_length(scope: Scope) -> int | None:
 
 
 class BodySizeLimit:
-    """Refuse request bodies over `max_bytes` with 413 `{"detail": message}`."""
+    """Refuse request bodies over `max_bytes` with 413 `{"error": message, "detail": message}`."""
 
     def __init__(
         self, app: Any, *, max_bytes: int, setting: str = "REGRASP_MAX_REQUEST_BYTES"
@@ -86,7 +88,7 @@ class BodySizeLimit:
         await self.app(scope, limited_receive, guarded_send)
 
     async def _refuse(self, send: Send) -> None:
-        body = json.dumps({"detail": self.message}).encode()
+        body = json.dumps(error_body(self.message)).encode()
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
