@@ -450,14 +450,23 @@ def discard_orphan_objects(session: Session, store: ObjectStore, name: str) -> i
 # --- step 2: write -----------------------------------------------------------------------
 
 
-def write_version0(session: Session, staged: StagedImport, *, description: str = "") -> int:
+def write_version0(
+    session: Session,
+    staged: StagedImport,
+    *,
+    description: str = "",
+    batch_images: int = WRITE_BATCH_IMAGES,
+) -> int:
     """Create the dataset and write the staged rows as its version 0; returns its id.
 
-    The rows go in batches (`WRITE_BATCH_IMAGES` images), all in the caller's transaction.
+    The rows go in batches of `batch_images` images, all in the caller's transaction.
     """
     dataset_id = create_dataset(session, name=staged.dataset_name, description=description)
     import_version0_batches(
-        session, dataset_id, staged.batches(), message=f"import of {staged.images} images"
+        session,
+        dataset_id,
+        staged.batches(batch_images),
+        message=f"import of {staged.images} images",
     )
     return dataset_id
 
