@@ -141,17 +141,21 @@ def _png(view: memoryview) -> ImageHeader:
     has_idat = has_trns = False
     while True:
         if pos + 12 > end:
-            raise InvalidInput(f"truncated PNG: ends at byte {end} before its IEND chunk")
+            raise InvalidInput(
+                f"corrupt or truncated PNG: ends at byte {end} before its IEND chunk"
+            )
         (length,) = struct.unpack_from(">I", view, pos)
         ctype = bytes(view[pos + 4 : pos + 8])
+        name = ctype.decode("latin-1")
         stop = pos + 12 + length
         if length > 2**31 - 1 or stop > end:
             raise InvalidInput(
-                f"truncated PNG: chunk {ctype!r} at byte {pos} runs past the end of the file"
+                f"corrupt or truncated PNG: chunk {name!r} at byte {pos} runs past the end of "
+                f"the file ({end} bytes)"
             )
         (crc,) = struct.unpack_from(">I", view, stop - 4)
         if zlib.crc32(view[pos + 4 : stop - 4]) != crc:
-            raise InvalidInput(f"corrupt PNG: chunk {ctype!r} at byte {pos} fails its CRC")
+            raise InvalidInput(f"corrupt PNG: chunk {name!r} at byte {pos} fails its CRC")
         if ihdr is None:
             if ctype != b"IHDR" or length != 13:
                 raise InvalidInput("corrupt PNG: the first chunk is not a 13-byte IHDR")
@@ -228,7 +232,7 @@ def _tiff(view: memoryview) -> ImageHeader:
     for n, (start, length) in enumerate(zip(offsets, counts, strict=True)):
         if start + length > end:
             raise InvalidInput(
-                f"truncated TIFF: strip {n} (bytes {start}..{start + length}) runs past the "
+                f"corrupt or truncated TIFF: strip {n} (bytes {start}..{start + length}) runs past the "
                 f"end of the file ({end} bytes)"
             )
     if compression not in _TIFF_COMPRESSIONS or len(bits) != 1 or len(sample_format) != 1:
