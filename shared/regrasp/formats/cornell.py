@@ -45,7 +45,7 @@ _KINDS = {"r.png": "rgb", "cpos.txt": "grasps", "d.tiff": "depth", ".txt": "pcd"
 REQUIRED = ("rgb", "grasps")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CornellImage:
     """One Cornell image: ids and files (`paths`: kind → name under the root), loaded on demand.
 

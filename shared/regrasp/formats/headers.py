@@ -232,8 +232,8 @@ def _tiff(view: memoryview) -> ImageHeader:
     for n, (start, length) in enumerate(zip(offsets, counts, strict=True)):
         if start + length > end:
             raise InvalidInput(
-                f"corrupt or truncated TIFF: strip {n} (bytes {start}..{start + length}) runs past the "
-                f"end of the file ({end} bytes)"
+                f"corrupt or truncated TIFF: strip {n} (bytes {start}..{start + length}) runs "
+                f"past the end of the file ({end} bytes)"
             )
     if compression not in _TIFF_COMPRESSIONS or len(bits) != 1 or len(sample_format) != 1:
         return ImageHeader("tiff", width, height, None, None)

@@ -89,15 +89,42 @@ class FolderSource:
         self._roots = tuple(Path(r).expanduser().resolve() for r in roots)
 
     def names(self) -> list[str]:
-        files = [p for p in self._root.rglob("*") if p.is_file()]
-        if self._roots:
-            for p in files:
-                real = p.resolve()
-                if not any(real.is_relative_to(r) for r in self._roots):
-                    raise FormatError(
-                        f"{p}: links to {real}, outside the import roots (REGRASP_IMPORT_ROOTS)"
-                    )
-        return sorted(p.relative_to(self._root).as_posix() for p in files)
+        """Every file under the root (links followed, each folder once), sorted.
+
+        Walked with `os.scandir` and plain strings: a `Path` per file costs several times
+        the memory, which adds up over a 54k-image dataset's 270k files.
+        """
+        names: list[str] = []
+        seen: set[tuple[int, int]] = set()
+        stack = [("", str(self._root))]
+        while stack:
+            rel, folder = stack.pop()
+            try:
+                st = os.stat(folder)
+                if (st.st_dev, st.st_ino) in seen:
+                    continue  # a link back to a folder already walked
+                seen.add((st.st_dev, st.st_ino))
+                with os.scandir(folder) as entries:
+                    for entry in entries:
+                        name = f"{rel}{entry.name}"
+                        if entry.is_dir():
+                            stack.append((name + "/", entry.path))
+                        elif entry.is_file():
+                            self._check_inside_roots(entry.path)
+                            names.append(name)
+            except OSError as exc:
+                raise FormatError(f"{folder}: cannot list ({exc.strerror or exc})") from exc
+        names.sort()
+        return names
+
+    def _check_inside_roots(self, path: str) -> None:
+        if not self._roots:
+            return
+        real = Path(os.path.realpath(path))
+        if not any(real.is_relative_to(r) for r in self._roots):
+            raise FormatError(
+                f"{path}: links to {real}, outside the import roots (REGRASP_IMPORT_ROOTS)"
+            )
 
     def read_bytes(self, name: str) -> bytes:
         path = self._root / check_member_name(name, source=self.root)
