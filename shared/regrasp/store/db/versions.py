@@ -886,23 +886,17 @@ def _insert_original_grasps(
     """Insert version-0 grasps: binary COPY on PostgreSQL, `_rows` on SQLite."""
     n = len(grasps)
     if session.get_bind().dialect.name != "postgresql":
+        # The driver's executemany: no JSON to build and parse (half the CPU of `_rows`).
+        columns = "dataset_id, image_id, " + ", ".join(_GRASP_COLS) + ", added_in_version, source"
+        sql = f"INSERT INTO grasps ({columns}) VALUES ({', '.join('?' * 9)})"  # noqa: S608
+        driver = session.connection().connection.driver_connection
+        original = GraspSource.original.value
         for s in range(0, n, CHUNK_ROWS):
-            g = grasps[s : s + CHUNK_ROWS]
-            cols = {
-                "image_id": (sa.BigInteger, image_ids[s : s + CHUNK_ROWS].tolist()),
-                **{k: (sa.Double, g[:, j].tolist()) for j, k in enumerate(_GRASP_COLS)},
-            }
-            src = _rows(session, cols)
-            session.execute(
-                sa.insert(Grasp).from_select(
-                    ["dataset_id", "added_in_version", "source", *cols],
-                    sa.select(
-                        sa.literal(dataset_id),
-                        sa.literal(0),
-                        sa.literal(GraspSource.original.value),
-                        *src.c,
-                    ),
-                )
+            ids = image_ids[s : s + CHUNK_ROWS].tolist()
+            values = grasps[s : s + CHUNK_ROWS].tolist()
+            driver.executemany(
+                sql,
+                [(dataset_id, i, *g, 0, original) for i, g in zip(ids, values, strict=True)],
             )
         return
     source = GraspSource.original.value.encode()

@@ -159,8 +159,11 @@ class FileObjectStore(ObjectStore):
         target = self._path(key)
         tmp_dir = self.root / RESERVED_DIR / "tmp"
         with _os_errors(key, self.root):
-            tmp_dir.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix="put-")
+            try:
+                fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix="put-")
+            except FileNotFoundError:  # the first write of this store
+                tmp_dir.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix="put-")
         try:
             digest = hashlib.sha256()
             with os.fdopen(fd, "wb") as out:
@@ -184,7 +187,8 @@ class FileObjectStore(ObjectStore):
     def _rename_into_place(self, key: str, tmp: Path, target: Path) -> None:
         for attempt in range(_RENAME_ATTEMPTS):
             try:
-                target.parent.mkdir(parents=True, exist_ok=True)
+                if attempt:  # the folder is missing (new, or pruned by a delete meanwhile)
+                    target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(tmp, target)
                 return
             except FileNotFoundError:
@@ -228,9 +232,13 @@ class FileObjectStore(ObjectStore):
         }
         path = self._meta_path(key)
         payload = json.dumps(meta).encode()
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                fd = os.open(path, flags, 0o644)
+            except FileNotFoundError:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, flags, 0o644)
         except OSError:
             return
         try:
