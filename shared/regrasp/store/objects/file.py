@@ -3,10 +3,13 @@
 Key `a/b/c.png` is the file `<root>/a/b/c.png`, so the store can be browsed and backed up
 with ordinary tools. Writes go to a temporary file inside the root (same file system) and
 are renamed over the target with `os.replace`, so readers see the old or the new content,
-never half of it. Bookkeeping lives in `<root>/.regrasp-store/` (reserved, never listed):
-`tmp/` for writes in flight, and `meta/` holding, per key, the SHA-256 and content type
-recorded at put together with the file's inode, size and mtime, so `stat` answers without
-rereading a large file; a file changed behind the store's back is noticed and rehashed.
+never half of it. Each object's SHA-256 and content type are recorded at put, together
+with the file's inode, size and mtime, so `stat` answers without rereading a large file;
+a file changed behind the store's back is noticed and rehashed. The record is an extended
+attribute of the file itself (`user.regrasp.meta`: no second file per object, which halves
+the file-system work of a bulk import), or, where the file system has no user extended
+attributes, a file under `<root>/.regrasp-store/meta/`. `<root>/.regrasp-store/` is
+reserved and never listed; its `tmp/` holds writes in flight.
 
 Folders emptied by deletes are pruned. A key cannot be both an object and a folder here
 (`a` and `a/b`), unlike S3: such a put raises `Conflict`. `presigned_get_url` returns None.
@@ -171,17 +174,20 @@ class FileObjectStore(ObjectStore):
                     digest.update(chunk)
                     with _os_errors(key, self.root):
                         out.write(chunk)
+                sha256 = digest.hexdigest()
                 with _os_errors(key, self.root):
                     out.flush()
+                    st = os.fstat(out.fileno())
+                    # Recorded before the rename: the object appears with its checksum.
+                    recorded = _set_meta_xattr(out.fileno(), _meta(key, st, sha256, content_type))
                     if self._fsync and fsync:
                         os.fsync(out.fileno())
-                    st = os.fstat(out.fileno())
             self._rename_into_place(key, Path(tmp), target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        sha256 = digest.hexdigest()
-        self._record_meta(key, st, sha256, content_type)
+        if not recorded:
+            self._record_meta_file(key, _meta(key, st, sha256, content_type))
         return _info(key, st, sha256, content_type)
 
     def _rename_into_place(self, key: str, tmp: Path, target: Path) -> None:
@@ -205,9 +211,18 @@ class FileObjectStore(ObjectStore):
                 raise StorageError(f"file store {self.root}: writing {key}: {exc}") from exc
 
     def _read_meta(self, key: str) -> dict | None:
+        """The record of `key`: its extended attribute, else its file under `meta/`."""
+        raw: bytes | None
         try:
-            meta = json.loads(self._meta_path(key).read_bytes())
-        except (FileNotFoundError, NotADirectoryError, ValueError):
+            raw = os.getxattr(self._path(key), _META_XATTR)
+        except OSError:  # no attribute, or no extended attributes on this file system
+            try:
+                raw = self._meta_path(key).read_bytes()
+            except OSError:
+                return None
+        try:
+            meta = json.loads(raw)
+        except ValueError:
             return None
         return meta if isinstance(meta, dict) and meta.get("key") == key else None
 
@@ -215,21 +230,17 @@ class FileObjectStore(ObjectStore):
         self, key: str, st: os.stat_result, sha256: str, content_type: str | None
     ) -> None:
         """Best effort: the object is already in place, and a missing or stale record only
-        costs a rehash on the next `stat`, so failing to write one fails nothing.
+        costs a rehash on the next `stat`, so failing to write one fails nothing."""
+        meta = _meta(key, st, sha256, content_type)
+        if not _set_meta_xattr(self._path(key), meta):
+            self._record_meta_file(key, meta)
 
-        Written in place with one `write`, not through a temporary file and a rename: that
-        halves the file-system operations of a put (it matters when an import stores
-        hundreds of thousands of files), and a record read half-written, or mixed from two
+    def _record_meta_file(self, key: str, meta: dict) -> None:
+        """The record as a file under `meta/`, for file systems without user xattrs.
+
+        Written in place with one `write`: a record read half-written, or mixed from two
         writers, is not valid JSON for this key and size, so it only costs a rehash.
         """
-        meta = {
-            "key": key,
-            "sha256": sha256,
-            "content_type": content_type,
-            "size": st.st_size,
-            "mtime_ns": st.st_mtime_ns,
-            "ino": st.st_ino,
-        }
         path = self._meta_path(key)
         payload = json.dumps(meta).encode()
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
@@ -298,6 +309,31 @@ class FileObjectStore(ObjectStore):
             except OSError:
                 return  # not empty (or already gone / not ours): stop climbing
             folder = folder.parent
+
+
+#: Extended attribute holding an object's record (JSON, as the `meta/` files hold it).
+_META_XATTR = "user.regrasp.meta"
+
+
+def _meta(key: str, st: os.stat_result, sha256: str, content_type: str | None) -> dict:
+    return {
+        "key": key,
+        "sha256": sha256,
+        "content_type": content_type,
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "ino": st.st_ino,
+    }
+
+
+def _set_meta_xattr(target: int | Path, meta: dict) -> bool:
+    """Record `meta` on the file (a descriptor or a path); False where the file system
+    refuses user extended attributes (the caller then writes a `meta/` file)."""
+    try:
+        os.setxattr(target, _META_XATTR, json.dumps(meta).encode())
+    except OSError:
+        return False
+    return True
 
 
 def _load_syncfs() -> Callable[[int], int] | None:
