@@ -129,10 +129,11 @@ class FolderSource:
     def read_bytes(self, name: str) -> bytes:
         path = self._root / check_member_name(name, source=self.root)
         try:
-            size = path.stat().st_size
-            if size > self._max:
-                raise FormatError(f"{path}: {size} bytes exceeds the limit of {self._max}")
-            return path.read_bytes()
+            with open(path, "rb", buffering=0) as stream:  # one open, one fstat, one read
+                size = os.fstat(stream.fileno()).st_size
+                if size > self._max:
+                    raise FormatError(f"{path}: {size} bytes exceeds the limit of {self._max}")
+                return stream.read()
         except FileNotFoundError as exc:
             raise FormatError(f"{path}: file is missing") from exc
         except OSError as exc:

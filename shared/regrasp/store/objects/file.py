@@ -9,7 +9,9 @@ a file changed behind the store's back is noticed and rehashed. The record is an
 attribute of the file itself (`user.regrasp.meta`: no second file per object, which halves
 the file-system work of a bulk import), or, where the file system has no user extended
 attributes, a file under `<root>/.regrasp-store/meta/`. `<root>/.regrasp-store/` is
-reserved and never listed; its `tmp/` holds writes in flight.
+reserved and never listed; its `tmp/` holds writes in flight. A copy of the folder made
+without extended attributes (a plain `cp -r`) stays correct: a missing record is rebuilt
+by hashing the file on its next `stat`.
 
 Folders emptied by deletes are pruned. A key cannot be both an object and a folder here
 (`a` and `a/b`), unlike S3: such a put raises `Conflict`. `presigned_get_url` returns None.
