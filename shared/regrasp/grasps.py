@@ -35,6 +35,10 @@ def read_jacquard(path: str | Path) -> np.ndarray:
 
 def parse_jacquard(text: str, *, source: str = "<grasps>") -> np.ndarray:
     """Parse the content of a Jacquard grasps file; see `read_jacquard`."""
+    fast = _parse_jacquard_fast(text)
+    if fast is not None:
+        return fast
+    # Something is wrong: the line-by-line reading names the first bad line.
     rows: list[list[float]] = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
@@ -155,6 +159,22 @@ def _read_text(path: str | Path) -> str:
         raise FormatError(f"{path}: not a text file ({exc.reason})") from exc
     except OSError as exc:
         raise FormatError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+
+
+def _parse_jacquard_fast(text: str) -> np.ndarray | None:
+    """The grasps of a well-formed file at C speed (an importer parses 54k of them), or
+    None when any line is not five finite numbers with a positive opening and jaw."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if any(line.count(";") != 4 for line in lines):
+        return None
+    try:
+        values = list(map(float, ";".join(lines).split(";"))) if lines else []
+    except ValueError:
+        return None
+    grasps = np.asarray(values, dtype=np.float64).reshape(-1, 5)
+    if not np.isfinite(grasps).all() or (grasps[:, [OPENING, JAW]] <= 0).any():
+        return None
+    return grasps
 
 
 def _check_row(row: list[float], source: str, lineno: int) -> None:

@@ -1,68 +1,78 @@
-"""Dataset import: check every file, copy the files to the object store, write version 0.
+"""Dataset import: one pass over the files (check, hash, store), then version 0 in one go.
 
-An import runs in three phases, in this order, so that a bad dataset leaves nothing behind:
+An import reads each file of a dataset exactly once, streaming, in bounded memory:
 
-1. validate (`plan_import`): read every file of every image (decode the images, parse
-   the grasps, compare sizes). The first bad file stops the import with a `FormatError`
-   naming it; nothing has been written.
-2. upload (`upload_plan`): copy each file to `keys.image_file_key`, with its SHA-256. An
-   object already stored under its key with the same SHA-256 is skipped, so a re-run after
-   a crash or a storage failure uploads only what is missing (54k images resume, not
-   restart).
-3. write (`write_version0`): the dataset, its objects, its images (keys, sizes, checksum of
-   the RGB file, split) and every grasp as version 0, in ONE database transaction.
+1. stage (`stage_import`): worker threads take the images in order, a bounded window at
+   a time. For each image they read its files, check them from their structure (PNG
+   chunks and CRCs, TIFF header and strip extents: `regrasp.formats.headers`; a full
+   decode, in a process pool, only where a header cannot decide), parse its grasps, and
+   store each file under `keys.image_file_key` with its SHA-256 (skipping a file already
+   stored with the same checksum, so a re-run uploads only what is missing). Files are
+   written without a per-file fsync; the store is synced every `SYNC_EVERY_BYTES` and at
+   the end. The rows of version 0 (image records, grasps) go to a temporary spill file,
+   never all in memory. The first bad file, in image order, stops the import with a
+   `FormatError` naming it.
+2. write (`write_version0`): the dataset, its objects, images (keys, sizes, checksum of
+   the RGB file, split) and every grasp as version 0, read back from the spill file in
+   batches of `WRITE_BATCH_IMAGES` images, in ONE database transaction.
 
-Failure policy: a failure in phase 1 writes nothing anywhere. A failure in phase 2 or 3
-leaves no database row (phase 3 is one transaction), and the objects phase 2 stored stay
-where they are: nothing refers to them, and the next attempt under the same dataset name
-checks and reuses them instead of uploading them again. `discard_orphan_objects` removes
-them when the import is abandoned.
+Failure policy: nothing reaches the database before every file has been checked and
+stored. When a bad file stops the import, the files this run stored are deleted again
+(files an earlier run stored stay), so a bad dataset leaves nothing behind. A storage
+failure, a crash or an interruption leaves the stored files where they are: nothing
+refers to them, and the next attempt under the same dataset name checks and reuses them
+instead of uploading them again; `discard_orphan_objects` (or the garbage collector,
+`regrasp.store.gc`) removes them when the import is abandoned.
 
-The import *job* (`create_import` / `run_import` / `get_import`) wraps these phases for a
-service: the request and its progress live in the `imports` table, so any orchestrator
-replica can report it, and a heartbeat tells a running import from one whose process died.
+The import *job* (`create_import` / `run_import` / `get_import`) wraps this for a service:
+the request and its progress (images done, for a rate and an ETA) live in the `imports`
+table, so any orchestrator replica can report it, and a heartbeat tells a running import
+from one whose process died.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import multiprocessing
+import os
 import tempfile
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import closing
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import IO, Any, Literal, TypeVar
 
-import cv2
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from regrasp.errors import Conflict, FormatError, InvalidInput, NotFound, RegraspError, StorageError
-from regrasp.formats.cornell import CornellDataset, CornellImage, scan_cornell
+from regrasp.formats.cornell import CornellDataset, CornellImage, pcd_depth_tiff, scan_cornell
+from regrasp.formats.headers import ImageKind, check_image, decode_size
 from regrasp.formats.jacquard import JacquardDataset, JacquardImage, scan_jacquard
-from regrasp.formats.sources import MAX_FILE_BYTES, ScannedDataset, check_member_name
-from regrasp.grasps import X, Y
-from regrasp.imaging import image_size
+from regrasp.formats.sources import MAX_FILE_BYTES, ScannedDataset, Source, check_member_name
+from regrasp.grasps import X, Y, parse_cornell, parse_jacquard
+from regrasp.imaging import MAX_SIDE
 from regrasp.store import keys
 from regrasp.store.db.engine import session_scope
 from regrasp.store.db.tables import Dataset, DatasetImport, ImportState
-from regrasp.store.db.versions import ImageRecords, create_dataset, import_version0
+from regrasp.store.db.versions import ImageRecords, create_dataset, import_version0_batches
 from regrasp.store.objects.base import ObjectStore
 
 __all__ = [
     "ACTIVE_STATES",
     "ImportInterrupted",
-    "ImportPlan",
     "ImportResult",
-    "PlannedImage",
     "SplitSpec",
+    "StagedImport",
     "StoreSource",
     "assign_splits",
     "check_import_path",
@@ -72,19 +82,19 @@ __all__ = [
     "get_import",
     "import_dataset",
     "open_dataset",
-    "plan_import",
     "run_import",
-    "upload_plan",
+    "stage_import",
     "write_version0",
 ]
 
 log = logging.getLogger(__name__)
 
-Phase = Literal["generating", "validating", "uploading", "writing"]
+Phase = Literal["generating", "uploading", "writing"]
 #: `progress(phase, done, total)`: called from the importing thread after each image.
 Progress = Callable[[Phase, int, int], None]
 
-#: States of an import that is still running (or waiting to).
+#: States of an import that is still running (or waiting to). `validating` is no longer
+#: entered (files are checked as they are stored) but rows written before may hold it.
 ACTIVE_STATES = (
     ImportState.queued,
     ImportState.generating,
@@ -97,6 +107,12 @@ HEARTBEAT_EVERY = timedelta(seconds=10)
 STALE_AFTER = timedelta(seconds=120)
 #: Least time between two progress writes to the database.
 _PROGRESS_EVERY_S = 0.5
+#: Bytes stored between two syncs of the store: bounds the dirty data a crash can lose
+#: and keeps the final sync short, at one flush per GiB instead of one per file.
+SYNC_EVERY_BYTES = 1 << 30
+#: Images per batch of version-0 rows written from the spill file (~130 grasps each for
+#: Jacquard): small enough that a batch never dominates the import's memory.
+WRITE_BATCH_IMAGES = 256
 
 #: Object-store file kind → Jacquard file kind (`regrasp.formats.jacquard.SUFFIXES`).
 JACQUARD_KINDS: Mapping[keys.ImageFileKind, str] = {
@@ -106,6 +122,8 @@ JACQUARD_KINDS: Mapping[keys.ImageFileKind, str] = {
     "mask": "mask",
     "grasps": "grasps",
 }
+#: Order of the file kinds of an image in the spill file and the upload bookkeeping.
+_KINDS: tuple[keys.ImageFileKind, ...] = ("rgb", "depth", "stereo_depth", "mask", "grasps")
 
 ItemT = TypeVar("ItemT")
 
@@ -137,37 +155,72 @@ class SplitSpec:
             raise InvalidInput(f"test_fraction must lie in [0, 1), got {self.test_fraction}")
 
 
-@dataclass(frozen=True)
-class PlannedImage:
-    """One validated image: ids, size in pixels, split and the key of each of its files."""
+@dataclass
+class StagedImport:
+    """A dataset whose every file is checked and stored, and whose version-0 rows wait in
+    a temporary spill file for `write_version0`. Close it (or use `with`) to drop the file.
 
-    name: str
-    object_name: str
-    width: int
-    height: int
-    split: str
-    keys: Mapping[keys.ImageFileKind, str]
-
-
-@dataclass(frozen=True)
-class ImportPlan:
-    """A validated dataset, ready to upload and write.
-
-    grasp_image_index: (N,) int64 position in `images` of each grasp; grasps: (N, 5)
-    float64 `(x, y, theta, opening, jaw)` in pixels and degrees, in file order.
-    `read(i, kind)` returns the bytes to store for file `kind` of image i.
+    `files`: files of the dataset; `uploaded` of them stored by this run, `skipped` found
+    already stored with the same SHA-256.
     """
 
     dataset_name: str
-    images: tuple[PlannedImage, ...]
-    grasp_image_index: np.ndarray
-    grasps: np.ndarray
-    read: Callable[[int, keys.ImageFileKind], bytes]
-    location: Callable[[int, keys.ImageFileKind], str]
+    images: int
+    objects: int
+    grasps: int
+    files: int
+    uploaded: int
+    skipped: int
+    _records: IO[bytes] = field(repr=False)
+    _grasps: IO[bytes] = field(repr=False)
 
-    @property
-    def files(self) -> int:
-        return sum(len(image.keys) for image in self.images)
+    def batches(
+        self, size: int = WRITE_BATCH_IMAGES
+    ) -> Iterator[tuple[ImageRecords, np.ndarray, np.ndarray]]:
+        """The rows of version 0, `size` images at a time: (records, grasp → image index
+        within the batch, (N, 5) grasps), in the dataset's order."""
+        self._records.seek(0)
+        self._grasps.seek(0)
+        while True:
+            lines = [line for _, line in zip(range(size), self._records, strict=False)]
+            if not lines:
+                return
+            rows = [json.loads(line) for line in lines]
+            counts = np.asarray([r[7] for r in rows], dtype=np.int64)
+            raw = self._grasps.read(int(counts.sum()) * 5 * 8)
+            grasps = np.frombuffer(raw, dtype="<f8").reshape(-1, 5)
+
+            def key_of(kind: keys.ImageFileKind, rows: list[Any] = rows) -> list[str | None]:
+                bit = 1 << _KINDS.index(kind)
+                return [
+                    keys.image_file_key(self.dataset_name, r[1], r[0], kind) if r[5] & bit else None
+                    for r in rows
+                ]
+
+            records = ImageRecords(
+                names=[r[0] for r in rows],
+                object_names=[r[1] for r in rows],
+                widths=[r[2] for r in rows],
+                heights=[r[3] for r in rows],
+                splits=[r[4] for r in rows],
+                rgb_keys=key_of("rgb"),
+                depth_keys=key_of("depth"),
+                stereo_keys=key_of("stereo_depth"),
+                mask_keys=key_of("mask"),
+                grasps_keys=key_of("grasps"),
+                checksums=[r[6] for r in rows],
+            )
+            yield records, np.repeat(np.arange(len(rows), dtype=np.int64), counts), grasps
+
+    def close(self) -> None:
+        self._records.close()
+        self._grasps.close()
+
+    def __enter__(self) -> StagedImport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 @dataclass(frozen=True)
@@ -193,37 +246,45 @@ def import_dataset(
     description: str = "",
     split: SplitSpec | None = None,
     workers: int = 4,
+    decode_workers: int | None = None,
+    work_dir: str | Path | None = None,
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> ImportResult:
-    """Validate `dataset`, upload its files, write it as version 0 of a new dataset `name`.
+    """Check and store every file of `dataset`, then write it as version 0 of dataset `name`.
 
     Conflict when a dataset of that name exists (checked first, and again by the final
-    transaction). See the module docstring for what a failure leaves behind.
+    transaction). See the module docstring for what a failure leaves behind; `stage_import`
+    for the options.
     """
     started = time.perf_counter()
     keys.dataset_prefix(name)  # a name that cannot be a key component is refused up front
     with session_scope(bind) as session:
         _check_name_free(session, name)
-    plan = plan_import(
-        dataset, name=name, split=split, workers=workers, progress=progress, should_stop=should_stop
-    )
-    checksums, uploaded, skipped = upload_plan(
-        store, plan, workers=workers, progress=progress, should_stop=should_stop
-    )
-    if progress is not None:
-        progress("writing", 0, 1)
-    with session_scope(bind) as session:
-        dataset_id, _ = write_version0(session, plan, checksums, description=description)
-    if progress is not None:
-        progress("writing", 1, 1)
+    with stage_import(
+        store,
+        dataset,
+        name=name,
+        split=split,
+        workers=workers,
+        decode_workers=decode_workers,
+        work_dir=work_dir,
+        progress=progress,
+        should_stop=should_stop,
+    ) as staged:
+        if progress is not None:
+            progress("writing", 0, 1)
+        with session_scope(bind) as session:
+            dataset_id = write_version0(session, staged, description=description)
+        if progress is not None:
+            progress("writing", 1, 1)
     return ImportResult(
         dataset_id=dataset_id,
-        images=len(plan.images),
-        objects=len({image.object_name for image in plan.images}),
-        grasps=len(plan.grasps),
-        uploaded=uploaded,
-        skipped=skipped,
+        images=staged.images,
+        objects=staged.objects,
+        grasps=staged.grasps,
+        uploaded=staged.uploaded,
+        skipped=staged.skipped,
         seconds=time.perf_counter() - started,
     )
 
@@ -271,61 +332,97 @@ def check_import_path(path: str | Path, roots: Sequence[str | Path]) -> Path:
     )
 
 
-# --- phase 1: validate -------------------------------------------------------------------
+# --- step 1: check and store every file, once -------------------------------------------
 
 
-def plan_import(
+def stage_import(
+    store: ObjectStore,
     dataset: ScannedDataset[Any],
     *,
     name: str,
     split: SplitSpec | None = None,
     workers: int = 4,
+    decode_workers: int | None = None,
+    work_dir: str | Path | None = None,
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
-) -> ImportPlan:
-    """Read and check every file of every image; FormatError naming the first bad file.
+) -> StagedImport:
+    """Read each file of `dataset` once: check it, hash it, store it; spill version 0's rows.
 
-    Nothing is written. Images keep the dataset's order (object, then index).
+    `workers` threads read, check and store images in the dataset's order (object, then
+    index), `2 × workers` images in flight at most, so memory stays bounded whatever the
+    dataset's size. A file whose header cannot decide is decoded in a pool of
+    `decode_workers` processes (default: `workers`, at most the CPU count), started only
+    if such a file turns up. The spill file lives in `work_dir` (default: the system's
+    temporary folder). FormatError naming the first bad file, in image order; the files
+    this run stored are deleted again before it is raised. Nothing touches the database.
     """
-    keys.dataset_prefix(name)
+    if workers < 1:
+        raise InvalidInput(f"workers must be >= 1, got {workers}")
+    prefix = keys.dataset_prefix(name)
     images = list(dataset.images)
     if isinstance(dataset, JacquardDataset):
-        check, read, location = _jacquard_adapter(images)
+        plan_files: Callable[[Any], list[_File]] = _jacquard_files
     elif isinstance(dataset, CornellDataset):
-        check, read, location = _cornell_adapter(images)
+        plan_files = _cornell_files
     else:
         raise InvalidInput(f"cannot import a {type(dataset).__name__}")
-    checked = _in_order(
-        check,
-        len(images),
-        workers=workers,
-        should_stop=should_stop,
-        progress=_phase(progress, "validating"),
-    )
-
     splits = assign_splits(
         [im.object_id for im in images], [im.name for im in images], split or SplitSpec()
     )
-    planned = []
-    for i, (image, (width, height, _grasps, kinds)) in enumerate(zip(images, checked, strict=True)):
-        try:
-            file_keys = {
-                kind: keys.image_file_key(name, image.object_id, image.name, kind) for kind in kinds
-            }
-        except InvalidInput as exc:
-            raise FormatError(f"{location(i, 'rgb')}: cannot be stored: {exc}") from exc
-        planned.append(
-            PlannedImage(image.name, image.object_id, width, height, splits[i], file_keys)
+    # A first import (nothing under the dataset's prefix yet) needs no per-file lookups.
+    stored_before = next(iter(store.list(prefix)), None) is not None
+    uploaded_kinds = np.zeros((len(images), len(_KINDS)), dtype=bool)
+    decoder = _Decoder(decode_workers or min(workers, os.cpu_count() or 1))
+
+    def one(i: int) -> _Done:
+        return _store_image(
+            store, name, images[i], plan_files(images[i]), decoder, stored_before, uploaded_kinds[i]
         )
-    counts = [len(c[2]) for c in checked]
-    grasps = np.concatenate([c[2] for c in checked]) if checked else np.empty((0, 5))
-    return ImportPlan(
+
+    if work_dir is not None:
+        Path(work_dir).mkdir(parents=True, exist_ok=True)
+    records = tempfile.TemporaryFile(dir=work_dir, prefix="regrasp-import-")
+    grasps_file = tempfile.TemporaryFile(dir=work_dir, prefix="regrasp-import-")
+    totals = {"grasps": 0, "files": 0, "uploaded": 0, "skipped": 0}
+    unsynced = 0
+    try:
+        with (
+            decoder,
+            closing(_in_order(one, len(images), workers=workers, should_stop=should_stop)) as done,
+        ):
+            for i, stored in enumerate(done):
+                records.write(json.dumps(stored.row(images[i], splits[i])).encode() + b"\n")
+                grasps_file.write(np.ascontiguousarray(stored.grasps, dtype="<f8").tobytes())
+                totals["grasps"] += len(stored.grasps)
+                totals["files"] += len(stored.kinds)
+                totals["uploaded"] += stored.uploaded
+                totals["skipped"] += len(stored.kinds) - stored.uploaded
+                unsynced += stored.uploaded_bytes
+                if unsynced >= SYNC_EVERY_BYTES:
+                    store.sync()
+                    unsynced = 0
+                if progress is not None:
+                    progress("uploading", i + 1, len(images))
+        store.sync()  # every stored file durable before any row can refer to it
+    except BaseException as exc:
+        records.close()
+        grasps_file.close()
+        if isinstance(exc, FormatError):
+            _delete_uploaded(store, name, images, uploaded_kinds, workers)
+        raise
+    records.flush()
+    grasps_file.flush()
+    return StagedImport(
         dataset_name=name,
-        images=tuple(planned),
-        grasp_image_index=np.repeat(np.arange(len(images), dtype=np.int64), counts),
-        grasps=np.asarray(grasps, dtype=np.float64).reshape(-1, 5),
-        read=read,
-        location=location,
+        images=len(images),
+        objects=len({im.object_id for im in images}),
+        grasps=totals["grasps"],
+        files=totals["files"],
+        uploaded=totals["uploaded"],
+        skipped=totals["skipped"],
+        _records=records,
+        _grasps=grasps_file,
     )
 
 
@@ -344,91 +441,34 @@ def assign_splits(
     return np.where(test[of_image], "test", "train").tolist()
 
 
-# --- phase 2: upload ---------------------------------------------------------------------
-
-
-def upload_plan(
-    store: ObjectStore,
-    plan: ImportPlan,
-    *,
-    workers: int = 4,
-    progress: Progress | None = None,
-    should_stop: Callable[[], bool] | None = None,
-) -> tuple[list[str], int, int]:
-    """Store every file of the plan; returns (RGB SHA-256 per image, uploaded, skipped).
-
-    One listing of the dataset's prefix tells which keys exist; only those are `stat`ed
-    to compare checksums, so a first import makes no extra request per file.
-    """
-    existing = {info.key for info in store.list(keys.dataset_prefix(plan.dataset_name))}
-
-    def upload(i: int) -> tuple[str, int, int]:
-        image, rgb_sha, uploaded, skipped = plan.images[i], "", 0, 0
-        for kind, key in image.keys.items():
-            data = plan.read(i, kind)
-            sha = hashlib.sha256(data).hexdigest()
-            if kind == "rgb":
-                rgb_sha = sha
-            if key in existing and store.stat(key).sha256 == sha:
-                skipped += 1
-                continue
-            info = store.put_bytes(key, data)
-            if info.sha256 != sha:
-                raise StorageError(f"{key}: stored checksum {info.sha256} differs from {sha}")
-            uploaded += 1
-        return rgb_sha, uploaded, skipped
-
-    done = _in_order(
-        upload,
-        len(plan.images),
-        workers=workers,
-        should_stop=should_stop,
-        progress=_phase(progress, "uploading"),
-    )
-    return [d[0] for d in done], sum(d[1] for d in done), sum(d[2] for d in done)
-
-
 def discard_orphan_objects(session: Session, store: ObjectStore, name: str) -> int:
     """Delete the stored files of an abandoned import of `name`; Conflict if it was imported."""
     _check_name_free(session, name)
     return store.delete_prefix(keys.dataset_prefix(name))
 
 
-# --- phase 3: write ----------------------------------------------------------------------
+# --- step 2: write -----------------------------------------------------------------------
 
 
 def write_version0(
-    session: Session, plan: ImportPlan, checksums: Sequence[str], *, description: str = ""
-) -> tuple[int, np.ndarray]:
-    """Create the dataset and write the plan as its version 0 → (dataset id, image ids)."""
-    dataset_id = create_dataset(session, name=plan.dataset_name, description=description)
-    images = plan.images
+    session: Session,
+    staged: StagedImport,
+    *,
+    description: str = "",
+    batch_images: int = WRITE_BATCH_IMAGES,
+) -> int:
+    """Create the dataset and write the staged rows as its version 0; returns its id.
 
-    def key_of(kind: keys.ImageFileKind) -> list[str | None]:
-        return [image.keys.get(kind) for image in images]
-
-    records = ImageRecords(
-        names=[image.name for image in images],
-        object_names=[image.object_name for image in images],
-        widths=[image.width for image in images],
-        heights=[image.height for image in images],
-        splits=[image.split for image in images],
-        rgb_keys=key_of("rgb"),
-        depth_keys=key_of("depth"),
-        stereo_keys=key_of("stereo_depth"),
-        mask_keys=key_of("mask"),
-        grasps_keys=key_of("grasps"),
-        checksums=list(checksums),
-    )
-    image_ids = import_version0(
+    The rows go in batches of `batch_images` images, all in the caller's transaction.
+    """
+    dataset_id = create_dataset(session, name=staged.dataset_name, description=description)
+    import_version0_batches(
         session,
         dataset_id,
-        records,
-        plan.grasp_image_index,
-        plan.grasps,
-        message=f"import of {len(images)} images",
+        staged.batches(batch_images),
+        message=f"import of {staged.images} images",
     )
-    return dataset_id, image_ids
+    return dataset_id
 
 
 # --- the import job ----------------------------------------------------------------------
@@ -589,56 +629,177 @@ class StoreSource:
         return None
 
 
-# --- private: source adapters -------------------------------------------------------------
+# --- private: one image, read once ----------------------------------------------------------
 
-_Check = Callable[[int], tuple[int, int, np.ndarray, tuple[keys.ImageFileKind, ...]]]
-_Read = Callable[[int, keys.ImageFileKind], bytes]
-_Where = Callable[[int, keys.ImageFileKind], str]
+_Check = Literal["rgb", "depth", "mask", "jacquard_grasps", "cornell_grasps", "pcd_depth"]
 
 
-def _jacquard_adapter(images: list[JacquardImage]) -> tuple[_Check, _Read, _Where]:
-    def check(i: int) -> tuple[int, int, np.ndarray, tuple[keys.ImageFileKind, ...]]:
-        image = images[i]
-        image.validate()
-        width, height = _size(image.read_bytes("rgb"), image.location("rgb"))
-        kinds = tuple(k for k, jk in JACQUARD_KINDS.items() if jk in image.paths)
-        grasps = _labels(image.load_grasps(), width, height, image.location("grasps"))
-        return width, height, grasps, kinds
+@dataclass(frozen=True)
+class _File:
+    """One file of an image: where it is stored (`kind`), where it is read, how it is checked."""
 
-    def read(i: int, kind: keys.ImageFileKind) -> bytes:
-        return images[i].read_bytes(JACQUARD_KINDS[kind])
+    kind: keys.ImageFileKind
+    source: Source
+    name: str
+    check: _Check
+    max_side: int = MAX_SIDE
 
-    def location(i: int, kind: keys.ImageFileKind) -> str:
-        return images[i].location(JACQUARD_KINDS[kind])
-
-    return check, read, location
+    @property
+    def location(self) -> str:
+        return self.source.location(self.name)
 
 
-def _cornell_adapter(images: list[CornellImage]) -> tuple[_Check, _Read, _Where]:
-    def check(i: int) -> tuple[int, int, np.ndarray, tuple[keys.ImageFileKind, ...]]:
-        image = images[i]
-        image.validate()
-        width, height = _size(image.source.read_bytes(image.paths["rgb"]), image.location("rgb"))
-        has_depth = "depth" in image.paths or "pcd" in image.paths
-        kinds: tuple[keys.ImageFileKind, ...] = ("rgb", "grasps", "depth")
-        grasps = _labels(image.load_grasps(), width, height, image.location("grasps"))
-        return width, height, grasps, kinds if has_depth else kinds[:2]
+@dataclass(frozen=True)
+class _Done:
+    """An image checked and stored: its size, labels, stored kinds and RGB checksum."""
 
-    def read(i: int, kind: keys.ImageFileKind) -> bytes:
-        image = images[i]
-        if kind == "depth" and "depth" not in image.paths:
-            # Only a point cloud: store the depth image it gives, as a float32 TIFF.
-            ok, encoded = cv2.imencode(".tiff", image.load_depth())
-            if not ok:
-                raise FormatError(f"{image.location('pcd')}: depth could not be encoded")
-            return encoded.tobytes()
-        return image.source.read_bytes(image.paths[kind])
+    width: int
+    height: int
+    grasps: np.ndarray
+    kinds: tuple[keys.ImageFileKind, ...]
+    rgb_sha256: str
+    uploaded: int
+    uploaded_bytes: int
 
-    def location(i: int, kind: keys.ImageFileKind) -> str:
-        image = images[i]
-        return image.location(kind if kind in image.paths else "pcd")
+    def row(self, image: JacquardImage | CornellImage, split: str) -> list[Any]:
+        """The image's line of the spill file (read back by `StagedImport.batches`)."""
+        bits = sum(1 << _KINDS.index(k) for k in self.kinds)
+        return [
+            image.name,
+            image.object_id,
+            self.width,
+            self.height,
+            split,
+            bits,
+            self.rgb_sha256,
+            len(self.grasps),
+        ]
 
-    return check, read, location
+
+def _jacquard_files(image: JacquardImage) -> list[_File]:
+    checks: dict[keys.ImageFileKind, _Check] = {
+        "rgb": "rgb",
+        "depth": "depth",
+        "stereo_depth": "depth",
+        "mask": "mask",
+        "grasps": "jacquard_grasps",
+    }
+    return [
+        _File(kind, image.source, image.paths[jk], checks[kind], image.max_side)
+        for kind, jk in JACQUARD_KINDS.items()
+        if jk in image.paths
+    ]
+
+
+def _cornell_files(image: CornellImage) -> list[_File]:
+    files = [_File("rgb", image.source, image.paths["rgb"], "rgb", image.max_side)]
+    if "depth" in image.paths:
+        files.append(_File("depth", image.source, image.paths["depth"], "depth", image.max_side))
+    elif "pcd" in image.paths:
+        # Only a point cloud: the depth image it gives is stored, as a float32 TIFF.
+        files.append(_File("depth", image.source, image.paths["pcd"], "pcd_depth", image.max_side))
+    files.append(_File("grasps", image.source, image.paths["grasps"], "cornell_grasps"))
+    return files
+
+
+def _store_image(
+    store: ObjectStore,
+    dataset_name: str,
+    image: JacquardImage | CornellImage,
+    files: list[_File],
+    decoder: _Decoder,
+    stored_before: bool,
+    uploaded_kinds: np.ndarray,
+) -> _Done:
+    """Read each file of `image` once, check it, then store what is not stored yet.
+
+    Every file is checked before any is stored, so an image is stored whole or not at all.
+    `uploaded_kinds` (one flag per `_KINDS`) records each file stored, as it is stored.
+    """
+    contents: dict[keys.ImageFileKind, bytes] = {}
+    width = height = 0
+    raw_grasps: np.ndarray | None = None
+    grasps_where = ""
+    for f in files:
+        where = f.location
+        data = f.source.read_bytes(f.name)
+        check = f.check
+        if check == "pcd_depth":
+            data = decoder.run(pcd_depth_tiff, data, where)
+            check = "depth"
+        if check in ("rgb", "depth", "mask"):
+            size = _image_size(check, data, where, f.max_side, decoder)  # type: ignore[arg-type]
+            if check == "rgb":
+                width, height = size
+            elif size != (width, height):
+                raise FormatError(
+                    f"{where}: size {size[0]}×{size[1]} differs from the RGB image's "
+                    f"{width}×{height}"
+                )
+        else:
+            text = _text(data, where)
+            parse = parse_jacquard if check == "jacquard_grasps" else parse_cornell
+            raw_grasps, grasps_where = parse(text, source=where), where
+        contents[f.kind] = data
+    if raw_grasps is None:
+        raise FormatError(f"{image.name}: has no grasps file")
+    grasps = _labels(raw_grasps, width, height, grasps_where)
+    try:
+        file_keys = {
+            kind: keys.image_file_key(dataset_name, image.object_id, image.name, kind)
+            for kind in contents
+        }
+    except InvalidInput as exc:
+        raise FormatError(f"{files[0].location}: cannot be stored: {exc}") from exc
+
+    # Keys of a re-run are looked up per image: one listing, never the whole dataset's.
+    existing = (
+        {
+            info.key
+            for info in store.list(keys.image_prefix(dataset_name, image.object_id, image.name))
+        }
+        if stored_before
+        else set()
+    )
+    rgb_sha = ""
+    uploaded = uploaded_bytes = 0
+    for kind, data in contents.items():
+        key = file_keys[kind]
+        if key in existing:
+            sha = hashlib.sha256(data).hexdigest()
+            if store.stat(key).sha256 == sha:
+                rgb_sha = sha if kind == "rgb" else rgb_sha
+                continue
+        info = store.put_bytes(key, data, durable=False)  # the store hashes what it writes
+        uploaded_kinds[_KINDS.index(kind)] = True
+        uploaded += 1
+        uploaded_bytes += len(data)
+        if info.sha256 is None:
+            raise StorageError(f"{key}: the store recorded no checksum")
+        rgb_sha = info.sha256 if kind == "rgb" else rgb_sha
+    return _Done(width, height, grasps, tuple(contents), rgb_sha, uploaded, uploaded_bytes)
+
+
+def _image_size(
+    kind: ImageKind, data: bytes, where: str, max_side: int, decoder: _Decoder
+) -> tuple[int, int]:
+    """(width, height) of a valid `kind` image, from its header or else a full decode."""
+    try:
+        size = check_image(kind, data, max_side=max_side)
+        if size is None:
+            size = decoder.run(decode_size, kind, data, max_side)
+    except FormatError:
+        raise
+    except InvalidInput as exc:
+        raise FormatError(f"{where}: {exc}") from exc
+    return size
+
+
+def _text(data: bytes, where: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"{where}: not a UTF-8 text file ({exc.reason})") from exc
 
 
 def _labels(grasps: np.ndarray, width: int, height: int, where: str) -> np.ndarray:
@@ -662,11 +823,63 @@ def _labels(grasps: np.ndarray, width: int, height: int, where: str) -> np.ndarr
     return grasps
 
 
-def _size(data: bytes, where: str) -> tuple[int, int]:
-    try:
-        return image_size(data)
-    except InvalidInput as exc:
-        raise FormatError(f"{where}: {exc}") from exc
+class _Decoder:
+    """Full decodes (and point-cloud conversions) in a process pool started on first use.
+
+    Decoding is CPU-bound and holds the GIL for parts of its work; in processes it runs
+    on every core. Most datasets never start the pool: their headers decide.
+    """
+
+    def __init__(self, processes: int) -> None:
+        self._processes = max(1, processes)
+        self._pool: Executor | None = None
+        self._lock = threading.Lock()
+
+    def run(self, fn: Callable[..., ItemT], *args: Any) -> ItemT:
+        with self._lock:
+            if self._pool is None:
+                context = multiprocessing.get_context("forkserver")
+                self._pool = ProcessPoolExecutor(self._processes, mp_context=context)
+        return self._pool.submit(fn, *args).result()
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> _Decoder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _delete_uploaded(
+    store: ObjectStore,
+    name: str,
+    images: Sequence[JacquardImage | CornellImage],
+    uploaded_kinds: np.ndarray,
+    workers: int,
+) -> None:
+    """Delete the files this run stored (a bad file stopped it); failures are only logged,
+    as the garbage collector removes what is left."""
+    rows, cols = np.nonzero(uploaded_kinds)
+    doomed = [
+        keys.image_file_key(name, images[i].object_id, images[i].name, _KINDS[k])
+        for i, k in zip(rows.tolist(), cols.tolist(), strict=True)
+    ]
+    if not doomed:
+        return
+
+    def delete(key: str) -> None:
+        try:
+            store.delete(key)
+        except RegraspError as exc:
+            log.warning("import of %r: could not delete %s after a bad file (%s)", name, key, exc)
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="import-undo") as pool:
+        list(pool.map(delete, doomed))
 
 
 # --- private: running an import job --------------------------------------------------------
@@ -690,6 +903,7 @@ def _execute(
         "description": str(request.get("description") or ""),
         "split": SplitSpec(**dict(request.get("split") or {})),
         "workers": workers,
+        "work_dir": work_dir,
         "progress": reporter.progress,
         "should_stop": should_stop,
     }
@@ -781,28 +995,22 @@ def _check_name_free(session: Session, name: str) -> None:
         raise Conflict(f"dataset {name!r} already exists")
 
 
-def _phase(progress: Progress | None, phase: Phase) -> Callable[[int, int], None] | None:
-    if progress is None:
-        return None
-    return lambda done, total: progress(phase, done, total)
-
-
 def _in_order(
     fn: Callable[[int], ItemT],
     count: int,
     *,
     workers: int,
-    progress: Callable[[int, int], None] | None,
     should_stop: Callable[[], bool] | None,
-) -> list[ItemT]:
-    """`[fn(0), …, fn(count-1)]` on `workers` threads, a bounded window in flight.
+) -> Iterator[ItemT]:
+    """Yield `fn(0), …, fn(count-1)` in order, computed on `workers` threads, at most
+    `2 × workers` in flight (so memory does not grow with `count`).
 
-    The first failure in index order is raised and the work not yet started is cancelled,
-    so a bad file early in 54k images stops the import at once.
+    The first failure in index order is raised, the work not yet started is cancelled and
+    the work running is waited for, so a bad file early in 54k images stops the import at
+    once and nothing is still writing when the caller cleans up.
     """
     if workers < 1:
         raise InvalidInput(f"workers must be >= 1, got {workers}")
-    results: list[ItemT] = []
     with ThreadPoolExecutor(workers, thread_name_prefix="import") as pool:
         pending: deque[Future[ItemT]] = deque()
         upcoming: Iterator[int] = iter(range(count))
@@ -819,14 +1027,11 @@ def _in_order(
                     raise ImportInterrupted(
                         "import interrupted (service stopping); submit it again to resume"
                     )
-                results.append(pending.popleft().result())
-                if progress is not None:
-                    progress(len(results), count)
+                yield pending.popleft().result()
         except BaseException:
             for future in pending:
                 future.cancel()
             raise
-    return results
 
 
 def _now() -> datetime:

@@ -351,16 +351,16 @@ def import_jacquard(
 ) -> int:
     """Import a Jacquard-layout folder (or zip) as version 0 of a new dataset; returns its id.
 
-    The importer of `regrasp.ingest` (check every file, upload, write version 0), run in
-    the caller's session so tests and benches can import and set up in one transaction.
+    The importer of `regrasp.ingest` (check and store every file, write version 0), run
+    in the caller's session so tests and benches can import and set up in one transaction.
     """
-    from regrasp.ingest import open_dataset, plan_import, upload_plan, write_version0
+    from regrasp.ingest import open_dataset, stage_import, write_version0
 
-    with open_dataset("jacquard", path=root) as dataset:
-        plan = plan_import(dataset, name=name)
-        checksums, _uploaded, _skipped = upload_plan(store, plan)
-    dataset_id, _image_ids = write_version0(session, plan, checksums, description=description)
-    return dataset_id
+    with (
+        open_dataset("jacquard", path=root) as dataset,
+        stage_import(store, dataset, name=name) as staged,
+    ):
+        return write_version0(session, staged, description=description)
 
 
 def _run_train(

@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from regrasp.errors import Conflict
-from regrasp.ingest import open_dataset, plan_import, upload_plan
+from regrasp.ingest import open_dataset, stage_import
 from regrasp.store import keys
 from regrasp.store.db import migrations
 from regrasp.store.db.engine import make_engine, session_scope
@@ -97,7 +97,7 @@ def _world(database_url: str, store_env: dict[str, str], tmp_path: Path):  # typ
         import_jacquard(s, store, tmp_path / "synth", name="other")
     # An import of "abandoned" that uploaded its files and died before writing version 0.
     with open_dataset("jacquard", path=tmp_path / "synth") as scanned:
-        upload_plan(store, plan_import(scanned, name="abandoned"))
+        stage_import(store, scanned, name="abandoned").close()
     orphans |= {i.key for i in store.list(keys.dataset_prefix("abandoned"))}
     assert orphans, "the abandoned upload stored nothing: the check would be empty"
 

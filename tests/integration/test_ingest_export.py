@@ -29,8 +29,7 @@ from regrasp.ingest import (
     assign_splits,
     import_dataset,
     open_dataset,
-    plan_import,
-    upload_plan,
+    stage_import,
 )
 from regrasp.store import keys
 from regrasp.store.db import versions as V
@@ -219,16 +218,17 @@ def test_rerun_after_a_crash_reuses_stored_files(
     root = _copy_samples(jacquard_samples, tmp_path / "samples", objects=3)
     with scan_jacquard(root) as dataset:
         # A first attempt that stored every file and died before its transaction.
-        plan = plan_import(dataset, name="samples", workers=2)
-        _, uploaded, skipped = upload_plan(file_store, plan, workers=2)
-        assert (uploaded, skipped) == (plan.files, 0)
+        with stage_import(file_store, dataset, name="samples", workers=2) as staged:
+            assert (staged.uploaded, staged.skipped) == (staged.files, 0)
+        files = staged.files
         with session_scope(migrated_engine) as s:
             assert s.scalar(sa.select(sa.func.count()).select_from(Dataset)) == 0
         # One stored object was since damaged: it alone is uploaded again.
-        damaged = plan.images[0].keys["mask"]
+        first = dataset.images[0]
+        damaged = keys.image_file_key("samples", first.object_id, first.name, "mask")
         file_store.put_bytes(damaged, b"not the mask")
         result = import_dataset(migrated_engine, file_store, dataset, name="samples", workers=2)
-    assert (result.uploaded, result.skipped) == (1, plan.files - 1)
+    assert (result.uploaded, result.skipped) == (1, files - 1)
     assert file_store.get_bytes(damaged) == dataset.images[0].read_bytes("mask")
     with pytest.raises(Conflict, match="already exists"), scan_jacquard(root) as dataset:
         import_dataset(migrated_engine, file_store, dataset, name="samples", workers=2)

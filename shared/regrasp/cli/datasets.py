@@ -37,7 +37,7 @@ def import_dataset(
     username: str = USER_OPTION,
     password: str = PASSWORD_OPTION,
 ) -> None:
-    """Import a dataset through the orchestrator (validated in full before anything is written)."""
+    """Import a dataset through the orchestrator (a bad file stops it before version 0)."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -49,10 +49,12 @@ def import_dataset(
     from rich.text import Text
 
     class ImagesPerSecond(ProgressColumn):
-        """The phase's rate in files or images per second (blank until rich has one)."""
+        """Images checked and stored per second (blank until rich has a rate)."""
 
         def render(self, task) -> Text:  # type: ignore[no-untyped-def]
-            return Text("" if task.speed is None else f"{task.speed:,.1f}/s")
+            if task.speed is None or task.description != "uploading":
+                return Text("")
+            return Text(f"{task.speed:,.1f} images/s")
 
     from regrasp.api.datasets import (
         CornellSource,

@@ -45,7 +45,7 @@ _KINDS = {"r.png": "rgb", "cpos.txt": "grasps", "d.tiff": "depth", ".txt": "pcd"
 REQUIRED = ("rgb", "grasps")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CornellImage:
     """One Cornell image: ids and files (`paths`: kind → name under the root), loaded on demand.
 
@@ -233,3 +233,21 @@ def parse_pcd_depth(
     xyz = points[:, [col["x"], col["y"], col["z"]]]
     depth.flat[index.astype(np.int64)] = np.linalg.norm(xyz, axis=1) / _MM_PER_M
     return depth
+
+
+def pcd_depth_tiff(data: bytes, source: str = "<pcd>") -> bytes:
+    """A Cornell point cloud's bytes → the float32 TIFF of its depth image (metres).
+
+    What an importer stores for an image that has only a point cloud. A plain function of
+    picklable arguments, so a process pool can run it (parsing a cloud is CPU-bound).
+    """
+    import cv2
+
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"{source}: not a UTF-8 text file ({exc.reason})") from exc
+    ok, encoded = cv2.imencode(".tiff", parse_pcd_depth(text, source=source))
+    if not ok:
+        raise FormatError(f"{source}: depth could not be encoded")
+    return encoded.tobytes()

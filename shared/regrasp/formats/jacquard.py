@@ -56,7 +56,7 @@ _INTEGRAL_WITH_POINT = re.compile(r"^[+-]?\d+\.0+$")
 _INTEGRAL_BARE = re.compile(r"^[+-]?\d+$")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class JacquardImage:
     """One Jacquard image: its ids and the files it is made of, loaded on demand.
 

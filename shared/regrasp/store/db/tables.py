@@ -547,8 +547,8 @@ class ImportState(enum.StrEnum):
 
     queued = "queued"
     generating = "generating"  # synthetic sources only: rendering the images first
-    validating = "validating"  # reading and checking every file; nothing written yet
-    uploading = "uploading"  # copying files to the object store (skips stored ones)
+    validating = "validating"  # imports before the one-pass importer: checking every file
+    uploading = "uploading"  # reading, checking and storing each file once (skips stored ones)
     writing = "writing"  # version 0 in one database transaction
     succeeded = "succeeded"
     failed = "failed"

@@ -22,7 +22,7 @@ the unique `(dataset_id, number)` constraint backs it up.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +55,7 @@ __all__ = [
     "diff",
     "images_at",
     "import_version0",
+    "import_version0_batches",
     "labels_at",
     "labels_for_image",
     "latest_version",
@@ -305,6 +306,97 @@ def import_version0(
             )
         )
         session.flush()
+    return image_ids
+
+
+def import_version0_batches(
+    session: Session,
+    dataset_id: int,
+    batches: Iterable[tuple[ImageRecords, ArrayLike, ArrayLike]],
+    *,
+    message: str = "import",
+) -> tuple[int, int]:
+    """Write version 0 from batches of images, in one savepoint; returns (images, grasps).
+
+    The same rows as `import_version0`, for datasets too large to hold at once (54k
+    Jacquard images carry millions of grasps): each batch is `(images, grasp_image_index,
+    grasps)` with the index local to the batch, and is inserted as it arrives, so only one
+    batch is in memory. Either every batch lands or none does (the caller commits).
+    """
+    n_img = n_grasps = 0
+    with session.begin_nested():
+        _claim_head(session, dataset_id, parent=None, new=0)
+        for images, grasp_image_index, grasps in batches:
+            index = np.asarray(grasp_image_index, dtype=np.int64).reshape(-1)
+            g = np.asarray(grasps, dtype=np.float64).reshape(-1, 5)
+            _insert_image_batch(session, dataset_id, images, index, g)
+            n_img, n_grasps = n_img + len(images), n_grasps + len(g)
+        if n_img == 0:
+            raise InvalidInput("version 0 needs at least one image")
+        session.add(
+            DatasetVersion(
+                dataset_id=dataset_id,
+                number=0,
+                parent_number=None,
+                message=message,
+                image_count=n_img,
+                grasp_count=n_grasps,
+            )
+        )
+        session.flush()
+    return n_img, n_grasps
+
+
+def _insert_image_batch(
+    session: Session, dataset_id: int, images: ImageRecords, index: np.ndarray, g: np.ndarray
+) -> np.ndarray:
+    """Insert one batch of version-0 images (objects created as needed), their spans and
+    grasps; returns the batch's image ids. Names already used by an earlier batch are
+    refused (InvalidInput)."""
+    n_img = len(images)
+    names = np.asarray([str(x) for x in images.names], dtype=str)
+    if n_img == 0:
+        return np.empty(0, dtype=np.int64)
+    if len(np.unique(names)) != n_img:
+        raise InvalidInput("image names must be unique within a dataset")
+    if len(index) != len(g):
+        raise InvalidInput(f"{len(index)} image indices for {len(g)} grasps")
+    if len(index) and (index.min() < 0 or index.max() >= n_img):
+        raise InvalidInput(f"grasp_image_index must lie in [0, {n_img})")
+    _check_grasp_values(g)
+    cols = _image_columns(images)
+    obj_names, obj_of_image = np.unique(
+        np.asarray(images.object_names, dtype=str), return_inverse=True
+    )
+    src = _rows(session, {"name": (sa.Text, obj_names.tolist())})
+    known = sa.select(DatasetObject.name).where(DatasetObject.dataset_id == dataset_id)
+    session.execute(
+        sa.insert(DatasetObject).from_select(
+            ["dataset_id", "name"],
+            sa.select(sa.literal(dataset_id), src.c.name).where(src.c.name.not_in(known)),
+        )
+    )
+    obj_ids = _ids_by_name(session, DatasetObject, dataset_id, obj_names, only=True)
+    cols["object_id"] = (sa.BigInteger, obj_ids[obj_of_image].tolist())
+    src = _rows(session, cols)
+    try:
+        with session.begin_nested():
+            session.execute(
+                sa.insert(Image).from_select(
+                    ["dataset_id", *cols], sa.select(sa.literal(dataset_id), *src.c)
+                )
+            )
+    except IntegrityError as exc:
+        raise InvalidInput("image names must be unique within a dataset") from exc
+    image_ids = _ids_by_name(session, Image, dataset_id, names, only=True)
+    ids = _rows(session, {"id": (sa.BigInteger, image_ids.tolist())})
+    session.execute(
+        sa.insert(ImageSpan).from_select(
+            ["dataset_id", "image_id", "added_in_version"],
+            sa.select(sa.literal(dataset_id), ids.c.id, sa.literal(0)),
+        )
+    )
+    _insert_original_grasps(session, dataset_id, image_ids[index], g)
     return image_ids
 
 
@@ -794,23 +886,17 @@ def _insert_original_grasps(
     """Insert version-0 grasps: binary COPY on PostgreSQL, `_rows` on SQLite."""
     n = len(grasps)
     if session.get_bind().dialect.name != "postgresql":
+        # The driver's executemany: no JSON to build and parse (half the CPU of `_rows`).
+        columns = "dataset_id, image_id, " + ", ".join(_GRASP_COLS) + ", added_in_version, source"
+        sql = f"INSERT INTO grasps ({columns}) VALUES ({', '.join('?' * 9)})"  # noqa: S608
+        driver = session.connection().connection.driver_connection
+        original = GraspSource.original.value
         for s in range(0, n, CHUNK_ROWS):
-            g = grasps[s : s + CHUNK_ROWS]
-            cols = {
-                "image_id": (sa.BigInteger, image_ids[s : s + CHUNK_ROWS].tolist()),
-                **{k: (sa.Double, g[:, j].tolist()) for j, k in enumerate(_GRASP_COLS)},
-            }
-            src = _rows(session, cols)
-            session.execute(
-                sa.insert(Grasp).from_select(
-                    ["dataset_id", "added_in_version", "source", *cols],
-                    sa.select(
-                        sa.literal(dataset_id),
-                        sa.literal(0),
-                        sa.literal(GraspSource.original.value),
-                        *src.c,
-                    ),
-                )
+            ids = image_ids[s : s + CHUNK_ROWS].tolist()
+            values = grasps[s : s + CHUNK_ROWS].tolist()
+            driver.executemany(
+                sql,
+                [(dataset_id, i, *g, 0, original) for i, g in zip(ids, values, strict=True)],
             )
         return
     source = GraspSource.original.value.encode()
@@ -924,11 +1010,18 @@ def _span_images(session: Session, dataset_id: int, cond: sa.ColumnElement[bool]
     return np.unique(np.asarray(rows, dtype=np.int64))
 
 
-def _ids_by_name(session: Session, table: Any, dataset_id: int, names: np.ndarray) -> np.ndarray:
-    """Ids (len(names),) int64 of the rows of `table` with these names, in `names` order."""
-    rows = session.execute(
-        sa.select(table.id, table.name).where(table.dataset_id == dataset_id)
-    ).all()
+def _ids_by_name(
+    session: Session, table: Any, dataset_id: int, names: np.ndarray, *, only: bool = False
+) -> np.ndarray:
+    """Ids (len(names),) int64 of the rows of `table` with these names, in `names` order.
+
+    `only`: fetch just those names' rows (a batch of a large import), not the dataset's.
+    """
+    query = sa.select(table.id, table.name).where(table.dataset_id == dataset_id)
+    if only:
+        src = _rows(session, {"name": (sa.Text, [str(n) for n in names])})
+        query = query.where(table.name.in_(sa.select(src.c.name)))
+    rows = session.execute(query).all()
     got_ids = np.asarray([r[0] for r in rows], dtype=np.int64)
     got_names = np.asarray([r[1] for r in rows], dtype=str)
     order = np.argsort(got_names)

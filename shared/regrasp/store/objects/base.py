@@ -75,12 +75,26 @@ class ObjectStore(ABC):
 
     # -- writing -------------------------------------------------------------------------
 
-    def put_bytes(self, key: str, data: bytes, *, content_type: str | None = None) -> ObjectInfo:
-        """Store `data` under `key`, replacing any previous object."""
+    def put_bytes(
+        self, key: str, data: bytes, *, content_type: str | None = None, durable: bool = True
+    ) -> ObjectInfo:
+        """Store `data` under `key`, replacing any previous object.
+
+        `durable=False` lets the store return before the bytes are on stable storage (the
+        file store skips its per-object fsync); `sync()` later makes every such put durable
+        at once. A bulk writer (the importer) syncs before it records the keys anywhere.
+        """
         key = validate_key(key)
         if not isinstance(data, bytes | bytearray | memoryview):
             raise InvalidInput(f"put_bytes({key!r}) takes bytes, got {type(data).__name__}")
-        return self._put_bytes(key, bytes(data), content_type or guess_content_type(key))
+        content_type = content_type or guess_content_type(key)
+        if durable:
+            return self._put_bytes(key, bytes(data), content_type)
+        return self._put_bytes_deferred(key, bytes(data), content_type)
+
+    def sync(self) -> None:
+        """Make every object put so far durable (see `put_bytes(durable=False)`)."""
+        self._sync()
 
     def put_stream(
         self,
@@ -209,6 +223,14 @@ class ObjectStore(ABC):
 
     @abstractmethod
     def _put_bytes(self, key: str, data: bytes, content_type: str) -> ObjectInfo: ...
+
+    def _put_bytes_deferred(self, key: str, data: bytes, content_type: str) -> ObjectInfo:
+        """A put that may skip flushing to stable storage; by default a normal put."""
+        return self._put_bytes(key, data, content_type)
+
+    def _sync(self) -> None:
+        """Flush deferred puts; nothing to do where every put is durable (S3)."""
+        return None
 
     @abstractmethod
     def _put_stream(

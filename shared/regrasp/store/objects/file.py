@@ -3,10 +3,15 @@
 Key `a/b/c.png` is the file `<root>/a/b/c.png`, so the store can be browsed and backed up
 with ordinary tools. Writes go to a temporary file inside the root (same file system) and
 are renamed over the target with `os.replace`, so readers see the old or the new content,
-never half of it. Bookkeeping lives in `<root>/.regrasp-store/` (reserved, never listed):
-`tmp/` for writes in flight, and `meta/` holding, per key, the SHA-256 and content type
-recorded at put together with the file's inode, size and mtime, so `stat` answers without
-rereading a large file; a file changed behind the store's back is noticed and rehashed.
+never half of it. Each object's SHA-256 and content type are recorded at put, together
+with the file's inode, size and mtime, so `stat` answers without rereading a large file;
+a file changed behind the store's back is noticed and rehashed. The record is an extended
+attribute of the file itself (`user.regrasp.meta`: no second file per object, which halves
+the file-system work of a bulk import), or, where the file system has no user extended
+attributes, a file under `<root>/.regrasp-store/meta/`. `<root>/.regrasp-store/` is
+reserved and never listed; its `tmp/` holds writes in flight. A copy of the folder made
+without extended attributes (a plain `cp -r`) stays correct: a missing record is rebuilt
+by hashing the file on its next `stat`.
 
 Folders emptied by deletes are pruned. A key cannot be both an object and a folder here
 (`a` and `a/b`), unlike S3: such a put raises `Conflict`. `presigned_get_url` returns None.
@@ -14,12 +19,13 @@ Folders emptied by deletes are pruned. A key cannot be both an object and a fold
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import os
 import stat as stat_module
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -76,6 +82,24 @@ class FileObjectStore(ObjectStore):
         self, key: str, stream: BinaryIO, length: int | None, content_type: str
     ) -> ObjectInfo:
         return self._write(key, _read_chunks(key, stream, length), content_type)
+
+    def _put_bytes_deferred(self, key: str, data: bytes, content_type: str) -> ObjectInfo:
+        view = memoryview(data)
+        chunks = (view[i : i + CHUNK_SIZE] for i in range(0, len(data), CHUNK_SIZE))
+        return self._write(key, chunks, content_type, fsync=False)
+
+    def _sync(self) -> None:
+        """One `syncfs` of the root's file system (every file and rename under it), the
+        way `cp` + `sync` makes a copy durable; `os.sync` where `syncfs` is unavailable."""
+        if not self._fsync:
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root, os.O_RDONLY)
+        try:
+            if _syncfs is None or _syncfs(fd) != 0:
+                os.sync()
+        finally:
+            os.close(fd)
 
     @contextmanager
     def _open(self, key: str) -> Iterator[BinaryIO]:
@@ -134,12 +158,17 @@ class FileObjectStore(ObjectStore):
         digest = hashlib.sha256(key.encode()).hexdigest()
         return self.root / RESERVED_DIR / "meta" / digest[:2] / f"{digest}.json"
 
-    def _write(self, key: str, chunks: Iterable[bytes], content_type: str) -> ObjectInfo:
+    def _write(
+        self, key: str, chunks: Iterable[bytes], content_type: str, *, fsync: bool = True
+    ) -> ObjectInfo:
         target = self._path(key)
         tmp_dir = self.root / RESERVED_DIR / "tmp"
         with _os_errors(key, self.root):
-            tmp_dir.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix="put-")
+            try:
+                fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix="put-")
+            except FileNotFoundError:  # the first write of this store
+                tmp_dir.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix="put-")
         try:
             digest = hashlib.sha256()
             with os.fdopen(fd, "wb") as out:
@@ -147,23 +176,27 @@ class FileObjectStore(ObjectStore):
                     digest.update(chunk)
                     with _os_errors(key, self.root):
                         out.write(chunk)
+                sha256 = digest.hexdigest()
                 with _os_errors(key, self.root):
                     out.flush()
-                    if self._fsync:
-                        os.fsync(out.fileno())
                     st = os.fstat(out.fileno())
+                    # Recorded before the rename: the object appears with its checksum.
+                    recorded = _set_meta_xattr(out.fileno(), _meta(key, st, sha256, content_type))
+                    if self._fsync and fsync:
+                        os.fsync(out.fileno())
             self._rename_into_place(key, Path(tmp), target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        sha256 = digest.hexdigest()
-        self._record_meta(key, st, sha256, content_type)
+        if not recorded:
+            self._record_meta_file(key, _meta(key, st, sha256, content_type))
         return _info(key, st, sha256, content_type)
 
     def _rename_into_place(self, key: str, tmp: Path, target: Path) -> None:
         for attempt in range(_RENAME_ATTEMPTS):
             try:
-                target.parent.mkdir(parents=True, exist_ok=True)
+                if attempt:  # the folder is missing (new, or pruned by a delete meanwhile)
+                    target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(tmp, target)
                 return
             except FileNotFoundError:
@@ -180,9 +213,18 @@ class FileObjectStore(ObjectStore):
                 raise StorageError(f"file store {self.root}: writing {key}: {exc}") from exc
 
     def _read_meta(self, key: str) -> dict | None:
+        """The record of `key`: its extended attribute, else its file under `meta/`."""
+        raw: bytes | None
         try:
-            meta = json.loads(self._meta_path(key).read_bytes())
-        except (FileNotFoundError, NotADirectoryError, ValueError):
+            raw = os.getxattr(self._path(key), _META_XATTR)
+        except OSError:  # no attribute, or no extended attributes on this file system
+            try:
+                raw = self._meta_path(key).read_bytes()
+            except OSError:
+                return None
+        try:
+            meta = json.loads(raw)
+        except ValueError:
             return None
         return meta if isinstance(meta, dict) and meta.get("key") == key else None
 
@@ -191,26 +233,33 @@ class FileObjectStore(ObjectStore):
     ) -> None:
         """Best effort: the object is already in place, and a missing or stale record only
         costs a rehash on the next `stat`, so failing to write one fails nothing."""
-        meta = {
-            "key": key,
-            "sha256": sha256,
-            "content_type": content_type,
-            "size": st.st_size,
-            "mtime_ns": st.st_mtime_ns,
-            "ino": st.st_ino,
-        }
+        meta = _meta(key, st, sha256, content_type)
+        if not _set_meta_xattr(self._path(key), meta):
+            self._record_meta_file(key, meta)
+
+    def _record_meta_file(self, key: str, meta: dict) -> None:
+        """The record as a file under `meta/`, for file systems without user xattrs.
+
+        Written in place with one `write`: a record read half-written, or mixed from two
+        writers, is not valid JSON for this key and size, so it only costs a rehash.
+        """
         path = self._meta_path(key)
+        payload = json.dumps(meta).encode()
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".meta-")
+            try:
+                fd = os.open(path, flags, 0o644)
+            except FileNotFoundError:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, flags, 0o644)
         except OSError:
             return
         try:
-            with os.fdopen(fd, "w") as out:
-                json.dump(meta, out)
-            os.replace(tmp, path)
+            os.write(fd, payload)
         except OSError:
-            Path(tmp).unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
 
     def _walk(
         self, folder: Path, key_prefix: str, prefix: str, recursive: bool
@@ -262,6 +311,43 @@ class FileObjectStore(ObjectStore):
             except OSError:
                 return  # not empty (or already gone / not ours): stop climbing
             folder = folder.parent
+
+
+#: Extended attribute holding an object's record (JSON, as the `meta/` files hold it).
+_META_XATTR = "user.regrasp.meta"
+
+
+def _meta(key: str, st: os.stat_result, sha256: str, content_type: str | None) -> dict:
+    return {
+        "key": key,
+        "sha256": sha256,
+        "content_type": content_type,
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "ino": st.st_ino,
+    }
+
+
+def _set_meta_xattr(target: int | Path, meta: dict) -> bool:
+    """Record `meta` on the file (a descriptor or a path); False where the file system
+    refuses user extended attributes (the caller then writes a `meta/` file)."""
+    try:
+        os.setxattr(target, _META_XATTR, json.dumps(meta).encode())
+    except OSError:
+        return False
+    return True
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    """libc's `syncfs(fd)` (Linux), or None where the C library has none."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.syncfs  # type: ignore[no-any-return]
+    except (OSError, AttributeError):
+        return None
+
+
+_syncfs = _load_syncfs()
 
 
 def _read_chunks(key: str, stream: BinaryIO, length: int | None) -> Iterator[bytes]:
