@@ -251,66 +251,58 @@ def _get_item(session: Session, item_id: int) -> ReviewItem:
 def _item_public(session: Session, item: ReviewItem, caller: Principal) -> ReviewItemPublic:
     """Everything the review screen needs about one item, in one answer.
 
-    Two queries whatever the item: its image, object, round version, prediction and the
-    caller's standing review in one statement, then the image's labels at that version.
+    Two queries whatever the item, both built once: its image, object, round version,
+    prediction and the caller's standing review in one statement, then the image's labels
+    at that version.
     """
-    mine_on = sa.and_(
-        Review.item_id == item.id,
-        Review.annotator_id == (caller.user_id if caller.user_id is not None else -1),
-        Review.superseded.is_(False),
-    )
     row = session.execute(
-        sa.select(Image, DatasetObject.name, Round.base_version, Prediction, Review)
-        .join(DatasetObject, DatasetObject.id == Image.object_id)
-        .join(Round, Round.id == item.round_id)
-        .outerjoin(Prediction, Prediction.id == item.prediction_id)
-        .outerjoin(Review, mine_on)
-        .where(Image.id == item.image_id)
-        .order_by(Review.id.desc())
-        .limit(1)
+        _ITEM_VIEW,
+        {
+            "p_image": item.image_id,
+            "p_round": item.round_id,
+            "p_prediction": item.prediction_id,
+            "p_item": item.id,
+            "p_caller": caller.user_id if caller.user_id is not None else -1,
+        },
     ).one_or_none()
     if row is None:
         raise NotFound(f"round {item.round_id} does not exist")
-    image, object_name, base_version, prediction, mine = row
-    rows = prediction.grasps if prediction is not None else []
-    labels = labels_of_known_image(session, item.image_id, base_version)
+    predicted = row.predicted or []
+    labels = labels_of_known_image(session, item.image_id, row.base_version)
     return ReviewItemPublic(
         id=item.id,
         round_id=item.round_id,
         image_id=item.image_id,
-        image=image.name,
-        object=object_name,
-        width=image.width,
-        height=image.height,
+        image=row.image,
+        object=row.object,
+        width=row.width,
+        height=row.height,
         state=item.state.value,
         version=item.version,
         required_reviews=item.required_reviews,
         priority=item.priority,
-        best_iou=prediction.best_iou if prediction is not None else None,
+        best_iou=row.best_iou,
         lease_owner_id=item.lease_owner_id,
         lease_expires_at=item.lease_expires_at,
         predictions=[
             PredictedGraspPublic(
                 index=k,
-                grasp=tuple(float(v) for v in row[:5]),
-                quality=float(row[5]) if len(row) > 5 else None,
+                grasp=tuple(float(v) for v in grasp[:5]),
+                quality=float(grasp[5]) if len(grasp) > 5 else None,
             )
-            for k, row in enumerate(rows)
+            for k, grasp in enumerate(predicted)
         ],
         labels=[
-            LabelPublic(grasp_id=int(gid), grasp=tuple(g.tolist()))
-            for gid, g in zip(labels.grasp_ids, labels.grasps, strict=True)
+            LabelPublic(grasp_id=gid, grasp=tuple(g))
+            for gid, g in zip(labels.grasp_ids.tolist(), labels.grasps.tolist(), strict=True)
         ],
-        quality=_quality_public(prediction, labels.grasp_ids),
-        my_review=ReviewPublic.model_validate(mine) if mine is not None else None,
+        quality=_quality_public(row.quality, labels.grasp_ids),
+        my_review=ReviewPublic.model_validate(row.Review) if row.Review is not None else None,
     )
 
 
-def _quality_public(
-    prediction: Prediction | None, grasp_ids: Iterable[int]
-) -> LabelQualityPublic | None:
+def _quality_public(stored: dict | None, grasp_ids: Iterable[int]) -> LabelQualityPublic | None:
     """The stored score with label positions turned into grasp ids (labels by grasp id)."""
-    stored = prediction.quality if prediction is not None else None
     if not stored:
         return None
     ids = [int(g) for g in grasp_ids]
@@ -320,6 +312,38 @@ def _quality_public(
         unmatched=[int(i) for i in stored.get("unmatched", [])],
         suspect_grasp_ids=[ids[i] for i in stored.get("suspect_labels", []) if i < len(ids)],
     )
+
+
+#: The item answer's one statement besides the labels (bound parameters p_*): the image
+#: and its object, the round's base version, the prediction (none when `p_prediction` is
+#: NULL: `id = NULL` matches nothing) and the caller's newest standing review.
+_ITEM_VIEW = (
+    sa.select(
+        Image.name.label("image"),
+        Image.width,
+        Image.height,
+        DatasetObject.name.label("object"),
+        Round.base_version,
+        Prediction.grasps.label("predicted"),
+        Prediction.best_iou,
+        Prediction.quality,
+        Review,
+    )
+    .join(DatasetObject, DatasetObject.id == Image.object_id)
+    .join(Round, Round.id == sa.bindparam("p_round", type_=sa.Integer))
+    .outerjoin(Prediction, Prediction.id == sa.bindparam("p_prediction", type_=sa.Integer))
+    .outerjoin(
+        Review,
+        sa.and_(
+            Review.item_id == sa.bindparam("p_item", type_=sa.Integer),
+            Review.annotator_id == sa.bindparam("p_caller", type_=sa.Integer),
+            Review.superseded.is_(False),
+        ),
+    )
+    .where(Image.id == sa.bindparam("p_image", type_=sa.Integer))
+    .order_by(Review.id.desc())
+    .limit(1)
+)
 
 
 def _usernames(session: Session, user_ids: set[int]) -> dict[int, str]:

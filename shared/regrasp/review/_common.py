@@ -110,16 +110,23 @@ def round_is_open(round_id: int | sa.ColumnElement[int]) -> sa.Exists:
 # --- rounds ------------------------------------------------------------------------------
 
 
+#: The round row by id (bound parameter `p_round_id`), built once; FOR SHARE variant too.
+_ROUND_BY_ID = (
+    sa.select(Round)
+    .where(Round.id == sa.bindparam("p_round_id", type_=sa.Integer))
+    .execution_options(populate_existing=True)
+)
+_ROUND_BY_ID_SHARED = _ROUND_BY_ID.with_for_update(read=True)
+
+
 def get_round(session: Session, round_id: int, *, share_lock: bool = False) -> Round:
     """The round row; with `share_lock`, locked FOR SHARE on PostgreSQL.
 
     Decisions hold the share lock until they commit, so the apply step's update of the
     round's state waits for decisions in flight, and no decision lands after it.
     """
-    stmt = sa.select(Round).where(Round.id == round_id).execution_options(populate_existing=True)
-    if share_lock:
-        stmt = stmt.with_for_update(read=True)
-    rnd = session.scalars(stmt).one_or_none()
+    stmt = _ROUND_BY_ID_SHARED if share_lock else _ROUND_BY_ID
+    rnd = session.scalars(stmt, {"p_round_id": round_id}).one_or_none()
     if rnd is None:
         raise NotFound(f"round {round_id} does not exist")
     return rnd
@@ -127,10 +134,15 @@ def get_round(session: Session, round_id: int, *, share_lock: bool = False) -> R
 
 def require_open(rnd: Round) -> None:
     """Conflict unless the round is in review (applied rounds are frozen)."""
-    if rnd.state in APPLIED_STATES:
-        raise Conflict(f"round {rnd.id} is already applied ({rnd.state}); its reviews are final")
-    if rnd.state != OPEN_STATE:
-        raise Conflict(f"round {rnd.id} is not in review (state {rnd.state})")
+    require_open_state(rnd.id, rnd.state)
+
+
+def require_open_state(round_id: int, state: RoundState) -> None:
+    """`require_open` for a round known by its id and state (no ORM object at hand)."""
+    if state in APPLIED_STATES:
+        raise Conflict(f"round {round_id} is already applied ({state}); its reviews are final")
+    if state != OPEN_STATE:
+        raise Conflict(f"round {round_id} is not in review (state {state})")
 
 
 def is_postgres(session: Session) -> bool:

@@ -1,14 +1,20 @@
 """Decisions on review items: decide, change one's own decision, undo the last one.
 
 A decision carries the item `version` it was made on and is written by a compare-and-swap
-on it, `UPDATE review_items SET version = version + 1 WHERE id = :id AND version = :v AND
-<no one else holds a live lease>`. Zero rows means the item changed since the annotator
-loaded it: Conflict (HTTP 409), never a silent overwrite. On PostgreSQL two concurrent
-swaps of one version serialise on the row lock and the second re-reads the row, finds
-the new version and matches nothing; on SQLite writers are serialised anyway. Everything
-else (round state, who may decide, the rectangles) is checked after the swap inside a
-SAVEPOINT: a refusal rolls the swap back, and the row lock the swap holds keeps the item
-still while the checks run.
+on it, `UPDATE review_items SET version = version + 1, state = … WHERE id = :id AND
+version = :v AND <no one else holds a live lease>`. Zero rows means the item changed since
+the annotator loaded it: Conflict (HTTP 409), never a silent overwrite. On PostgreSQL two
+concurrent swaps of one version serialise on the row lock and the second re-reads the row,
+finds the new version and matches nothing; on SQLite writers are serialised anyway.
+
+Everything else (round state, who may decide, the rectangles, the item's next state) is
+decided before the swap, from one read of the item, its round, its prediction and its
+standing reviews. That read cannot go stale unnoticed: every change of an item's state
+or of its reviews (claim, release, decision, change, undo, resolution) bumps its version,
+so when the swap still finds the version read, nothing the checks looked at has changed
+(heartbeats and lease expiry do not bump it, and the swap's guard re-checks the lease on
+the locked row). A refusal therefore writes nothing, and a decision costs three
+statements: read, swap, insert the review.
 
 Who may decide an item:
 
@@ -46,15 +52,20 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, NoReturn
 
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
 from regrasp.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from regrasp.review._common import (
     DEFAULT_LEASE_SECONDS,
+    aware,
     check_id,
     get_item,
     get_round,
@@ -64,6 +75,7 @@ from regrasp.review._common import (
     live_lease,
     now_utc,
     require_open,
+    require_open_state,
     reviews_agree,
     standing_reviews,
 )
@@ -74,10 +86,11 @@ from regrasp.store.db.tables import (
     ReviewItem,
     ReviewItemState,
     Round,
+    RoundState,
     User,
     UserRole,
 )
-from regrasp.store.db.versions import labels_for_image
+from regrasp.store.db.versions import labels_of_known_image
 
 __all__ = ["change_decision", "decide", "history", "parse_decision", "undo_last"]
 
@@ -265,7 +278,16 @@ def record_review(
     seconds_taken: float,
     now: datetime | None,
 ) -> Review:
-    """The one write path of every review (see the module docstring for the rules)."""
+    """The one write path of every review (see the module docstring for the rules).
+
+    A handful of statements whatever the database: one reads the item with its round
+    (FOR SHARE on PostgreSQL), its prediction and its standing reviews; every check runs
+    on that; then one guarded UPDATE writes the item's new state and version (the
+    compare-and-swap) and one INSERT the review. A change adds one UPDATE of the replaced
+    review, a fix one read of the image's labels, a resolution one read of the admin.
+    Nothing is written before every check has passed, so a refusal leaves the caller's
+    transaction as it was (no SAVEPOINT needed).
+    """
     check_id(item_id, "item_id")
     check_id(user_id, "annotator_id")
     check_id(item_version, "item_version")
@@ -275,72 +297,185 @@ def record_review(
     seconds = _seconds(seconds_taken)
     _check_shape(kind, accepted, removed)
     now = now_utc(now)
+    any_holder = mode is WriteMode.resolve
 
-    with session.begin_nested():
-        rnd = _swap_version(
-            session, item_id, user_id, item_version, now, any_holder=mode is WriteMode.resolve
-        )
-        item = get_item(session, item_id)
-        standing = standing_reviews(session, item_id)
-        resolutions = [r for r in standing if r.adjudication]
-        if mode is WriteMode.resolve:
-            _require_admin(session, user_id)
-            replaced = resolutions
-            if item.state != ReviewItemState.adjudication and not replaced:
-                raise Conflict(f"review item {item_id} is not awaiting adjudication ({item.state})")
-        else:
-            replaced = [r for r in standing if r.annotator_id == user_id and not r.adjudication]
-            if mode is WriteMode.change and not replaced:
-                raise NotFound(
-                    f"annotator {user_id} has no standing decision on review item {item_id}"
-                )
-            if replaced and resolutions:
-                raise Conflict(f"review item {item_id} was resolved by an admin; ask them")
-            if not replaced and item.state == ReviewItemState.adjudication:
-                raise Conflict(f"review item {item_id} awaits adjudication by an admin")
-            if not replaced and item.state == ReviewItemState.decided:
-                raise Conflict(f"review item {item_id} is already decided")
-        _check_rectangles(session, item, rnd, kind, accepted, removed)
+    seen = _ItemContext.read(session, item_id)
+    require_open_state(seen.round_id, seen.round_state)
+    _require_swappable(item_id, user_id, item_version, now, seen, any_holder=any_holder)
+    standing = seen.standing
+    resolutions = [r for r in standing if r.adjudication]
+    if mode is WriteMode.resolve:
+        _require_admin(session, user_id)
+        replaced = resolutions
+        if seen.state != ReviewItemState.adjudication and not replaced:
+            raise Conflict(f"review item {item_id} is not awaiting adjudication ({seen.state})")
+    else:
+        replaced = [r for r in standing if r.annotator_id == user_id and not r.adjudication]
+        if mode is WriteMode.change and not replaced:
+            raise NotFound(f"annotator {user_id} has no standing decision on review item {item_id}")
+        if replaced and resolutions:
+            raise Conflict(f"review item {item_id} was resolved by an admin; ask them")
+        if not replaced and seen.state == ReviewItemState.adjudication:
+            raise Conflict(f"review item {item_id} awaits adjudication by an admin")
+        if not replaced and seen.state == ReviewItemState.decided:
+            raise Conflict(f"review item {item_id} is already decided")
+    _check_rectangles(session, item_id, seen, kind, accepted, removed)
 
-        for old in replaced:
-            old.superseded = True
-        review = Review(
-            item_id=item_id,
-            annotator_id=user_id,
-            decision=kind,
-            accepted_prediction_indices=accepted,
-            removed_grasp_ids=removed,
-            seconds_taken=seconds,
-            created_at=now,
-            item_version=item_version,
-            superseded=False,
-            adjudication=mode is WriteMode.resolve,
-        )
-        session.add(review)
-        if mode is WriteMode.resolve:
-            item.state = ReviewItemState.decided
+    review = Review(
+        item_id=item_id,
+        annotator_id=user_id,
+        decision=kind,
+        accepted_prediction_indices=accepted,
+        removed_grasp_ids=removed,
+        seconds_taken=seconds,
+        created_at=now,
+        item_version=item_version,
+        superseded=False,
+        adjudication=any_holder,
+    )
+    required = seen.required_reviews
+    if mode is WriteMode.resolve:
+        state = ReviewItemState.decided
+    else:
+        if kind != ReviewDecision.true_negative and _confirms_changes(seen.round_config):
+            # A decision that changes labels needs a second annotator's agreement;
+            # a disagreement goes to an admin like any double review's.
+            required = max(required, 2)
+        votes = [r for r in standing if not r.adjudication and r not in replaced]
+        if len(votes) + 1 < required:
+            state = ReviewItemState.pending
+        elif votes and not reviews_agree([*votes, review]):
+            state = ReviewItemState.adjudication
         else:
-            if kind != ReviewDecision.true_negative and _confirms_changes(rnd):
-                # A decision that changes labels needs a second annotator's agreement;
-                # a disagreement goes to an admin like any double review's.
-                item.required_reviews = max(item.required_reviews, 2)
-            votes = [r for r in standing if not r.adjudication and r not in replaced] + [review]
-            if len(votes) < item.required_reviews:
-                item.state = ReviewItemState.pending
-            elif len(votes) > 1 and not reviews_agree(votes):
-                item.state = ReviewItemState.adjudication
-            else:
-                item.state = ReviewItemState.decided
-        item.lease_owner_id = None
-        item.lease_expires_at = None
-        session.flush()
+            state = ReviewItemState.decided
+
+    # The compare-and-swap writes the state decided above: it holds because the row is
+    # still at the version read (every change of an item's state or of its reviews bumps
+    # the version), else the swap matches nothing and the caller gets 409.
+    params = {
+        "p_item": item_id,
+        "p_version": item_version,
+        "p_user": user_id,
+        "p_now": now,
+        "p_state": state,
+        "p_required": required,
+    }
+    swapped = session.execute(_SWAP_ANY if any_holder else _SWAP_IF_FREE, params).one_or_none()
+    if swapped is None:
+        _explain_lost_swap(session, item_id, user_id, item_version, now, any_holder=any_holder)
+    _sync_loaded_item(session, item_id, swapped.version, state, required)
+    if replaced:
+        ids = [r.id for r in replaced]
+        session.execute(_SUPERSEDE, {"p_ids": ids})
+        for review_id in ids:
+            old = session.identity_map.get(identity_key(Review, review_id))
+            if old is not None:
+                set_committed_value(old, "superseded", True)
+    session.add(review)
+    session.flush()
     return review
 
 
 # --- private ----------------------------------------------------------------------------
 
 
-def _swap_version(
+@dataclass(frozen=True)
+class _Standing:
+    """A standing review as the rules read it (the attributes `reviews_agree` compares)."""
+
+    id: int
+    annotator_id: int
+    decision: ReviewDecision
+    accepted_prediction_indices: list[int]
+    removed_grasp_ids: list[int]
+    adjudication: bool
+
+
+@dataclass(frozen=True)
+class _ItemContext:
+    """Everything a decision is checked against, read in one statement (`_CONTEXT`)."""
+
+    round_id: int
+    image_id: int
+    prediction_id: int | None
+    state: ReviewItemState
+    version: int
+    lease_owner_id: int | None
+    lease_expires_at: datetime | None
+    required_reviews: int
+    round_state: RoundState
+    base_version: int
+    round_config: dict[str, Any]
+    flagged: bool | None
+    predicted: list[Any] | None
+    standing: list[_Standing]
+
+    @classmethod
+    def read(cls, session: Session, item_id: int) -> _ItemContext:
+        """The item, its round, prediction and standing reviews (oldest first); NotFound
+        if the item does not exist. On PostgreSQL the round row is locked FOR SHARE until
+        commit: the lock order (round, then item) is the apply step's."""
+        rows = session.execute(_CONTEXT, {"p_item": item_id}).all()
+        if not rows:
+            raise NotFound(f"review item {item_id} does not exist")
+        r = rows[0]
+        return cls(
+            round_id=r.round_id,
+            image_id=r.image_id,
+            prediction_id=r.prediction_id,
+            state=r.state,
+            version=r.version,
+            lease_owner_id=r.lease_owner_id,
+            lease_expires_at=aware(r.lease_expires_at),
+            required_reviews=r.required_reviews,
+            round_state=r.round_state,
+            base_version=r.base_version,
+            round_config=r.round_config or {},
+            flagged=r.flagged,
+            predicted=r.predicted,
+            standing=[
+                _Standing(
+                    id=s.review_id,
+                    annotator_id=s.annotator_id,
+                    decision=s.decision,
+                    accepted_prediction_indices=s.accepted_prediction_indices,
+                    removed_grasp_ids=s.removed_grasp_ids,
+                    adjudication=s.adjudication,
+                )
+                for s in rows
+                if s.review_id is not None
+            ],
+        )
+
+
+def _require_swappable(
+    item_id: int,
+    user_id: int,
+    item_version: int,
+    now: datetime,
+    seen: _ItemContext | ReviewItem,
+    *,
+    any_holder: bool,
+) -> None:
+    """Conflict when the item is not at `item_version`, or (unless `any_holder`) another
+    annotator holds a live lease on it: the swap's own guard, checked on a read row."""
+    if seen.version != item_version:
+        raise Conflict(
+            f"review item {item_id} changed since version {item_version} (it is at version "
+            f"{seen.version}): reload it; decisions are never overwritten"
+        )
+    expires = aware(seen.lease_expires_at)
+    if (
+        not any_holder
+        and seen.state == ReviewItemState.leased
+        and expires is not None
+        and expires > now
+        and seen.lease_owner_id != user_id
+    ):
+        raise Conflict(f"review item {item_id} is leased to another annotator")
+
+
+def _explain_lost_swap(
     session: Session,
     item_id: int,
     user_id: int,
@@ -348,37 +483,30 @@ def _swap_version(
     now: datetime,
     *,
     any_holder: bool,
-) -> Round:
-    """Bump the item's version from `item_version`, or raise why not; returns its open round."""
-    rnd: Round | None = None
-    if is_postgres(session):
-        # Lock order: the round (FOR SHARE) before the item, as the apply step takes them.
-        round_id = session.scalar(sa.select(ReviewItem.round_id).where(ReviewItem.id == item_id))
-        if round_id is None:
-            raise NotFound(f"review item {item_id} does not exist")
-        rnd = get_round(session, round_id, share_lock=True)
-        require_open(rnd)
-    guard = [ReviewItem.id == item_id, ReviewItem.version == item_version]
-    if not any_holder:
-        guard.append(_not_leased_to_another(user_id, now))
-    done = session.execute(
-        sa.update(ReviewItem)
-        .where(*guard)
-        .values(version=ReviewItem.version + 1)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+) -> NoReturn:
+    """The swap matched nothing although the read said it would: a concurrent change
+    committed in between. Raise the Conflict the item as it is now explains."""
     item = get_item(session, item_id)
-    if rnd is None:
-        rnd = get_round(session, item.round_id)
-        require_open(rnd)
-    if done:
-        return rnd
-    if item.version != item_version:
-        raise Conflict(
-            f"review item {item_id} changed since version {item_version} (it is at version "
-            f"{item.version}): reload it; decisions are never overwritten"
-        )
-    raise Conflict(f"review item {item_id} is leased to another annotator")
+    _require_swappable(item_id, user_id, item_version, now, item, any_holder=any_holder)
+    raise Conflict(f"review item {item_id} changed while the decision was checked: reload it")
+
+
+def _sync_loaded_item(
+    session: Session, item_id: int, version: int, state: ReviewItemState, required: int
+) -> None:
+    """Keep a copy of the item that the caller's session holds equal to the row written
+    (the swap is a Core UPDATE), without a query."""
+    item = session.identity_map.get(identity_key(ReviewItem, item_id))
+    if item is None:
+        return
+    for name, value in (
+        ("version", version),
+        ("state", state),
+        ("required_reviews", required),
+        ("lease_owner_id", None),
+        ("lease_expires_at", None),
+    ):
+        set_committed_value(item, name, value)
 
 
 def _not_leased_to_another(user_id: int, now: datetime) -> sa.ColumnElement[bool]:
@@ -387,10 +515,10 @@ def _not_leased_to_another(user_id: int, now: datetime) -> sa.ColumnElement[bool
     )
 
 
-def _confirms_changes(rnd: Round) -> bool:
+def _confirms_changes(config: dict[str, Any]) -> bool:
     from regrasp.rounds.config import parse_config
 
-    return parse_config(rnd.config).confirm_changes
+    return parse_config(config).confirm_changes
 
 
 def _check_shape(kind: ReviewDecision, accepted: list[int], removed: list[int]) -> None:
@@ -408,8 +536,8 @@ def _check_shape(kind: ReviewDecision, accepted: list[int], removed: list[int]) 
 
 def _check_rectangles(
     session: Session,
-    item: ReviewItem,
-    rnd: Round,
+    item_id: int,
+    seen: _ItemContext,
     kind: ReviewDecision,
     accepted: list[int],
     removed: list[int],
@@ -422,32 +550,28 @@ def _check_rectangles(
     image sampled by `refinement_stats.add_audit_items`) may carry it.
     """
     if kind == ReviewDecision.missing_label and not accepted:
-        flagged = (
-            session.scalar(sa.select(Prediction.flagged).where(Prediction.id == item.prediction_id))
-            if item.prediction_id
-            else True
-        )
+        flagged = seen.flagged if seen.prediction_id else True
         if flagged is not False:
             raise InvalidInput(
                 "a missing_label decision needs at least one accepted prediction (only an "
                 "audit of an unflagged image may record incomplete labels without one)"
             )
     if accepted:
-        prediction = session.get(Prediction, item.prediction_id) if item.prediction_id else None
-        n = len(prediction.grasps) if prediction is not None else 0
+        n = len(seen.predicted) if seen.prediction_id and seen.predicted is not None else 0
         bad = [i for i in accepted if i >= n]
         if bad:
             raise InvalidInput(
-                f"accepted_predictions {bad} do not exist: review item {item.id} has {n} "
+                f"accepted_predictions {bad} do not exist: review item {item_id} has {n} "
                 "predicted grasps" + (f" (indices 0..{n - 1})" if n else "")
             )
     if removed:
-        labels = labels_for_image(session, item.image_id, rnd.base_version).grasp_ids
+        # The item's image and its round's base version exist (foreign keys): one query.
+        labels = labels_of_known_image(session, seen.image_id, seen.base_version).grasp_ids
         bad_ids = np.setdiff1d(np.asarray(removed, dtype=np.int64), labels)
         if len(bad_ids):
             raise InvalidInput(
                 f"removed_grasp_ids {bad_ids[:10].tolist()} are not labels of image "
-                f"{item.image_id} at version {rnd.base_version}"
+                f"{seen.image_id} at version {seen.base_version}"
             )
         if kind == ReviewDecision.fix and not accepted and len(removed) == len(labels):
             raise InvalidInput(
@@ -470,3 +594,82 @@ def _require_admin(session: Session, user_id: int) -> None:
         raise NotFound(f"user {user_id} does not exist")
     if user.role != UserRole.admin or not user.active:
         raise PermissionDenied("only an admin can resolve a disagreement")
+
+
+# --- statements, built once (bound parameters p_*) ----------------------------------------
+
+_P_ITEM = sa.bindparam("p_item", type_=sa.Integer)
+_P_VERSION = sa.bindparam("p_version", type_=sa.Integer)
+_P_USER = sa.bindparam("p_user", type_=sa.Integer)
+_P_NOW = sa.bindparam("p_now", type_=ReviewItem.lease_expires_at.type)
+
+#: The item, its round (FOR SHARE OF rounds on PostgreSQL; SQLite writers are serialised
+#: by BEGIN IMMEDIATE anyway), its prediction and its standing reviews: one row per
+#: standing review, or one row with NULL review columns.
+_CONTEXT = (
+    sa.select(
+        ReviewItem.round_id,
+        ReviewItem.image_id,
+        ReviewItem.prediction_id,
+        ReviewItem.state,
+        ReviewItem.version,
+        ReviewItem.lease_owner_id,
+        ReviewItem.lease_expires_at,
+        ReviewItem.required_reviews,
+        Round.state.label("round_state"),
+        Round.base_version,
+        Round.config.label("round_config"),
+        Prediction.flagged,
+        Prediction.grasps.label("predicted"),
+        Review.id.label("review_id"),
+        Review.annotator_id,
+        Review.decision,
+        Review.accepted_prediction_indices,
+        Review.removed_grasp_ids,
+        Review.adjudication,
+    )
+    .join(Round, Round.id == ReviewItem.round_id)
+    .outerjoin(Prediction, Prediction.id == ReviewItem.prediction_id)
+    .outerjoin(Review, sa.and_(Review.item_id == ReviewItem.id, Review.superseded.is_(False)))
+    .where(ReviewItem.id == _P_ITEM)
+    .order_by(Review.id)
+    .with_for_update(read=True, of=Round)
+)
+
+
+def _swap(*, any_holder: bool) -> sa.Update:
+    """The compare-and-swap that records a decision on the item: version bumped, the new
+    state and required reviews, lease cleared; matches nothing unless the item is still
+    at `p_version` and (unless `any_holder`) no one but `p_user` holds a live lease."""
+    guard = [ReviewItem.id == _P_ITEM, ReviewItem.version == _P_VERSION]
+    if not any_holder:
+        guard.append(
+            sa.not_(
+                sa.and_(
+                    live_lease(ReviewItem, _P_NOW),
+                    ReviewItem.lease_owner_id.is_distinct_from(_P_USER),
+                )
+            )
+        )
+    return (
+        sa.update(ReviewItem)
+        .where(*guard)
+        .values(
+            version=ReviewItem.version + 1,
+            state=sa.bindparam("p_state", type_=ReviewItem.state.type),
+            required_reviews=sa.bindparam("p_required", type_=sa.Integer),
+            lease_owner_id=None,
+            lease_expires_at=None,
+        )
+        .returning(ReviewItem.version)
+    )
+
+
+_SWAP_IF_FREE = _swap(any_holder=False)
+_SWAP_ANY = _swap(any_holder=True)
+
+_SUPERSEDE = (
+    sa.update(Review)
+    .where(Review.id.in_(sa.bindparam("p_ids", expanding=True)))
+    .values(superseded=True)
+)

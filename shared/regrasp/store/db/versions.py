@@ -445,9 +445,13 @@ def labels_for_image(session: Session, image_id: int, version: int) -> Labels:
 
 def labels_of_known_image(session: Session, image_id: int, version: int) -> Labels:
     """`labels_for_image` for a caller that already knows the image and the version exist
-    (a review item's image at its round's base version): one query, no checks."""
-    where = sa.and_(Grasp.image_id == image_id, _present(Grasp, version))
-    return _fetch_labels(session, version, where)
+    (a review item's image at its round's base version): one query, no checks, built once
+    (every review screen and every fix decision asks for it)."""
+    pg = session.get_bind().dialect.name == "postgresql"
+    stmt = _KNOWN_IMAGE_LABELS_PG if pg else _KNOWN_IMAGE_LABELS_SQLITE
+    return _run_label_query(
+        session, version, stmt, pg=pg, params={"p_image": image_id, "p_version": version}
+    )
 
 
 def select_images_at(dataset_id: int, version: int) -> sa.Select[tuple[Image]]:
@@ -698,7 +702,7 @@ def _check_version(session: Session, dataset_id: int, version: int) -> None:
         raise NotFound(f"dataset {dataset_id} has versions 0..{head}, not {version}")
 
 
-def _present(table: Any, v: int) -> sa.ColumnElement[bool]:
+def _present(table: Any, v: int | sa.ColumnElement[int]) -> sa.ColumnElement[bool]:
     """Row of `table` (grasps or image_spans) alive at version v."""
     return sa.and_(
         table.added_in_version <= v,
@@ -932,21 +936,38 @@ _PG_LABEL_DTYPE = np.dtype([("id", ">i8"), ("image_id", ">i8"), ("g", ">f8", (5,
 
 
 def _fetch_labels(session: Session, version: int, where: sa.ColumnElement[bool]) -> Labels:
-    if session.get_bind().dialect.name == "postgresql":
-        # One bytea aggregated server-side: no Python object per row on the way back.
+    pg = session.get_bind().dialect.name == "postgresql"
+    return _run_label_query(session, version, _label_query(where, pg=pg), pg=pg)
+
+
+def _label_query(where: sa.ColumnElement[bool], *, pg: bool) -> sa.Select[Any]:
+    """The labels matching `where`: on PostgreSQL one bytea aggregated server-side (no
+    Python object per row on the way back), elsewhere plain rows."""
+    if pg:
         packed = sa.func.int8send(sa.cast(Grasp.id, sa.BigInteger)).op("||")(
             sa.func.int8send(sa.cast(Grasp.image_id, sa.BigInteger))
         )
         for k in _GRASP_COLS:
             packed = packed.op("||")(sa.func.float8send(Grasp.__table__.c[k]))
-        blob = session.scalar(
-            sa.select(sa.func.string_agg(packed, sa.literal_column("''::bytea"))).where(where)
-        )
+        return sa.select(sa.func.string_agg(packed, sa.literal_column("''::bytea"))).where(where)
+    cols = [Grasp.id, Grasp.image_id, *(Grasp.__table__.c[k] for k in _GRASP_COLS)]
+    return sa.select(*cols).where(where)
+
+
+def _run_label_query(
+    session: Session,
+    version: int,
+    stmt: sa.Select[Any],
+    *,
+    pg: bool,
+    params: dict[str, Any] | None = None,
+) -> Labels:
+    if pg:
+        blob = session.scalar(stmt, params)
         rows = np.frombuffer(blob or b"", _PG_LABEL_DTYPE)
         ids, img, g = rows["id"], rows["image_id"], rows["g"]
     else:
-        cols = [Grasp.id, Grasp.image_id, *(Grasp.__table__.c[k] for k in _GRASP_COLS)]
-        arr = np.array(session.execute(sa.select(*cols).where(where)).all(), dtype=np.float64)
+        arr = np.array(session.execute(stmt, params).all(), dtype=np.float64)
         arr = arr.reshape(-1, 7)
         ids, img, g = arr[:, 0], arr[:, 1], arr[:, 2:]
     order = np.lexsort((ids, img))
@@ -956,6 +977,14 @@ def _fetch_labels(session: Session, version: int, where: sa.ColumnElement[bool])
         image_ids=img[order].astype(np.int64),
         grasps=np.ascontiguousarray(g[order], dtype=np.float64),
     )
+
+
+_KNOWN_IMAGE = sa.and_(
+    Grasp.image_id == sa.bindparam("p_image", type_=sa.Integer),
+    _present(Grasp, sa.bindparam("p_version", type_=sa.Integer)),
+)
+_KNOWN_IMAGE_LABELS_PG = _label_query(_KNOWN_IMAGE, pg=True)
+_KNOWN_IMAGE_LABELS_SQLITE = _label_query(_KNOWN_IMAGE, pg=False)
 
 
 def _grasp_changes(session: Session, dataset_id: int, cond: sa.ColumnElement[bool]) -> GraspChanges:
