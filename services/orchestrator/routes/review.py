@@ -5,6 +5,11 @@ Reviews are made by people, so these routes refuse the shared service key (no us
 Every item answer carries what the screen needs in one response (the model's numbered
 predictions, the labels with their grasp ids, the lease expiry and the item version that
 the decision must send back), so showing an item costs one call plus the image bytes.
+
+The annotators' routes are async and run their database work through `Work`: one worker
+thread and one session per request (a sync route costs five thread hops, see
+`services.orchestrator.deps.RequestWork`), the caller resolved in that same session. The
+admin's adjudication routes stay sync with `AdminUser` (403 before the body is read).
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ from regrasp.store.db.tables import (
     User,
 )
 from regrasp.store.db.versions import labels_of_known_image
-from services.orchestrator.deps import AdminUser, CurrentUser, SessionDep, SettingsDep
+from services.orchestrator.deps import AdminUser, SessionDep, SettingsDep, Work
 from services.orchestrator.routes import ERRORS
 
 router = APIRouter(tags=["review"], responses=ERRORS)
@@ -56,66 +61,79 @@ LeaseBody = Annotated[LeaseRequest | None, Body()]
     response_model=ReviewItemPublic,
     responses={204: {"description": "Nothing is left for the caller in this round."}},
 )
-def claim(
-    round_id: int,
-    user: CurrentUser,
-    session: SessionDep,
-    settings: SettingsDep,
-    body: LeaseBody = None,
+async def claim(
+    round_id: int, work: Work, settings: SettingsDep, body: LeaseBody = None
 ) -> ReviewItemPublic | Response:
     """Lease the round's next item to the caller (or renew the one they hold)."""
     lease = _lease(body, settings)
-    item = R.claim_next(session, round_id, _person(user), lease_seconds=lease)
-    if item is None:
+
+    def run(session: Session, user: Principal) -> ReviewItemPublic | None:
+        item = R.claim_next(session, round_id, _person(user), lease_seconds=lease)
+        return None if item is None else _item_public(session, item, user)
+
+    answer = await work(run)
+    if answer is None:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
-    return _item_public(session, item, user)
+    return answer
 
 
 @router.get("/rounds/{round_id}/review/upcoming", response_model=list[ReviewItemPublic])
-def upcoming(
-    round_id: int,
-    user: CurrentUser,
-    session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=10)] = 2,
+async def upcoming(
+    round_id: int, work: Work, limit: Annotated[int, Query(ge=1, le=10)] = 2
 ) -> list[ReviewItemPublic]:
     """Items the caller's next claims will most likely get, not leased (for prefetching)."""
-    annotator = _person(user)
-    _round(session, round_id)
-    return [
-        _item_public(session, i, user) for i in R.peek(session, round_id, annotator, limit=limit)
-    ]
+
+    def run(session: Session, user: Principal) -> list[ReviewItemPublic]:
+        annotator = _person(user)
+        _round(session, round_id)
+        items = R.peek(session, round_id, annotator, limit=limit)
+        return [_item_public(session, i, user) for i in items]
+
+    return await work(run)
 
 
 @router.get("/review/items/{item_id}", response_model=ReviewItemPublic)
-def get_item(item_id: int, user: CurrentUser, session: SessionDep) -> ReviewItemPublic:
+async def get_item(item_id: int, work: Work) -> ReviewItemPublic:
     """One item with its predictions, labels, lease and the caller's standing decision."""
-    return _item_public(session, _get_item(session, item_id), user)
+
+    def run(session: Session, user: Principal) -> ReviewItemPublic:
+        return _item_public(session, _get_item(session, item_id), user)
+
+    return await work(run)
 
 
 @router.post("/review/items/{item_id}/heartbeat", response_model=ReviewItemPublic)
-def heartbeat(
-    item_id: int,
-    user: CurrentUser,
-    session: SessionDep,
-    settings: SettingsDep,
-    body: LeaseBody = None,
+async def heartbeat(
+    item_id: int, work: Work, settings: SettingsDep, body: LeaseBody = None
 ) -> ReviewItemPublic:
     """Extend the caller's lease on the item."""
     lease = _lease(body, settings)
-    item = R.heartbeat(session, item_id, _person(user), lease_seconds=lease)
-    return _item_public(session, item, user)
+
+    def run(session: Session, user: Principal) -> ReviewItemPublic:
+        item = R.heartbeat(session, item_id, _person(user), lease_seconds=lease)
+        return _item_public(session, item, user)
+
+    return await work(run)
 
 
 @router.post("/review/items/{item_id}/release", response_model=ReviewItemPublic)
-def release(item_id: int, user: CurrentUser, session: SessionDep) -> ReviewItemPublic:
+async def release(item_id: int, work: Work) -> ReviewItemPublic:
     """Give the item back to the pool."""
-    return _item_public(session, R.release(session, item_id, _person(user)), user)
+
+    def run(session: Session, user: Principal) -> ReviewItemPublic:
+        return _item_public(session, R.release(session, item_id, _person(user)), user)
+
+    return await work(run)
 
 
 @router.post("/review/items/{item_id}/skip", response_model=ReviewItemPublic)
-def skip(item_id: int, user: CurrentUser, session: SessionDep) -> ReviewItemPublic:
+async def skip(item_id: int, work: Work) -> ReviewItemPublic:
     """Give the item back; the caller sees it again only when nothing else is left."""
-    return _item_public(session, R.skip(session, item_id, _person(user)), user)
+
+    def run(session: Session, user: Principal) -> ReviewItemPublic:
+        return _item_public(session, R.skip(session, item_id, _person(user)), user)
+
+    return await work(run)
 
 
 @router.post(
@@ -123,45 +141,57 @@ def skip(item_id: int, user: CurrentUser, session: SessionDep) -> ReviewItemPubl
     response_model=ReviewPublic,
     status_code=status.HTTP_201_CREATED,
 )
-def decide(
-    item_id: int, body: DecisionCreate, user: CurrentUser, session: SessionDep
-) -> ReviewPublic:
+async def decide(item_id: int, body: DecisionCreate, work: Work) -> ReviewPublic:
     """Record a decision made on `item_version`; 409 when the item changed since."""
-    review = R.decide(session, item_id, _person(user), **_decision_args(body))
-    return ReviewPublic.model_validate(review)
+
+    def run(session: Session, user: Principal) -> ReviewPublic:
+        review = R.decide(session, item_id, _person(user), **_decision_args(body))
+        return ReviewPublic.model_validate(review)
+
+    return await work(run)
 
 
 @router.put("/review/items/{item_id}/decision", response_model=ReviewPublic)
-def change_decision(
-    item_id: int, body: DecisionCreate, user: CurrentUser, session: SessionDep
-) -> ReviewPublic:
+async def change_decision(item_id: int, body: DecisionCreate, work: Work) -> ReviewPublic:
     """Replace the caller's own decision on the item (until the round is applied)."""
-    review = R.change_decision(session, item_id, _person(user), **_decision_args(body))
-    return ReviewPublic.model_validate(review)
+
+    def run(session: Session, user: Principal) -> ReviewPublic:
+        review = R.change_decision(session, item_id, _person(user), **_decision_args(body))
+        return ReviewPublic.model_validate(review)
+
+    return await work(run)
 
 
 @router.post("/rounds/{round_id}/review/undo", response_model=UndoPublic)
-def undo(round_id: int, user: CurrentUser, session: SessionDep) -> UndoPublic:
+async def undo(round_id: int, work: Work) -> UndoPublic:
     """Withdraw the caller's last decision in the round; the item is leased back to them."""
-    annotator = _person(user)
-    item = R.undo_last(session, annotator, round_id)
-    undone = session.scalar(
-        sa.select(sa.func.max(Review.id)).where(
-            Review.item_id == item.id,
-            Review.annotator_id == annotator,
-            Review.superseded.is_(True),
+
+    def run(session: Session, user: Principal) -> UndoPublic:
+        annotator = _person(user)
+        item = R.undo_last(session, annotator, round_id)
+        undone = session.scalar(
+            sa.select(sa.func.max(Review.id)).where(
+                Review.item_id == item.id,
+                Review.annotator_id == annotator,
+                Review.superseded.is_(True),
+            )
         )
-    )
-    return UndoPublic(item=_item_public(session, item, user), undone_review_id=undone)
+        return UndoPublic(item=_item_public(session, item, user), undone_review_id=undone)
+
+    return await work(run)
 
 
 @router.get("/review/items/{item_id}/reviews", response_model=list[ReviewPublic])
-def item_reviews(item_id: int, user: CurrentUser, session: SessionDep) -> list[ReviewPublic]:
+async def item_reviews(item_id: int, work: Work) -> list[ReviewPublic]:
     """The item's reviews, superseded ones included (annotators see only their own)."""
-    reviews = R.history(session, item_id)
-    if not user.is_admin:
-        reviews = [r for r in reviews if r.annotator_id == user.user_id]
-    return [ReviewPublic.model_validate(r) for r in reviews]
+
+    def run(session: Session, user: Principal) -> list[ReviewPublic]:
+        reviews = R.history(session, item_id)
+        if not user.is_admin:
+            reviews = [r for r in reviews if r.annotator_id == user.user_id]
+        return [ReviewPublic.model_validate(r) for r in reviews]
+
+    return await work(run)
 
 
 @router.get("/rounds/{round_id}/review/adjudication", response_model=list[AdjudicationCasePublic])
@@ -195,17 +225,21 @@ def resolve(
 
 
 @router.get("/rounds/{round_id}/review/stats", response_model=ReviewStatsPublic)
-def stats(round_id: int, user: CurrentUser, session: SessionDep) -> ReviewStatsPublic:
+async def stats(round_id: int, work: Work) -> ReviewStatsPublic:
     """Queue counts, decision mix, seconds per decision and agreement (Cohen's kappa).
 
     Admins see every annotator's row; an annotator sees only their own.
     """
-    s = R.round_stats(session, round_id)
-    rows = [a for a in s.annotators if user.is_admin or a.annotator_id == user.user_id]
-    public = ReviewStatsPublic.model_validate(s, from_attributes=True)
-    return public.model_copy(
-        update={"annotators": [AnnotatorStatsPublic.model_validate(a) for a in rows]}
-    )
+
+    def run(session: Session, user: Principal) -> ReviewStatsPublic:
+        s = R.round_stats(session, round_id)
+        rows = [a for a in s.annotators if user.is_admin or a.annotator_id == user.user_id]
+        public = ReviewStatsPublic.model_validate(s, from_attributes=True)
+        return public.model_copy(
+            update={"annotators": [AnnotatorStatsPublic.model_validate(a) for a in rows]}
+        )
+
+    return await work(run)
 
 
 # --- helpers --------------------------------------------------------------------------------
