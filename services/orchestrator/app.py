@@ -100,10 +100,12 @@ def create_app(settings: Settings) -> FastAPI:
 
     install_error_handlers(app)  # {"error", "detail"}: the shape of every service
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    # The review queue first: routes are matched in order, router by router, and its
+    # claims and decisions are most of the traffic (no other router's paths overlap).
+    app.include_router(review_routes.router)
     for module in (auth, users, api_keys, models, datasets, versions, images):
         app.include_router(module.router)
     app.include_router(rounds_routes.router)
-    app.include_router(review_routes.router)
     app.include_router(campaign_routes.router)
     app.include_router(campaign_routes.refinement_router)
 

@@ -15,7 +15,7 @@ admin's adjudication routes stay sync with `AdminUser` (403 before the body is r
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Annotated
+from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Body, Query, Response, status
@@ -38,6 +38,7 @@ from regrasp.api.review import (
 )
 from regrasp.errors import NotFound, PermissionDenied
 from regrasp.settings import Settings
+from regrasp.store.db.engine import core_connection
 from regrasp.store.db.tables import (
     DatasetObject,
     Image,
@@ -48,7 +49,7 @@ from regrasp.store.db.tables import (
     User,
 )
 from regrasp.store.db.versions import labels_of_known_image
-from services.orchestrator.deps import AdminUser, SessionDep, SettingsDep, Work
+from services.orchestrator.deps import AdminUser, SessionDep, Work
 from services.orchestrator.routes import ERRORS
 
 router = APIRouter(tags=["review"], responses=ERRORS)
@@ -61,11 +62,9 @@ LeaseBody = Annotated[LeaseRequest | None, Body()]
     response_model=ReviewItemPublic,
     responses={204: {"description": "Nothing is left for the caller in this round."}},
 )
-async def claim(
-    round_id: int, work: Work, settings: SettingsDep, body: LeaseBody = None
-) -> ReviewItemPublic | Response:
+async def claim(round_id: int, work: Work, body: LeaseBody = None) -> ReviewItemPublic | Response:
     """Lease the round's next item to the caller (or renew the one they hold)."""
-    lease = _lease(body, settings)
+    lease = _lease(body, work.settings)
 
     def run(session: Session, user: Principal) -> ReviewItemPublic | None:
         item = R.claim_next(session, round_id, _person(user), lease_seconds=lease)
@@ -103,11 +102,9 @@ async def get_item(item_id: int, work: Work) -> ReviewItemPublic:
 
 
 @router.post("/review/items/{item_id}/heartbeat", response_model=ReviewItemPublic)
-async def heartbeat(
-    item_id: int, work: Work, settings: SettingsDep, body: LeaseBody = None
-) -> ReviewItemPublic:
+async def heartbeat(item_id: int, work: Work, body: LeaseBody = None) -> ReviewItemPublic:
     """Extend the caller's lease on the item."""
-    lease = _lease(body, settings)
+    lease = _lease(body, work.settings)
 
     def run(session: Session, user: Principal) -> ReviewItemPublic:
         item = R.heartbeat(session, item_id, _person(user), lease_seconds=lease)
@@ -289,16 +286,20 @@ def _item_public(session: Session, item: ReviewItem, caller: Principal) -> Revie
     prediction and the caller's standing review in one statement, then the image's labels
     at that version.
     """
-    row = session.execute(
-        _ITEM_VIEW,
-        {
-            "p_image": item.image_id,
-            "p_round": item.round_id,
-            "p_prediction": item.prediction_id,
-            "p_item": item.id,
-            "p_caller": caller.user_id if caller.user_id is not None else -1,
-        },
-    ).one_or_none()
+    row = (
+        core_connection(session)
+        .execute(
+            _ITEM_VIEW,
+            {
+                "p_image": item.image_id,
+                "p_round": item.round_id,
+                "p_prediction": item.prediction_id,
+                "p_item": item.id,
+                "p_caller": caller.user_id if caller.user_id is not None else -1,
+            },
+        )
+        .one_or_none()
+    )
     if row is None:
         raise NotFound(f"round {item.round_id} does not exist")
     predicted = row.predicted or []
@@ -331,8 +332,15 @@ def _item_public(session: Session, item: ReviewItem, caller: Principal) -> Revie
             for gid, g in zip(labels.grasp_ids.tolist(), labels.grasps.tolist(), strict=True)
         ],
         quality=_quality_public(row.quality, labels.grasp_ids),
-        my_review=ReviewPublic.model_validate(row.Review) if row.Review is not None else None,
+        my_review=_my_review(row),
     )
+
+
+def _my_review(row: sa.Row[Any]) -> ReviewPublic | None:
+    """The caller's standing review from `_ITEM_VIEW`'s `my_*` columns (None if none)."""
+    if row.my_id is None:
+        return None
+    return ReviewPublic.model_validate({c: row._mapping[f"my_{c}"] for c in _REVIEW_FIELDS})
 
 
 def _quality_public(stored: dict | None, grasp_ids: Iterable[int]) -> LabelQualityPublic | None:
@@ -348,6 +356,8 @@ def _quality_public(stored: dict | None, grasp_ids: Iterable[int]) -> LabelQuali
     )
 
 
+_REVIEW_FIELDS = tuple(c.key for c in Review.__table__.c)
+
 #: The item answer's one statement besides the labels (bound parameters p_*): the image
 #: and its object, the round's base version, the prediction (none when `p_prediction` is
 #: NULL: `id = NULL` matches nothing) and the caller's newest standing review.
@@ -361,7 +371,7 @@ _ITEM_VIEW = (
         Prediction.grasps.label("predicted"),
         Prediction.best_iou,
         Prediction.quality,
-        Review,
+        *(c.label(f"my_{c.key}") for c in Review.__table__.c),
     )
     .join(DatasetObject, DatasetObject.id == Image.object_id)
     .join(Round, Round.id == sa.bindparam("p_round", type_=sa.Integer))

@@ -58,7 +58,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, aliased, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
@@ -79,6 +79,7 @@ from regrasp.review._common import (
     reviews_agree,
     standing_reviews,
 )
+from regrasp.store.db.engine import core_connection
 from regrasp.store.db.tables import (
     Prediction,
     Review,
@@ -360,20 +361,29 @@ def record_review(
         "p_state": state,
         "p_required": required,
     }
-    swapped = session.execute(_SWAP_ANY if any_holder else _SWAP_IF_FREE, params).one_or_none()
+    # Core statements on the session's connection: what they change in objects the
+    # session holds is set by hand below, so the ORM's bookkeeping is not needed.
+    db = core_connection(session)
+    swapped = db.execute(_SWAP_ANY if any_holder else _SWAP_IF_FREE, params).one_or_none()
     if swapped is None:
         _explain_lost_swap(session, item_id, user_id, item_version, now, any_holder=any_holder)
     _sync_loaded_item(session, item_id, swapped.version, state, required)
     if replaced:
         ids = [r.id for r in replaced]
-        session.execute(_SUPERSEDE, {"p_ids": ids})
+        db.execute(_SUPERSEDE, {"p_ids": ids})
         for review_id in ids:
             old = session.identity_map.get(identity_key(Review, review_id))
             if old is not None:
                 set_committed_value(old, "superseded", True)
+    review.id = db.execute(_INSERT_REVIEW, _review_row(review)).scalar_one()
+    # The row is written: hand the object to the session as loaded, not as new.
+    make_transient_to_detached(review)
     session.add(review)
-    session.flush()
     return review
+
+
+def _review_row(review: Review) -> dict[str, Any]:
+    return {c: getattr(review, c) for c in _REVIEW_COLUMNS}
 
 
 # --- private ----------------------------------------------------------------------------
@@ -415,7 +425,7 @@ class _ItemContext:
         """The item, its round, prediction and standing reviews (oldest first); NotFound
         if the item does not exist. On PostgreSQL the round row is locked FOR SHARE until
         commit: the lock order (round, then item) is the apply step's."""
-        rows = session.execute(_CONTEXT, {"p_item": item_id}).all()
+        rows = core_connection(session).execute(_CONTEXT, {"p_item": item_id}).all()
         if not rows:
             raise NotFound(f"review item {item_id} does not exist")
         r = rows[0]
@@ -673,3 +683,6 @@ _SUPERSEDE = (
     .where(Review.id.in_(sa.bindparam("p_ids", expanding=True)))
     .values(superseded=True)
 )
+
+_REVIEW_COLUMNS = tuple(c.key for c in Review.__table__.c if c.key != "id")
+_INSERT_REVIEW = sa.insert(Review.__table__).returning(Review.__table__.c.id)

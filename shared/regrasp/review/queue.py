@@ -326,16 +326,17 @@ def _sqlite_lease(skipped: bool) -> sa.Update:
 
 def _claimed(session: Session, stmt: sa.Executable, params: dict[str, Any]) -> list[ReviewItem]:
     """Run a claim statement; the items it returned, as fresh ORM objects (no extra query)."""
-    items = list(
-        session.scalars(
-            sa.select(ReviewItem).from_statement(stmt),
-            params,
-            execution_options={"populate_existing": True},
-        )
-    )
+    items = list(session.scalars(_as_items(stmt), params))
     for item in items:
         set_committed_value(item, "lease_expires_at", aware(item.lease_expires_at))
     return items
+
+
+@functools.cache
+def _as_items(stmt: sa.Executable) -> sa.Select[Any]:
+    """`stmt`'s returned rows as fresh `ReviewItem` objects; built once per statement, so
+    its cache key is computed once, not on every claim."""
+    return sa.select(ReviewItem).from_statement(stmt).execution_options(populate_existing=True)
 
 
 def _explain_not_held(

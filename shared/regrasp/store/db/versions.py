@@ -33,6 +33,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from regrasp.errors import Conflict, InvalidInput, NotFound
+from regrasp.store.db.engine import core_connection
 from regrasp.store.db.tables import (
     Dataset,
     DatasetObject,
@@ -962,12 +963,13 @@ def _run_label_query(
     pg: bool,
     params: dict[str, Any] | None = None,
 ) -> Labels:
+    db = core_connection(session)  # plain rows: no ORM objects are loaded here
     if pg:
-        blob = session.scalar(stmt, params)
+        blob = db.execute(stmt, params).scalar()
         rows = np.frombuffer(blob or b"", _PG_LABEL_DTYPE)
         ids, img, g = rows["id"], rows["image_id"], rows["g"]
     else:
-        arr = np.array(session.execute(stmt, params).all(), dtype=np.float64)
+        arr = np.array(db.execute(stmt, params).all(), dtype=np.float64)
         arr = arr.reshape(-1, 7)
         ids, img, g = arr[:, 0], arr[:, 1], arr[:, 2:]
     order = np.lexsort((ids, img))
