@@ -18,8 +18,14 @@
    is modelled as "until the prefetch is done" (people look for seconds; it takes less).
    `--images 0` leaves this part out.
 
+The orchestrator runs without its access log, as deployed (development mode logs every
+request). The machine's load average is sampled during the run and recorded with the
+results: on a shared machine CPU and latency figures compare only at a similar load, so
+compare code side by side with `--baseline` (the same command, run just before, on the
+other code).
+
 Run: `python bench/review.py [--database-url URL] [--items 1500] [--images 24]
-[--workers 1] [--think 1,5 --window 40] [--json out.json]`.
+[--workers 1] [--think 1,5 --window 40] [--json out.json] [--baseline main.json]`.
 It creates and drops its own database `regrasp_bench_review` on the server.
 """
 
@@ -27,10 +33,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psutil
@@ -67,17 +76,92 @@ def main() -> None:
     parser.add_argument("--think", default="", help="Think time lo,hi in seconds (part 1b).")
     parser.add_argument("--window", type=float, default=40.0, help="Seconds of part 1b.")
     parser.add_argument("--json", type=Path, help="Write the results here.")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="A JSON this script wrote for other code (e.g. main) with the same options, "
+        "run just before on this machine: prints and records each figure's ratio to it.",
+    )
     args = parser.parse_args()
 
+    load = LoadAverage()
     with (
         scratch_database(args.database_url, BENCH_DB) as url,
         tempfile.TemporaryDirectory(prefix="regrasp-bench-review-") as tmp,
+        load,
     ):
         results = _run(url, Path(tmp), args)
     results["command"] = " ".join(["python", "bench/review.py", *sys.argv[1:]])
+    results["load_average"] = load.summary()
+    results["cpu_count"] = os.cpu_count()
+    print(f"load average (1 min) during the run: {load.summary()}")
+    if args.baseline:
+        results["vs_baseline"] = _vs_baseline(results, json.loads(args.baseline.read_text()))
+        results["baseline"] = str(args.baseline)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+#: The figures compared with a baseline run: lower is better for all but decisions/s.
+_COMPARED = ("decisions_per_s", "p50_ms", "p95_ms", "server_cpu_ms_per_decision")
+
+
+def _vs_baseline(results: dict[str, Any], baseline: dict[str, Any]) -> dict[str, float]:
+    """Ratio this run / baseline of every figure both runs have, printed as they go."""
+    ratios: dict[str, float] = {}
+    print("\nvs baseline (this run / baseline):")
+    rows = [
+        (f"saturated {w} process(es), {n} annotators", row, baseline["saturated"][w][n])
+        for w, levels in results["saturated"].items()
+        for n, row in levels.items()
+        if n in baseline.get("saturated", {}).get(w, {})
+    ] + [
+        (f"think time, {w} process(es)", row, baseline["think"][w])
+        for w, row in results.get("think", {}).items()
+        if w in baseline.get("think", {})
+    ]
+    for name, row, base in rows:
+        parts = []
+        for key in _COMPARED:
+            ratio = row[key] / base[key]
+            ratios[f"{name}: {key}"] = round(ratio, 2)
+            parts.append(f"{key} {row[key]} vs {base[key]} (x{ratio:.2f})")
+        print(f"  {name}: " + "; ".join(parts))
+    return ratios
+
+
+class LoadAverage:
+    """The machine's 1-minute load average, sampled every 5 s while the block runs: the
+    run's CPU figures are only comparable with others taken under a similar load."""
+
+    def __init__(self, every: float = 5.0) -> None:
+        self.every = every
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> LoadAverage:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while True:
+            self.samples.append(os.getloadavg()[0])
+            if self._stop.wait(self.every):
+                return
+
+    def summary(self) -> dict[str, float]:
+        a = np.asarray(self.samples or [os.getloadavg()[0]])
+        return {
+            "min": round(float(a.min()), 2),
+            "mean": round(float(a.mean()), 2),
+            "max": round(float(a.max()), 2),
+        }
 
 
 def _server_cpu(process: psutil.Process) -> float:
@@ -108,7 +192,11 @@ def _run(url: str, tmp: Path, args: argparse.Namespace) -> dict[str, object]:
                 store_url=f"file://{tmp / 'objects'}",
                 data_dir=tmp / "data",
                 admin=ADMIN,
-                extra_env={"REGRASP_ORCHESTRATOR_WORKERS": str(workers)},
+                # As deployed: no access log line per request (development logs them).
+                extra_env={
+                    "REGRASP_ORCHESTRATOR_WORKERS": str(workers),
+                    "REGRASP_ACCESS_LOG": "false",
+                },
             )
             server = psutil.Process(orchestrator.process.pid)
             try:
