@@ -92,7 +92,8 @@ def annotate(
     its n-th decision again when n % replay_every == k % replay_every.
     `think_seconds=(lo, hi)`: like a person, each annotator looks at every item for a
     time drawn uniformly from [lo, hi] (its own generator, seeded `seed + k`) between
-    the claim and the decision; the recorded pair time leaves the looking out.
+    the claim and the decision; the recorded pair time leaves the looking out. They
+    start staggered, each after a time drawn from [0, hi], as people mid-session are.
     `base_url` may list several orchestrator processes of one database: annotator k
     talks to `base_url[k % len(base_url)]`.
     `stop_after`: annotators take no new item after that many seconds (a think-time run
@@ -122,6 +123,11 @@ def annotate(
             try:
                 start.wait()
                 began = time.monotonic()
+                if think_seconds is not None:
+                    # People do not all click at the same instant: start staggered over
+                    # one think time, as if mid-session (released together, the first
+                    # claims of all would queue behind each other once, at the start).
+                    time.sleep(rng.uniform(0.0, think_seconds[1]))
                 while stop_after is None or time.monotonic() - began < stop_after:
                     t0 = time.perf_counter()
                     item = api.claim_next(round_id)
