@@ -185,23 +185,8 @@ def undo_last(
     with session.begin_nested():
         if pg:  # lock order on PostgreSQL: the round first, as every decision does
             require_open(get_round(session, round_id, share_lock=True))
-        last, its_item = aliased(Review), aliased(ReviewItem)
-        latest = (
-            sa.select(sa.func.max(last.id))
-            .join(its_item, its_item.id == last.item_id)
-            .where(
-                last.annotator_id == annotator_id,
-                last.superseded.is_(False),
-                its_item.round_id == round_id,
-            )
-            .scalar_subquery()
-        )
         row = session.execute(
-            sa.update(Review)
-            .where(Review.id == latest, Review.superseded.is_(False))
-            .values(superseded=True)
-            .returning(Review.id, Review.item_id, Review.adjudication)
-            .execution_options(synchronize_session=False)
+            _WITHDRAW_LATEST, {"p_annotator": annotator_id, "p_round": round_id}
         ).one_or_none()
         if not pg:
             require_open(get_round(session, round_id))
@@ -683,6 +668,32 @@ _SUPERSEDE = (
     .where(Review.id.in_(sa.bindparam("p_ids", expanding=True)))
     .values(superseded=True)
 )
+
+
+def _withdraw_latest() -> sa.Update:
+    """Supersede the annotator's (`p_annotator`) newest standing review in round `p_round`;
+    returns its id, item and whether it was a resolution (no row: nothing to undo)."""
+    last, its_item = aliased(Review), aliased(ReviewItem)
+    latest = (
+        sa.select(sa.func.max(last.id))
+        .join(its_item, its_item.id == last.item_id)
+        .where(
+            last.annotator_id == sa.bindparam("p_annotator", type_=sa.Integer),
+            last.superseded.is_(False),
+            its_item.round_id == sa.bindparam("p_round", type_=sa.Integer),
+        )
+        .scalar_subquery()
+    )
+    return (
+        sa.update(Review)
+        .where(Review.id == latest, Review.superseded.is_(False))
+        .values(superseded=True)
+        .returning(Review.id, Review.item_id, Review.adjudication)
+        .execution_options(synchronize_session=False)
+    )
+
+
+_WITHDRAW_LATEST = _withdraw_latest()
 
 _REVIEW_COLUMNS = tuple(c.key for c in Review.__table__.c if c.key != "id")
 _INSERT_REVIEW = sa.insert(Review.__table__).returning(Review.__table__.c.id)
