@@ -118,3 +118,19 @@ def test_redacted_settings_and_engine_errors_never_show_the_database_password():
         with pytest.raises(ConfigError, match="malformed database URL") as caught:
             make_engine(bad)
         assert "pw-secret-1" not in str(caught.value)
+
+
+def test_access_log_is_off_in_deployment_unless_asked_for(tmp_path):
+    """One line per request costs the orchestrator CPU on every claim and decision."""
+    from services.orchestrator.app import access_log_on
+
+    base = {
+        "data_dir": tmp_path,
+        "database_url": "postgresql+psycopg://regrasp:a-long-real-password@db/regrasp",
+        "secret_key": "k" * 40,
+        "service_api_key": "s" * 40,
+    }
+    assert access_log_on(Settings(mode="development", **base)) is True
+    assert access_log_on(Settings(mode="deployment", **base)) is False
+    assert access_log_on(Settings(mode="deployment", access_log=True, **base)) is True
+    assert access_log_on(Settings(mode="development", access_log=False, **base)) is False
