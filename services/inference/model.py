@@ -9,13 +9,14 @@ CUDA initialisation or cuDNN autotuning.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from regrasp.clock import utcnow
 from regrasp.predict import Forward, ModelSpec, Predictor
 from regrasp.store.objects import ObjectStore
 from regrasp.training.registry import load_registered
@@ -28,7 +29,7 @@ class ServedModel:
     predictor: Predictor
     metadata: dict[str, Any]
     device: str
-    loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    loaded_at: datetime = field(default_factory=utcnow)
 
     @property
     def spec(self) -> ModelSpec:

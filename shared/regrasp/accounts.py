@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import hmac
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -34,6 +34,7 @@ from regrasp.auth import (
     verify_password,
     verify_token,
 )
+from regrasp.clock import utcnow
 from regrasp.errors import Conflict, InvalidInput, NotFound, PermissionDenied, Unauthenticated
 from regrasp.store.db.tables import ApiKey, ApiKeyScope, User, UserRole
 
@@ -212,7 +213,7 @@ def _principal_from_api_key(session: Session, key: str) -> Principal:
     owner = session.get(User, row.owner_id)
     if owner is None or not owner.active:
         raise Unauthenticated("invalid API key")
-    now = datetime.now(UTC)
+    now = utcnow()
     # Record use at most once a minute: a robot calling many times a second must not turn
     # every read into a write (SQLite serialises writers).
     last = row.last_used_at

@@ -45,7 +45,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any, Literal, TypeVar
 
@@ -54,6 +54,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from regrasp.clock import as_utc, utcnow
 from regrasp.errors import Conflict, FormatError, InvalidInput, NotFound, RegraspError, StorageError
 from regrasp.formats.cornell import CornellDataset, CornellImage, pcd_depth_tiff, scan_cornell
 from regrasp.formats.headers import ImageKind, check_image, decode_size
@@ -580,7 +581,7 @@ def get_import(
     row = session.get(DatasetImport, import_id)
     if row is None:
         raise NotFound(f"import {import_id} not found")
-    if row.state in ACTIVE_STATES and _as_utc(row.heartbeat_at) < _now() - stale_after:
+    if row.state in ACTIVE_STATES and as_utc(row.heartbeat_at) < utcnow() - stale_after:
         _mark_interrupted(row)
         session.flush()
     return row
@@ -591,7 +592,7 @@ def fail_stale_imports(session: Session, *, stale_after: timedelta = STALE_AFTER
     rows = session.scalars(
         sa.select(DatasetImport).where(
             DatasetImport.state.in_(ACTIVE_STATES),
-            DatasetImport.heartbeat_at < _now() - stale_after,
+            DatasetImport.heartbeat_at < utcnow() - stale_after,
         )
     ).all()
     for row in rows:
@@ -952,10 +953,10 @@ class _Reporter:
         if phase == self._phase and done < total and now - self._last < _PROGRESS_EVERY_S:
             return
         self._phase, self._last = phase, now
-        self._update(state=ImportState(phase), done=done, total=total, heartbeat_at=_now())
+        self._update(state=ImportState(phase), done=done, total=total, heartbeat_at=utcnow())
 
     def finish(self, state: ImportState, **values: Any) -> None:
-        self._update(state=state, finished_at=_now(), heartbeat_at=_now(), **values)
+        self._update(state=state, finished_at=utcnow(), heartbeat_at=utcnow(), **values)
 
     def _update(self, **values: Any) -> None:
         with session_scope(self._bind) as session:
@@ -972,7 +973,7 @@ def _heartbeat(bind: Engine | sessionmaker[Session], import_id: int, stop: threa
                 session.execute(
                     sa.update(DatasetImport)
                     .where(DatasetImport.id == import_id)
-                    .values(heartbeat_at=_now())
+                    .values(heartbeat_at=utcnow())
                 )
         except RegraspError as exc:
             log.warning("import %s: heartbeat not written (%s)", import_id, exc)
@@ -980,7 +981,7 @@ def _heartbeat(bind: Engine | sessionmaker[Session], import_id: int, stop: threa
 
 def _mark_interrupted(row: DatasetImport) -> None:
     row.state = ImportState.failed
-    row.finished_at = _now()
+    row.finished_at = utcnow()
     row.error = (
         "interrupted: the orchestrator running this import stopped; submit it again to "
         "resume (files already stored are reused)"
@@ -1032,12 +1033,3 @@ def _in_order(
             for future in pending:
                 future.cancel()
             raise
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _as_utc(moment: datetime) -> datetime:
-    """SQLite hands back naive datetimes; they were written as UTC."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

@@ -25,12 +25,13 @@ and leaves the commit to it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from regrasp.clock import as_utc, now_or
 from regrasp.errors import Conflict, InvalidInput, NotFound
 from regrasp.store.db.tables import Job, JobKind, JobState
 
@@ -79,7 +80,7 @@ def submit(
         state=JobState.queued,
         payload=dict(payload),
         max_attempts=max_attempts,
-        created_at=_now(None),
+        created_at=now_or(None),
     )
     session.add(job)
     session.flush()
@@ -100,7 +101,7 @@ def claim(
     and `heartbeat_at` set; two concurrent claimers never get the same job.
     """
     worker_id = _worker(worker_id)
-    now = _now(now)
+    now = now_or(now)
     wanted = sa.and_(Job.state == JobState.queued)
     if kinds is not None:
         kind_list = [_kind(k) for k in kinds]
@@ -158,7 +159,7 @@ def heartbeat(
     job = _owned(session, job_id, worker_id)
     if job is None:
         return False
-    values: dict[str, Any] = {"heartbeat_at": _now(now)}
+    values: dict[str, Any] = {"heartbeat_at": now_or(now)}
     if progress is not None:
         values["progress"] = _fraction(progress)
     if metrics is not None:
@@ -191,7 +192,7 @@ def finish(
     job = _owned(session, job_id, worker_id)
     if job is None:
         return False
-    now = _now(now)
+    now = now_or(now)
     return _guarded_update(
         session,
         job_id,
@@ -224,7 +225,7 @@ def fail(
     job = _owned(session, job_id, worker_id)
     if job is None:
         return False
-    now = _now(now)
+    now = now_or(now)
     message = str(error)[-MAX_ERROR_CHARS:] or "failed"
     if retry and job.attempts < job.max_attempts:
         values: dict[str, Any] = {**_requeued(), "error": message}
@@ -255,7 +256,7 @@ def cancel(session: Session, job_id: int, *, now: datetime | None = None) -> Job
     done = session.execute(
         sa.update(Job)
         .where(Job.id == job_id, Job.state.in_([JobState.queued, JobState.running]))
-        .values(state=JobState.cancelled, finished_at=_now(now))
+        .values(state=JobState.cancelled, finished_at=now_or(now))
         .execution_options(synchronize_session=False)
     ).rowcount
     session.refresh(job)
@@ -283,7 +284,7 @@ def requeue_stale(
     )
     if timeout <= timedelta(0):
         raise InvalidInput(f"heartbeat_timeout must be positive, got {heartbeat_timeout!r}")
-    now = _now(now)
+    now = now_or(now)
     cutoff = now - timeout
     stale = sa.select(
         Job.id, Job.worker_id, Job.heartbeat_at, Job.attempts, Job.max_attempts
@@ -357,7 +358,7 @@ def eta_seconds(job: Job, *, now: datetime | None = None) -> float | None:
         return None
     start = float((job.metrics or {}).get(PROGRESS_AT_CLAIM, 0.0))
     done = float(job.progress) - start
-    elapsed = (_now(now) - _aware(job.started_at)).total_seconds()
+    elapsed = (now_or(now) - as_utc(job.started_at)).total_seconds()
     if done <= 0 or elapsed <= 0:
         return None
     return max(0.0, elapsed * (1.0 - float(job.progress)) / done)
@@ -425,12 +426,3 @@ def _fraction(value: float) -> float:
     if not 0.0 <= value <= 1.0:
         raise InvalidInput(f"progress must be in [0, 1], got {value}")
     return value
-
-
-def _now(now: datetime | None) -> datetime:
-    return datetime.now(UTC) if now is None else _aware(now)
-
-
-def _aware(moment: datetime) -> datetime:
-    """SQLite hands timestamps back naive; they were written as UTC."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

@@ -20,9 +20,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from regrasp.clock import utcnow
 from regrasp.errors import InvalidInput, NotFound
 from regrasp.store import keys
-from regrasp.store.db.tables import Model, ModelAlias, ModelAliasEvent, ModelStatus, utcnow
+from regrasp.store.db.tables import Model, ModelAlias, ModelAliasEvent, ModelStatus
 
 #: The alias the inference service serves to callers that name no model.
 PRODUCTION = "production"

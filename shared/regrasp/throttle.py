@@ -8,11 +8,12 @@ failures. Rows older than the window are pruned on each failure, so the table st
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from regrasp.clock import utcnow
 from regrasp.errors import TooManyRequests
 from regrasp.store.db.tables import LoginFailure
 
@@ -28,7 +29,7 @@ def check_login_allowed(
     session: Session, username: str, client: str, *, max_failures: int, window: timedelta
 ) -> None:
     """Raise TooManyAttempts when the pair used up its failures in the last `window`."""
-    since = datetime.now(UTC) - window
+    since = utcnow() - window
     rows = session.scalars(
         sa.select(LoginFailure.failed_at)
         .where(
@@ -41,7 +42,7 @@ def check_login_allowed(
     ).all()
     if len(rows) >= max_failures:
         oldest = rows[-1] if rows[-1].tzinfo else rows[-1].replace(tzinfo=UTC)
-        retry = max(1, int((oldest + window - datetime.now(UTC)).total_seconds()) + 1)
+        retry = max(1, int((oldest + window - utcnow()).total_seconds()) + 1)
         raise TooManyAttempts(
             f"too many failed logins for {username!r}; retry in {retry} s", retry_after=retry
         )
@@ -50,7 +51,7 @@ def check_login_allowed(
 def record_login_failure(
     session: Session, username: str, client: str, *, window: timedelta
 ) -> None:
-    now = datetime.now(UTC)
+    now = utcnow()
     session.execute(sa.delete(LoginFailure).where(LoginFailure.failed_at < now - window))
     session.add(LoginFailure(username=username[:128], client=client[:_CLIENT_CHARS], failed_at=now))
 

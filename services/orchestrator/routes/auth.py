@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -11,6 +11,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 from regrasp.accounts import authenticate_password, login_token
 from regrasp.api.accounts import Token
 from regrasp.api.common import ErrorPublic
+from regrasp.clock import utcnow
 from regrasp.errors import Unauthenticated
 from regrasp.store.db.engine import session_scope
 from regrasp.throttle import (
@@ -59,6 +60,6 @@ def login(
         access_token=login_token(
             user, secret=settings.secret_key.get_secret_value(), ttl_seconds=ttl
         ),
-        expires_at=datetime.now(UTC) + timedelta(seconds=ttl),
+        expires_at=utcnow() + timedelta(seconds=ttl),
         expires_in=ttl,
     )

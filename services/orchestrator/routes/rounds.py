@@ -22,6 +22,7 @@ from regrasp.api.rounds import (
     RoundRetry,
     TrainingProgress,
 )
+from regrasp.clock import utcnow
 from regrasp.errors import Conflict, NotFound
 from regrasp.jobs import eta_seconds
 from regrasp.review.decisions import decide
@@ -155,7 +156,7 @@ def _round(session: sa.orm.Session, round_id: int) -> Round:
 def _public(session: sa.orm.Session, rnd: Round) -> RoundPublic:
     run = dict((rnd.config or {}).get(RUN_KEY) or {})
     units = list(run.get("units") or [])
-    now = datetime.now(UTC)
+    now = utcnow()
     timings = {}
     for state, t in (run.get("timings") or {}).items():
         start = _time(t.get("started"))

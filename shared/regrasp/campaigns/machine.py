@@ -40,6 +40,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from regrasp.campaigns.config import CampaignConfig
+from regrasp.clock import utcnow
 from regrasp.errors import Conflict, InvalidInput, NotFound, StorageError
 from regrasp.rounds.machine import Services
 from regrasp.rounds.retrying import describe, due, record_failure
@@ -114,7 +115,7 @@ def cancel_campaign(session: Session, campaign_id: int) -> Campaign:
     if campaign.state in (CampaignState.done, CampaignState.failed):
         raise Conflict(f"campaign {campaign_id} is {campaign.state.value}; nothing to cancel")
     campaign.state = CampaignState.cancelled
-    campaign.finished_at = None if _open(campaign) else datetime.now(UTC)
+    campaign.finished_at = None if _open(campaign) else utcnow()
     return campaign
 
 
@@ -211,7 +212,7 @@ def advance(
         streak = campaign.retry
     if state not in ACTIVE_STATES and not (state == CampaignState.cancelled and _open_runs(runs)):
         return state
-    if not due(streak, state=state.value, now=datetime.now(UTC)):
+    if not due(streak, state=state.value, now=utcnow()):
         return state  # backing off after an unreachable trainer
     try:
         with TrainerClient(services.trainer_url, credential=services.credential) as trainer:
@@ -350,7 +351,7 @@ def _submit_once(
         if found is not None:
             return found
     else:
-        _update(bind, campaign_id, index, {intent: datetime.now(UTC).isoformat()})
+        _update(bind, campaign_id, index, {intent: utcnow().isoformat()})
     return int(trainer.submit(create()).id)
 
 
@@ -392,7 +393,7 @@ def _record_transient(
             campaign.retry,
             state=state.value,
             error=message[:2000],
-            now=datetime.now(UTC),
+            now=utcnow(),
             policy=policy,
         )
         campaign.retry = streak
@@ -418,7 +419,7 @@ def _record_transient(
                 f"the trainer could not be reached {budget} -- resume the campaign once it "
                 "is reachable again"
             )[:4000]
-        campaign.finished_at = datetime.now(UTC)
+        campaign.finished_at = utcnow()
         return campaign.state
 
 
@@ -447,7 +448,7 @@ def _settle(bind: Bind, campaign_id: int) -> CampaignState:
             else:
                 campaign.state = CampaignState.done
         if campaign.finished_at is None:
-            campaign.finished_at = datetime.now(UTC)
+            campaign.finished_at = utcnow()
         return campaign.state
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from numbers import Integral
 from typing import Any
 
@@ -16,6 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from regrasp.clock import as_utc
 from regrasp.errors import Conflict, InvalidInput, NotFound
 from regrasp.store.db.tables import Review, ReviewItem, ReviewItemState, Round, RoundState
 
@@ -26,20 +27,6 @@ DEFAULT_LEASE_SECONDS = 300.0
 #: Round states in which the queue may change (claims, decisions, undo).
 OPEN_STATE = RoundState.reviewing
 APPLIED_STATES = frozenset({RoundState.applying, RoundState.done})
-
-
-def now_utc(now: datetime | None) -> datetime:
-    """`now` as aware UTC (naive values are taken as UTC), or the current time."""
-    if now is None:
-        return datetime.now(UTC)
-    return now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
-
-
-def aware(moment: datetime | None) -> datetime | None:
-    """SQLite hands timestamps back naive; they were written as UTC."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
 
 
 def lease_duration(seconds: float) -> timedelta:
@@ -156,7 +143,7 @@ def get_item(session: Session, item_id: int) -> ReviewItem:
         raise NotFound(f"review item {item_id} does not exist")
     # Callers serialise the lease time: hand it out aware on SQLite too, without making
     # the row dirty.
-    set_committed_value(item, "lease_expires_at", aware(item.lease_expires_at))
+    set_committed_value(item, "lease_expires_at", as_utc(item.lease_expires_at))
     return item
 
 

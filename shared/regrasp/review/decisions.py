@@ -62,10 +62,10 @@ from sqlalchemy.orm import Session, aliased, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
+from regrasp.clock import as_utc, now_or
 from regrasp.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from regrasp.review._common import (
     DEFAULT_LEASE_SECONDS,
-    aware,
     check_id,
     get_item,
     get_round,
@@ -73,7 +73,6 @@ from regrasp.review._common import (
     is_postgres,
     lease_duration,
     live_lease,
-    now_utc,
     require_open,
     require_open_state,
     reviews_agree,
@@ -179,7 +178,7 @@ def undo_last(
     """
     check_id(annotator_id, "annotator_id")
     check_id(round_id, "round_id")
-    now = now_utc(now)
+    now = now_or(now)
     expires = now + lease_duration(lease_seconds)
     pg = is_postgres(session)
     with session.begin_nested():
@@ -282,7 +281,7 @@ def record_review(
     removed = int_list(removed_grasp_ids, "removed_grasp_ids", minimum=1)
     seconds = _seconds(seconds_taken)
     _check_shape(kind, accepted, removed)
-    now = now_utc(now)
+    now = now_or(now)
     any_holder = mode is WriteMode.resolve
 
     seen = _ItemContext.read(session, item_id)
@@ -421,7 +420,7 @@ class _ItemContext:
             state=r.state,
             version=r.version,
             lease_owner_id=r.lease_owner_id,
-            lease_expires_at=aware(r.lease_expires_at),
+            lease_expires_at=as_utc(r.lease_expires_at),
             required_reviews=r.required_reviews,
             round_state=r.round_state,
             base_version=r.base_version,
@@ -459,7 +458,7 @@ def _require_swappable(
             f"review item {item_id} changed since version {item_version} (it is at version "
             f"{seen.version}): reload it; decisions are never overwritten"
         )
-    expires = aware(seen.lease_expires_at)
+    expires = as_utc(seen.lease_expires_at)
     if (
         not any_holder
         and seen.state == ReviewItemState.leased

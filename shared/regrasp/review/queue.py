@@ -44,10 +44,10 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.attributes import set_committed_value
 
+from regrasp.clock import as_utc, now_or
 from regrasp.errors import Conflict
 from regrasp.review._common import (
     DEFAULT_LEASE_SECONDS,
-    aware,
     check_id,
     get_item,
     get_round,
@@ -56,7 +56,6 @@ from regrasp.review._common import (
     is_postgres,
     lease_duration,
     live_lease,
-    now_utc,
     require_open,
     reviewed_by,
     round_is_open,
@@ -81,7 +80,7 @@ def claim_next(
     """
     check_id(round_id, "round_id")
     check_id(annotator_id, "annotator_id")
-    now = now_utc(now)
+    now = now_or(now)
     expires = now + lease_duration(lease_seconds)
     params = {"p_round": round_id, "p_annotator": annotator_id, "p_now": now, "p_expires": expires}
     if is_postgres(session):
@@ -118,7 +117,7 @@ def heartbeat(
     """
     check_id(item_id, "item_id")
     check_id(annotator_id, "annotator_id")
-    now = now_utc(now)
+    now = now_or(now)
     expires = now + lease_duration(lease_seconds)
     done = session.execute(
         sa.update(ReviewItem)
@@ -174,7 +173,7 @@ def skip(
     insert_ignoring_duplicates(
         session,
         ReviewSkip,
-        [{"item_id": item_id, "annotator_id": annotator_id, "skipped_at": now_utc(now)}],
+        [{"item_id": item_id, "annotator_id": annotator_id, "skipped_at": now_or(now)}],
         ("item_id", "annotator_id"),
     )
     return item
@@ -189,7 +188,7 @@ def expire_leases(
     may call it); it does not bump item versions, exactly like a lease that lapses
     without a sweep.
     """
-    now = now_utc(now)
+    now = now_or(now)
     where = [ReviewItem.state == ReviewItemState.leased, ReviewItem.lease_expires_at <= now]
     if round_id is not None:
         where.append(ReviewItem.round_id == check_id(round_id, "round_id"))
@@ -218,7 +217,7 @@ def peek(
     the real claim decides. The review UI uses it to download and draw the next images
     while the annotator is still deciding.
     """
-    now = now_utc(now)
+    now = now_or(now)
     skip_row = sa.exists().where(
         ReviewSkip.item_id == ReviewItem.id, ReviewSkip.annotator_id == annotator_id
     )
@@ -328,7 +327,7 @@ def _claimed(session: Session, stmt: sa.Executable, params: dict[str, Any]) -> l
     """Run a claim statement; the items it returned, as fresh ORM objects (no extra query)."""
     items = list(session.scalars(_as_items(stmt), params))
     for item in items:
-        set_committed_value(item, "lease_expires_at", aware(item.lease_expires_at))
+        set_committed_value(item, "lease_expires_at", as_utc(item.lease_expires_at))
     return items
 
 

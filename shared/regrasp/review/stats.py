@@ -20,8 +20,9 @@ import sqlalchemy as sa
 from numpy.typing import ArrayLike
 from sqlalchemy.orm import Session
 
+from regrasp.clock import now_or
 from regrasp.errors import InvalidInput
-from regrasp.review._common import check_id, get_round, in_pool, live_lease, now_utc
+from regrasp.review._common import check_id, get_round, in_pool, live_lease
 from regrasp.review.items import final_decisions
 from regrasp.store.db.tables import Review, ReviewDecision, ReviewItem, ReviewItemState, User
 
@@ -121,7 +122,7 @@ def cohens_kappa(
 def round_stats(session: Session, round_id: int, *, now: datetime | None = None) -> RoundStats:
     """Counts, decision mix, seconds per decision and agreement of one round at `now`."""
     get_round(session, check_id(round_id, "round_id"))
-    now = now_utc(now)
+    now = now_or(now)
     state = ReviewItem.state
     counts = session.execute(
         sa.select(

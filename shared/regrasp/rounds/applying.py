@@ -25,12 +25,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from regrasp.clock import utcnow
 from regrasp.errors import Conflict, InvalidInput, NotFound
 from regrasp.rounds.config import RUN_KEY, parse_config
 from regrasp.store.db import versions
@@ -278,7 +278,7 @@ def apply_round(
         round_id=rnd.id,
         message=f"round {rnd.id}",
     )
-    now = datetime.now(UTC)
+    now = utcnow()
     timings = dict(run.get("timings") or {})
     timings["applying"] = {**timings.get("applying", {}), "finished": now.isoformat()}
     run["timings"] = timings

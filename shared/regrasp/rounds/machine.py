@@ -62,6 +62,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from regrasp.clock import utcnow
 from regrasp.errors import Conflict, InvalidInput, NotFound, RegraspError, StorageError
 from regrasp.rounds.applying import locked_round
 from regrasp.rounds.config import RUN_KEY, RoundConfig, parse_config
@@ -149,7 +150,7 @@ def create_round(
         stored["train"] = config.train_config()
     else:
         _ready_model(session, config.model_id)
-    now = datetime.now(UTC)
+    now = utcnow()
     stored[RUN_KEY] = {"timings": {RoundState.created.value: {"started": now.isoformat()}}}
     rnd = Round(dataset_id=dataset_id, base_version=base, config=stored, created_at=now)
     session.add(rnd)
@@ -165,7 +166,7 @@ def cancel_round(session: Session, round_id: int) -> Round:
     if rnd.state in (RoundState.applying, RoundState.done):
         raise Conflict(f"round {round_id} is {rnd.state}; it can no longer be cancelled")
     _transition(rnd, RoundState.cancelled)
-    rnd.finished_at = datetime.now(UTC)
+    rnd.finished_at = utcnow()
     return rnd
 
 
@@ -188,7 +189,7 @@ def request_apply(session: Session, round_id: int, *, force: bool, by: int | Non
             f"round {round_id} has {open_items} undecided review items; decide them or apply "
             "with force (undecided items then count as true negatives)"
         )
-    _set_run(rnd, apply={"force": force, "by": by, "at": datetime.now(UTC).isoformat()})
+    _set_run(rnd, apply={"force": force, "by": by, "at": utcnow().isoformat()})
     _transition(rnd, RoundState.applying)
     return rnd
 
@@ -297,7 +298,7 @@ def advance(
     step = steps.get(state)
     if step is None:
         return state
-    if not due(streak, state=state.value, now=datetime.now(UTC)):
+    if not due(streak, state=state.value, now=utcnow()):
         return state  # backing off after a transient failure
     retrying = streak is not None and streak.get("state") == state.value
 
@@ -370,7 +371,7 @@ def _step_training(bind: Bind, round_id: int, services: Services, hook: Hook, st
                     exclude=set(unit.get("failed_job_ids") or ()),
                 )
             else:
-                unit = {**unit, "intent_at": datetime.now(UTC).isoformat()}
+                unit = {**unit, "intent_at": utcnow().isoformat()}
                 _update_unit(bind, round_id, index, unit)
             if job_id is None:
                 job = trainer.submit(
@@ -597,7 +598,7 @@ def _set_run(rnd: Round, **values: Any) -> None:
 
 
 def _transition(rnd: Round, new: RoundState) -> None:
-    now = datetime.now(UTC).isoformat()
+    now = utcnow().isoformat()
     timings = dict(_run(rnd).get("timings") or {})
     old = rnd.state.value if rnd.state is not None else None
     if old is not None and old in timings and "finished" not in timings[old]:
@@ -723,7 +724,7 @@ def _record_transient(
             _run(rnd).get(RETRY_KEY),
             state=state.value,
             error=message[:2000],
-            now=datetime.now(UTC),
+            now=utcnow(),
             policy=policy,
         )
         _set_run(rnd, **{RETRY_KEY: streak})

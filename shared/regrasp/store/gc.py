@@ -37,12 +37,13 @@ import functools
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from regrasp.clock import utcnow
 from regrasp.errors import Conflict
 from regrasp.store import keys
 from regrasp.store.db.tables import (
@@ -157,7 +158,7 @@ def active_work(session: Session) -> list[str]:
             .order_by(Job.id)
         )
     ]
-    live_after = datetime.now(UTC) - STALE_AFTER
+    live_after = utcnow() - STALE_AFTER
     busy += [
         f"import {i} of {name!r} ({s.value})"
         for i, name, s in session.execute(
@@ -186,7 +187,7 @@ def find_garbage(
 ) -> GcReport:
     """Orphan objects and stale rows, found and not touched (a dry run)."""
     refs = _References.load(session)
-    cutoff = (now or datetime.now(UTC)) - min_age
+    cutoff = (now or utcnow()) - min_age
     report = GcReport(rows=_stale_rows(session, refs))
     stale_models = {keys.model_store_name(r.id) for r in report.rows if r.table == "models"}
 
@@ -345,7 +346,7 @@ def _stale_rows(session: Session, refs: _References) -> list[StaleRow]:
         for model_id, states in sorted(refs.training_models.items())
         if not _any_active(states)
     ]
-    dead_before = datetime.now(UTC) - STALE_AFTER
+    dead_before = utcnow() - STALE_AFTER
     rows += [
         StaleRow("imports", int(i), f"{s.value}, but its process stopped beating", "mark failed")
         for i, s in session.execute(

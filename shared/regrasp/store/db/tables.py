@@ -33,6 +33,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from regrasp.clock import utcnow
+
 __all__ = [
     "ApiKey",
     "ApiKeyScope",
@@ -100,11 +102,6 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
         if value is not None and value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
         return value
-
-
-def utcnow() -> datetime:
-    """Timezone-aware now, the default of every timestamp column."""
-    return datetime.now(UTC)
 
 
 class GraspSource(enum.StrEnum):
