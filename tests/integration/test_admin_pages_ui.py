@@ -12,8 +12,8 @@ from regrasp.clients.orchestrator import OrchestratorClient, UserCreate
 from regrasp.errors import Unauthenticated
 from regrasp.store.db.engine import make_engine, session_scope
 from regrasp.store.db.tables import Model, ModelStatus
-from scripts.review_demo import start_orchestrator
-from tests.fixtures.ui import UI_APP
+from tests.harness.processes import start_orchestrator
+from tests.harness.ui import UI_APP
 
 ADMIN = ("lead", "lead-password-1")
 ANA = ("ana", "annotator-password")

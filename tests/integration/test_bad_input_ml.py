@@ -5,7 +5,7 @@ that load torch: the inference service through BentoML's real ASGI app (adaptive
 on, a registered GG-CNN loaded, a robot's API key) and the trainer's FastAPI app, both
 over one migrated SQLite database and a `file://` store. Each case sends one bad request
 and checks a 4xx whose message says what is wrong, and that every table and every stored
-object is unchanged (`tests.fixtures.state.unchanged`). One column may change on a refused
+object is unchanged (`tests.harness.state.unchanged`). One column may change on a refused
 inference request and is named: `api_keys.last_used_at`, which the robot's key refreshes
 (at most once a minute) when it is accepted, before the request is looked at.
 
@@ -47,8 +47,8 @@ from regrasp.store.objects import open_store
 from regrasp.training.registry import register_untrained
 from services.inference.service import InferenceService
 from services.trainer.app import create_app as create_trainer
-from tests.fixtures.servers import forget_bentoml_metrics
-from tests.fixtures.state import snapshot, unchanged
+from tests.harness.inprocess import forget_bentoml_metrics
+from tests.harness.state import snapshot, unchanged
 
 SERVICE_KEY = "bad-input-ml-service-" + "k" * 30
 SECRET = "bad-input-ml-secret-" + "s" * 30

@@ -28,8 +28,8 @@ from regrasp.store.db.engine import make_engine, make_session_factory, session_s
 from regrasp.store.db.tables import Campaign, CampaignState, Job
 from services.orchestrator.app import create_app as create_orchestrator
 from services.trainer.app import create_app as create_trainer
-from tests.fixtures.servers import serve
-from tests.fixtures.ui import campaign_page
+from tests.harness.inprocess import serve
+from tests.harness.ui import campaign_page
 
 SERVICE_KEY = "campaign-retry-service-key-0123456789"
 ADMIN = ("lead", "lead-password-1")

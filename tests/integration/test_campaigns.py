@@ -56,8 +56,8 @@ from regrasp.training_jobs import Worker, import_jacquard
 from services.orchestrator.app import create_app as create_orchestrator
 from services.review_ui.overview import FIGURE_CAPTIONS
 from services.trainer.app import create_app as create_trainer
-from tests.fixtures.servers import serve
-from tests.fixtures.ui import campaign_page
+from tests.harness.inprocess import serve
+from tests.harness.ui import campaign_page
 
 SERVICE_KEY = "campaign-service-key-0123456789ab"
 ADMIN = ("lead", "lead-password-1")

@@ -26,10 +26,10 @@ from regrasp.settings import Settings
 from regrasp.store.db import versions as V
 from regrasp.store.db.engine import make_engine, session_scope
 from regrasp.store.db.tables import ReviewItem, Round, RoundState, User
-from scripts.review_demo import bare_dataset, seed_round
 from services.orchestrator.app import create_app
-from tests.fixtures.servers import serve
-from tests.fixtures.ui import UI_APP
+from tests.harness.inprocess import serve
+from tests.harness.seeders import bare_dataset, seed_round
+from tests.harness.ui import UI_APP
 
 ADMIN = ("lead", "lead-password-1")
 #: Bounds that only stop a hung test; nothing is timed.

@@ -20,8 +20,9 @@ from streamlit.testing.v1 import AppTest
 
 from regrasp.clients.orchestrator import OrchestratorClient, UserCreate
 from regrasp.store.db.engine import make_engine, session_scope
-from scripts.review_demo import import_synthetic, seed_round, start_orchestrator
 from services.review_ui.session import ReviewSession, StaleItem
+from tests.harness.processes import start_orchestrator
+from tests.harness.seeders import import_synthetic, seed_round
 
 APP = str(Path(__file__).resolve().parents[2] / "services/review_ui/streamlit_app.py")
 ADMIN = ("lead", "lead-password-1")

@@ -18,8 +18,8 @@ from fastapi.testclient import TestClient
 from regrasp.settings import Settings
 from regrasp.store.db import versions as V
 from regrasp.store.db.engine import make_engine, session_scope
-from scripts.review_demo import seed_round
 from services.orchestrator.app import create_app
+from tests.harness.seeders import seed_round
 
 ADMIN = ("lead", "lead-password-1")
 #: Bounds that only stop a hung test; nothing is timed.
