@@ -9,7 +9,6 @@ trainer (jobs submitted) is the progress that ends a streak.
 
 from __future__ import annotations
 
-import socket
 import time
 from dataclasses import replace
 from types import SimpleNamespace
@@ -29,6 +28,7 @@ from regrasp.store.db.tables import Campaign, CampaignState, Job
 from services.orchestrator.app import create_app as create_orchestrator
 from services.trainer.app import create_app as create_trainer
 from tests.harness.inprocess import serve
+from tests.harness.ports import closed_port
 from tests.harness.ui import campaign_page
 
 SERVICE_KEY = "campaign-retry-service-key-0123456789"
@@ -58,7 +58,7 @@ def test_unreachable_trainer_fails_the_campaign_after_its_budget_then_resume_con
                 created_by=None,
             ).id
         down = Services(
-            trainer_url=f"http://127.0.0.1:{_closed_port()}",
+            trainer_url=f"http://127.0.0.1:{closed_port()}",
             inference_urls=(),
             credential=SERVICE_KEY,
             retry=POLICY,
@@ -161,10 +161,3 @@ def _dataset(session) -> int:  # type: ignore[no-untyped-def]
     )
     versions.import_version0(session, dataset_id, records, np.arange(n), [[32, 32, 0, 20, 10]] * n)
     return dataset_id
-
-
-def _closed_port() -> int:
-    """A 127.0.0.1 port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
