@@ -41,13 +41,13 @@ from regrasp import accounts
 from regrasp.auth import issue_token
 from regrasp.settings import Settings
 from regrasp.store.db import migrations
-from regrasp.store.db import versions as V
 from regrasp.store.db.engine import make_engine, session_scope
 from regrasp.store.objects import open_store
 from regrasp.training.registry import register_untrained
 from services.inference.service import InferenceService
 from services.trainer.app import create_app as create_trainer
 from tests.harness.inprocess import forget_bentoml_metrics
+from tests.harness.seeders import labelled_dataset
 from tests.harness.state import snapshot, unchanged
 
 SERVICE_KEY = "bad-input-ml-service-" + "k" * 30
@@ -100,10 +100,14 @@ def world(tmp_path_factory) -> Iterator[World]:
         )
         key = accounts.create_api_key(session, owner_id=robot.id, name="arm").key
         robot_token = issue_token(SECRET, subject=str(robot.id), role="annotator", ttl_seconds=3600)
-        dataset = V.create_dataset(session, name="d")
-        records = V.ImageRecords(names=["0_o"], object_names=["o"], widths=[64], heights=[64])
-        V.import_version0(
-            session, dataset, records, np.zeros(1, np.int64), np.array([[32, 32, 0, 20, 8.0]])
+        dataset, _ = labelled_dataset(
+            session,
+            name="d",
+            image_names=["0_o"],
+            object_names=["o"],
+            size=64,
+            owners=np.zeros(1, np.int64),
+            grasps=np.array([[32, 32, 0, 20, 8.0]]),
         )
     env = {
         "REGRASP_DATA_DIR": str(root / "data"),
