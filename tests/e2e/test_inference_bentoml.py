@@ -27,6 +27,9 @@ from regrasp.store.objects import open_store
 from regrasp.training.registry import register_untrained
 from tests.harness.processes import start_service
 
+#: A long end-to-end run: `make test-fast` leaves it out, `make test` runs it.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 
 

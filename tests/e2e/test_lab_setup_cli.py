@@ -27,6 +27,9 @@ from regrasp.clients.orchestrator import DecisionCreate, OrchestratorClient
 from regrasp.store.db import migrations
 from tests.harness.cluster import ADMIN, Cluster
 
+#: A long end-to-end run: `make test-fast` leaves it out, `make test` runs it.
+pytestmark = pytest.mark.slow
+
 TRAIN = {
     "architecture": "ggcnn",
     "epochs": 1,

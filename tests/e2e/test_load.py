@@ -14,11 +14,16 @@ image, none missing, none twice. Nothing is timed.
 
 from __future__ import annotations
 
+import pytest
+
 from regrasp.settings import Settings
 from regrasp.store.db.engine import session_scope
 from tests.harness.annotators import standing_reviews
 from tests.harness.load import LoadSpec, check_predictions, run_phase
 from tests.harness.stack import LoadStack
+
+#: A long end-to-end run: `make test-fast` leaves it out, `make test` runs it.
+pytestmark = pytest.mark.slow
 
 SPEC = LoadSpec(annotators=50, items=2000, images=200, image_size=64, input_size=64, chunk_size=2)
 

@@ -23,6 +23,9 @@ from tests.harness.annotators import annotate, standing_reviews
 from tests.harness.processes import start_orchestrator
 from tests.harness.seeders import bare_dataset, seed_round
 
+#: A long end-to-end run: `make test-fast` leaves it out, `make test` runs it.
+pytestmark = pytest.mark.slow
+
 ADMIN = ("lead", "lead-password-1")
 PASSWORD = "annotator-pw-1"
 ANNOTATORS = 20

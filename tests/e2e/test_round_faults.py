@@ -44,6 +44,9 @@ from tests.harness.cluster import SERVICE_KEY, WAIT_S, Cluster, TcpProxy
 from tests.harness.postgres import PostgresServer
 from tests.harness.rounds import check_version, finish, import_dataset, labels_by_name
 
+#: A long end-to-end run: `make test-fast` leaves it out, `make test` runs it.
+pytestmark = pytest.mark.slow
+
 TRAIN = {
     "architecture": "ggcnn",
     "epochs": 2,

@@ -40,6 +40,9 @@ from tests.harness.rounds import (
     wait_state,
 )
 
+#: A long end-to-end run: `make test-fast` leaves it out, `make test` runs it.
+pytestmark = pytest.mark.slow
+
 TRAIN = {
     "architecture": "ggcnn",
     "epochs": 2,

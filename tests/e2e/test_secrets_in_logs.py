@@ -51,6 +51,9 @@ from regrasp.store.db.tables import Image
 from tests.harness.seeders import import_synthetic
 from tests.harness.stack import LoadStack
 
+#: A long end-to-end run: `make test-fast` leaves it out, `make test` runs it.
+pytestmark = pytest.mark.slow
+
 WAIT_S = 300.0
 #: Every process that handles a credential (the review UI holds none of its own).
 PROCESSES = ("orchestrator", "trainer", "worker", "inference")

@@ -31,6 +31,9 @@ from regrasp.synthetic.generate import generate_dataset
 from regrasp.training_jobs import Worker, import_jacquard, validate_payload
 from tests.harness.processes import start_service
 
+#: A long end-to-end run: `make test-fast` leaves it out, `make test` runs it.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 SERVICE_KEY = "e2e-service-key-0123456789abcdef"
 #: Generous bounds for processes to start or a job to finish on a loaded 2-core machine;
