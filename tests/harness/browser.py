@@ -22,7 +22,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,11 +34,10 @@ from regrasp.clients.orchestrator import (
     ImportRequest,
     JacquardSource,
     OrchestratorClient,
-    UserCreate,
 )
 from regrasp.store.db.engine import make_engine, session_scope
 from tests.harness.ports import free_port
-from tests.harness.processes import ServiceProcess, start_orchestrator, start_service
+from tests.harness.processes import ServiceProcess, local_orchestrator, start_service
 from tests.harness.seeders import import_synthetic, seed_round
 
 CHROMIUM_CANDIDATES = ("chromium", "chromium-browser", "google-chrome")
@@ -535,20 +534,9 @@ class Stack:
 @contextmanager
 def review_stack(workdir: Path) -> Iterator[Stack]:
     """Orchestrator (SQLite + file store under `workdir`) and review UI, both on 127.0.0.1."""
-    database_url = f"sqlite:///{workdir / 'regrasp.db'}"
-    orchestrator = start_orchestrator(
-        database_url=database_url,
-        store_url=f"file://{workdir / 'objects'}",
-        data_dir=workdir / "data",
-        admin=ADMIN,
-    )
-    with ExitStack() as stack:
-        stack.callback(orchestrator.stop)
-        with OrchestratorClient(orchestrator.url) as api:
-            api.login(*ADMIN)
-            api.create_user(UserCreate(username=ANNOTATOR[0], password=ANNOTATOR[1]))
-        url = stack.enter_context(review_ui(orchestrator.url, workdir))
-        yield Stack(orchestrator, url, database_url, workdir)
+    with local_orchestrator(workdir, admin=ADMIN, users=[ANNOTATOR]) as orchestrator:
+        with review_ui(orchestrator.url, workdir) as url:
+            yield Stack(orchestrator, url, orchestrator.database_url, workdir)
 
 
 def import_jacquard(

@@ -10,7 +10,8 @@ same everywhere:
   to the group, SIGKILL after a grace period) and `kill()` (SIGKILL at once, descendants
   that left the group included);
 - `start_service(name, ...)`: a service of `regrasp.launch.SERVICES` on a free port;
-- `start_orchestrator(...)`: the orchestrator over a database and store, with an admin.
+- `start_orchestrator(...)`: the orchestrator over a database and store, with an admin;
+  `local_orchestrator(root, ...)`: the same over SQLite and a folder, with annotators.
 
 The waits are bounds that only stop a hung start on a loaded 2-core machine; nothing is
 timed against them.
@@ -23,11 +24,13 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
+from regrasp.clients.orchestrator import OrchestratorClient, UserCreate
 from regrasp.launch import service_command
 from regrasp.supervisor import kill_tree
 from tests.harness.ports import free_port
@@ -37,6 +40,7 @@ __all__ = [
     "WAIT_S",
     "ServiceDidNotStart",
     "ServiceProcess",
+    "local_orchestrator",
     "start_orchestrator",
     "start_process",
     "start_service",
@@ -105,6 +109,7 @@ class ServiceProcess:
         self.url = url
         self.log_path = log
         self.process = start_process(command, env=env, log=log, cwd=cwd)
+        self.database_url = ""  # set by the starter when a test seeds the database
 
     @property
     def pid(self) -> int:
@@ -218,6 +223,31 @@ def start_orchestrator(
     log = data_dir / f"orchestrator-{port}.log"
     server = start_service("orchestrator", env=env, log=log, port=port)
     return server.wait_port(timeout=timeout)
+
+
+@contextmanager
+def local_orchestrator(
+    root: Path, *, admin: tuple[str, str], users: Sequence[tuple[str, str]] = ()
+) -> Iterator[ServiceProcess]:
+    """The orchestrator over an SQLite file and a `file://` store under `root`, with the
+    annotators `users` (username, password) created by `admin`; stopped when the block
+    ends. The process carries `database_url` for tests that seed the database."""
+    database_url = f"sqlite:///{root / 'regrasp.db'}"
+    orchestrator = start_orchestrator(
+        database_url=database_url,
+        store_url=f"file://{root / 'objects'}",
+        data_dir=root / "data",
+        admin=admin,
+    )
+    try:
+        orchestrator.database_url = database_url
+        with OrchestratorClient(orchestrator.url) as api:
+            api.login(*admin)
+            for username, password in users:
+                api.create_user(UserCreate(username=username, password=password))
+        yield orchestrator
+    finally:
+        orchestrator.stop()
 
 
 def _tail(log: Path, chars: int = 3000) -> str:
