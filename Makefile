@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps up demo test lint bench clean
+.PHONY: install system-deps up demo test test-fast lint bench clean
 
 install: $(STAMP)
 
@@ -32,6 +32,13 @@ demo: install
 # Runs the whole suite against a real PostgreSQL (see scripts/with-postgres.sh).
 test: install system-deps
 	BENTOML_DO_NOT_TRACK=true bash scripts/with-postgres.sh $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/ruff check shared services tests bench
+	$(VENV)/bin/ruff format --check shared services tests bench
+
+# The suite without the tests marked `slow` (the long end-to-end runs, the biggest
+# networks): a quick check while working. `make test` (and CI) still runs everything.
+test-fast: install
+	BENTOML_DO_NOT_TRACK=true bash scripts/with-postgres.sh $(VENV)/bin/python -m pytest -m "not slow" $(PYTEST_ARGS)
 	$(VENV)/bin/ruff check shared services tests bench
 	$(VENV)/bin/ruff format --check shared services tests bench
 

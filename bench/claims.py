@@ -30,8 +30,8 @@ from regrasp.review import claim_next  # noqa: E402
 from regrasp.store.db import migrations  # noqa: E402
 from regrasp.store.db.engine import make_engine, make_session_factory, session_scope  # noqa: E402
 from regrasp.store.db.tables import ReviewItem, ReviewItemState, User, UserRole  # noqa: E402
-from scripts.pg_scratch import DEFAULT_SERVER, scratch_database  # noqa: E402
-from scripts.review_demo import bare_dataset, seed_round  # noqa: E402
+from tests.harness.postgres import DEFAULT_SERVER, scratch_database  # noqa: E402
+from tests.harness.seeders import bare_dataset, seed_round  # noqa: E402
 
 BENCH_DB = "regrasp_bench_claims"
 

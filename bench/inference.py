@@ -23,9 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,13 +37,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from regrasp import accounts  # noqa: E402
-from regrasp.launch import service_command  # noqa: E402
 from regrasp.predict import prepare, to_image  # noqa: E402
 from regrasp.store.db import migrations  # noqa: E402
 from regrasp.store.db.engine import make_engine, session_scope  # noqa: E402
 from regrasp.store.objects import open_store  # noqa: E402
 from regrasp.training.registry import register_untrained  # noqa: E402
 from services.inference.model import load_served, resolve_device  # noqa: E402
+from tests.harness.processes import start_service  # noqa: E402
 
 KEY = "bench-service-key-0123456789abcdef"
 
@@ -188,25 +185,8 @@ class _serve:
         self.log = Path(env["REGRASP_DATA_DIR"]).parent / f"server-batch{batch}.log"
 
     def __enter__(self) -> str:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self.process = subprocess.Popen(
-            service_command("inference", port=port),
-            cwd=REPO,
-            env=self.env,
-            stdout=self.log.open("wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.5)
+        self.service = start_service("inference", env=self.env, log=self.log)
+        url = self.service.wait_http("/readyz", timeout=120).url
         with httpx.Client(timeout=120) as client:  # warm up
             _post(client, url, _frames()[0])
         return url
@@ -214,8 +194,7 @@ class _serve:
     def __exit__(self, *exc: object) -> None:
         if exc[0] is not None:
             print(self.log.read_text()[-4000:], file=sys.stderr)
-        os.killpg(self.process.pid, signal.SIGTERM)
-        self.process.wait(timeout=30)
+        self.service.stop(grace=30)
 
 
 def _post(client: httpx.Client, url: str, frame: bytes) -> float:

@@ -14,7 +14,7 @@ Prints per phase the p50/p95 of one claim + decide pair and decisions/s, the loa
 ratios, how many predictions were stored during the annotators' window (and for what share
 of it), and the consistency checks of `tests/e2e/test_load.py` (every item decided exactly
 once, the standing reviews equal the 2xx decisions, no 5xx, no 4xx). The scenario is
-`scripts/load_scenario.py`, shared with that test.
+`tests/harness/load.py`, shared with that test.
 
 Run: `python bench/load.py [--database-url URL] [--annotators 50] [--items 2000]
 [--images 4000] [--chunk-size 64]`. It creates and drops its own database
@@ -34,15 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from regrasp.settings import Settings  # noqa: E402
 from regrasp.store.db.engine import session_scope  # noqa: E402
-from scripts.annotators import standing_reviews  # noqa: E402
-from scripts.load_scenario import (  # noqa: E402
-    LoadSpec,
-    LoadStack,
-    Phase,
-    check_predictions,
-    run_phase,
-)
-from scripts.pg_scratch import DEFAULT_SERVER, scratch_database  # noqa: E402
+from tests.harness.annotators import standing_reviews  # noqa: E402
+from tests.harness.load import LoadSpec, Phase, check_predictions, run_phase  # noqa: E402
+from tests.harness.postgres import DEFAULT_SERVER, scratch_database  # noqa: E402
+from tests.harness.stack import LoadStack  # noqa: E402
 
 BENCH_DB = "regrasp_bench_load"
 

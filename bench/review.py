@@ -50,15 +50,11 @@ from regrasp.api.accounts import UserCreate  # noqa: E402
 from regrasp.clients.orchestrator import OrchestratorClient  # noqa: E402
 from regrasp.store.db import migrations  # noqa: E402
 from regrasp.store.db.engine import make_engine, session_scope  # noqa: E402
-from scripts.annotators import annotate  # noqa: E402
-from scripts.pg_scratch import DEFAULT_SERVER, scratch_database  # noqa: E402
-from scripts.review_demo import (  # noqa: E402
-    bare_dataset,
-    import_synthetic,
-    seed_round,
-    start_orchestrator,
-)
 from services.review_ui.session import ReviewSession  # noqa: E402
+from tests.harness.annotators import annotate  # noqa: E402
+from tests.harness.postgres import DEFAULT_SERVER, scratch_database  # noqa: E402
+from tests.harness.processes import start_orchestrator  # noqa: E402
+from tests.harness.seeders import bare_dataset, import_synthetic, seed_round  # noqa: E402
 
 BENCH_DB = "regrasp_bench_review"
 ADMIN = ("lead", "lead-password-1")

@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,7 +41,6 @@ def main() -> None:
     args = p.parse_args()
 
     from regrasp.accounts import create_user
-    from regrasp.launch import service_command
     from regrasp.metrics import best_iou
     from regrasp.review.decisions import decide
     from regrasp.rounds import machine
@@ -59,6 +55,7 @@ def main() -> None:
     from regrasp.synthetic.manifest import read_manifest
     from regrasp.synthetic.reviewer import SimulatedReviewer
     from regrasp.training_jobs import import_jacquard
+    from tests.harness.processes import start_service
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-round-"))
     db_url, store_url = f"sqlite:///{tmp / 'regrasp.db'}", f"file://{tmp / 'objects'}"
@@ -89,18 +86,18 @@ def main() -> None:
         "REGRASP_SERVICE_API_KEY": KEY,
         "BENTOML_DO_NOT_TRACK": "true",
     }
-    tp, ip = _port(), _port()
+    trainer = start_service("trainer", env=env, log=tmp / "trainer.log")
     procs = [
-        _start(env, tmp, "trainer", service_command("trainer", port=tp)),
-        _start(env, tmp, "worker", service_command("worker", extra=["--poll-interval", "0.5"])),
-        _start(env, tmp, "inference", service_command("inference", port=ip)),
+        trainer,
+        start_service("worker", env=env, log=tmp / "worker.log", extra=["--poll-interval", "0.5"]),
+        inference := start_service("inference", env=env, log=tmp / "inference.log"),
     ]
     try:
-        _wait(f"http://127.0.0.1:{tp}/healthz")
-        _wait(f"http://127.0.0.1:{ip}/healthz")
+        trainer.wait_http("/healthz", timeout=300.0)
+        inference.wait_http("/healthz", timeout=300.0)
         services = machine.Services(
-            trainer_url=f"http://127.0.0.1:{tp}",
-            inference_urls=(f"http://127.0.0.1:{ip}",),
+            trainer_url=trainer.url,
+            inference_urls=(inference.url,),
             credential=KEY,
             poll_seconds=1.0,
         )
@@ -166,8 +163,7 @@ def main() -> None:
             ).all()
     finally:
         for proc in procs:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            proc.kill()
 
     def seconds(state: str) -> float:
         from datetime import datetime
@@ -209,38 +205,6 @@ def main() -> None:
         f"flagging: batched {n / batch_s:,.0f} images/s vs per-image loop "
         f"{n / loop_s:,.0f} images/s -> {loop_s / batch_s:.1f}x"
     )
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start(env: dict, tmp: Path, name: str, command: list[str]) -> subprocess.Popen:
-    out = (tmp / f"{name}.log").open("wb")
-    return subprocess.Popen(
-        command,
-        cwd=ROOT,
-        env=env,
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def _wait(url: str, timeout: float = 300.0) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise SystemExit(f"{url} did not come up")
 
 
 if __name__ == "__main__":

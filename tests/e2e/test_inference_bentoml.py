@@ -11,9 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import cv2
@@ -23,19 +21,16 @@ import pytest
 
 from examples.robot_client import predict_bentoml, predict_httpx, read_depth, to_camera
 from regrasp import accounts, model_registry
-from regrasp.launch import service_command
 from regrasp.store.db import migrations
 from regrasp.store.db.engine import make_engine, session_scope
 from regrasp.store.objects import open_store
 from regrasp.training.registry import register_untrained
+from tests.harness.processes import start_service
+
+#: A long end-to-end run: `make test-fast` leaves it out, `make test` runs it.
+pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -49,7 +44,6 @@ def server(tmp_path):
         user = accounts.create_user(session, username="arm", password="pw-arm-12", role="annotator")
         key = accounts.create_api_key(session, owner_id=user.id, name="arm").key
     engine.dispose()
-    port = _free_port()
     env = {
         **os.environ,
         "BENTOML_DO_NOT_TRACK": "true",
@@ -60,38 +54,12 @@ def server(tmp_path):
         "REGRASP_INFERENCE_DEVICE": "cpu",
         "PYTHONPATH": f"{REPO / 'shared'}{os.pathsep}{REPO}",
     }
-    process = subprocess.Popen(
-        service_command("inference", port=port),
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+    service = start_service("inference", env=env, log=tmp_path / "inference.log")
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                pytest.fail(f"bentoml serve exited: {process.stdout.read().decode()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
-        else:
-            pytest.fail("bentoml serve did not become ready in 120 s")
-        yield url, key, process
+        service.wait_http("/readyz", timeout=120)
+        yield service.url, key, service
     finally:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)  # the server and its workers, started here
-            process.wait(timeout=30)
-        except ProcessLookupError:
-            pass  # a test stopped it already
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        service.stop(grace=30)  # the server and its workers, started here
 
 
 def test_robot_client_gets_the_best_grasp_from_bentoml_serve(server, jacquard_samples):
@@ -125,7 +93,7 @@ def test_the_readme_curl_line_works_and_client_errors_log_one_line(
     """The README's exact curl command (only the port is this server's): curl sends the
     file as application/octet-stream and gets grasps. A millimetre frame gets a 422 that
     says so, and the server logs it as one line, not a traceback."""
-    url, key, process = server
+    url, key, service = server
     command = _readme_curl()
     assert "http://127.0.0.1:3000/predict" in command and "-F depth=@frame_depth.tiff" in command
     frame = sorted(jacquard_samples.glob("*/*_perfect_depth.tiff"))[0]
@@ -164,8 +132,9 @@ def test_the_readme_curl_line_works_and_client_errors_log_one_line(
     body, status = bad.stdout.rsplit("\n", 1)
     assert status == "422" and "looks like millimetres" in json.loads(body)["error"], bad.stdout
 
-    os.killpg(process.pid, signal.SIGTERM)  # stop it to read everything it logged
-    log = process.communicate(timeout=60)[0].decode()
+    service.signal(signal.SIGTERM)  # stop it to read everything it logged
+    service.process.wait(timeout=60)
+    log = service.log_text()
     lines = [ln for ln in log.splitlines() if "looks like millimetres" in ln]
     assert len(lines) == 1 and "422" in lines[0], log[-3000:]
     assert "Traceback" not in log, log[-3000:]

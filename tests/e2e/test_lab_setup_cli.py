@@ -1,7 +1,7 @@
 """The lab's whole set-up by the admin from the CLI alone, on real processes.
 
 The trainer API, a trainer worker, the BentoML inference service and the orchestrator run
-on 127.0.0.1 (`tests.e2e.cluster`). Every step of the admin is a `regrasp` command run as
+on 127.0.0.1 (`tests.harness.cluster`). Every step of the admin is a `regrasp` command run as
 a process, as a lead types it: add two annotators, import a dataset, start a round and
 follow it to review, apply it, export the new version, and check people and rounds.
 No step of the admin calls the HTTP API by hand. The annotators' decisions go through
@@ -26,7 +26,10 @@ import pytest
 from regrasp.api.review import DecisionCreate
 from regrasp.clients.orchestrator import OrchestratorClient
 from regrasp.store.db import migrations
-from tests.e2e.cluster import ADMIN, Cluster
+from tests.harness.cluster import ADMIN, Cluster
+
+#: A long end-to-end run: `make test-fast` leaves it out, `make test` runs it.
+pytestmark = pytest.mark.slow
 
 TRAIN = {
     "architecture": "ggcnn",

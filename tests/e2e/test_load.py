@@ -1,6 +1,6 @@
 """50 annotators over HTTP while another round's predictions are being stored.
 
-The scenario of `bench/load.py`, run once and checked (`scripts.load_scenario`): the
+The scenario of `bench/load.py`, run once and checked (`tests.harness.load`): the
 orchestrator and a BentoML inference service as real processes on PostgreSQL; 50
 annotators (one thread and one client each) empty a 2,000-item review round in
 single-review mode while a second round on the same orchestrator is in `predicting`, its
@@ -14,10 +14,16 @@ image, none missing, none twice. Nothing is timed.
 
 from __future__ import annotations
 
+import pytest
+
 from regrasp.settings import Settings
 from regrasp.store.db.engine import session_scope
-from scripts.annotators import standing_reviews
-from scripts.load_scenario import LoadSpec, LoadStack, check_predictions, run_phase
+from tests.harness.annotators import standing_reviews
+from tests.harness.load import LoadSpec, check_predictions, run_phase
+from tests.harness.stack import LoadStack
+
+#: A long end-to-end run: `make test-fast` leaves it out, `make test` runs it.
+pytestmark = pytest.mark.slow
 
 SPEC = LoadSpec(annotators=50, items=2000, images=200, image_size=64, input_size=64, chunk_size=2)
 

@@ -1,7 +1,7 @@
 """The review UI in a real browser: headless Chromium signs in, clicks rectangles, presses keys.
 
 Runs the orchestrator and the review UI as processes on 127.0.0.1 and drives Debian's
-Chromium over the DevTools protocol (`scripts/screenshot_review.py`): mouse clicks at the
+Chromium over the DevTools protocol (`tests.harness.browser`): mouse clicks at the
 screen position of a rectangle's dot and key presses, as a person makes them. The Jacquard
 tests import real samples (45–186 labels an image) through the orchestrator's Jacquard
 import. Needs Chromium installed: `apt-get update && apt-get install -y chromium` (no
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scripts.screenshot_review import (
+from tests.harness.browser import (
     ADMIN,
     INSTALL_HINT,
     VIEWPORTS,

@@ -21,8 +21,12 @@ from regrasp.clients.orchestrator import OrchestratorClient
 from regrasp.errors import Conflict
 from regrasp.store.db.engine import make_engine, session_scope
 from regrasp.store.db.tables import ReviewItem
-from scripts.annotators import annotate, standing_reviews
-from scripts.review_demo import bare_dataset, seed_round, start_orchestrator
+from tests.harness.annotators import annotate, standing_reviews
+from tests.harness.processes import start_orchestrator
+from tests.harness.seeders import bare_dataset, seed_round
+
+#: A long end-to-end run: `make test-fast` leaves it out, `make test` runs it.
+pytestmark = pytest.mark.slow
 
 ADMIN = ("lead", "lead-password-1")
 PASSWORD = "annotator-pw-1"

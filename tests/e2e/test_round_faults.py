@@ -41,17 +41,12 @@ from regrasp.store.db.engine import make_engine, session_scope
 from regrasp.store.db.tables import DatasetVersion, Job, Model, ModelStatus, Prediction
 from regrasp.synthetic.generate import generate_dataset
 from regrasp.training.registry import load_registered
-from tests.e2e.cluster import (
-    SERVICE_KEY,
-    WAIT_S,
-    Cluster,
-    PostgresServer,
-    TcpProxy,
-    check_version,
-    finish,
-    import_dataset,
-    labels_by_name,
-)
+from tests.harness.cluster import SERVICE_KEY, WAIT_S, Cluster, TcpProxy
+from tests.harness.postgres import PostgresServer
+from tests.harness.rounds import check_version, finish, import_dataset, labels_by_name
+
+#: A long end-to-end run: `make test-fast` leaves it out, `make test` runs it.
+pytestmark = pytest.mark.slow
 
 TRAIN = {
     "architecture": "ggcnn",

@@ -13,7 +13,7 @@ posted through `POST /rounds/{id}/decisions`.
   rectangles removed, the rest unchanged).
 - The other states: the trained model is reused (`model_id`), a reference round runs
   uninterrupted, then one round per state is SIGKILLed exactly there (the launcher of
-  `tests.e2e.cluster` with ROUND_TEST_PAUSE_AT makes the runner's hook park at that point)
+  `tests.harness.launchers` with ROUND_TEST_PAUSE_AT makes the runner's hook park at that point)
   and restarted; each ends with the same labels as the reference.
 """
 
@@ -28,18 +28,20 @@ from regrasp.store.db import migrations
 from regrasp.store.db.engine import make_engine, session_scope
 from regrasp.store.db.tables import Job
 from regrasp.synthetic.generate import generate_dataset
-from tests.e2e.cluster import (
-    Cluster,
+from tests.harness.cluster import Cluster, retry
+from tests.harness.rounds import (
     check_version,
     finish,
     import_dataset,
     labels_by_name,
     post_decisions,
-    retry,
     review,
     wait_items,
     wait_state,
 )
+
+#: A long end-to-end run: `make test-fast` leaves it out, `make test` runs it.
+pytestmark = pytest.mark.slow
 
 TRAIN = {
     "architecture": "ggcnn",

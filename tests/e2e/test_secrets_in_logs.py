@@ -1,7 +1,7 @@
 """No secret ever reaches a log: the real processes, every kind of credential, then a grep.
 
 The orchestrator, the trainer API, a trainer worker and the BentoML inference service run
-as processes, launched as `regrasp up` launches them (`scripts.load_scenario.LoadStack`:
+as processes, launched as `regrasp up` launches them (`tests.harness.stack.LoadStack`:
 `regrasp.demo.local_stack` under `regrasp.supervisor`, each process's stdout and stderr
 captured in
 `<data>/logs/<name>.log`), on PostgreSQL (a URL with a password in it) and an S3 bucket
@@ -50,8 +50,11 @@ from regrasp.errors import PermissionDenied, Unauthenticated
 from regrasp.settings import Settings
 from regrasp.store.db.engine import session_scope
 from regrasp.store.db.tables import Image
-from scripts.load_scenario import LoadStack
-from scripts.review_demo import import_synthetic
+from tests.harness.seeders import import_synthetic
+from tests.harness.stack import LoadStack
+
+#: A long end-to-end run: `make test-fast` leaves it out, `make test` runs it.
+pytestmark = pytest.mark.slow
 
 WAIT_S = 300.0
 #: Every process that handles a credential (the review UI holds none of its own).

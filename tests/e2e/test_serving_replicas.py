@@ -29,7 +29,12 @@ from regrasp.store.db.engine import make_engine, session_scope
 from regrasp.store.db.tables import Prediction
 from regrasp.synthetic.generate import generate_dataset
 from regrasp.training.registry import register_untrained
-from tests.e2e.cluster import SERVICE_KEY, WAIT_S, Cluster, free_port, import_dataset, wait_state
+from tests.harness.cluster import SERVICE_KEY, WAIT_S, Cluster
+from tests.harness.ports import free_port
+from tests.harness.rounds import import_dataset, wait_state
+
+#: A long end-to-end run: `make test-fast` leaves it out, `make test` runs it.
+pytestmark = pytest.mark.slow
 
 MODELS = {"prod-a": 1, "prod-b": 2, "round": 3}  # name: seed
 REPLICA_ENV = {"REGRASP_INFERENCE_ALIAS_POLL_SECONDS": "0.5", "REGRASP_INFERENCE_DEVICE": "cpu"}

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -32,18 +30,16 @@ from regrasp.store.db.tables import Model, ModelStatus
 from regrasp.store.objects import open_store
 from regrasp.synthetic.generate import generate_dataset
 from regrasp.training_jobs import Worker, import_jacquard, validate_payload
+from tests.harness.processes import start_service
+
+#: A long end-to-end run: `make test-fast` leaves it out, `make test` runs it.
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICE_KEY = "e2e-service-key-0123456789abcdef"
 #: Generous bounds for processes to start or a job to finish on a loaded 2-core machine;
 #: they only stop a hung test, nothing is asserted about speed.
 WAIT_S = 240.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -67,47 +63,23 @@ def cluster(tmp_path, sqlite_url):
         "CUDA_VISIBLE_DEVICES": "",
         "OMP_NUM_THREADS": "1",
     }
-    port = _free_port()
     logs = tmp_path / "logs"
-    logs.mkdir()
-    procs: dict[str, subprocess.Popen] = {}
-
-    def start(name: str, *args: str) -> None:
-        out = (logs / f"{name}.log").open("wb")
-        procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "services.trainer", *args],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: nothing it spawns can escape
-        )
-
-    start("api", "serve", "--host", "127.0.0.1", "--port", str(port))
-    base_url = f"http://127.0.0.1:{port}"
-    _wait_ready(base_url, procs["api"], logs / "api.log")
+    api = start_service("trainer", env=env, log=logs / "api.log")
+    api.wait_http("/readyz", timeout=WAIT_S)
+    base_url = api.url
+    services = {"api": api}
     for name in ("w1", "w2"):
-        start(
-            name,
-            "worker",
-            "--worker-id",
-            name,
-            "--device",
-            "cpu",
-            "--poll-interval",
-            "0.3",
-            "--heartbeat-interval",
-            "0.5",
-            "--heartbeat-timeout",
-            "5",
+        worker_args = ["--worker-id", name, "--device", "cpu", "--poll-interval", "0.3"]
+        worker_args += ["--heartbeat-interval", "0.5", "--heartbeat-timeout", "5"]
+        services[name] = start_service(
+            "worker", env=env, log=logs / f"{name}.log", extra=worker_args
         )
+    procs = {name: service.process for name, service in services.items()}
     try:
         yield base_url, engine, store, procs, logs
     finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        for service in services.values():
+            service.kill()
         engine.dispose()
 
 
@@ -166,20 +138,6 @@ def test_a_killed_workers_job_is_resumed_by_the_other_worker(cluster):
     for proc in procs.values():
         with pytest.raises(ProcessLookupError):
             os.killpg(proc.pid, 0)  # the whole process group is gone
-
-
-def _wait_ready(base_url: str, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"trainer API exited early:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"trainer API not ready in time:\n{log.read_text()[-3000:]}")
 
 
 def _poll(trainer: TrainerClient, job_id: int, condition, logs: Path):

@@ -24,6 +24,9 @@ from regrasp.api.review import DecisionCreate
 from regrasp.clients.orchestrator import OrchestratorClient
 from regrasp.demo import free_ports
 
+#: A long end-to-end run: `make test-fast` leaves it out, `make test` runs it.
+pytestmark = pytest.mark.slow
+
 REGRASP = Path(sys.executable).with_name("regrasp")
 #: Bounds that only stop a hung test; nothing is timed.
 WAIT_S = 300.0

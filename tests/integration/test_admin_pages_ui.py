@@ -8,13 +8,12 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from regrasp.api.accounts import UserCreate
 from regrasp.clients.orchestrator import OrchestratorClient
 from regrasp.errors import Unauthenticated
 from regrasp.store.db.engine import make_engine, session_scope
 from regrasp.store.db.tables import Model, ModelStatus
-from scripts.review_demo import start_orchestrator
-from tests.fixtures.ui import UI_APP
+from tests.harness.processes import local_orchestrator
+from tests.harness.ui import UI_APP
 
 ADMIN = ("lead", "lead-password-1")
 ANA = ("ana", "annotator-password")
@@ -23,21 +22,8 @@ ANA = ("ana", "annotator-password")
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("admin_pages")
-    database_url = f"sqlite:///{root / 'regrasp.db'}"
-    orchestrator = start_orchestrator(
-        database_url=database_url,
-        store_url=f"file://{root / 'objects'}",
-        data_dir=root / "data",
-        admin=ADMIN,
-    )
-    try:
-        with OrchestratorClient(orchestrator.url) as api:
-            api.login(*ADMIN)
-            api.create_user(UserCreate(username=ANA[0], password=ANA[1]))
-        orchestrator.database_url = database_url
+    with local_orchestrator(root, admin=ADMIN, users=[ANA]) as orchestrator:
         yield orchestrator
-    finally:
-        orchestrator.stop()
 
 
 def _page(server, monkeypatch, user, page: str) -> AppTest:

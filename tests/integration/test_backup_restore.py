@@ -32,8 +32,8 @@ from regrasp.store.db.engine import make_engine, session_scope
 from regrasp.store.objects import open_store
 from regrasp.synthetic.generate import generate_dataset
 from regrasp.training_jobs import import_jacquard
-from scripts.pg_scratch import scratch_database
-from tests.fixtures.databases import postgres_server_url
+from tests.harness.databases import postgres_server_url
+from tests.harness.postgres import scratch_database
 
 REGRASP = [sys.executable, "-m", "regrasp.cli"]
 

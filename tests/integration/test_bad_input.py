@@ -6,7 +6,7 @@ an item leased to an annotator. Every case sends one bad request and checks that
 
 - the refusal is clear: an HTTP 4xx whose `detail` says what is wrong (for the CLI: exit
   status != 0, exactly one non-empty line on stderr, no traceback);
-- nothing changed: `tests.fixtures.state.unchanged` compares, before and after the
+- nothing changed: `tests.harness.state.unchanged` compares, before and after the
   request, the row count and a content hash of every table (found by reflection) and the
   key list and SHA-256 of every stored object.
 
@@ -84,12 +84,12 @@ from regrasp.auth import issue_token
 from regrasp.settings import Settings
 from regrasp.store.db.engine import make_engine, session_scope
 from regrasp.store.objects import store_from_settings
-from scripts.review_demo import seed_round
 from services.orchestrator.app import create_app
-from tests.fixtures.databases import fresh_postgres_database
-from tests.fixtures.objects import new_bucket
-from tests.fixtures.servers import serve
-from tests.fixtures.state import snapshot, unchanged
+from tests.harness.databases import fresh_postgres_database
+from tests.harness.inprocess import serve
+from tests.harness.objects import new_bucket
+from tests.harness.seeders import seed_round
+from tests.harness.state import snapshot, unchanged
 
 ADMIN = ("lead", "lead-password-1")
 ANA = ("ana", "annotator-password")

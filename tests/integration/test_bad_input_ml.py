@@ -5,7 +5,7 @@ that load torch: the inference service through BentoML's real ASGI app (adaptive
 on, a registered GG-CNN loaded, a robot's API key) and the trainer's FastAPI app, both
 over one migrated SQLite database and a `file://` store. Each case sends one bad request
 and checks a 4xx whose message says what is wrong, and that every table and every stored
-object is unchanged (`tests.fixtures.state.unchanged`). One column may change on a refused
+object is unchanged (`tests.harness.state.unchanged`). One column may change on a refused
 inference request and is named: `api_keys.last_used_at`, which the robot's key refreshes
 (at most once a minute) when it is accepted, before the request is looked at.
 
@@ -41,14 +41,14 @@ from regrasp import accounts
 from regrasp.auth import issue_token
 from regrasp.settings import Settings
 from regrasp.store.db import migrations
-from regrasp.store.db import versions as V
 from regrasp.store.db.engine import make_engine, session_scope
 from regrasp.store.objects import open_store
 from regrasp.training.registry import register_untrained
 from services.inference.service import InferenceService
 from services.trainer.app import create_app as create_trainer
-from tests.fixtures.servers import forget_bentoml_metrics
-from tests.fixtures.state import snapshot, unchanged
+from tests.harness.inprocess import forget_bentoml_metrics
+from tests.harness.seeders import labelled_dataset
+from tests.harness.state import snapshot, unchanged
 
 SERVICE_KEY = "bad-input-ml-service-" + "k" * 30
 SECRET = "bad-input-ml-secret-" + "s" * 30
@@ -100,10 +100,14 @@ def world(tmp_path_factory) -> Iterator[World]:
         )
         key = accounts.create_api_key(session, owner_id=robot.id, name="arm").key
         robot_token = issue_token(SECRET, subject=str(robot.id), role="annotator", ttl_seconds=3600)
-        dataset = V.create_dataset(session, name="d")
-        records = V.ImageRecords(names=["0_o"], object_names=["o"], widths=[64], heights=[64])
-        V.import_version0(
-            session, dataset, records, np.zeros(1, np.int64), np.array([[32, 32, 0, 20, 8.0]])
+        dataset, _ = labelled_dataset(
+            session,
+            name="d",
+            image_names=["0_o"],
+            object_names=["o"],
+            size=64,
+            owners=np.zeros(1, np.int64),
+            grasps=np.array([[32, 32, 0, 20, 8.0]]),
         )
     env = {
         "REGRASP_DATA_DIR": str(root / "data"),

@@ -9,7 +9,6 @@ trainer (jobs submitted) is the progress that ends a streak.
 
 from __future__ import annotations
 
-import socket
 import time
 from dataclasses import replace
 from types import SimpleNamespace
@@ -24,13 +23,15 @@ from regrasp.campaigns.config import CampaignConfig
 from regrasp.rounds.machine import Services
 from regrasp.rounds.retrying import RetryPolicy
 from regrasp.settings import Settings
-from regrasp.store.db import migrations, versions
+from regrasp.store.db import migrations
 from regrasp.store.db.engine import make_engine, make_session_factory, session_scope
 from regrasp.store.db.tables import Campaign, CampaignState, Job
 from services.orchestrator.app import create_app as create_orchestrator
 from services.trainer.app import create_app as create_trainer
-from tests.fixtures.servers import serve
-from tests.fixtures.ui import campaign_page
+from tests.harness.inprocess import serve
+from tests.harness.ports import closed_port
+from tests.harness.seeders import labelled_dataset
+from tests.harness.ui import campaign_page
 
 SERVICE_KEY = "campaign-retry-service-key-0123456789"
 ADMIN = ("lead", "lead-password-1")
@@ -59,7 +60,7 @@ def test_unreachable_trainer_fails_the_campaign_after_its_budget_then_resume_con
                 created_by=None,
             ).id
         down = Services(
-            trainer_url=f"http://127.0.0.1:{_closed_port()}",
+            trainer_url=f"http://127.0.0.1:{closed_port()}",
             inference_urls=(),
             credential=SERVICE_KEY,
             retry=POLICY,
@@ -152,20 +153,14 @@ def _set_retry(bind, campaign_id: int, value) -> None:  # type: ignore[no-untype
 
 def _dataset(session) -> int:  # type: ignore[no-untyped-def]
     """Eight images of four objects, one label each: enough for a test split."""
-    dataset_id = versions.create_dataset(session, name="retry")
     n = 8
-    records = versions.ImageRecords(
-        names=[f"{i}_o{i // 2}" for i in range(n)],
+    dataset_id, _ = labelled_dataset(
+        session,
+        name="retry",
+        image_names=[f"{i}_o{i // 2}" for i in range(n)],
         object_names=[f"o{i // 2}" for i in range(n)],
-        widths=[64] * n,
-        heights=[64] * n,
+        size=64,
+        owners=np.arange(n),
+        grasps=[[32, 32, 0, 20, 10]] * n,
     )
-    versions.import_version0(session, dataset_id, records, np.arange(n), [[32, 32, 0, 20, 10]] * n)
     return dataset_id
-
-
-def _closed_port() -> int:
-    """A 127.0.0.1 port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

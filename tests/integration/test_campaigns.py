@@ -57,8 +57,9 @@ from regrasp.training_jobs import Worker, import_jacquard
 from services.orchestrator.app import create_app as create_orchestrator
 from services.review_ui.overview import FIGURE_CAPTIONS
 from services.trainer.app import create_app as create_trainer
-from tests.fixtures.servers import serve
-from tests.fixtures.ui import campaign_page
+from tests.harness.inprocess import serve
+from tests.harness.seeders import labelled_dataset
+from tests.harness.ui import campaign_page
 
 SERVICE_KEY = "campaign-service-key-0123456789ab"
 ADMIN = ("lead", "lead-password-1")
@@ -245,16 +246,15 @@ def test_audit_and_stop_advice(migrated_engine, tmp_path):
     """Audit items sample unflagged images once per seed; the noise estimate covers them."""
     bind = make_session_factory(migrated_engine)
     with session_scope(bind) as s:
-        dataset_id = versions.create_dataset(s, name="audit")
         n = 10
-        records = versions.ImageRecords(
-            names=[f"{i}_o" for i in range(n)],
+        dataset_id, ids = labelled_dataset(
+            s,
+            name="audit",
+            image_names=[f"{i}_o" for i in range(n)],
             object_names=["o"] * n,
-            widths=[64] * n,
-            heights=[64] * n,
-        )
-        ids = versions.import_version0(
-            s, dataset_id, records, np.arange(n), [[32, 32, 0, 20, 10]] * n
+            size=64,
+            owners=np.arange(n),
+            grasps=[[32, 32, 0, 20, 10]] * n,
         )
         user = create_user(s, username="a", password="password-1", role="admin").id
         rnd = machine.create_round(

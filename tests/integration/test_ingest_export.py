@@ -307,7 +307,7 @@ def test_export_after_a_round_keeps_every_untouched_grasps_file_byte_for_byte(
     from regrasp.rounds import machine
     from regrasp.rounds.applying import apply_round
     from regrasp.store.db.tables import ReviewItem
-    from scripts.review_demo import seed_round
+    from tests.harness.seeders import seed_round
 
     with open_dataset("jacquard", path=jacquard_samples) as dataset:
         result = import_dataset(migrated_engine, file_store, dataset, name="bytes", workers=2)

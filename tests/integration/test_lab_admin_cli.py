@@ -8,7 +8,6 @@ worker writes it (claim, heartbeat with the epoch's metrics), and the orchestrat
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 
@@ -26,17 +25,12 @@ from regrasp.settings import Settings
 from regrasp.store.db import versions as V
 from regrasp.store.db.engine import make_engine, session_scope
 from regrasp.store.db.tables import ReviewItem, Round, RoundState, User
-from scripts.review_demo import bare_dataset, seed_round
 from services.orchestrator.app import create_app
-from tests.fixtures.servers import serve
+from tests.harness.inprocess import serve
+from tests.harness.ports import closed_port
+from tests.harness.seeders import bare_dataset, seed_round
 
 ADMIN = ("lead", "lead-password-1")
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -47,8 +41,8 @@ def server(tmp_path, sqlite_url, file_store_url):
         object_store_url=file_store_url,
         admin_username=ADMIN[0],
         admin_password=ADMIN[1],
-        trainer_url=f"http://127.0.0.1:{_closed_port()}",
-        inference_urls=[f"http://127.0.0.1:{_closed_port()}"],
+        trainer_url=f"http://127.0.0.1:{closed_port()}",
+        inference_urls=[f"http://127.0.0.1:{closed_port()}"],
     )
     with serve(create_app(settings), "orchestrator") as url:
         yield {"url": url, "db": sqlite_url}

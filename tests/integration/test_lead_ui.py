@@ -9,7 +9,6 @@ library as a worker writes it, so the pages show exactly what a worker reported.
 
 from __future__ import annotations
 
-import socket
 import time
 
 import numpy as np
@@ -27,20 +26,15 @@ from regrasp.settings import Settings
 from regrasp.store.db import versions as V
 from regrasp.store.db.engine import make_engine, session_scope
 from regrasp.store.db.tables import ReviewItem, Round, RoundState, User
-from scripts.review_demo import bare_dataset, seed_round
 from services.orchestrator.app import create_app
-from tests.fixtures.servers import serve
-from tests.fixtures.ui import UI_APP
+from tests.harness.inprocess import serve
+from tests.harness.ports import closed_port
+from tests.harness.seeders import bare_dataset, seed_round
+from tests.harness.ui import UI_APP
 
 ADMIN = ("lead", "lead-password-1")
 #: Bounds that only stop a hung test; nothing is timed.
 WAIT_S = 60.0
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +47,8 @@ def server(tmp_path_factory):
         object_store_url=f"file://{root / 'objects'}",
         admin_username=ADMIN[0],
         admin_password=ADMIN[1],
-        trainer_url=f"http://127.0.0.1:{_closed_port()}",
-        inference_urls=[f"http://127.0.0.1:{_closed_port()}"],
+        trainer_url=f"http://127.0.0.1:{closed_port()}",
+        inference_urls=[f"http://127.0.0.1:{closed_port()}"],
     )
     with serve(create_app(settings), "orchestrator") as url:
         engine = make_engine(database_url)

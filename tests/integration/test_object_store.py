@@ -8,7 +8,6 @@ import hashlib
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -31,6 +30,7 @@ from regrasp.store import keys
 from regrasp.store.objects import ObjectStore, known_schemes, open_store, store_from_settings
 from regrasp.store.objects.file import RESERVED_DIR, FileObjectStore
 from regrasp.store.objects.s3 import S3ObjectStore
+from tests.harness.ports import closed_port
 
 MIB = 1024 * 1024
 BIG_SIZE = 50 * MIB
@@ -464,9 +464,7 @@ def test_file_store_permission_denied_is_mapped(tmp_path) -> None:
 
 
 def test_s3_unreachable_endpoint_is_a_storage_error_naming_the_key() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]  # closed again: nothing listens there
+    port = closed_port()  # nothing listens there
     store = open_store("s3://bucket", s3_endpoint=f"127.0.0.1:{port}")
 
     with pytest.raises(StorageError, match="models/m/weights.pt"):

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 import zipfile
 
 import numpy as np
 import pytest
-import uvicorn
 from typer.testing import CliRunner
 
 from regrasp.api.accounts import UserCreate
@@ -19,6 +15,7 @@ from regrasp.errors import InvalidInput, NotFound, PermissionDenied, Unauthentic
 from regrasp.grasps import parse_jacquard, read_jacquard
 from regrasp.settings import Settings
 from services.orchestrator.app import create_app
+from tests.harness.inprocess import serve
 
 ADMIN = ("lead", "lead-password-1")
 
@@ -26,9 +23,6 @@ ADMIN = ("lead", "lead-password-1")
 @pytest.fixture
 def server(tmp_path, sqlite_url, file_store_url):
     """The orchestrator on a free port; yields its URL."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     settings = Settings(
         data_dir=tmp_path / "data",
         database_url=sqlite_url,
@@ -37,17 +31,8 @@ def server(tmp_path, sqlite_url, file_store_url):
         admin_password=ADMIN[1],
         import_workers=2,
     )
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if srv.started:
-            break
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=30)
+    with serve(create_app(settings), "orchestrator") as url:
+        yield url
 
 
 def _run(*args: str):

@@ -25,7 +25,7 @@ from regrasp.training.loop import split_datasets
 from regrasp.training.splits import make_split
 from regrasp.training_jobs import Worker, import_jacquard
 from services.trainer.app import create_app as create_trainer
-from tests.fixtures.servers import serve
+from tests.harness.inprocess import serve
 
 SERVICE_KEY = "oof-service-key-0123456789abcdef"
 TRAIN = {

@@ -18,11 +18,10 @@ from fastapi.testclient import TestClient
 
 from regrasp.clients.orchestrator import OrchestratorClient
 from regrasp.settings import Settings
-from regrasp.store.db import versions as V
 from regrasp.store.db.engine import make_engine, session_scope
 from regrasp.store.db.tables import ReviewItem
-from scripts.review_demo import seed_round
 from services.orchestrator.app import create_app
+from tests.harness.seeders import labelled_dataset, seed_round
 
 ADMIN = ("lead", "lead-password-1")
 ANA = ("ana", "annotator-password")
@@ -67,13 +66,6 @@ def _round(client: TestClient, *, images: int = 4, double: float = 0.0) -> int:
     engine = make_engine(client.database_url)
     try:
         with session_scope(engine) as session:
-            dataset = V.create_dataset(session, name=f"d{time.monotonic_ns()}")
-            records = V.ImageRecords(
-                names=[f"img{i}" for i in range(images)],
-                object_names=[f"obj{i % 2}" for i in range(images)],
-                widths=[64] * images,
-                heights=[64] * images,
-            )
             rng = np.random.default_rng(0)
             grasps = np.column_stack(
                 [
@@ -83,7 +75,15 @@ def _round(client: TestClient, *, images: int = 4, double: float = 0.0) -> int:
                     np.full(3 * images, 6.0),
                 ]
             )
-            V.import_version0(session, dataset, records, np.repeat(np.arange(images), 3), grasps)
+            dataset, _ = labelled_dataset(
+                session,
+                name=f"d{time.monotonic_ns()}",
+                image_names=[f"img{i}" for i in range(images)],
+                object_names=[f"obj{i % 2}" for i in range(images)],
+                size=64,
+                owners=np.repeat(np.arange(images), 3),
+                grasps=grasps,
+            )
             return seed_round(session, dataset_id=dataset, double_review_fraction=double)
     finally:
         engine.dispose()

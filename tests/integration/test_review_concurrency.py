@@ -18,7 +18,6 @@ import sqlalchemy as sa
 from regrasp import review
 from regrasp.errors import Conflict
 from regrasp.store.db import migrations
-from regrasp.store.db import versions as V
 from regrasp.store.db.engine import make_engine, make_session_factory, session_scope
 from regrasp.store.db.tables import (
     Prediction,
@@ -30,6 +29,7 @@ from regrasp.store.db.tables import (
     User,
     UserRole,
 )
+from tests.harness.seeders import labelled_dataset
 
 #: How long a test waits for its threads before it calls them stuck (a generous bound,
 #: not a performance threshold).
@@ -49,15 +49,16 @@ def _world(url: str, *, items: int, annotators: int) -> tuple[int, list[int], li
     rng = np.random.default_rng(5)
     try:
         with session_scope(engine) as s:
-            dataset_id = V.create_dataset(s, name="busy")
-            records = V.ImageRecords(
-                names=[f"{i}_o" for i in range(items)],
-                object_names=["o"] * items,
-                widths=[640] * items,
-                heights=[480] * items,
-            )
             grasps = np.column_stack([rng.uniform(50, 400, (items, 3)), np.full((items, 2), 20.0)])
-            image_ids = V.import_version0(s, dataset_id, records, np.arange(items), grasps)
+            dataset_id, image_ids = labelled_dataset(
+                s,
+                name="busy",
+                image_names=[f"{i}_o" for i in range(items)],
+                object_names=["o"] * items,
+                size=(640, 480),
+                owners=np.arange(items),
+                grasps=grasps,
+            )
             users = [
                 User(username=f"a{i}", role=UserRole.annotator, password_hash="x")
                 for i in range(annotators)

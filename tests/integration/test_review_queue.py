@@ -24,6 +24,7 @@ from regrasp.store.db.tables import (
     User,
     UserRole,
 )
+from tests.harness.seeders import labelled_dataset
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 LEASE = 60.0
@@ -104,15 +105,16 @@ def world(migrated_engine) -> World:
         [rng.uniform(100, 900, (len(index), 2)), rng.uniform(-90, 90, len(index))]
         + [rng.uniform(10, 60, (len(index), 2))]
     )
-    records = V.ImageRecords(
-        names=[f"{i}_obj{i % 4}" for i in range(n)],
-        object_names=[f"obj{i % 4}" for i in range(n)],
-        widths=[1024] * n,
-        heights=[1024] * n,
-    )
     with session_scope(migrated_engine) as s:
-        dataset_id = V.create_dataset(s, name="review-world")
-        image_ids = V.import_version0(s, dataset_id, records, index, grasps)
+        dataset_id, image_ids = labelled_dataset(
+            s,
+            name="review-world",
+            image_names=[f"{i}_obj{i % 4}" for i in range(n)],
+            object_names=[f"obj{i % 4}" for i in range(n)],
+            size=1024,
+            owners=index,
+            grasps=grasps,
+        )
         users = {
             name: User(username=name, role=role, password_hash="x")
             for name, role in [

@@ -18,11 +18,11 @@ import streamlit as st
 from streamlit import config as st_config
 from streamlit.testing.v1 import AppTest
 
-from regrasp.api.accounts import UserCreate
 from regrasp.clients.orchestrator import OrchestratorClient
 from regrasp.store.db.engine import make_engine, session_scope
-from scripts.review_demo import import_synthetic, seed_round, start_orchestrator
 from services.review_ui.session import ReviewSession, StaleItem
+from tests.harness.processes import local_orchestrator
+from tests.harness.seeders import import_synthetic, seed_round
 
 APP = str(Path(__file__).resolve().parents[2] / "services/review_ui/streamlit_app.py")
 ADMIN = ("lead", "lead-password-1")
@@ -33,24 +33,11 @@ BOB = ("bob", "annotator-password")
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("review_ui")
-    database_url = f"sqlite:///{root / 'regrasp.db'}"
-    orchestrator = start_orchestrator(
-        database_url=database_url,
-        store_url=f"file://{root / 'objects'}",
-        data_dir=root / "data",
-        admin=ADMIN,
-    )
-    try:
+    with local_orchestrator(root, admin=ADMIN, users=[ANA, BOB]) as orchestrator:
         with OrchestratorClient(orchestrator.url) as api:
             api.login(*ADMIN)
-            for name, password in (ANA, BOB):
-                api.create_user(UserCreate(username=name, password=password))
-            dataset = import_synthetic(api, name="ui", images=8, size=192)
-        orchestrator.database_url = database_url
-        orchestrator.dataset_id = dataset
+            orchestrator.dataset_id = import_synthetic(api, name="ui", images=8, size=192)
         yield orchestrator
-    finally:
-        orchestrator.stop()
 
 
 def _open_round(server, *, double: float = 0.0, max_images: int = 4) -> int:

@@ -1,8 +1,9 @@
 """Bounded retries of a round's steps against a real trainer service that comes and goes.
 
-The trainer API runs in-process under uvicorn on a fixed 127.0.0.1 port and is stopped and
-started again on it, so the round machine meets a real refused connection; on both
-databases. The policy is short (a few tries, tiny delays) so the streak ends quickly:
+The trainer API runs in-process under uvicorn on a fixed 127.0.0.1 port
+(`tests.harness.inprocess.InProcessServer`) and is stopped and started again on it, so the
+round machine meets a real refused connection; on both databases. The policy is short (a
+few tries, tiny delays) so the streak ends quickly:
 
 - a try that fails schedules the next one (attempts, next try and delays on the round);
   before it is due `advance` does nothing; progress ends the streak;
@@ -14,13 +15,10 @@ databases. The policy is short (a few tries, tiny delays) so the streak ends qui
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from datetime import UTC, datetime
 
 import pytest
-import uvicorn
 
 from regrasp import jobs
 from regrasp.clients.trainer import TrainerClient
@@ -35,42 +33,10 @@ from regrasp.store.objects import open_store
 from regrasp.synthetic.generate import generate_dataset
 from regrasp.training_jobs import import_jacquard
 from services.trainer.app import create_app as create_trainer
+from tests.harness.inprocess import InProcessServer, app_factory
 
 SERVICE_KEY = "retry-service-key-0123456789abcdef"
 TRAIN = {"architecture": "ggcnn", "epochs": 1, "input_size": 32, "num_workers": 0}
-#: Only stops a hung server start; nothing is timed.
-START_S = 60.0
-
-
-class Trainer:
-    """The trainer API on one port, started and stopped at will."""
-
-    def __init__(self, settings: Settings, engine) -> None:  # type: ignore[no-untyped-def]
-        self.settings, self.engine = settings, engine
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        app = create_trainer(self.settings, engine=self.engine)
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + START_S
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                pytest.fail("the trainer did not start")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(START_S)
-        self._server = self._thread = None
 
 
 @pytest.fixture
@@ -86,7 +52,12 @@ def world(database_url, file_store_url, tmp_path):
         data_dir=tmp_path / "data",
         service_api_key=SERVICE_KEY,
     )
-    trainer = Trainer(settings, engine)
+    # The trainer API on one port, started and stopped at will: a fresh app at each start.
+    trainer = InProcessServer(
+        app_factory(lambda: create_trainer(settings, engine=engine)),
+        "trainer",
+        graceful_shutdown=None,
+    )
     try:
         yield engine, make_session_factory(engine), trainer, dataset_id
     finally:
@@ -107,7 +78,7 @@ def _when_due(bind, round_id: int) -> None:
     time.sleep(max(0.0, (next_at - datetime.now(UTC)).total_seconds()) + 0.01)
 
 
-def _job_ids(trainer: Trainer) -> list[int]:
+def _job_ids(trainer: InProcessServer) -> list[int]:
     with TrainerClient(trainer.url, credential=SERVICE_KEY) as client:
         return sorted(j.id for j in client.list(kind="train").items)
 

@@ -16,10 +16,9 @@ import numpy as np
 from fastapi.testclient import TestClient
 
 from regrasp.settings import Settings
-from regrasp.store.db import versions as V
 from regrasp.store.db.engine import make_engine, session_scope
-from scripts.review_demo import seed_round
 from services.orchestrator.app import create_app
+from tests.harness.seeders import labelled_dataset, seed_round
 
 ADMIN = ("lead", "lead-password-1")
 #: Bounds that only stop a hung test; nothing is timed.
@@ -77,14 +76,15 @@ def _round(url: str) -> int:
     engine = make_engine(url)
     try:
         with session_scope(engine) as session:
-            dataset = V.create_dataset(session, name="routes")
-            records = V.ImageRecords(
-                names=[f"img{i}" for i in range(4)],
+            dataset, _ = labelled_dataset(
+                session,
+                name="routes",
+                image_names=[f"img{i}" for i in range(4)],
                 object_names=["obj"] * 4,
-                widths=[64] * 4,
-                heights=[64] * 4,
+                size=64,
+                owners=np.arange(4),
+                grasps=[[32, 32, 0, 20, 10]] * 4,
             )
-            V.import_version0(session, dataset, records, np.arange(4), [[32, 32, 0, 20, 10]] * 4)
             return seed_round(session, dataset_id=dataset)
     finally:
         engine.dispose()

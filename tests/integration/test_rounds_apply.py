@@ -29,6 +29,7 @@ from regrasp.store.db.tables import (
     Round,
     RoundState,
 )
+from tests.harness.seeders import labelled_dataset
 
 N_IMAGES, N_LABELS, K = 5, 3, 4
 
@@ -46,16 +47,15 @@ def _predictions(i: int) -> list[list[float]]:
 def _world(engine, *, jaw_rule: str = "half_opening") -> dict:
     with session_scope(engine) as s:
         annotator = create_user(s, username="ana", password="password-1", role="annotator")
-        dataset_id = V.create_dataset(s, name="d")
-        records = V.ImageRecords(
-            names=[f"{i}_obj" for i in range(N_IMAGES)],
+        dataset_id, image_ids = labelled_dataset(
+            s,
+            name="d",
+            image_names=[f"{i}_obj" for i in range(N_IMAGES)],
             object_names=["obj"] * N_IMAGES,
-            widths=[256] * N_IMAGES,
-            heights=[256] * N_IMAGES,
+            size=256,
+            owners=np.repeat(np.arange(N_IMAGES), N_LABELS),
+            grasps=np.concatenate([_labels(i) for i in range(N_IMAGES)]),
         )
-        grasps = np.concatenate([_labels(i) for i in range(N_IMAGES)])
-        index = np.repeat(np.arange(N_IMAGES), N_LABELS)
-        image_ids = V.import_version0(s, dataset_id, records, index, grasps)
         model = Model(architecture="ggcnn", in_channels=1, status=ModelStatus.ready)
         s.add(model)
         s.flush()

@@ -272,7 +272,7 @@ def test_inference_routes_against_every_scope(tmp_path, sqlite_url, file_store_u
     from starlette.testclient import TestClient as StarletteClient
 
     from services.inference.service import InferenceService
-    from tests.fixtures.servers import forget_bentoml_metrics
+    from tests.harness.inprocess import forget_bentoml_metrics
 
     callers = _callers(sqlite_url)
     env = {

@@ -13,10 +13,10 @@ from regrasp.api.jobs import EvaluateJobCreate, TrainJobCreate
 from regrasp.clients.trainer import TrainerClient
 from regrasp.errors import InvalidInput, NotFound, Unauthenticated
 from regrasp.settings import Settings
-from regrasp.store.db import versions
 from regrasp.store.db.engine import make_engine, session_scope
 from regrasp.store.db.tables import Model, ModelStatus
 from services.trainer.app import create_app
+from tests.harness.seeders import labelled_dataset
 
 SERVICE_KEY = "service-key-for-tests-0123456789"
 
@@ -55,11 +55,15 @@ def api(database_url, file_store_url, tmp_path):
             secret = settings.secret_key.get_secret_value()
             admin_token = login_token(admin, secret=secret, ttl_seconds=600)
             annotator_token = login_token(annotator, secret=secret, ttl_seconds=600)
-            dataset_id = versions.create_dataset(s, name="toy")
-            records = versions.ImageRecords(
-                names=["0_a", "1_b"], object_names=["a", "b"], widths=[128, 128], heights=[128, 128]
+            dataset_id, _ = labelled_dataset(
+                s,
+                name="toy",
+                image_names=["0_a", "1_b"],
+                object_names=["a", "b"],
+                size=128,
+                owners=[0, 1],
+                grasps=[[64, 64, 0, 40, 20]] * 2,
             )
-            versions.import_version0(s, dataset_id, records, [0, 1], [[64, 64, 0, 40, 20]] * 2)
             ready = Model(architecture="ggcnn", in_channels=1, status=ModelStatus.ready)
             pending = Model(architecture="ggcnn", in_channels=1, status=ModelStatus.training)
             s.add_all([ready, pending])

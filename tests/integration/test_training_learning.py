@@ -11,6 +11,7 @@ network decodes no grasp above the quality threshold, so its accuracy is 0.
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from regrasp import nets
@@ -22,6 +23,9 @@ from regrasp.training.config import TrainConfig
 from regrasp.training.evaluate import evaluate
 from regrasp.training.loop import split_datasets, train
 from regrasp.training.splits import make_split
+
+#: A long training run: `make test-fast` leaves it out, `make test` runs it.
+pytestmark = pytest.mark.slow
 
 SIZE = 128
 

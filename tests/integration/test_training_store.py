@@ -10,9 +10,8 @@ import torch
 from regrasp import nets
 from regrasp.formats.jacquard import scan_jacquard
 from regrasp.store import keys
-from regrasp.store.db import migrations
 from regrasp.store.db import versions as V
-from regrasp.store.db.engine import make_engine, session_scope
+from regrasp.store.db.engine import session_scope
 from regrasp.store.db.tables import Model, ModelStatus
 from regrasp.store.objects import open_store
 from regrasp.synthetic.generate import generate_dataset
@@ -35,11 +34,9 @@ def s3_store(s3_server, s3_store_url):
 
 
 @pytest.fixture
-def engine(database_url):
-    migrations.upgrade(database_url)
-    eng = make_engine(database_url)
-    yield eng
-    eng.dispose()
+def engine(migrated_engine):
+    """The harness's engine on a migrated database (both backends), under this file's name."""
+    return migrated_engine
 
 
 def test_db_version_cached_on_s3_and_model_registered(tmp_path, engine, s3_store) -> None:

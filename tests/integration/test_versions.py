@@ -9,9 +9,8 @@ import pytest
 import sqlalchemy as sa
 
 from regrasp.errors import Conflict, InvalidInput, NotFound
-from regrasp.store.db import migrations
 from regrasp.store.db import versions as V
-from regrasp.store.db.engine import make_engine, session_scope
+from regrasp.store.db.engine import session_scope
 from regrasp.store.db.tables import (
     DatasetVersion,
     Grasp,
@@ -26,11 +25,9 @@ N_IMAGES = 12
 
 
 @pytest.fixture
-def engine(database_url):
-    migrations.upgrade(database_url)
-    eng = make_engine(database_url)
-    yield eng
-    eng.dispose()
+def engine(migrated_engine):
+    """The harness's engine on a migrated database (both backends), under this file's name."""
+    return migrated_engine
 
 
 @pytest.fixture

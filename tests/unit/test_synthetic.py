@@ -284,17 +284,6 @@ def test_manifest_round_trips(dataset):
         assert (a.corruption, a.wrong_labels, a.detail) == (b.corruption, b.wrong_labels, b.detail)
 
 
-def test_same_seed_same_bytes_whatever_the_workers(tmp_path):
-    args = dict(images=6, objects=3, size=128, corrupt_fraction=0.5)
-    generate_dataset(tmp_path / "a", seed=1, workers=1, **args)
-    generate_dataset(tmp_path / "b", seed=1, workers=2, **args)
-    generate_dataset(tmp_path / "c", seed=2, workers=1, **args)
-    a, b, c = (_hash_tree(tmp_path / n) for n in "abc")
-    assert len(a) == 6 * 5 + 2
-    assert a == b
-    assert set(a.values()).isdisjoint(c.values())
-
-
 def test_refuses_bad_arguments(tmp_path):
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")

@@ -1,9 +1,10 @@
-"""The training loop: checkpoints in the store, exact resume, and the DDP code path (gloo)."""
+"""The training loop: checkpoints in the store, exact resume, the DDP context.
+
+The DDP code path itself (two gloo ranks as processes) is in
+`tests/integration/test_training_ddp.py`: unit tests start no processes.
+"""
 
 from __future__ import annotations
-
-import os
-import socket
 
 import pytest
 import torch
@@ -152,42 +153,6 @@ def test_test_images_are_refused_for_training(cached) -> None:
             device="cpu",
             split=split,
         )
-
-
-def _ddp_worker(rank: int, world: int, port: int, url: str, cached, out: str) -> None:
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        LOCAL_RANK=str(rank),
-        WORLD_SIZE=str(world),
-    )
-    torch.set_num_threads(1)
-    result = _run(cached, "ddp", config=_config(epochs=1))
-    torch.save(result.model.state_dict(), os.path.join(out, f"rank{rank}.pt"))
-    torch.save(result.history, os.path.join(out, f"history{rank}.pt"))
-    torch.distributed.destroy_process_group()
-
-
-def test_distributed_data_parallel_on_cpu(cached, tmp_path) -> None:
-    url, _, _ = cached
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    torch.multiprocessing.spawn(
-        _ddp_worker, args=(2, port, url, cached, str(tmp_path)), nprocs=2, join=True
-    )
-    a = torch.load(tmp_path / "rank0.pt", weights_only=True)
-    b = torch.load(tmp_path / "rank1.pt", weights_only=True)
-    assert all(torch.equal(a[k], b[k]) for k in a)  # DDP kept the replicas identical
-    store = open_store(url)
-    checkpoint = load_latest_checkpoint(store, "ddp")
-    assert checkpoint["epoch"] == 1
-    assert all(torch.equal(a[k], checkpoint["model"][k]) for k in a)
-    h0 = torch.load(tmp_path / "history0.pt", weights_only=True)
-    h1 = torch.load(tmp_path / "history1.pt", weights_only=True)
-    assert "val_accuracy" in h0[0] and "val_accuracy" not in h1[0]  # rank 0 evaluates
-    assert h0[0]["train_loss"] == pytest.approx(h1[0]["train_loss"])  # averaged over ranks
 
 
 def test_distributed_context_reads_torchrun_environment(monkeypatch) -> None:
