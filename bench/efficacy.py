@@ -1,6 +1,6 @@
 """Does the loop fix the data? Refinement rounds on synthetic data with known truth.
 
-    python bench/efficacy.py --images 3000 --size 128 --rounds 5 --epochs 4 --input-size 64
+    python bench/efficacy.py --images 3000 --size 128 --rounds 5 --epochs 15 --input-size 96
 
 A synthetic Jacquard-like dataset is generated with `--corrupt-fraction` (25 %) of its
 images corrupted in the paper's three ways (`regrasp.synthetic`); the truth manifest
@@ -69,8 +69,8 @@ def main() -> None:
     p.add_argument("--images", type=int, default=3000)
     p.add_argument("--size", type=int, default=128, help="Synthetic image side, pixels.")
     p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--input-size", type=int, default=64)
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--input-size", type=int, default=96)
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--architecture", default="ggcnn")
     p.add_argument("--batch-size", type=int, default=16)
