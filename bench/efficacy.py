@@ -157,13 +157,13 @@ class Bench:
         import sqlalchemy as sa
 
         from regrasp.accounts import create_user
+        from regrasp.ingest import import_jacquard
         from regrasp.store.db import migrations
         from regrasp.store.db.engine import make_engine, make_session_factory, session_scope
         from regrasp.store.db.tables import DatasetObject, Image
         from regrasp.store.objects import open_store
         from regrasp.synthetic.generate import generate_dataset
         from regrasp.synthetic.manifest import read_manifest
-        from regrasp.training_jobs import import_jacquard
 
         a = self.args
         t = time.perf_counter()

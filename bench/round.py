@@ -41,6 +41,7 @@ def main() -> None:
     args = p.parse_args()
 
     from regrasp.accounts import create_user
+    from regrasp.ingest import import_jacquard
     from regrasp.metrics import best_iou
     from regrasp.review.decisions import decide
     from regrasp.rounds import machine
@@ -54,7 +55,6 @@ def main() -> None:
     from regrasp.synthetic.generate import generate_dataset
     from regrasp.synthetic.manifest import read_manifest
     from regrasp.synthetic.reviewer import SimulatedReviewer
-    from regrasp.training_jobs import import_jacquard
     from tests.harness.processes import start_service
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-round-"))

@@ -81,6 +81,7 @@ __all__ = [
     "discard_orphan_objects",
     "fail_stale_imports",
     "get_import",
+    "import_jacquard",
     "import_dataset",
     "open_dataset",
     "run_import",
@@ -1033,3 +1034,23 @@ def _in_order(
             for future in pending:
                 future.cancel()
             raise
+
+
+def import_jacquard(
+    session: Session,
+    store: ObjectStore,
+    root: str | Path,
+    *,
+    name: str,
+    description: str = "",
+) -> int:
+    """Import a Jacquard-layout folder (or zip) as version 0 of a new dataset; returns its id.
+
+    The importer of `regrasp.ingest` (check and store every file, write version 0), run
+    in the caller's session so tests and benches can import and set up in one transaction.
+    """
+    with (
+        open_dataset("jacquard", path=root) as dataset,
+        stage_import(store, dataset, name=name) as staged,
+    ):
+        return write_version0(session, staged, description=description)

@@ -57,15 +57,15 @@ def _pause_hook(pause_at: str | None):  # type: ignore[no-untyped-def]
 def _worker(worker_id: str, heartbeat_interval: float, heartbeat_timeout: float) -> None:
     import logging
 
-    from regrasp import training_jobs
     from regrasp.settings import load_settings
+    from regrasp.training_jobs import running
     from services.trainer.worker import run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     pause_after = os.environ.get("WORKER_TEST_PAUSE_AFTER_EPOCH")
     if pause_after:
         marker = Path(os.environ["ROUND_TEST_MARKER"])
-        run_claimed = training_jobs.run_claimed
+        run_claimed = running.run_claimed
 
         def on_progress(_fraction: float, metrics: dict) -> None:
             if len(metrics.get("history") or ()) >= int(pause_after):
@@ -75,7 +75,7 @@ def _worker(worker_id: str, heartbeat_interval: float, heartbeat_timeout: float)
         def pausing(*args, **kwargs):  # type: ignore[no-untyped-def]
             return run_claimed(*args, **kwargs, on_progress=on_progress)
 
-        training_jobs.run_claimed = pausing  # what Worker.run_once calls
+        running.run_claimed = pausing  # what Worker.run_once calls
     run_worker(
         load_settings(),
         worker_id=worker_id,

@@ -190,6 +190,6 @@ def import_synthetic(
 
 def import_folder(session: Session, store, folder: Path, *, name: str) -> int:  # type: ignore[no-untyped-def]
     """The Jacquard-layout `folder` (e.g. from `generate_dataset`) imported as `name`; its id."""
-    from regrasp.training_jobs import import_jacquard
+    from regrasp.ingest import import_jacquard
 
     return import_jacquard(session, store, folder, name=name)

@@ -26,12 +26,12 @@ from sqlalchemy.engine import make_url
 
 from regrasp.accounts import create_user
 from regrasp.export import iter_export_zip, plan_export
+from regrasp.ingest import import_jacquard
 from regrasp.store.db import migrations
 from regrasp.store.db import versions as V
 from regrasp.store.db.engine import make_engine, session_scope
 from regrasp.store.objects import open_store
 from regrasp.synthetic.generate import generate_dataset
-from regrasp.training_jobs import import_jacquard
 from tests.harness.databases import postgres_server_url
 from tests.harness.postgres import scratch_database
 

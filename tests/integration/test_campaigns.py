@@ -31,6 +31,7 @@ from regrasp.campaigns.report import FIGURES
 from regrasp.cli import app as cli
 from regrasp.clients.orchestrator import OrchestratorClient
 from regrasp.errors import Conflict
+from regrasp.ingest import import_jacquard
 from regrasp.review.decisions import decide
 from regrasp.review.items import create_items
 from regrasp.rounds import machine
@@ -53,7 +54,7 @@ from regrasp.store.objects import open_store
 from regrasp.synthetic.generate import generate_dataset
 from regrasp.synthetic.manifest import read_manifest
 from regrasp.synthetic.reviewer import SimulatedReviewer
-from regrasp.training_jobs import Worker, import_jacquard
+from regrasp.training_jobs import Worker
 from services.orchestrator.app import create_app as create_orchestrator
 from services.review_ui.overview import FIGURE_CAPTIONS
 from services.trainer.app import create_app as create_trainer

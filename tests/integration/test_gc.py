@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from regrasp.errors import Conflict
-from regrasp.ingest import open_dataset, stage_import
+from regrasp.ingest import import_jacquard, open_dataset, stage_import
 from regrasp.store import keys
 from regrasp.store.db import migrations
 from regrasp.store.db.engine import make_engine, session_scope
@@ -45,7 +45,6 @@ from regrasp.store.db.tables import (
 from regrasp.store.gc import collect_garbage, find_garbage
 from regrasp.store.objects import open_store
 from regrasp.synthetic.generate import generate_dataset
-from regrasp.training_jobs import import_jacquard
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Objects are a moment old; collecting "as of a little later" makes min_age 0 exact.

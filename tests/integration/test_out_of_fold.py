@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 
 from regrasp.clients.trainer import TrainerClient
+from regrasp.ingest import import_jacquard
 from regrasp.rounds import machine
 from regrasp.rounds.config import RoundConfig
 from regrasp.settings import Settings
@@ -23,7 +24,7 @@ from regrasp.training.cache import build_cache, db_images
 from regrasp.training.config import TrainConfig
 from regrasp.training.loop import split_datasets
 from regrasp.training.splits import make_split
-from regrasp.training_jobs import Worker, import_jacquard
+from regrasp.training_jobs import Worker
 from services.trainer.app import create_app as create_trainer
 from tests.harness.inprocess import serve
 

@@ -22,6 +22,7 @@ import pytest
 
 from regrasp import jobs
 from regrasp.clients.trainer import TrainerClient
+from regrasp.ingest import import_jacquard
 from regrasp.rounds import machine
 from regrasp.rounds.config import RUN_KEY, RoundConfig
 from regrasp.rounds.retrying import RetryPolicy
@@ -31,7 +32,6 @@ from regrasp.store.db.engine import make_engine, make_session_factory, session_s
 from regrasp.store.db.tables import RoundState
 from regrasp.store.objects import open_store
 from regrasp.synthetic.generate import generate_dataset
-from regrasp.training_jobs import import_jacquard
 from services.trainer.app import create_app as create_trainer
 from tests.harness.inprocess import InProcessServer, app_factory
 

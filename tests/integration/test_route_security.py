@@ -108,12 +108,12 @@ def _forged_headers() -> dict[str, dict[str, str]]:
 def test_every_read_route_and_every_asset_refuses_anonymous_and_forged_callers(
     tmp_path, sqlite_url, file_store_url
 ):
+    from regrasp.ingest import import_jacquard
     from regrasp.store.db import migrations
     from regrasp.store.db.engine import make_engine, session_scope
     from regrasp.store.db.tables import Image
     from regrasp.store.objects import open_store
     from regrasp.synthetic.generate import generate_dataset
-    from regrasp.training_jobs import import_jacquard
 
     migrations.upgrade(sqlite_url)
     generate_dataset(tmp_path / "synth", images=2, size=64, workers=1, seed=3)
