@@ -1046,8 +1046,8 @@ def import_jacquard(
 ) -> int:
     """Import a Jacquard-layout folder (or zip) as version 0 of a new dataset; returns its id.
 
-    The importer of `regrasp.ingest` (check and store every file, write version 0), run
-    in the caller's session so tests and benches can import and set up in one transaction.
+    The steps of `import_dataset` (stage every file, write version 0) in the caller's
+    session instead of its own, so tests and benches import and set up in one transaction.
     """
     with (
         open_dataset("jacquard", path=root) as dataset,
