@@ -267,6 +267,7 @@ def import_dataset(
         store,
         dataset,
         name=name,
+        final_sync=False,
         split=split,
         workers=workers,
         decode_workers=decode_workers,
@@ -276,8 +277,12 @@ def import_dataset(
     ) as staged:
         if progress is not None:
             progress("writing", 0, 1)
-        with session_scope(bind) as session:
+        # The store's final sync runs while the rows are written: no row is visible
+        # before the commit, and the commit waits for the sync (so for every file).
+        with ThreadPoolExecutor(1) as pool, session_scope(bind) as session:
+            synced = pool.submit(store.sync)
             dataset_id = write_version0(session, staged, description=description)
+            synced.result()
         if progress is not None:
             progress("writing", 1, 1)
     return ImportResult(
@@ -342,6 +347,7 @@ def stage_import(
     dataset: ScannedDataset[Any],
     *,
     name: str,
+    final_sync: bool = True,
     split: SplitSpec | None = None,
     workers: int = 4,
     decode_workers: int | None = None,
@@ -358,6 +364,8 @@ def stage_import(
     if such a file turns up. The spill file lives in `work_dir` (default: the system's
     temporary folder). FormatError naming the first bad file, in image order; the files
     this run stored are deleted again before it is raised. Nothing touches the database.
+    With `final_sync=False` the files stored since the last periodic sync may not be
+    durable yet: the caller syncs the store before any row refers to them.
     """
     if workers < 1:
         raise InvalidInput(f"workers must be >= 1, got {workers}")
@@ -406,7 +414,8 @@ def stage_import(
                     unsynced = 0
                 if progress is not None:
                     progress("uploading", i + 1, len(images))
-        store.sync()  # every stored file durable before any row can refer to it
+        if final_sync:
+            store.sync()  # every stored file durable before any row can refer to it
     except BaseException as exc:
         records.close()
         grasps_file.close()

@@ -507,7 +507,8 @@ def test_file_store_writes_atomically_inside_its_root(tmp_path) -> None:
     store.put_stream("cache/d/v1/s.npz", _ChunkedStream(os.urandom(3 * MIB)))
 
     assert store.local_path("datasets/d/o/i/rgb.png").read_bytes() == b"png"
-    assert not list((tmp_path / "objects" / RESERVED_DIR / "tmp").iterdir())  # nothing left
+    tmp_files = (tmp_path / "objects" / RESERVED_DIR / "tmp").rglob("*")
+    assert not [p for p in tmp_files if p.is_file()]  # no temporary file left
     files = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()}
     assert all(f.startswith("objects/") for f in files)
     with pytest.raises(InvalidInput, match="reserved"):

@@ -25,6 +25,8 @@ import zlib
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
+
 from regrasp.errors import InvalidInput
 
 __all__ = ["ImageHeader", "ImageKind", "check_image", "decode_size", "read_header"]
@@ -229,12 +231,15 @@ def _tiff(view: memoryview) -> ImageHeader:
     if not offsets or len(offsets) != len(counts):
         raise InvalidInput("corrupt TIFF: strip or tile offsets and byte counts disagree")
     end = len(view)
-    for n, (start, length) in enumerate(zip(offsets, counts, strict=True)):
-        if start + length > end:
-            raise InvalidInput(
-                f"corrupt or truncated TIFF: strip {n} (bytes {start}..{start + length}) runs "
-                f"past the end of the file ({end} bytes)"
-            )
+    # A depth TIFF has a strip per row: checked as arrays, not one by one.
+    stops = np.asarray(offsets, dtype=np.uint64) + np.asarray(counts, dtype=np.uint64)
+    past = np.flatnonzero(stops > end)
+    if len(past):
+        n = int(past[0])
+        raise InvalidInput(
+            f"corrupt or truncated TIFF: strip {n} (bytes {offsets[n]}..{int(stops[n])}) "
+            f"runs past the end of the file ({end} bytes)"
+        )
     if compression not in _TIFF_COMPRESSIONS or len(bits) != 1 or len(sample_format) != 1:
         return ImageHeader("tiff", width, height, None, None)
     (b,), (f,) = bits, sample_format

@@ -17,8 +17,8 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 import os
+import re
 import tempfile
-import unicodedata
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
@@ -263,6 +263,11 @@ class ObjectStore(ABC):
     def _presigned_get_url(self, key: str, expires: timedelta) -> str | None: ...
 
 
+#: Unicode categories Cc (control characters, NUL included) and Cs (lone surrogates),
+#: as one regular expression: keys are checked on every store call.
+_CONTROL_OR_SURROGATE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
 def validate_key(key: str) -> str:
     """Return `key` if it is a safe object key, else raise InvalidInput saying why.
 
@@ -321,7 +326,7 @@ def _check_text(value: str, *, what: str) -> None:
         raise InvalidInput(f"{what} is longer than {MAX_KEY_BYTES} bytes: {value[:80]!r}...")
     if "\\" in value:
         raise InvalidInput(f"{what} {value!r} must not contain a backslash")
-    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value):
+    if _CONTROL_OR_SURROGATE.search(value):
         raise InvalidInput(f"{what} {value!r} must not contain control characters or NUL")
 
 
