@@ -109,9 +109,10 @@ HEARTBEAT_EVERY = timedelta(seconds=10)
 STALE_AFTER = timedelta(seconds=120)
 #: Least time between two progress writes to the database.
 _PROGRESS_EVERY_S = 0.5
-#: Bytes stored between two syncs of the store: bounds the dirty data a crash can lose
-#: and keeps the final sync short, at one flush per GiB instead of one per file.
-SYNC_EVERY_BYTES = 1 << 30
+#: Bytes stored between two syncs of the store, each run in the background while the
+#: workers go on: bounds the dirty data a crash can lose and keeps the final sync (the
+#: only one anything waits for) short, at one flush per 128 MiB instead of one per file.
+SYNC_EVERY_BYTES = 128 << 20
 #: Images per batch of version-0 rows written from the spill file (~130 grasps each for
 #: Jacquard): small enough that a batch never dominates the import's memory.
 WRITE_BATCH_IMAGES = 256
@@ -399,8 +400,10 @@ def stage_import(
     try:
         with (
             decoder,
+            ThreadPoolExecutor(1, thread_name_prefix="import-sync") as sync_pool,
             closing(_in_order(one, len(images), workers=workers, should_stop=should_stop)) as done,
         ):
+            syncing: Future[None] = sync_pool.submit(lambda: None)
             for i, stored in enumerate(done):
                 records.write(json.dumps(stored.row(images[i], splits[i])).encode() + b"\n")
                 grasps_file.write(np.ascontiguousarray(stored.grasps, dtype="<f8").tobytes())
@@ -409,11 +412,13 @@ def stage_import(
                 totals["uploaded"] += stored.uploaded
                 totals["skipped"] += len(stored.kinds) - stored.uploaded
                 unsynced += stored.uploaded_bytes
-                if unsynced >= SYNC_EVERY_BYTES:
-                    store.sync()
+                if unsynced >= SYNC_EVERY_BYTES and syncing.done():
+                    syncing.result()  # a failed sync fails the import
+                    syncing = sync_pool.submit(store.sync)
                     unsynced = 0
                 if progress is not None:
                     progress("uploading", i + 1, len(images))
+            syncing.result()
         if final_sync:
             store.sync()  # every stored file durable before any row can refer to it
     except BaseException as exc:
