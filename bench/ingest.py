@@ -67,7 +67,7 @@ def main() -> None:
         raise SystemExit(f"no Jacquard samples at {samples} (set REGRASP_JACQUARD_SAMPLES)")
     out: dict[str, object] = {
         "command": " ".join(["python", "bench/ingest.py", *sys.argv[1:]]),
-        "before": "bench/results/ingest_main_importer.json (main before the one-pass importer)",
+        "before": "bench/results/ingest_main_importer.json (main before the one-pass importer); bench/results/ingest_one_pass_v1.json (the first one-pass importer)",
         "cpus": os.cpu_count(),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
     }
