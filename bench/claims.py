@@ -26,10 +26,10 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from regrasp.review import claim_next  # noqa: E402
-from regrasp.store.db import migrations  # noqa: E402
-from regrasp.store.db.engine import make_engine, make_session_factory, session_scope  # noqa: E402
-from regrasp.store.db.tables import ReviewItem, ReviewItemState, User, UserRole  # noqa: E402
+from regrasp.platform.store.db import migrations  # noqa: E402
+from regrasp.platform.store.db.engine import make_engine, make_session_factory, session_scope  # noqa: E402
+from regrasp.platform.store.db.tables import ReviewItem, ReviewItemState, User, UserRole  # noqa: E402
+from regrasp.refine.review import claim_next  # noqa: E402
 from tests.harness.postgres import DEFAULT_SERVER, scratch_database  # noqa: E402
 from tests.harness.seeders import bare_dataset, seed_round  # noqa: E402
 

@@ -3,20 +3,20 @@
     python bench/efficacy.py --images 3000 --size 128 --rounds 5 --epochs 15 --input-size 96
 
 A synthetic Jacquard-like dataset is generated with `--corrupt-fraction` (25 %) of its
-images corrupted in the paper's three ways (`regrasp.synthetic`); the truth manifest
+images corrupted in the paper's three ways (`regrasp.data.synthetic`); the truth manifest
 tells what every image really is. Objects are split once: `--test-fraction` of them form
 a fixed test split that never trains (`TrainConfig.exclude_image_ids`) and is scored
 against its *clean* labels; the rest is the pool the loop refines. Everything runs in
 this process through the library, over an SQLite file and a `file://` store:
 
-- training: real trainer jobs (`regrasp.jobs` queue, `regrasp.training_jobs.Worker`);
+- training: real trainer jobs (`regrasp.learn.queue` queue, `regrasp.learn.worker.Worker`);
 - flagging: the round's `score` on the model's top-5 predictions: the label-quality score
   (or the paper's top-1 best IoU < 0.2), at most `--review-budget` items a round, likeliest
   errors first;
-- review: `regrasp.review` items and decisions, made by `SimulatedReviewer` (with
+- review: `regrasp.refine.review` items and decisions, made by `SimulatedReviewer` (with
   `--review-seconds` per decision recorded as review time);
-- applying: `regrasp.rounds.applying.apply_round`, one new dataset version per round;
-- refinement statistics: `regrasp.refinement_stats` (noise estimate with `--audit`
+- applying: `regrasp.refine.rounds.applying.apply_round`, one new dataset version per round;
+- refinement statistics: `regrasp.refine.refinement_stats` (noise estimate with `--audit`
   unflagged images reviewed per round, yield, stopping suggestion).
 
 Variants, side by side (`--variants`, comma-separated):
@@ -156,14 +156,18 @@ class Bench:
     def setup(self) -> None:
         import sqlalchemy as sa
 
-        from regrasp.accounts import create_user
-        from regrasp.ingest import import_jacquard
-        from regrasp.store.db import migrations
-        from regrasp.store.db.engine import make_engine, make_session_factory, session_scope
-        from regrasp.store.db.tables import DatasetObject, Image
-        from regrasp.store.objects import open_store
-        from regrasp.synthetic.generate import generate_dataset
-        from regrasp.synthetic.manifest import read_manifest
+        from regrasp.data.ingest import import_jacquard
+        from regrasp.data.synthetic.generate import generate_dataset
+        from regrasp.data.synthetic.manifest import read_manifest
+        from regrasp.platform.accounts import create_user
+        from regrasp.platform.store.db import migrations
+        from regrasp.platform.store.db.engine import (
+            make_engine,
+            make_session_factory,
+            session_scope,
+        )
+        from regrasp.platform.store.db.tables import DatasetObject, Image
+        from regrasp.platform.store.objects import open_store
 
         a = self.args
         t = time.perf_counter()
@@ -252,7 +256,7 @@ class Bench:
         return [row, last]
 
     def _loop(self, name: str, *, folds: int, flag: str = "score") -> list[dict[str, Any]]:
-        from regrasp.rounds.machine import fold_of
+        from regrasp.workflows.rounds.machine import fold_of
 
         dataset = self._clone(f"eff-{name}", clean=False)
         version, rows = 0, []
@@ -312,9 +316,9 @@ class Bench:
         """A copy of version 0 (same stored files) as a new dataset; `clean`: true labels."""
         import sqlalchemy as sa
 
-        from regrasp.store.db import versions
-        from regrasp.store.db.engine import session_scope
-        from regrasp.store.db.tables import DatasetObject, Image
+        from regrasp.data import versions
+        from regrasp.platform.store.db.engine import session_scope
+        from regrasp.platform.store.db.tables import DatasetObject, Image
 
         with session_scope(self.bind) as s:
             images = s.execute(
@@ -353,9 +357,9 @@ class Bench:
 
     def _mask(self, image_id: int, dataset_id: int) -> np.ndarray | None:
         """The object mask of a clone's image (shared files with the base), cached."""
-        from regrasp.imaging import decode_mask
-        from regrasp.store.db.engine import session_scope
-        from regrasp.store.db.tables import Image
+        from regrasp.grasp.imaging import decode_mask
+        from regrasp.platform.store.db.engine import session_scope
+        from regrasp.platform.store.db.tables import Image
 
         base = self._maps[dataset_id][image_id]
         cache = self.__dict__.setdefault("_masks", {})
@@ -390,9 +394,9 @@ class Bench:
         self, dataset_id: int, version: int, *, exclude: np.ndarray, seed: int
     ) -> tuple[int, float]:
         """Train through the job queue; returns (model id, test accuracy on clean labels)."""
-        from regrasp import jobs
-        from regrasp.store.db.engine import session_scope
-        from regrasp.training_jobs import Worker, validate_payload
+        from regrasp.learn import queue as jobs
+        from regrasp.learn.worker import Worker, validate_payload
+        from regrasp.platform.store.db.engine import session_scope
 
         config = self._train_config(self._ids(dataset_id, exclude), seed)
         with session_scope(self.bind) as s:
@@ -415,14 +419,14 @@ class Bench:
         """Top-k grasps (K, 6: x, y, theta, opening, jaw, quality) of images, by clone id."""
         import torch
 
-        from regrasp.store.db.engine import session_scope
-        from regrasp.store.db.tables import Dataset
-        from regrasp.training.cache import build_cache, db_images
-        from regrasp.training.config import DecodeConfig
-        from regrasp.training.data import CachedGraspDataset
-        from regrasp.training.evaluate import predict_top_k
-        from regrasp.training.registry import load_registered
-        from regrasp.training_jobs import model_store_name
+        from regrasp.learn.training.cache import build_cache, db_images
+        from regrasp.learn.training.config import DecodeConfig
+        from regrasp.learn.training.data import CachedGraspDataset
+        from regrasp.learn.training.evaluate import predict_top_k
+        from regrasp.learn.training.registry import load_registered
+        from regrasp.learn.worker import model_store_name
+        from regrasp.platform.store.db.engine import session_scope
+        from regrasp.platform.store.db.tables import Dataset
 
         torch.set_num_threads(2)
         model, meta = load_registered(self.store, model_store_name(model_id), device="cpu")
@@ -460,7 +464,7 @@ class Bench:
         return out
 
     def _test_accuracy(self, dataset_id: int, version: int, model_id: int) -> float:
-        from regrasp.metrics import SUCCESS_IOU, best_iou_batch
+        from regrasp.grasp.metrics import SUCCESS_IOU, best_iou_batch
 
         predictions = self._predict(dataset_id, version, model_id, self.test_ids, k=1)
         mapping = self._maps[dataset_id]
@@ -488,18 +492,23 @@ class Bench:
         """Flag, review (simulated reviewer, or auto-accept the top-1) and apply one round."""
         import sqlalchemy as sa
 
-        from regrasp.refinement_stats import add_audit_items, round_refinement
-        from regrasp.review.adjudication import resolve
-        from regrasp.review.decisions import decide
-        from regrasp.review.items import confirmed_images, create_items, final_decisions
-        from regrasp.rounds import machine
-        from regrasp.rounds.applying import apply_round
-        from regrasp.rounds.config import RoundConfig
-        from regrasp.rounds.predicting import score
-        from regrasp.store.db import versions
-        from regrasp.store.db.engine import session_scope
-        from regrasp.store.db.tables import Prediction, ReviewItem, ReviewItemState, RoundState
-        from regrasp.synthetic.reviewer import SimulatedReviewer
+        from regrasp.data import versions
+        from regrasp.data.synthetic.reviewer import SimulatedReviewer
+        from regrasp.platform.store.db.engine import session_scope
+        from regrasp.platform.store.db.tables import (
+            Prediction,
+            ReviewItem,
+            ReviewItemState,
+            RoundState,
+        )
+        from regrasp.refine.refinement_stats import add_audit_items, round_refinement
+        from regrasp.refine.review.adjudication import resolve
+        from regrasp.refine.review.decisions import decide
+        from regrasp.refine.review.items import confirmed_images, create_items, final_decisions
+        from regrasp.refine.rounds.applying import apply_round
+        from regrasp.refine.rounds.config import RoundConfig
+        from regrasp.workflows.rounds import machine
+        from regrasp.workflows.rounds.predicting import score
 
         a = self.args
         ids = np.array(sorted(predictions), dtype=np.int64)
@@ -641,8 +650,8 @@ class Bench:
         """(any wrong rectangle or no label, share of true grasps covered) of one image's
         labels `g`, memoised on the labels' bytes: most images keep their labels from round
         to round and across variants, and the rectangle IoU is the bench's costliest step."""
-        from regrasp.metrics import SUCCESS_IOU, iou
-        from regrasp.synthetic.reviewer import valid_against_truth
+        from regrasp.data.synthetic.reviewer import valid_against_truth
+        from regrasp.grasp.metrics import SUCCESS_IOU, iou
 
         memo = self.__dict__.setdefault("_judged", {})
         key = (base_id, g.tobytes())
@@ -658,8 +667,8 @@ class Bench:
 
     def _status(self, dataset_id: int, version: int) -> dict[str, Any]:
         """The pool's labels at `version` against the truth (module docstring)."""
-        from regrasp.store.db import versions
-        from regrasp.store.db.engine import session_scope
+        from regrasp.data import versions
+        from regrasp.platform.store.db.engine import session_scope
 
         with session_scope(self.bind) as s:
             labels = versions.labels_at(s, dataset_id, version)
@@ -793,7 +802,7 @@ def report(args: argparse.Namespace, bench: Bench, results: dict, elapsed: float
 
 
 def charts(results: dict, out: Path) -> None:
-    from regrasp.viz import chart_metrics
+    from regrasp.grasp.drawing import chart_metrics
 
     loops = {k: v for k, v in results.items() if k in ("insample", "oof", "auto")}
     if not loops:

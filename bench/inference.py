@@ -3,7 +3,7 @@
     python bench/inference.py [--arch ggcnn] [--requests 48] [--device cpu|cuda]
                               [--max-batch 16] [--json docs/bench/inference-cpu.json]
 
-1. Raw in-process `regrasp.predict` (decode + preprocess + forward + map decoding) vs
+1. Raw in-process `regrasp.learn.predict` (decode + preprocess + forward + map decoding) vs
    POST /predict over real HTTP to `bentoml serve` at concurrency 1: p50/p95 and the
    overhead ratio;
 2. throughput (requests/s) at concurrency 1, 8 and 32, with adaptive batching on
@@ -36,12 +36,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from regrasp import accounts  # noqa: E402
-from regrasp.predict import prepare, to_image  # noqa: E402
-from regrasp.store.db import migrations  # noqa: E402
-from regrasp.store.db.engine import make_engine, session_scope  # noqa: E402
-from regrasp.store.objects import open_store  # noqa: E402
-from regrasp.training.registry import register_untrained  # noqa: E402
+from regrasp.learn.predict import prepare, to_image  # noqa: E402
+from regrasp.learn.training.registry import register_untrained  # noqa: E402
+from regrasp.platform import accounts  # noqa: E402
+from regrasp.platform.store.db import migrations  # noqa: E402
+from regrasp.platform.store.db.engine import make_engine, session_scope  # noqa: E402
+from regrasp.platform.store.objects import open_store  # noqa: E402
 from services.inference.model import load_served, resolve_device  # noqa: E402
 from tests.harness.processes import start_service  # noqa: E402
 

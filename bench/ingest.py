@@ -4,7 +4,7 @@ The real samples (`/work/shared/data/jacquard_samples` or REGRASP_JACQUARD_SAMPL
 replicated under new object names into a temporary folder (never the repository) until
 there are `N` images. On the same files, side by side in this process:
 
-- the importer (`regrasp.ingest.import_dataset`, SQLite and a `file://` store in the
+- the importer (`regrasp.data.ingest.import_dataset`, SQLite and a `file://` store in the
   temporary folder, `--workers` threads): one pass that checks each file from its header,
   hashes and stores it, then version 0 written in batches;
 - `cp -r` + `sync` (the disk's speed for these files);
@@ -45,10 +45,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy.engine import Engine  # noqa: E402
 
-from regrasp.ingest import import_dataset, open_dataset  # noqa: E402
-from regrasp.store.db import migrations  # noqa: E402
-from regrasp.store.db.engine import make_engine  # noqa: E402
-from regrasp.store.objects.file import FileObjectStore  # noqa: E402
+from regrasp.data.ingest import import_dataset, open_dataset  # noqa: E402
+from regrasp.platform.store.db import migrations  # noqa: E402
+from regrasp.platform.store.db.engine import make_engine  # noqa: E402
+from regrasp.platform.store.objects.file import FileObjectStore  # noqa: E402
 
 DEFAULT_SAMPLES = Path("/work/shared/data/jacquard_samples")
 
@@ -67,7 +67,10 @@ def main() -> None:
         raise SystemExit(f"no Jacquard samples at {samples} (set REGRASP_JACQUARD_SAMPLES)")
     out: dict[str, object] = {
         "command": " ".join(["python", "bench/ingest.py", *sys.argv[1:]]),
-        "before": "bench/results/ingest_main_importer.json (main before the one-pass importer); bench/results/ingest_one_pass_v1.json (the first one-pass importer)",
+        "before": (
+            "bench/results/ingest_main_importer.json (main before the one-pass importer); "
+            "bench/results/ingest_one_pass_v1.json (the first one-pass importer)"
+        ),
         "cpus": os.cpu_count(),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
     }

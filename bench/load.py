@@ -32,8 +32,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from regrasp.settings import Settings  # noqa: E402
-from regrasp.store.db.engine import session_scope  # noqa: E402
+from regrasp.platform.settings import Settings  # noqa: E402
+from regrasp.platform.store.db.engine import session_scope  # noqa: E402
 from tests.harness.annotators import standing_reviews  # noqa: E402
 from tests.harness.load import LoadSpec, Phase, check_predictions, run_phase  # noqa: E402
 from tests.harness.postgres import DEFAULT_SERVER, scratch_database  # noqa: E402

@@ -7,8 +7,8 @@ object, openings 6–270 px, jaws 12–94 px in a 1024² frame, poses repeated w
 sizes) and one top-1 prediction per image (half near a label, a quarter elsewhere on the
 object, a quarter anywhere), then in one run:
 
-- library: `regrasp.metrics.flagged_batch` over every image, one vectorised call;
-- library per image: `regrasp.metrics.is_flagged` in a Python loop over the sample;
+- library: `regrasp.grasp.metrics.flagged_batch` over every image, one vectorised call;
+- library per image: `regrasp.grasp.metrics.is_flagged` in a Python loop over the sample;
 - baseline: the reference-code way on the sample — per pair in Python, angle gate first,
   then both rectangles drawn into boolean canvases and IoU = |A∧B| / |A∨B|. "origin" draws
   on a canvas from (0, 0) to the pair's far corner like GG-CNN's `GraspRectangle.iou`
@@ -29,8 +29,8 @@ import time
 import cv2
 import numpy as np
 
-from regrasp import metrics
-from regrasp.grasps import JAW, OPENING, THETA, angle_difference, corners
+from regrasp.grasp import metrics
+from regrasp.grasp.rectangles import JAW, OPENING, THETA, angle_difference, corners
 
 IMAGE_SIZE = 1024
 # Sub-pixel bits for cv2.fillPoly: vertices at 1/16 px, as close to exact as OpenCV draws.

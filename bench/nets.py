@@ -22,7 +22,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from regrasp import nets
+from regrasp.learn import nets
 
 BASELINE = "ggcnn"
 

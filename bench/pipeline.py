@@ -2,7 +2,7 @@
 
 Both pipelines produce the same training items (network input + GG-CNN target maps) with
 the same random rotation/zoom: `CachedGraspDataset` reads the shards built once by
-`regrasp.training.cache` (the cache build time is reported separately), while
+`regrasp.learn.training.cache` (the cache build time is reported separately), while
 `DecodedGraspDataset` decodes every 1024² PNG/TIFF and resizes it on every access, as the
 reference GG-CNN loaders do. Throughput is measured in one process, side by side, over
 the same images and the same number of epochs, through a DataLoader.
@@ -17,11 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from regrasp.formats.jacquard import scan_jacquard
-from regrasp.store.objects import open_store
-from regrasp.training.cache import build_cache, jacquard_images
-from regrasp.training.config import AugmentConfig
-from regrasp.training.data import CachedGraspDataset, DecodedGraspDataset, make_loader
+from regrasp.data.formats.jacquard import scan_jacquard
+from regrasp.learn.training.cache import build_cache, jacquard_images
+from regrasp.learn.training.config import AugmentConfig
+from regrasp.learn.training.data import CachedGraspDataset, DecodedGraspDataset, make_loader
+from regrasp.platform.store.objects import open_store
 
 DEFAULT_SAMPLES = Path(__file__).resolve().parents[1].parent / "shared/data/jacquard_samples"
 

@@ -48,8 +48,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from regrasp.api.accounts import UserCreate  # noqa: E402
 from regrasp.clients.orchestrator import OrchestratorClient  # noqa: E402
-from regrasp.store.db import migrations  # noqa: E402
-from regrasp.store.db.engine import make_engine, session_scope  # noqa: E402
+from regrasp.platform.store.db import migrations  # noqa: E402
+from regrasp.platform.store.db.engine import make_engine, session_scope  # noqa: E402
 from services.review_ui.session import ReviewSession  # noqa: E402
 from tests.harness.annotators import annotate  # noqa: E402
 from tests.harness.postgres import DEFAULT_SERVER, scratch_database  # noqa: E402

@@ -4,12 +4,12 @@
 
 The trainer API, one trainer worker and the BentoML inference service run as processes
 on 127.0.0.1 (CPU unless CUDA is visible) over an SQLite file and a `file://` store, as
-in deployment; the round runs in this process through `regrasp.rounds` (the orchestrator
+in deployment; the round runs in this process through `regrasp.workflows.rounds` (the orchestrator
 runner's code path). Decisions come from the simulated reviewer and go through the review
 library; then the round is applied. Printed: generation time (separately), seconds per
 state, predicting images/s, and the flagging step (best IoU + flag + priority of every
-image, `regrasp.rounds.predicting.score`) against a per-image baseline
-(`regrasp.metrics.best_iou` in a Python loop), side by side in this process.
+image, `regrasp.workflows.rounds.predicting.score`) against a per-image baseline
+(`regrasp.grasp.metrics.best_iou` in a Python loop), side by side in this process.
 """
 
 from __future__ import annotations
@@ -40,21 +40,21 @@ def main() -> None:
     p.add_argument("--corrupt-fraction", type=float, default=0.2)
     args = p.parse_args()
 
-    from regrasp.accounts import create_user
-    from regrasp.ingest import import_jacquard
-    from regrasp.metrics import best_iou
-    from regrasp.review.decisions import decide
-    from regrasp.rounds import machine
-    from regrasp.rounds.config import RUN_KEY, RoundConfig
-    from regrasp.rounds.predicting import score
-    from regrasp.store.db import migrations
-    from regrasp.store.db import versions as V
-    from regrasp.store.db.engine import make_engine, make_session_factory, session_scope
-    from regrasp.store.db.tables import Image, Prediction, ReviewItem, Round
-    from regrasp.store.objects import open_store
-    from regrasp.synthetic.generate import generate_dataset
-    from regrasp.synthetic.manifest import read_manifest
-    from regrasp.synthetic.reviewer import SimulatedReviewer
+    from regrasp.data import versions as V
+    from regrasp.data.ingest import import_jacquard
+    from regrasp.data.synthetic.generate import generate_dataset
+    from regrasp.data.synthetic.manifest import read_manifest
+    from regrasp.data.synthetic.reviewer import SimulatedReviewer
+    from regrasp.grasp.metrics import best_iou
+    from regrasp.platform.accounts import create_user
+    from regrasp.platform.store.db import migrations
+    from regrasp.platform.store.db.engine import make_engine, make_session_factory, session_scope
+    from regrasp.platform.store.db.tables import Image, Prediction, ReviewItem, Round
+    from regrasp.platform.store.objects import open_store
+    from regrasp.refine.review.decisions import decide
+    from regrasp.refine.rounds.config import RUN_KEY, RoundConfig
+    from regrasp.workflows.rounds import machine
+    from regrasp.workflows.rounds.predicting import score
     from tests.harness.processes import start_service
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-round-"))

@@ -25,10 +25,10 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from regrasp.store.db import migrations
-from regrasp.store.db import versions as V
-from regrasp.store.db.engine import make_engine, session_scope
-from regrasp.store.db.tables import Grasp
+from regrasp.data import versions as V
+from regrasp.platform.store.db import migrations
+from regrasp.platform.store.db.engine import make_engine, session_scope
+from regrasp.platform.store.db.tables import Grasp
 
 DEFAULT_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 BENCH_DB = "regrasp_bench_versions"

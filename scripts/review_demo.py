@@ -14,8 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from regrasp.settings import load_settings  # noqa: E402
-from regrasp.store.db.engine import make_engine, session_scope  # noqa: E402
+from regrasp.platform.settings import load_settings  # noqa: E402
+from regrasp.platform.store.db.engine import make_engine, session_scope  # noqa: E402
 from tests.harness.seeders import seed_round  # noqa: E402
 
 

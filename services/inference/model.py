@@ -1,7 +1,7 @@
 """Registered models as the service serves them: a torch network wrapped as a `Forward`.
 
 This is the only torch code of the service. `load_served` rebuilds a registered model
-(`regrasp.training.registry.load_registered`), wraps it so `regrasp.predict` can call it
+(`regrasp.learn.training.registry.load_registered`), wraps it so `regrasp.learn.predict` can call it
 with numpy arrays, and warms it up once so the first robot request does not pay for
 CUDA initialisation or cuDNN autotuning.
 """
@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from regrasp.clock import utcnow
-from regrasp.predict import Forward, ModelSpec, Predictor
-from regrasp.store.objects import ObjectStore
-from regrasp.training.registry import load_registered
+from regrasp.learn.predict import Forward, ModelSpec, Predictor
+from regrasp.learn.training.registry import load_registered
+from regrasp.platform.clock import utcnow
+from regrasp.platform.store.objects import ObjectStore
 
 
 @dataclass(frozen=True)

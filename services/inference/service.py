@@ -1,4 +1,4 @@
-"""The inference service: a BentoML 1.4 shell over `regrasp.serving` and `regrasp.predict`.
+"""The inference service: a BentoML 1.4 shell over `regrasp.serving` and `regrasp.learn.predict`.
 
     bentoml serve services.inference.service:InferenceService --host 127.0.0.1 --port 3000
 
@@ -41,7 +41,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from regrasp.accounts import Principal
 from regrasp.api.predict import (
     MAX_STORED_IMAGES,
     Grasp,
@@ -52,13 +51,14 @@ from regrasp.api.predict import (
     StoredPrediction,
     Timings,
 )
-from regrasp.errors import RegraspError
-from regrasp.predict import DEFAULT_K, MAX_K, Ranked
+from regrasp.learn.predict import DEFAULT_K, MAX_K, Ranked
+from regrasp.platform.accounts import Principal
+from regrasp.platform.errors import RegraspError
+from regrasp.platform.settings import load_settings
 from regrasp.serving import batching
 from regrasp.serving.batching import Ticket
 from regrasp.serving.gate import CALLER, Gate, OneLineClientErrors, Routes, remember_server_error
 from regrasp.serving.replica import Replica
-from regrasp.settings import load_settings
 
 logger = logging.getLogger(__name__)
 

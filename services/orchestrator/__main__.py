@@ -17,7 +17,7 @@ def serve(
     """Run the orchestrator API with uvicorn (REGRASP_ORCHESTRATOR_WORKERS processes)."""
     import uvicorn
 
-    from regrasp.settings import load_settings
+    from regrasp.platform.settings import load_settings
     from services.orchestrator.app import access_log_on, create_app
 
     settings = load_settings()
@@ -46,9 +46,9 @@ def create_admin(
     ),
 ) -> None:
     """Create an admin directly in the database (bootstrap: no API call needed)."""
-    from regrasp.accounts import create_user
-    from regrasp.settings import load_settings
-    from regrasp.store.db.engine import make_engine, session_scope
+    from regrasp.platform.accounts import create_user
+    from regrasp.platform.settings import load_settings
+    from regrasp.platform.store.db.engine import make_engine, session_scope
     from services.orchestrator.app import prepare_database
 
     settings = load_settings()

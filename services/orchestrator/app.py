@@ -4,9 +4,9 @@ Start-up (the lifespan) brings the database to the code's schema (development: u
 deployment: verify and refuse with the fix command), creates the first admin when there is
 none, marks imports orphaned by a dead process as failed, and starts the import runner.
 Every domain error leaves as `{"error": "...", "detail": "..."}` with its HTTP status from
-ONE handler (`regrasp.web`, shared by every service); nothing else reaches a client but a
+ONE handler (`regrasp.platform.web`, shared by every service); nothing else reaches a client but a
 generic 500. Bodies over REGRASP_MAX_REQUEST_BYTES are refused with 413 before they are
-read (`regrasp.web.body_limit`).
+read (`regrasp.platform.web.body_limit`).
 """
 
 from __future__ import annotations
@@ -22,18 +22,18 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-from regrasp.accounts import create_user
-from regrasp.errors import RegraspError
-from regrasp.ingest import fail_stale_imports
-from regrasp.rounds.machine import RetryPolicy, Services
-from regrasp.rounds.runner import RoundRunner
-from regrasp.settings import Settings
-from regrasp.store.db import migrations
-from regrasp.store.db.engine import make_engine, make_session_factory, session_scope
-from regrasp.store.db.tables import User, UserRole
-from regrasp.store.objects import store_from_settings
-from regrasp.web.body_limit import BodySizeLimit
-from regrasp.web.fastapi import install_error_handlers
+from regrasp.data.ingest import fail_stale_imports
+from regrasp.platform.accounts import create_user
+from regrasp.platform.errors import RegraspError
+from regrasp.platform.settings import Settings
+from regrasp.platform.store.db import migrations
+from regrasp.platform.store.db.engine import make_engine, make_session_factory, session_scope
+from regrasp.platform.store.db.tables import User, UserRole
+from regrasp.platform.store.objects import store_from_settings
+from regrasp.platform.web.body_limit import BodySizeLimit
+from regrasp.platform.web.fastapi import install_error_handlers
+from regrasp.workflows.rounds.machine import RetryPolicy, Services
+from regrasp.workflows.rounds.runner import RoundRunner
 from services.orchestrator.background import ImportRunner
 from services.orchestrator.routes import api_keys, auth, datasets, images, models, users, versions
 from services.orchestrator.routes import campaigns as campaign_routes
@@ -128,7 +128,7 @@ def create_app(settings: Settings) -> FastAPI:
 
 def app_from_environment() -> FastAPI:
     """The app over the settings in the environment: each uvicorn worker process's factory."""
-    from regrasp.settings import load_settings
+    from regrasp.platform.settings import load_settings
 
     return create_app(load_settings())
 
@@ -177,7 +177,7 @@ def ensure_admin(session: sa.orm.Session, settings: Settings) -> str | None:
 
 
 def _round_runner(settings: Settings, engine: sa.Engine, session_factory) -> RoundRunner:  # type: ignore[no-untyped-def]
-    """The background driver of refinement rounds (`regrasp.rounds.runner`)."""
+    """The background driver of refinement rounds (`regrasp.workflows.rounds.runner`)."""
     services = Services(
         trainer_url=settings.trainer_url,
         inference_urls=tuple(settings.inference_urls),
@@ -193,8 +193,8 @@ def _round_runner(settings: Settings, engine: sa.Engine, session_factory) -> Rou
 
 
 def _campaign_runner(settings: Settings, engine: sa.Engine, session_factory):  # type: ignore[no-untyped-def]
-    """The background driver of benchmark campaigns (`regrasp.campaigns.runner`)."""
-    from regrasp.campaigns.runner import CampaignRunner
+    """The background driver of benchmark campaigns (`regrasp.workflows.campaigns.runner`)."""
+    from regrasp.workflows.campaigns.runner import CampaignRunner
 
     services = Services(
         trainer_url=settings.trainer_url,

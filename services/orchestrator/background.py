@@ -1,7 +1,7 @@
 """Runs dataset imports on background threads of this process.
 
 Only the work runs here; the request and its progress live in the `imports` table
-(`regrasp.ingest`), so any replica can report on an import and a dead process is noticed
+(`regrasp.data.ingest`), so any replica can report on an import and a dead process is noticed
 through its stopped heartbeat. On shutdown the running import is asked to stop between
 images and is recorded as failed; submitting it again resumes it.
 """
@@ -16,10 +16,10 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from regrasp.errors import StorageError
-from regrasp.formats.sources import MAX_FILE_BYTES
-from regrasp.ingest import run_import
-from regrasp.store.objects.base import ObjectStore
+from regrasp.data.formats.sources import MAX_FILE_BYTES
+from regrasp.data.ingest import run_import
+from regrasp.platform.errors import StorageError
+from regrasp.platform.store.objects.base import ObjectStore
 
 log = logging.getLogger(__name__)
 

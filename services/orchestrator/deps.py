@@ -1,6 +1,6 @@
 """Request dependencies as annotated aliases: database session, object store, caller.
 
-The session, settings and caller dependencies are every service's (`regrasp.web.fastapi`);
+The session, settings and caller dependencies are every service's (`regrasp.platform.web.fastapi`);
 what is the orchestrator's own: its object store, its session factory (for work that
 outlives the request), the login route its docs sign in at, the token cache, and `Work`:
 the busiest routes' database work in one worker thread and one session (`RequestWork`).
@@ -19,14 +19,14 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session, sessionmaker
 
-from regrasp.accounts import Principal, authenticate_bearer, authorize_route
-from regrasp.auth import verify_token
-from regrasp.errors import Unauthenticated
-from regrasp.settings import Settings
-from regrasp.store.db.engine import session_scope
-from regrasp.store.objects.base import ObjectStore
-from regrasp.web import bearer_credential
-from regrasp.web.fastapi import (
+from regrasp.platform.accounts import Principal, authenticate_bearer, authorize_route
+from regrasp.platform.auth import verify_token
+from regrasp.platform.errors import Unauthenticated
+from regrasp.platform.settings import Settings
+from regrasp.platform.store.db.engine import session_scope
+from regrasp.platform.store.objects.base import ObjectStore
+from regrasp.platform.web import bearer_credential
+from regrasp.platform.web.fastapi import (
     SessionDep,
     SettingsDep,
     admin_dependency,

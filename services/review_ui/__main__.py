@@ -19,7 +19,7 @@ def serve(
     port: int = typer.Option(8501, help="Port to listen on."),
 ) -> None:
     """Run the review UI (Streamlit, headless, no usage statistics)."""
-    from regrasp.settings import load_settings
+    from regrasp.platform.settings import load_settings
 
     settings = load_settings()
     cmd = [

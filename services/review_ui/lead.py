@@ -1,7 +1,7 @@
 """Streamlit pieces of the lead's pages: a round's progress, the apply confirmation, the
 next step once a queue is empty, and the forms that start rounds and campaigns.
 
-The words come from `regrasp.rounds.describe` (the console says the same); every call
+The words come from `regrasp.workflows.rounds.describe` (the console says the same); every call
 goes through the orchestrator's typed client, and a refusal becomes one line on the page.
 """
 
@@ -16,8 +16,8 @@ from regrasp.api.campaigns import CampaignCreate
 from regrasp.api.datasets import DatasetPublic
 from regrasp.api.rounds import RoundCreate, RoundPublic
 from regrasp.clients.orchestrator import OrchestratorClient
-from regrasp.errors import RegraspError
-from regrasp.rounds.describe import apply_summary, round_summary
+from regrasp.platform.errors import RegraspError
+from regrasp.workflows.rounds.describe import apply_summary, round_summary
 from services.review_ui import state
 
 #: States in which a round is working on its own (nobody needs to act).

@@ -17,7 +17,7 @@ from regrasp.api.review import DECISIONS, ReviewItemPublic, ReviewStatsPublic
 from regrasp.api.rounds import RoundPublic
 from regrasp.api.versions import DiffPublic
 
-#: Captions of the campaign figures (`regrasp.campaigns.report.FIGURES`), as in the paper.
+#: Captions of the campaign figures (`regrasp.refine.campaigns.report.FIGURES`), as in the paper.
 FIGURE_CAPTIONS = {
     "flagged": "Figure 4: flagged images per round",
     "review_outcome": "Figure 5: true negatives vs false negatives per round",
@@ -29,7 +29,7 @@ FIGURE_CAPTIONS = {
 
 @dataclass(frozen=True)
 class RoundSeries:
-    """One value per round, in `round_ids` order, ready for `regrasp.viz` charts."""
+    """One value per round, in `round_ids` order, ready for `regrasp.grasp.drawing` charts."""
 
     round_ids: list[int]
     flagged: list[int]

@@ -37,11 +37,11 @@ from typing import Literal
 
 import numpy as np
 
-from regrasp import viz
 from regrasp.api.review import DecisionCreate, ReviewItemPublic, ReviewPublic
 from regrasp.clients.orchestrator import OrchestratorClient
-from regrasp.errors import Conflict, InvalidInput, NotFound, RegraspError
-from regrasp.imaging import decode_depth, decode_rgb
+from regrasp.grasp import drawing as viz
+from regrasp.grasp.imaging import decode_depth, decode_rgb
+from regrasp.platform.errors import Conflict, InvalidInput, NotFound, RegraspError
 
 ImageKind = Literal["rgb", "depth"]
 

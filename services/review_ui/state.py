@@ -14,7 +14,7 @@ import streamlit as st
 from regrasp.api.accounts import UserPublic
 from regrasp.api.rounds import RoundPublic
 from regrasp.clients.orchestrator import OrchestratorClient
-from regrasp.settings import Settings, load_settings
+from regrasp.platform.settings import Settings, load_settings
 from services.review_ui.session import ReviewSession
 
 #: session_state keys

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import streamlit as st
 
-from regrasp import viz
 from regrasp.api.refinement import RoundRefinementPublic, StopAdvicePublic
 from regrasp.api.review import ReviewItemPublic
+from regrasp.grasp import drawing as viz
 from services.review_ui import overview
 from services.review_ui.session import Picture
 
@@ -50,7 +50,7 @@ def refinement_section(rounds: Sequence[RoundRefinementPublic], stop: StopAdvice
 def label_picker_figure(picture: Picture, *, height: int) -> go.Figure:
     """The review picture as a Plotly figure whose label rectangles can be clicked.
 
-    The overlay PNG is the background (drawn by `regrasp.viz`, so it matches every other
+    The overlay PNG is the background (drawn by `regrasp.grasp.drawing`, so it matches every other
     picture of the app); one marker per label sits on its pick handle, green or orange when
     marked wrong, with the label's number on hover. Streamlit's selection events on these
     markers (a click, a box or a lasso) are what marks rectangles wrong: no JavaScript of

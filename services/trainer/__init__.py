@@ -5,5 +5,5 @@
 
 The API validates and queues jobs and reports their progress; it never trains. Workers
 need only the database URL and the object-store URL, so they can run on any machine.
-The logic lives in `regrasp.jobs` and `regrasp.training_jobs`; this package is the shell.
+The logic lives in `regrasp.learn.queue` and `regrasp.learn.worker`; this package is the shell.
 """

@@ -19,7 +19,7 @@ def serve(
     """Serve the trainer API (no training happens in this process)."""
     import uvicorn
 
-    from regrasp.settings import load_settings
+    from regrasp.platform.settings import load_settings
     from services.trainer.app import create_app
 
     settings = load_settings()
@@ -39,7 +39,7 @@ def worker(
     max_jobs: int = typer.Option(None, help="Exit after this many jobs (default: run on)."),
 ) -> None:
     """Claim and run jobs until SIGTERM (one worker per GPU)."""
-    from regrasp.settings import load_settings
+    from regrasp.platform.settings import load_settings
     from services.trainer.worker import run_worker
 
     run_worker(

@@ -3,10 +3,10 @@
 At start the database schema is upgraded (development) or checked (deployment, where a
 schema behind the code refuses to start with the command that fixes it). Domain errors
 become `{"error": message, "detail": message}` with their HTTP status
-(`regrasp.web`, shared by every service); malformed requests a 422 naming each
+(`regrasp.platform.web`, shared by every service); malformed requests a 422 naming each
 bad field; bodies over REGRASP_MAX_REQUEST_BYTES a 413 before they are
 read. No traceback ever reaches a client. One transaction per request, committed by the
-session dependency (`regrasp.web.fastapi.SessionDep`).
+session dependency (`regrasp.platform.web.fastapi.SessionDep`).
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
-from regrasp.settings import Settings
-from regrasp.store.db import migrations
-from regrasp.store.db.engine import make_engine, make_session_factory
-from regrasp.web.body_limit import BodySizeLimit
-from regrasp.web.fastapi import install_error_handlers
+from regrasp.platform.settings import Settings
+from regrasp.platform.store.db import migrations
+from regrasp.platform.store.db.engine import make_engine, make_session_factory
+from regrasp.platform.web.body_limit import BodySizeLimit
+from regrasp.platform.web.fastapi import install_error_handlers
 from services.trainer.routes import router
 
 

@@ -1,7 +1,7 @@
 """Request dependencies of the trainer API, as annotated aliases (`SessionDep`, `AdminDep`).
 
-All of them are every service's (`regrasp.web.fastapi`); the trainer names its routes'
-rules ("trainer" in `regrasp.accounts`) and keeps no token cache.
+All of them are every service's (`regrasp.platform.web.fastapi`); the trainer names its routes'
+rules ("trainer" in `regrasp.platform.accounts`) and keeps no token cache.
 """
 
 from __future__ import annotations
@@ -10,8 +10,13 @@ from typing import Annotated
 
 from fastapi import Depends
 
-from regrasp.accounts import Principal
-from regrasp.web.fastapi import SessionDep, SettingsDep, admin_dependency, caller_dependency
+from regrasp.platform.accounts import Principal
+from regrasp.platform.web.fastapi import (
+    SessionDep,
+    SettingsDep,
+    admin_dependency,
+    caller_dependency,
+)
 
 __all__ = ["AdminDep", "CurrentPrincipal", "SessionDep", "SettingsDep"]
 

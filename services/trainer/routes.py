@@ -7,12 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse
 
-from regrasp import jobs
 from regrasp.api.jobs import JobCreate, JobList, JobPublic
-from regrasp.errors import RegraspError
-from regrasp.store.db import migrations
-from regrasp.store.db.tables import Job
-from regrasp.training_jobs import validate_payload
+from regrasp.learn import queue as jobs
+from regrasp.learn.worker import validate_payload
+from regrasp.platform.errors import RegraspError
+from regrasp.platform.store.db import migrations
+from regrasp.platform.store.db.tables import Job
 from services.trainer.deps import AdminDep, CurrentPrincipal, SessionDep
 
 router = APIRouter()

@@ -8,7 +8,7 @@ resumes it from the job's latest per-epoch checkpoint. A worker that dies withou
 (SIGKILL, power loss) stops heartbeating; after `heartbeat_timeout` another worker
 requeues the job and resumes it the same way.
 
-Multi-GPU jobs: `regrasp.training.loop.train` runs under `torchrun` (DistributedDataParallel,
+Multi-GPU jobs: `regrasp.learn.training.loop.train` runs under `torchrun` (DistributedDataParallel,
 one process per GPU, rank 0 writes checkpoints), but a queue worker is one process on one
 GPU: it does not yet launch torchrun for a job. Scale out by running more workers (several
 networks train in parallel), one per GPU.
@@ -21,11 +21,11 @@ import os
 import signal
 import socket
 
-from regrasp.settings import Settings
-from regrasp.store.db import migrations
-from regrasp.store.db.engine import make_engine, make_session_factory
-from regrasp.store.objects import store_from_settings
-from regrasp.training_jobs import Worker
+from regrasp.learn.worker import Worker
+from regrasp.platform.settings import Settings
+from regrasp.platform.store.db import migrations
+from regrasp.platform.store.db.engine import make_engine, make_session_factory
+from regrasp.platform.store.objects import store_from_settings
 
 log = logging.getLogger("services.trainer.worker")
 

@@ -1,8 +1,10 @@
 """Regrasp: human-in-the-loop refinement of robotic grasp datasets.
 
-The library every service imports. Geometry (`grasps`, `metrics`, `maps`) sits at the
-bottom with no I/O; `store` holds the database and object store; only `nets` and
-`training` import torch, so the orchestrator and review UI run without it.
+The library every service imports, in layers that import downwards only (the map is
+`shared/regrasp/README.md`): `platform` (settings, storage, accounts), `grasp` (geometry,
+no I/O), `data`, `learn`, `refine`, the HTTP contract `api`, `clients`, `workflows` and
+`serving`, then `cli`. Only `learn` (and `serving`) import torch, so the orchestrator and
+the review UI run without it.
 """
 
 __version__ = "0.1.0"

@@ -4,7 +4,7 @@ Two parts, both driven by the CLI:
 
 - **The embedded stack** (`LocalStack`): the four services and one trainer worker as
   local processes on 127.0.0.1 over an SQLite file and a `file://` object store under one
-  data folder, run by `regrasp.supervisor`. The services' shared secrets are generated once
+  data folder, run by `regrasp.platform.supervisor`. The services' shared secrets are generated once
   per data folder (`secrets.json`, mode 0600) unless the environment sets them, so tokens
   stay valid across restarts and no placeholder secret is ever used. The first admin is
   created here, before the orchestrator starts, with a generated password that is returned
@@ -40,9 +40,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from regrasp.errors import ConfigError, InvalidInput, RegraspError, StorageError
-from regrasp.launch import service_command
-from regrasp.supervisor import ProcessSpec
+from regrasp.platform.errors import ConfigError, InvalidInput, RegraspError, StorageError
+from regrasp.platform.launch import service_command
+from regrasp.platform.supervisor import ProcessSpec
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -50,9 +50,9 @@ if TYPE_CHECKING:
     from regrasp.api.rounds import RoundPublic
     from regrasp.clients.orchestrator import OrchestratorClient
     from regrasp.clients.trainer import TrainerClient
-    from regrasp.settings import Settings
-    from regrasp.synthetic.manifest import TruthRecord
-    from regrasp.synthetic.reviewer import SimulatedReviewer
+    from regrasp.data.synthetic.manifest import TruthRecord
+    from regrasp.data.synthetic.reviewer import SimulatedReviewer
+    from regrasp.platform.settings import Settings
 
 __all__ = [
     "DEMO_TRAIN",
@@ -188,7 +188,7 @@ def local_stack(
     REGRASP_* value the services need is set on top of it. Secrets left at their
     development placeholder are replaced by ones generated once per data folder.
     """
-    from regrasp.settings import DEV_SECRET
+    from regrasp.platform.settings import DEV_SECRET
 
     root = root or services_root()
     data_dir = settings.data_dir.resolve()
@@ -265,10 +265,10 @@ def ensure_admin(
     """
     import sqlalchemy as sa
 
-    from regrasp.accounts import create_user
-    from regrasp.store.db import migrations
-    from regrasp.store.db.engine import make_engine, session_scope
-    from regrasp.store.db.tables import User, UserRole
+    from regrasp.platform.accounts import create_user
+    from regrasp.platform.store.db import migrations
+    from regrasp.platform.store.db.engine import make_engine, session_scope
+    from regrasp.platform.store.db.tables import User, UserRole
 
     migrations.prepare(database_url, mode=mode)
     engine = make_engine(database_url)
@@ -524,7 +524,7 @@ def review_round(
 def synthetic_truth(spec: SyntheticSpec, *, work_dir: Path | None = None) -> dict[str, TruthRecord]:
     """The truth manifest of `spec`'s dataset, by image name, regenerated in a temporary
     folder (the generator is deterministic in its parameters)."""
-    from regrasp.synthetic.generate import generate_dataset
+    from regrasp.data.synthetic.generate import generate_dataset
 
     if work_dir is not None:
         work_dir.mkdir(parents=True, exist_ok=True)
@@ -591,7 +591,7 @@ def round_table(rows: Sequence[RoundRow], *, title: str = "Refinement rounds") -
 def write_charts(rows: Sequence[RoundRow], folder: Path) -> list[Path]:
     """PNG charts of the rows into `folder` (flagged, decisions, changes, accuracy) and the
     rows as rounds.json; returns the paths written."""
-    from regrasp import viz
+    from regrasp.grasp import drawing as viz
 
     folder.mkdir(parents=True, exist_ok=True)
     reviewed = [r for r in rows if isinstance(r.round, int)]

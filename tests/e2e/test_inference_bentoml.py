@@ -20,11 +20,12 @@ import numpy as np
 import pytest
 
 from examples.robot_client import predict_bentoml, predict_httpx, read_depth, to_camera
-from regrasp import accounts, model_registry
-from regrasp.store.db import migrations
-from regrasp.store.db.engine import make_engine, session_scope
-from regrasp.store.objects import open_store
-from regrasp.training.registry import register_untrained
+from regrasp.learn import model_registry
+from regrasp.learn.training.registry import register_untrained
+from regrasp.platform import accounts
+from regrasp.platform.store.db import migrations
+from regrasp.platform.store.db.engine import make_engine, session_scope
+from regrasp.platform.store.objects import open_store
 from tests.harness.processes import start_service
 
 #: A long end-to-end run: `make test-fast` leaves it out, `make test` runs it.

@@ -25,7 +25,7 @@ import pytest
 
 from regrasp.api.review import DecisionCreate
 from regrasp.clients.orchestrator import OrchestratorClient
-from regrasp.store.db import migrations
+from regrasp.platform.store.db import migrations
 from tests.harness.cluster import ADMIN, Cluster
 
 #: A long end-to-end run: `make test-fast` leaves it out, `make test` runs it.

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import pytest
 
-from regrasp.settings import Settings
-from regrasp.store.db.engine import session_scope
+from regrasp.platform.settings import Settings
+from regrasp.platform.store.db.engine import session_scope
 from tests.harness.annotators import standing_reviews
 from tests.harness.load import LoadSpec, check_predictions, run_phase
 from tests.harness.stack import LoadStack

@@ -18,9 +18,9 @@ import sqlalchemy as sa
 from regrasp.api.accounts import UserCreate
 from regrasp.api.review import DecisionCreate
 from regrasp.clients.orchestrator import OrchestratorClient
-from regrasp.errors import Conflict
-from regrasp.store.db.engine import make_engine, session_scope
-from regrasp.store.db.tables import ReviewItem
+from regrasp.platform.errors import Conflict
+from regrasp.platform.store.db.engine import make_engine, session_scope
+from regrasp.platform.store.db.tables import ReviewItem
 from tests.harness.annotators import annotate, standing_reviews
 from tests.harness.processes import start_orchestrator
 from tests.harness.seeders import bare_dataset, seed_round

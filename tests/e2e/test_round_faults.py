@@ -36,11 +36,11 @@ import torch
 from regrasp.api.jobs import TrainJobCreate
 from regrasp.api.rounds import RoundCreate
 from regrasp.clients.trainer import TrainerClient
-from regrasp.store.db import migrations
-from regrasp.store.db.engine import make_engine, session_scope
-from regrasp.store.db.tables import DatasetVersion, Job, Model, ModelStatus, Prediction
-from regrasp.synthetic.generate import generate_dataset
-from regrasp.training.registry import load_registered
+from regrasp.data.synthetic.generate import generate_dataset
+from regrasp.learn.training.registry import load_registered
+from regrasp.platform.store.db import migrations
+from regrasp.platform.store.db.engine import make_engine, session_scope
+from regrasp.platform.store.db.tables import DatasetVersion, Job, Model, ModelStatus, Prediction
 from tests.harness.cluster import SERVICE_KEY, WAIT_S, Cluster, TcpProxy
 from tests.harness.postgres import PostgresServer
 from tests.harness.rounds import check_version, finish, import_dataset, labels_by_name

@@ -3,7 +3,7 @@
 The trainer API, one trainer worker, the BentoML inference service and the orchestrator
 run as processes on 127.0.0.1 over one SQLite file and a `file://` store. The data is a
 small synthetic dataset with corrupted labels and its truth manifest; decisions come
-from the simulated reviewer (`regrasp.synthetic.reviewer.SimulatedReviewer`) and are
+from the simulated reviewer (`regrasp.data.synthetic.reviewer.SimulatedReviewer`) and are
 posted through `POST /rounds/{id}/decisions`.
 
 - The training round is SIGKILLed right after the trainer accepted its job (before the
@@ -24,10 +24,10 @@ import pytest
 import sqlalchemy as sa
 
 from regrasp.api.rounds import RoundCreate
-from regrasp.store.db import migrations
-from regrasp.store.db.engine import make_engine, session_scope
-from regrasp.store.db.tables import Job
-from regrasp.synthetic.generate import generate_dataset
+from regrasp.data.synthetic.generate import generate_dataset
+from regrasp.platform.store.db import migrations
+from regrasp.platform.store.db.engine import make_engine, session_scope
+from regrasp.platform.store.db.tables import Job
 from tests.harness.cluster import Cluster, retry
 from tests.harness.rounds import (
     check_version,

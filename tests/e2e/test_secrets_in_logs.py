@@ -2,7 +2,7 @@
 
 The orchestrator, the trainer API, a trainer worker and the BentoML inference service run
 as processes, launched as `regrasp up` launches them (`tests.harness.stack.LoadStack`:
-`regrasp.demo.local_stack` under `regrasp.supervisor`, each process's stdout and stderr
+`regrasp.demo.local_stack` under `regrasp.platform.supervisor`, each process's stdout and stderr
 captured in
 `<data>/logs/<name>.log`), on PostgreSQL (a URL with a password in it) and an S3 bucket
 (moto's server; the services sign with their own secret key). The test then does what
@@ -42,14 +42,14 @@ from sqlalchemy.engine import make_url
 
 from regrasp.api.accounts import ApiKeyCreate, UserCreate
 from regrasp.api.rounds import RoundCreate
-from regrasp.auth import issue_token, new_api_key
 from regrasp.clients.inference import InferenceClient
 from regrasp.clients.orchestrator import OrchestratorClient
 from regrasp.clients.trainer import TrainerClient
-from regrasp.errors import PermissionDenied, Unauthenticated
-from regrasp.settings import Settings
-from regrasp.store.db.engine import session_scope
-from regrasp.store.db.tables import Image
+from regrasp.platform.auth import issue_token, new_api_key
+from regrasp.platform.errors import PermissionDenied, Unauthenticated
+from regrasp.platform.settings import Settings
+from regrasp.platform.store.db.engine import session_scope
+from regrasp.platform.store.db.tables import Image
 from tests.harness.seeders import import_synthetic
 from tests.harness.stack import LoadStack
 

@@ -20,15 +20,16 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from regrasp import accounts, model_registry
 from regrasp.api.predict import PredictStoredRequest
 from regrasp.api.rounds import RoundCreate
 from regrasp.clients.inference import InferenceClient
-from regrasp.launch import service_command
-from regrasp.store.db.engine import make_engine, session_scope
-from regrasp.store.db.tables import Prediction
-from regrasp.synthetic.generate import generate_dataset
-from regrasp.training.registry import register_untrained
+from regrasp.data.synthetic.generate import generate_dataset
+from regrasp.learn import model_registry
+from regrasp.learn.training.registry import register_untrained
+from regrasp.platform import accounts
+from regrasp.platform.launch import service_command
+from regrasp.platform.store.db.engine import make_engine, session_scope
+from regrasp.platform.store.db.tables import Prediction
 from tests.harness.cluster import SERVICE_KEY, WAIT_S, Cluster
 from tests.harness.ports import free_port
 from tests.harness.rounds import import_dataset, wait_state
@@ -45,7 +46,7 @@ def world(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("replicas")
     c = Cluster(tmp)
     generate_dataset(tmp / "synth", images=24, objects=6, size=64, workers=1, seed=5)
-    from regrasp.store.db import migrations
+    from regrasp.platform.store.db import migrations
 
     migrations.upgrade(c.db_url)
     engine = make_engine(c.db_url)

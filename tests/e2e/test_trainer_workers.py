@@ -20,17 +20,17 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from regrasp import jobs
 from regrasp.api.jobs import TrainJobCreate
 from regrasp.clients.trainer import TrainerClient
-from regrasp.ingest import import_jacquard
-from regrasp.store import keys
-from regrasp.store.db import migrations
-from regrasp.store.db.engine import make_engine, session_scope
-from regrasp.store.db.tables import Model, ModelStatus
-from regrasp.store.objects import open_store
-from regrasp.synthetic.generate import generate_dataset
-from regrasp.training_jobs import Worker, validate_payload
+from regrasp.data.ingest import import_jacquard
+from regrasp.data.synthetic.generate import generate_dataset
+from regrasp.learn import queue as jobs
+from regrasp.learn.worker import Worker, validate_payload
+from regrasp.platform.store import keys
+from regrasp.platform.store.db import migrations
+from regrasp.platform.store.db.engine import make_engine, session_scope
+from regrasp.platform.store.db.tables import Model, ModelStatus
+from regrasp.platform.store.objects import open_store
 from tests.harness.processes import start_service
 
 #: A long end-to-end run: `make test-fast` leaves it out, `make test` runs it.

@@ -2,7 +2,7 @@
 
 Starting things:
 - `inprocess`: an ASGI app under uvicorn in a thread (`serve`, `InProcessServer`);
-- `processes`: a service as a process from `regrasp.launch` (`start_service`,
+- `processes`: a service as a process from `regrasp.platform.launch` (`start_service`,
   `ServiceProcess`, `start_orchestrator`), with its log file and a wait for readiness;
 - `cluster`: services as killable processes over one database and store (`Cluster`),
   a TCP proxy to cut (`TcpProxy`); `launchers` parks an orchestrator or worker on cue;

@@ -31,8 +31,8 @@ from sqlalchemy.orm import Session
 
 from regrasp.api.review import DecisionCreate, ReviewItemPublic
 from regrasp.clients.orchestrator import OrchestratorClient
-from regrasp.errors import Conflict
-from regrasp.store.db.tables import Review, ReviewItem
+from regrasp.platform.errors import Conflict
+from regrasp.platform.store.db.tables import Review, ReviewItem
 
 __all__ = ["AnnotatorRun", "Standing", "annotate", "standing_reviews"]
 

@@ -32,7 +32,7 @@ from websockets.sync.client import connect
 
 from regrasp.api.datasets import ImportRequest, JacquardSource
 from regrasp.clients.orchestrator import OrchestratorClient
-from regrasp.store.db.engine import make_engine, session_scope
+from regrasp.platform.store.db.engine import make_engine, session_scope
 from tests.harness.ports import free_port
 from tests.harness.processes import ServiceProcess, local_orchestrator, start_service
 from tests.harness.seeders import import_synthetic, seed_round

@@ -3,7 +3,7 @@
 - `Cluster`: the trainer API, trainer workers, the BentoML inference service and the
   orchestrator as processes on 127.0.0.1 over one database and one object store; any of
   them can be SIGKILLed and started again. The trainer and inference services are started
-  from `regrasp.launch`; the orchestrator and workers through `tests.harness.launchers`,
+  from `regrasp.platform.launch`; the orchestrator and workers through `tests.harness.launchers`,
   which can park them at a chosen point (see there).
 - `TcpProxy`: a port in front of another (moto's S3) whose connections a test can cut and
   restore, so the services meet a refused connection as they would a lost MinIO.
@@ -28,10 +28,10 @@ import pytest
 
 from regrasp.clients.base import ServiceError
 from regrasp.clients.orchestrator import OrchestratorClient
-from regrasp.errors import StorageError
-from regrasp.launch import service_command
-from regrasp.store.objects import open_store
-from regrasp.supervisor import kill_tree
+from regrasp.platform.errors import StorageError
+from regrasp.platform.launch import service_command
+from regrasp.platform.store.objects import open_store
+from regrasp.platform.supervisor import kill_tree
 from tests.harness.ports import free_port
 from tests.harness.processes import ROOT, start_process, wait_http
 

@@ -2,7 +2,7 @@
 
 `python -m tests.harness.launchers orchestrator HOST PORT` or `... worker ID INTERVAL
 TIMEOUT`: with ROUND_TEST_PAUSE_AT the orchestrator's round runner parks at that hook
-point (`regrasp.rounds.machine`) after writing ROUND_TEST_MARKER, until SIGKILL or, with
+point (`regrasp.workflows.rounds.machine`) after writing ROUND_TEST_MARKER, until SIGKILL or, with
 ROUND_TEST_RELEASE, until that file appears; with WORKER_TEST_PAUSE_AFTER_EPOCH a worker
 parks once that many epochs of its job are reported (their checkpoints are stored), so a
 test can SIGKILL it exactly there.
@@ -22,7 +22,7 @@ def _orchestrator(host: str, port: int) -> None:
 
     import uvicorn
 
-    from regrasp.settings import load_settings
+    from regrasp.platform.settings import load_settings
     from services.orchestrator.app import create_app
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
@@ -57,8 +57,8 @@ def _pause_hook(pause_at: str | None):  # type: ignore[no-untyped-def]
 def _worker(worker_id: str, heartbeat_interval: float, heartbeat_timeout: float) -> None:
     import logging
 
-    from regrasp.settings import load_settings
-    from regrasp.training_jobs import running
+    from regrasp.learn.worker import running
+    from regrasp.platform.settings import load_settings
     from services.trainer.worker import run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")

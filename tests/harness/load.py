@@ -31,9 +31,9 @@ import numpy as np
 import sqlalchemy as sa
 
 from regrasp.api.rounds import RoundCreate
-from regrasp.store.db import versions as V
-from regrasp.store.db.engine import session_scope
-from regrasp.store.db.tables import Prediction, Round
+from regrasp.data import versions as V
+from regrasp.platform.store.db.engine import session_scope
+from regrasp.platform.store.db.tables import Prediction, Round
 from tests.harness.annotators import AnnotatorRun, annotate
 from tests.harness.stack import ADMIN, WAIT_S, LoadStack
 

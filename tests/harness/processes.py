@@ -1,7 +1,7 @@
-"""Services as real processes on 127.0.0.1, started from `regrasp.launch`.
+"""Services as real processes on 127.0.0.1, started from `regrasp.platform.launch`.
 
 Every test and bench that needs a service process starts it here, so the command line
-(`regrasp.launch.service_command`), the process group (its own session, so the service
+(`regrasp.platform.launch.service_command`), the process group (its own session, so the service
 and whatever it spawns stop together), the log file and the wait for readiness are the
 same everywhere:
 
@@ -9,7 +9,7 @@ same everywhere:
 - `ServiceProcess`: one such process with its URL, a wait for readiness, `stop()` (SIGTERM
   to the group, SIGKILL after a grace period) and `kill()` (SIGKILL at once, descendants
   that left the group included);
-- `start_service(name, ...)`: a service of `regrasp.launch.SERVICES` on a free port;
+- `start_service(name, ...)`: a service of `regrasp.platform.launch.SERVICES` on a free port;
 - `start_orchestrator(...)`: the orchestrator over a database and store, with an admin;
   `local_orchestrator(root, ...)`: the same over SQLite and a folder, with annotators.
 
@@ -32,8 +32,8 @@ import httpx
 
 from regrasp.api.accounts import UserCreate
 from regrasp.clients.orchestrator import OrchestratorClient
-from regrasp.launch import service_command
-from regrasp.supervisor import kill_tree
+from regrasp.platform.launch import service_command
+from regrasp.platform.supervisor import kill_tree
 from tests.harness.ports import free_port
 
 __all__ = [
@@ -184,7 +184,7 @@ def start_service(
     extra: Sequence[str] = (),
     cwd: Path = ROOT,
 ) -> ServiceProcess:
-    """Service `name` of `regrasp.launch.SERVICES` on 127.0.0.1 (a free port unless given;
+    """Service `name` of `regrasp.platform.launch.SERVICES` on 127.0.0.1 (a free port unless given;
     a worker listens on none); wait for it with `wait_http` / `wait_port`."""
     if name == "worker":
         return ServiceProcess(name, service_command(name, extra=extra), env=env, log=log, cwd=cwd)

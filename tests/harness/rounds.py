@@ -14,11 +14,11 @@ import sqlalchemy as sa
 
 from regrasp.api.rounds import BulkDecisions, DecisionEntry
 from regrasp.clients.orchestrator import OrchestratorClient
-from regrasp.store.db import versions as V
-from regrasp.store.db.engine import make_engine, session_scope
-from regrasp.store.db.tables import Image, Prediction, ReviewItem
-from regrasp.synthetic.manifest import read_manifest
-from regrasp.synthetic.reviewer import SimulatedReviewer
+from regrasp.data import versions as V
+from regrasp.data.synthetic.manifest import read_manifest
+from regrasp.data.synthetic.reviewer import SimulatedReviewer
+from regrasp.platform.store.db.engine import make_engine, session_scope
+from regrasp.platform.store.db.tables import Image, Prediction, ReviewItem
 from tests.harness.cluster import WAIT_S, Cluster, retry
 from tests.harness.seeders import import_folder
 

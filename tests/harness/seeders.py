@@ -10,8 +10,8 @@ imported through a running orchestrator.
   paper's "grasps along a stick" error: no overlap under the angle gate, so the image is
   flagged), then a label shifted a little, then a label at another scale. Best IoU, flag
   and priority are computed with the real metric (the round's own
-  `regrasp.rounds.predicting.score`, which also stores the label-quality score), and the
-  queue is made by `regrasp.review.create_items`;
+  `regrasp.workflows.rounds.predicting.score`, which also stores the label-quality score), and the
+  queue is made by `regrasp.refine.review.create_items`;
 - `import_folder`: a Jacquard-layout folder (e.g. a generated one) imported by the library;
 - `import_synthetic`: a generated dataset imported through the orchestrator's API.
 
@@ -30,13 +30,13 @@ from sqlalchemy.orm import Session
 
 from regrasp.api.datasets import ImportRequest, SyntheticSource
 from regrasp.clients.orchestrator import OrchestratorClient
-from regrasp.errors import InvalidInput
-from regrasp.grasps import THETA, X, Y
-from regrasp.metrics import FLAG_IOU
-from regrasp.review import create_items
-from regrasp.rounds.predicting import score
-from regrasp.store.db import versions as V
-from regrasp.store.db.tables import Prediction, Round, RoundState
+from regrasp.data import versions as V
+from regrasp.grasp.metrics import FLAG_IOU
+from regrasp.grasp.rectangles import THETA, X, Y
+from regrasp.platform.errors import InvalidInput
+from regrasp.platform.store.db.tables import Prediction, Round, RoundState
+from regrasp.refine.review import create_items
+from regrasp.workflows.rounds.predicting import score
 
 __all__ = [
     "bare_dataset",
@@ -190,6 +190,6 @@ def import_synthetic(
 
 def import_folder(session: Session, store, folder: Path, *, name: str) -> int:  # type: ignore[no-untyped-def]
     """The Jacquard-layout `folder` (e.g. from `generate_dataset`) imported as `name`; its id."""
-    from regrasp.ingest import import_jacquard
+    from regrasp.data.ingest import import_jacquard
 
     return import_jacquard(session, store, folder, name=name)

@@ -1,7 +1,7 @@
 """A stack of services as `regrasp up` runs them, for tests and benches.
 
 `LoadStack` is `regrasp.demo.local_stack` (the embedded stack's processes and environment)
-under `regrasp.supervisor`, each process's output in `<data>/logs/<name>.log`, over the
+under `regrasp.platform.supervisor`, each process's output in `<data>/logs/<name>.log`, over the
 database and object store of the given settings (PostgreSQL and S3 included), with an
 admin signed in and helpers to create annotators, a review round (seeded predictions) and
 a dataset with a registered untrained model for a predicting round.
@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 from regrasp.api.accounts import UserCreate
 from regrasp.clients.orchestrator import OrchestratorClient
 from regrasp.demo import StackPorts, ensure_admin, local_stack
-from regrasp.settings import Settings
-from regrasp.store.db.engine import make_engine, session_scope
-from regrasp.store.db.tables import Model
-from regrasp.supervisor import LogFiles, Supervisor
+from regrasp.platform.settings import Settings
+from regrasp.platform.store.db.engine import make_engine, session_scope
+from regrasp.platform.store.db.tables import Model
+from regrasp.platform.supervisor import LogFiles, Supervisor
 from tests.harness.ports import free_ports
 from tests.harness.seeders import bare_dataset, import_synthetic, seed_round
 
@@ -160,9 +160,9 @@ def register_untrained(settings: Settings, *, input_size: int) -> int:
 
     Every quality peak is decoded (threshold far below any output), so each image gets
     predictions and is scored like a trained model's."""
-    from regrasp.store.objects import store_from_settings
-    from regrasp.training.registry import register_untrained
-    from regrasp.training_jobs import model_store_name
+    from regrasp.learn.training.registry import register_untrained
+    from regrasp.learn.worker import model_store_name
+    from regrasp.platform.store.objects import store_from_settings
 
     engine = make_engine(settings.database_url)
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from regrasp.accounts import (
+from regrasp.platform.accounts import (
     authenticate_bearer,
     authenticate_password,
     create_api_key,
@@ -13,9 +13,9 @@ from regrasp.accounts import (
     login_token,
     revoke_api_key,
 )
-from regrasp.errors import Conflict, InvalidInput, Unauthenticated
-from regrasp.store.db.engine import session_scope
-from regrasp.store.db.tables import ApiKey, User
+from regrasp.platform.errors import Conflict, InvalidInput, Unauthenticated
+from regrasp.platform.store.db.engine import session_scope
+from regrasp.platform.store.db.tables import ApiKey, User
 
 SECRET = "t" * 32
 SERVICE_KEY = "s" * 32
@@ -75,8 +75,8 @@ def test_service_key_and_missing_credentials(migrated_engine):
 
 
 def test_key_scope_is_chosen_not_inherited_from_the_owner(migrated_engine):
-    from regrasp.accounts import authorize_route
-    from regrasp.errors import PermissionDenied
+    from regrasp.platform.accounts import authorize_route
+    from regrasp.platform.errors import PermissionDenied
 
     with session_scope(migrated_engine) as s:
         lead = create_user(s, username="lead", password="lead-password", role="admin")

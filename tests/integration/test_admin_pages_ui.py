@@ -9,9 +9,9 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from regrasp.clients.orchestrator import OrchestratorClient
-from regrasp.errors import Unauthenticated
-from regrasp.store.db.engine import make_engine, session_scope
-from regrasp.store.db.tables import Model, ModelStatus
+from regrasp.platform.errors import Unauthenticated
+from regrasp.platform.store.db.engine import make_engine, session_scope
+from regrasp.platform.store.db.tables import Model, ModelStatus
 from tests.harness.processes import local_orchestrator
 from tests.harness.ui import UI_APP
 

@@ -24,14 +24,14 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from regrasp.accounts import create_user
-from regrasp.export import iter_export_zip, plan_export
-from regrasp.ingest import import_jacquard
-from regrasp.store.db import migrations
-from regrasp.store.db import versions as V
-from regrasp.store.db.engine import make_engine, session_scope
-from regrasp.store.objects import open_store
-from regrasp.synthetic.generate import generate_dataset
+from regrasp.data import versions as V
+from regrasp.data.export import iter_export_zip, plan_export
+from regrasp.data.ingest import import_jacquard
+from regrasp.data.synthetic.generate import generate_dataset
+from regrasp.platform.accounts import create_user
+from regrasp.platform.store.db import migrations
+from regrasp.platform.store.db.engine import make_engine, session_scope
+from regrasp.platform.store.objects import open_store
 from tests.harness.databases import postgres_server_url
 from tests.harness.postgres import scratch_database
 

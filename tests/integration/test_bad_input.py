@@ -80,10 +80,10 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from regrasp.auth import issue_token
-from regrasp.settings import Settings
-from regrasp.store.db.engine import make_engine, session_scope
-from regrasp.store.objects import store_from_settings
+from regrasp.platform.auth import issue_token
+from regrasp.platform.settings import Settings
+from regrasp.platform.store.db.engine import make_engine, session_scope
+from regrasp.platform.store.objects import store_from_settings
 from services.orchestrator.app import create_app
 from tests.harness.databases import fresh_postgres_database
 from tests.harness.inprocess import serve

@@ -37,13 +37,13 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from regrasp import accounts
-from regrasp.auth import issue_token
-from regrasp.settings import Settings
-from regrasp.store.db import migrations
-from regrasp.store.db.engine import make_engine, session_scope
-from regrasp.store.objects import open_store
-from regrasp.training.registry import register_untrained
+from regrasp.learn.training.registry import register_untrained
+from regrasp.platform import accounts
+from regrasp.platform.auth import issue_token
+from regrasp.platform.settings import Settings
+from regrasp.platform.store.db import migrations
+from regrasp.platform.store.db.engine import make_engine, session_scope
+from regrasp.platform.store.objects import open_store
 from services.inference.service import InferenceService
 from services.trainer.app import create_app as create_trainer
 from tests.harness.inprocess import forget_bentoml_metrics

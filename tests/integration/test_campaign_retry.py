@@ -1,6 +1,6 @@
 """A campaign whose trainer is unreachable backs off, fails after its budget, and resumes.
 
-The same bounded policy as rounds (`regrasp.rounds.retrying`): the campaign machine runs
+The same bounded policy as rounds (`regrasp.workflows.retrying`): the campaign machine runs
 over PostgreSQL against a port nothing listens on, then against the real trainer API
 under uvicorn on 127.0.0.1; in between, the review UI (AppTest, against the real
 orchestrator) shows the lead why the campaign failed. No worker runs: reaching the
@@ -18,14 +18,14 @@ import sqlalchemy as sa
 
 from regrasp.api.campaigns import CampaignRunPublic
 from regrasp.api.rounds import RoundRetry
-from regrasp.campaigns import machine as campaigns
-from regrasp.campaigns.config import CampaignConfig
-from regrasp.rounds.machine import Services
-from regrasp.rounds.retrying import RetryPolicy
-from regrasp.settings import Settings
-from regrasp.store.db import migrations
-from regrasp.store.db.engine import make_engine, make_session_factory, session_scope
-from regrasp.store.db.tables import Campaign, CampaignState, Job
+from regrasp.platform.settings import Settings
+from regrasp.platform.store.db import migrations
+from regrasp.platform.store.db.engine import make_engine, make_session_factory, session_scope
+from regrasp.platform.store.db.tables import Campaign, CampaignState, Job
+from regrasp.refine.campaigns.config import CampaignConfig
+from regrasp.workflows.campaigns import machine as campaigns
+from regrasp.workflows.retrying import RetryPolicy
+from regrasp.workflows.rounds.machine import Services
 from services.orchestrator.app import create_app as create_orchestrator
 from services.trainer.app import create_app as create_trainer
 from tests.harness.inprocess import serve

@@ -13,13 +13,13 @@ import shutil
 import pytest
 import sqlalchemy as sa
 
-from regrasp.campaigns import machine
-from regrasp.campaigns.config import CampaignConfig
-from regrasp.errors import Conflict
-from regrasp.ingest import SplitSpec, import_dataset, open_dataset
-from regrasp.store.db.engine import session_scope
-from regrasp.store.db.tables import Image
-from regrasp.store.objects import open_store
+from regrasp.data.ingest import SplitSpec, import_dataset, open_dataset
+from regrasp.platform.errors import Conflict
+from regrasp.platform.store.db.engine import session_scope
+from regrasp.platform.store.db.tables import Image
+from regrasp.platform.store.objects import open_store
+from regrasp.refine.campaigns.config import CampaignConfig
+from regrasp.workflows.campaigns import machine
 
 
 @pytest.fixture

@@ -24,24 +24,21 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from regrasp import refinement_stats
-from regrasp.accounts import create_user
 from regrasp.api.refinement import AuditCreate
-from regrasp.campaigns.report import FIGURES
 from regrasp.cli import app as cli
 from regrasp.clients.orchestrator import OrchestratorClient
-from regrasp.errors import Conflict
-from regrasp.ingest import import_jacquard
-from regrasp.review.decisions import decide
-from regrasp.review.items import create_items
-from regrasp.rounds import machine
-from regrasp.rounds.applying import apply_round
-from regrasp.rounds.config import RoundConfig
-from regrasp.rounds.predicting import score
-from regrasp.settings import Settings
-from regrasp.store.db import migrations, versions
-from regrasp.store.db.engine import make_engine, make_session_factory, session_scope
-from regrasp.store.db.tables import (
+from regrasp.data import versions
+from regrasp.data.ingest import import_jacquard
+from regrasp.data.synthetic.generate import generate_dataset
+from regrasp.data.synthetic.manifest import read_manifest
+from regrasp.data.synthetic.reviewer import SimulatedReviewer
+from regrasp.learn.worker import Worker
+from regrasp.platform.accounts import create_user
+from regrasp.platform.errors import Conflict
+from regrasp.platform.settings import Settings
+from regrasp.platform.store.db import migrations
+from regrasp.platform.store.db.engine import make_engine, make_session_factory, session_scope
+from regrasp.platform.store.db.tables import (
     Campaign,
     Image,
     Job,
@@ -50,11 +47,15 @@ from regrasp.store.db.tables import (
     ReviewItem,
     RoundState,
 )
-from regrasp.store.objects import open_store
-from regrasp.synthetic.generate import generate_dataset
-from regrasp.synthetic.manifest import read_manifest
-from regrasp.synthetic.reviewer import SimulatedReviewer
-from regrasp.training_jobs import Worker
+from regrasp.platform.store.objects import open_store
+from regrasp.refine import refinement_stats
+from regrasp.refine.campaigns.report import FIGURES
+from regrasp.refine.review.decisions import decide
+from regrasp.refine.review.items import create_items
+from regrasp.refine.rounds.applying import apply_round
+from regrasp.refine.rounds.config import RoundConfig
+from regrasp.workflows.rounds import machine
+from regrasp.workflows.rounds.predicting import score
 from services.orchestrator.app import create_app as create_orchestrator
 from services.review_ui.overview import FIGURE_CAPTIONS
 from services.trainer.app import create_app as create_trainer

@@ -7,10 +7,10 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from regrasp.errors import ConfigError, Conflict, SchemaOutOfDate
-from regrasp.store.db import migrations
-from regrasp.store.db.engine import make_engine, session_scope
-from regrasp.store.db.tables import Base, User, UserRole
+from regrasp.platform.errors import ConfigError, Conflict, SchemaOutOfDate
+from regrasp.platform.store.db import migrations
+from regrasp.platform.store.db.engine import make_engine, session_scope
+from regrasp.platform.store.db.tables import Base, User, UserRole
 
 
 def _tables(url: str) -> set[str]:

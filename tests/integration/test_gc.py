@@ -1,7 +1,7 @@
 """`regrasp gc` over a real store (file:// and S3 on moto) and a real database.
 
 One world holds every kind of object a crash or a failure can leave behind, beside the
-objects that are in use, all keyed through `regrasp.store.keys`:
+objects that are in use, all keyed through `regrasp.platform.store.keys`:
 
 - in use: the images of a dataset, its meta file, the cache and a finished export of its
   version, a ready model's weights and checkpoints (one named by row id, one registered
@@ -28,12 +28,14 @@ from pathlib import Path
 
 import pytest
 
-from regrasp.errors import Conflict
-from regrasp.ingest import import_jacquard, open_dataset, stage_import
-from regrasp.store import keys
-from regrasp.store.db import migrations
-from regrasp.store.db.engine import make_engine, session_scope
-from regrasp.store.db.tables import (
+from regrasp.data.gc import collect_garbage, find_garbage
+from regrasp.data.ingest import import_jacquard, open_dataset, stage_import
+from regrasp.data.synthetic.generate import generate_dataset
+from regrasp.platform.errors import Conflict
+from regrasp.platform.store import keys
+from regrasp.platform.store.db import migrations
+from regrasp.platform.store.db.engine import make_engine, session_scope
+from regrasp.platform.store.db.tables import (
     DatasetImport,
     ImportState,
     Job,
@@ -42,9 +44,7 @@ from regrasp.store.db.tables import (
     Model,
     ModelStatus,
 )
-from regrasp.store.gc import collect_garbage, find_garbage
-from regrasp.store.objects import open_store
-from regrasp.synthetic.generate import generate_dataset
+from regrasp.platform.store.objects import open_store
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Objects are a moment old; collecting "as of a little later" makes min_age 0 exact.

@@ -21,15 +21,16 @@ import pytest
 import torch
 from starlette.testclient import TestClient
 
-from regrasp import accounts, model_registry, nets
-from regrasp.imaging import Letterbox, decode_depth
-from regrasp.nets.heads import GraspMaps
-from regrasp.store import keys
-from regrasp.store.db import migrations
-from regrasp.store.db.engine import make_engine, session_scope
-from regrasp.store.db.versions import ImageRecords, create_dataset, import_version0
-from regrasp.store.objects import open_store
-from regrasp.training.registry import register_untrained
+from regrasp.data.versions import ImageRecords, create_dataset, import_version0
+from regrasp.grasp.imaging import Letterbox, decode_depth
+from regrasp.learn import model_registry, nets
+from regrasp.learn.nets.heads import GraspMaps
+from regrasp.learn.training.registry import register_untrained
+from regrasp.platform import accounts
+from regrasp.platform.store import keys
+from regrasp.platform.store.db import migrations
+from regrasp.platform.store.db.engine import make_engine, session_scope
+from regrasp.platform.store.objects import open_store
 from services.inference.service import InferenceService
 
 SERVICE_KEY = "service-key-for-tests-0123456789"

@@ -19,11 +19,10 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from regrasp.errors import Conflict, FormatError
-from regrasp.export import export_to_store, iter_export_zip, plan_export
-from regrasp.formats.jacquard import scan_jacquard
-from regrasp.grasps import parse_jacquard, read_jacquard
-from regrasp.ingest import (
+from regrasp.data import versions as V
+from regrasp.data.export import export_to_store, iter_export_zip, plan_export
+from regrasp.data.formats.jacquard import scan_jacquard
+from regrasp.data.ingest import (
     SplitSpec,
     StoreSource,
     assign_splits,
@@ -31,11 +30,12 @@ from regrasp.ingest import (
     open_dataset,
     stage_import,
 )
-from regrasp.store import keys
-from regrasp.store.db import versions as V
-from regrasp.store.db.engine import session_scope
-from regrasp.store.db.tables import Base, Dataset, Image, ImageSpan
-from regrasp.store.objects import open_store
+from regrasp.grasp.rectangles import parse_jacquard, read_jacquard
+from regrasp.platform.errors import Conflict, FormatError
+from regrasp.platform.store import keys
+from regrasp.platform.store.db.engine import session_scope
+from regrasp.platform.store.db.tables import Base, Dataset, Image, ImageSpan
+from regrasp.platform.store.objects import open_store
 
 
 @pytest.fixture
@@ -126,8 +126,8 @@ def test_import_then_export_v0_reproduces_the_samples(
 
 
 def test_s3_export_to_store_and_reimport_from_the_prefix(sqlite_url, s3_store, jacquard_samples):
-    from regrasp.store.db import migrations
-    from regrasp.store.db.engine import make_engine
+    from regrasp.platform.store.db import migrations
+    from regrasp.platform.store.db.engine import make_engine
 
     migrations.upgrade(sqlite_url)
     engine = make_engine(sqlite_url)
@@ -302,11 +302,11 @@ def test_export_after_a_round_keeps_every_untouched_grasps_file_byte_for_byte(
 ):
     """A round that fixes one image: every other grasps file is exported as imported, byte
     for byte; the fixed one keeps its CRLF endings, its `24.0` numbers and its kept lines."""
-    from regrasp.accounts import create_user
-    from regrasp.review.decisions import decide
-    from regrasp.rounds import machine
-    from regrasp.rounds.applying import apply_round
-    from regrasp.store.db.tables import ReviewItem
+    from regrasp.platform.accounts import create_user
+    from regrasp.platform.store.db.tables import ReviewItem
+    from regrasp.refine.review.decisions import decide
+    from regrasp.refine.rounds.applying import apply_round
+    from regrasp.workflows.rounds import machine
     from tests.harness.seeders import seed_round
 
     with open_dataset("jacquard", path=jacquard_samples) as dataset:

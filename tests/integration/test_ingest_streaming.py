@@ -20,21 +20,21 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from regrasp.errors import FormatError
-from regrasp.formats.sources import ZipSource
-from regrasp.grasps import corners
-from regrasp.imaging import decode_depth
-from regrasp.ingest import (
+from regrasp.data import versions as V
+from regrasp.data.formats.sources import ZipSource
+from regrasp.data.ingest import (
     ImportInterrupted,
     import_dataset,
     open_dataset,
     stage_import,
     write_version0,
 )
-from regrasp.store.db import versions as V
-from regrasp.store.db.engine import session_scope
-from regrasp.store.db.tables import Base, Dataset, DatasetVersion, Image
-from regrasp.store.objects import open_store
+from regrasp.grasp.imaging import decode_depth
+from regrasp.grasp.rectangles import corners
+from regrasp.platform.errors import FormatError
+from regrasp.platform.store.db.engine import session_scope
+from regrasp.platform.store.db.tables import Base, Dataset, DatasetVersion, Image
+from regrasp.platform.store.objects import open_store
 
 
 @pytest.fixture

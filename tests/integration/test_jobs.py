@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from regrasp import jobs
-from regrasp.errors import Conflict, InvalidInput, NotFound
-from regrasp.store.db.engine import make_session_factory, session_scope
-from regrasp.store.db.tables import JobState
+from regrasp.learn import queue as jobs
+from regrasp.platform.errors import Conflict, InvalidInput, NotFound
+from regrasp.platform.store.db.engine import make_session_factory, session_scope
+from regrasp.platform.store.db.tables import JobState
 
 
 @pytest.fixture
@@ -186,9 +186,9 @@ def test_list_count_and_eta(factory):
 def test_a_worker_fails_the_model_of_a_job_lost_for_good(factory, file_store_url):
     """A job failed by `requeue_stale` (worker lost, no attempt left) takes its model with it:
     no model stays `training` with nothing left to train it."""
-    from regrasp.store.db.tables import Job, Model, ModelStatus
-    from regrasp.store.objects import open_store
-    from regrasp.training_jobs import Worker
+    from regrasp.learn.worker import Worker
+    from regrasp.platform.store.db.tables import Job, Model, ModelStatus
+    from regrasp.platform.store.objects import open_store
 
     with session_scope(factory) as s:
         model = Model(architecture="ggcnn", in_channels=1, status=ModelStatus.training)

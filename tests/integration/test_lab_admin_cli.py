@@ -16,15 +16,15 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from regrasp import jobs
 from regrasp.cli import app as cli
 from regrasp.clients.orchestrator import OrchestratorClient
-from regrasp.errors import Unauthenticated
-from regrasp.review.decisions import decide
-from regrasp.settings import Settings
-from regrasp.store.db import versions as V
-from regrasp.store.db.engine import make_engine, session_scope
-from regrasp.store.db.tables import ReviewItem, Round, RoundState, User
+from regrasp.data import versions as V
+from regrasp.learn import queue as jobs
+from regrasp.platform.errors import Unauthenticated
+from regrasp.platform.settings import Settings
+from regrasp.platform.store.db.engine import make_engine, session_scope
+from regrasp.platform.store.db.tables import ReviewItem, Round, RoundState, User
+from regrasp.refine.review.decisions import decide
 from services.orchestrator.app import create_app
 from tests.harness.inprocess import serve
 from tests.harness.ports import closed_port

@@ -29,7 +29,7 @@ from tests.harness.processes import ROOT
 
 _SETTINGS = """
 from pathlib import Path
-from regrasp.settings import Settings
+from regrasp.platform.settings import Settings
 
 root = Path({tmp!r})
 settings = Settings(

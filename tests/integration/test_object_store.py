@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from regrasp.errors import (
+from regrasp.platform.errors import (
     ConfigError,
     Conflict,
     InvalidInput,
@@ -25,11 +25,16 @@ from regrasp.errors import (
     ObjectNotFound,
     StorageError,
 )
-from regrasp.settings import Settings
-from regrasp.store import keys
-from regrasp.store.objects import ObjectStore, known_schemes, open_store, store_from_settings
-from regrasp.store.objects.file import RESERVED_DIR, FileObjectStore
-from regrasp.store.objects.s3 import S3ObjectStore
+from regrasp.platform.settings import Settings
+from regrasp.platform.store import keys
+from regrasp.platform.store.objects import (
+    ObjectStore,
+    known_schemes,
+    open_store,
+    store_from_settings,
+)
+from regrasp.platform.store.objects.file import RESERVED_DIR, FileObjectStore
+from regrasp.platform.store.objects.s3 import S3ObjectStore
 from tests.harness.ports import closed_port
 
 MIB = 1024 * 1024
@@ -456,7 +461,7 @@ def test_s3_access_denied_is_mapped(s3_server, s3_bucket) -> None:
 def test_file_store_permission_denied_is_mapped(tmp_path) -> None:
     # The suite runs as root, whom file modes do not stop, so the OS error is raised here
     # directly through the file store's one mapping point.
-    from regrasp.store.objects.file import _os_errors
+    from regrasp.platform.store.objects.file import _os_errors
 
     with pytest.raises(ObjectAccessDenied, match="private/a.txt"):
         with _os_errors("private/a.txt", tmp_path):
@@ -635,7 +640,7 @@ def test_store_from_settings(tmp_path, s3_server, s3_bucket) -> None:
 _BIG_STREAM_CHILD = textwrap.dedent(
     """
     import hashlib, json, os, sys, tracemalloc
-    from regrasp.store.objects import open_store
+    from regrasp.platform.store.objects import open_store
 
     url, options, size = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
     store = open_store(url, **options)

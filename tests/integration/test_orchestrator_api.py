@@ -16,12 +16,12 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from regrasp.auth import issue_token
-from regrasp.grasps import parse_jacquard, read_jacquard
-from regrasp.settings import Settings
-from regrasp.store.db import versions as V
-from regrasp.store.db.engine import session_scope
-from regrasp.store.db.tables import ApiKey, Base, Image
+from regrasp.data import versions as V
+from regrasp.grasp.rectangles import parse_jacquard, read_jacquard
+from regrasp.platform.auth import issue_token
+from regrasp.platform.settings import Settings
+from regrasp.platform.store.db.engine import session_scope
+from regrasp.platform.store.db.tables import ApiKey, Base, Image
 from services.orchestrator.app import create_app
 
 ADMIN = ("lead", "lead-password-1")

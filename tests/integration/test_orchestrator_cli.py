@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 from regrasp.api.accounts import UserCreate
 from regrasp.cli import app as cli
 from regrasp.clients.orchestrator import OrchestratorClient
-from regrasp.errors import InvalidInput, NotFound, PermissionDenied, Unauthenticated
-from regrasp.grasps import parse_jacquard, read_jacquard
-from regrasp.settings import Settings
+from regrasp.grasp.rectangles import parse_jacquard, read_jacquard
+from regrasp.platform.errors import InvalidInput, NotFound, PermissionDenied, Unauthenticated
+from regrasp.platform.settings import Settings
 from services.orchestrator.app import create_app
 from tests.harness.inprocess import serve
 
@@ -139,8 +139,8 @@ def test_cli_api_keys_have_scopes_and_robot_keys_reach_nothing_here(server):
 
 
 def test_cli_model_list_show_promote(server, sqlite_url):
-    from regrasp.store.db.engine import make_engine, session_scope
-    from regrasp.store.db.tables import Model, ModelStatus
+    from regrasp.platform.store.db.engine import make_engine, session_scope
+    from regrasp.platform.store.db.tables import Model, ModelStatus
 
     engine = make_engine(sqlite_url)
     with session_scope(engine) as s:

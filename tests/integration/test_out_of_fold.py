@@ -11,20 +11,21 @@ from __future__ import annotations
 import pytest
 
 from regrasp.clients.trainer import TrainerClient
-from regrasp.ingest import import_jacquard
-from regrasp.rounds import machine
-from regrasp.rounds.config import RoundConfig
-from regrasp.settings import Settings
-from regrasp.store.db import migrations, versions
-from regrasp.store.db.engine import make_engine, make_session_factory, session_scope
-from regrasp.store.db.tables import Model, RoundState
-from regrasp.store.objects import open_store
-from regrasp.synthetic.generate import generate_dataset
-from regrasp.training.cache import build_cache, db_images
-from regrasp.training.config import TrainConfig
-from regrasp.training.loop import split_datasets
-from regrasp.training.splits import make_split
-from regrasp.training_jobs import Worker
+from regrasp.data import versions
+from regrasp.data.ingest import import_jacquard
+from regrasp.data.synthetic.generate import generate_dataset
+from regrasp.learn.training.cache import build_cache, db_images
+from regrasp.learn.training.config import TrainConfig
+from regrasp.learn.training.loop import split_datasets
+from regrasp.learn.training.splits import make_split
+from regrasp.learn.worker import Worker
+from regrasp.platform.settings import Settings
+from regrasp.platform.store.db import migrations
+from regrasp.platform.store.db.engine import make_engine, make_session_factory, session_scope
+from regrasp.platform.store.db.tables import Model, RoundState
+from regrasp.platform.store.objects import open_store
+from regrasp.refine.rounds.config import RoundConfig
+from regrasp.workflows.rounds import machine
 from services.trainer.app import create_app as create_trainer
 from tests.harness.inprocess import serve
 

@@ -17,9 +17,9 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from regrasp.clients.orchestrator import OrchestratorClient
-from regrasp.settings import Settings
-from regrasp.store.db.engine import make_engine, session_scope
-from regrasp.store.db.tables import ReviewItem
+from regrasp.platform.settings import Settings
+from regrasp.platform.store.db.engine import make_engine, session_scope
+from regrasp.platform.store.db.tables import ReviewItem
 from services.orchestrator.app import create_app
 from tests.harness.seeders import labelled_dataset, seed_round
 

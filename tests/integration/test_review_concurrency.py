@@ -15,11 +15,10 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from regrasp import review
-from regrasp.errors import Conflict
-from regrasp.store.db import migrations
-from regrasp.store.db.engine import make_engine, make_session_factory, session_scope
-from regrasp.store.db.tables import (
+from regrasp.platform.errors import Conflict
+from regrasp.platform.store.db import migrations
+from regrasp.platform.store.db.engine import make_engine, make_session_factory, session_scope
+from regrasp.platform.store.db.tables import (
     Prediction,
     Review,
     ReviewItem,
@@ -29,6 +28,7 @@ from regrasp.store.db.tables import (
     User,
     UserRole,
 )
+from regrasp.refine import review
 from tests.harness.seeders import labelled_dataset
 
 #: How long a test waits for its threads before it calls them stuck (a generous bound,

@@ -10,11 +10,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from regrasp import review
-from regrasp.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from regrasp.store.db import versions as V
-from regrasp.store.db.engine import session_scope
-from regrasp.store.db.tables import (
+from regrasp.data import versions as V
+from regrasp.platform.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from regrasp.platform.store.db.engine import session_scope
+from regrasp.platform.store.db.tables import (
     Prediction,
     Review,
     ReviewItem,
@@ -24,6 +23,7 @@ from regrasp.store.db.tables import (
     User,
     UserRole,
 )
+from regrasp.refine import review
 from tests.harness.seeders import labelled_dataset
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -350,7 +350,7 @@ def test_decision_records_the_review_and_bumps_the_version(queue):
 
 
 def test_review_pace_is_the_teams_median_and_turns_hours_into_items(queue):
-    from regrasp.review.items import DEFAULT_REVIEW_SECONDS, budget_items, review_pace
+    from regrasp.refine.review.items import DEFAULT_REVIEW_SECONDS, budget_items, review_pace
 
     assert queue.run(review_pace, queue.dataset_id) is None  # nothing reviewed yet
     for who, seconds in ((queue.ann1, 10.0), (queue.ann2, 30.0), (queue.ann3, 14.0)):

@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from regrasp.settings import Settings
+from regrasp.platform.settings import Settings
 from services.orchestrator.app import create_app
 from tests.integration.test_review_api import _claim, _decide, _login, _round
 

@@ -19,7 +19,7 @@ from streamlit import config as st_config
 from streamlit.testing.v1 import AppTest
 
 from regrasp.clients.orchestrator import OrchestratorClient
-from regrasp.store.db.engine import make_engine, session_scope
+from regrasp.platform.store.db.engine import make_engine, session_scope
 from services.review_ui.session import ReviewSession, StaleItem
 from tests.harness.processes import local_orchestrator
 from tests.harness.seeders import import_synthetic, seed_round

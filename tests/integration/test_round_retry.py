@@ -20,18 +20,18 @@ from datetime import UTC, datetime
 
 import pytest
 
-from regrasp import jobs
 from regrasp.clients.trainer import TrainerClient
-from regrasp.ingest import import_jacquard
-from regrasp.rounds import machine
-from regrasp.rounds.config import RUN_KEY, RoundConfig
-from regrasp.rounds.retrying import RetryPolicy
-from regrasp.settings import Settings
-from regrasp.store.db import migrations
-from regrasp.store.db.engine import make_engine, make_session_factory, session_scope
-from regrasp.store.db.tables import RoundState
-from regrasp.store.objects import open_store
-from regrasp.synthetic.generate import generate_dataset
+from regrasp.data.ingest import import_jacquard
+from regrasp.data.synthetic.generate import generate_dataset
+from regrasp.learn import queue as jobs
+from regrasp.platform.settings import Settings
+from regrasp.platform.store.db import migrations
+from regrasp.platform.store.db.engine import make_engine, make_session_factory, session_scope
+from regrasp.platform.store.db.tables import RoundState
+from regrasp.platform.store.objects import open_store
+from regrasp.refine.rounds.config import RUN_KEY, RoundConfig
+from regrasp.workflows.retrying import RetryPolicy
+from regrasp.workflows.rounds import machine
 from services.trainer.app import create_app as create_trainer
 from tests.harness.inprocess import InProcessServer, app_factory
 

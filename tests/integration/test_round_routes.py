@@ -15,8 +15,8 @@ import time
 import numpy as np
 from fastapi.testclient import TestClient
 
-from regrasp.settings import Settings
-from regrasp.store.db.engine import make_engine, session_scope
+from regrasp.platform.settings import Settings
+from regrasp.platform.store.db.engine import make_engine, session_scope
 from services.orchestrator.app import create_app
 from tests.harness.seeders import labelled_dataset, seed_round
 

@@ -2,7 +2,7 @@
 
 A small dataset is written directly as version 0 (five images of three labels each), a
 round is put in review with stored predictions, decisions go through the review library
-(`regrasp.review.decisions.decide`, the path the API and the review UI use), and version 1
+(`regrasp.refine.review.decisions.decide`, the path the API and the review UI use), and version 1
 is read back image by image.
 """
 
@@ -11,16 +11,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from regrasp.accounts import create_user
-from regrasp.errors import Conflict
-from regrasp.review.decisions import decide
-from regrasp.rounds import machine
-from regrasp.rounds.applying import apply_round
-from regrasp.rounds.config import RoundConfig
-from regrasp.rounds.predicting import score
-from regrasp.store.db import versions as V
-from regrasp.store.db.engine import session_scope
-from regrasp.store.db.tables import (
+from regrasp.data import versions as V
+from regrasp.platform.accounts import create_user
+from regrasp.platform.errors import Conflict
+from regrasp.platform.store.db.engine import session_scope
+from regrasp.platform.store.db.tables import (
     Dataset,
     Model,
     ModelStatus,
@@ -29,6 +24,11 @@ from regrasp.store.db.tables import (
     Round,
     RoundState,
 )
+from regrasp.refine.review.decisions import decide
+from regrasp.refine.rounds.applying import apply_round
+from regrasp.refine.rounds.config import RoundConfig
+from regrasp.workflows.rounds import machine
+from regrasp.workflows.rounds.predicting import score
 from tests.harness.seeders import labelled_dataset
 
 N_IMAGES, N_LABELS, K = 5, 3, 4
@@ -74,7 +74,7 @@ def _world(engine, *, jaw_rule: str = "half_opening") -> dict:
                 )
             )
         s.flush()
-        from regrasp.review.items import create_items
+        from regrasp.refine.review.items import create_items
 
         assert create_items(s, rnd.id) == N_IMAGES
         labels = V.labels_at(s, dataset_id, 0)
@@ -180,7 +180,7 @@ def test_kept_images_are_confirmed_until_their_labels_change(migrated_engine):
     """After an applied round, the image kept as a true negative is confirmed (the next
     round does not flag it again); images whose labels changed, the removed one and the
     undecided one are not; a later change to the kept image's labels ends it."""
-    from regrasp.review.items import confirmed_images
+    from regrasp.refine.review.items import confirmed_images
 
     engine = migrated_engine
     w = _world(engine)
@@ -279,8 +279,8 @@ def test_fold_of_is_balanced_and_seeded():
 
 
 def test_round_lock_admits_one_holder_at_a_time(migrated_engine):
-    from regrasp.rounds.runner import round_lock
-    from regrasp.store.db.engine import make_engine
+    from regrasp.platform.store.db.engine import make_engine
+    from regrasp.workflows.rounds.runner import round_lock
 
     other = make_engine(migrated_engine.url.render_as_string(hide_password=False))
     try:

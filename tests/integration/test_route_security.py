@@ -14,8 +14,8 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
-from regrasp.auth import issue_token, new_api_key
-from regrasp.settings import Settings
+from regrasp.platform.auth import issue_token, new_api_key
+from regrasp.platform.settings import Settings
 
 MUTATING = {"post", "put", "patch", "delete"}
 #: Routes that must answer without credentials, by design.
@@ -108,12 +108,12 @@ def _forged_headers() -> dict[str, dict[str, str]]:
 def test_every_read_route_and_every_asset_refuses_anonymous_and_forged_callers(
     tmp_path, sqlite_url, file_store_url
 ):
-    from regrasp.ingest import import_jacquard
-    from regrasp.store.db import migrations
-    from regrasp.store.db.engine import make_engine, session_scope
-    from regrasp.store.db.tables import Image
-    from regrasp.store.objects import open_store
-    from regrasp.synthetic.generate import generate_dataset
+    from regrasp.data.ingest import import_jacquard
+    from regrasp.data.synthetic.generate import generate_dataset
+    from regrasp.platform.store.db import migrations
+    from regrasp.platform.store.db.engine import make_engine, session_scope
+    from regrasp.platform.store.db.tables import Image
+    from regrasp.platform.store.objects import open_store
 
     migrations.upgrade(sqlite_url)
     generate_dataset(tmp_path / "synth", images=2, size=64, workers=1, seed=3)
@@ -177,9 +177,9 @@ INFERENCE_PUBLIC = {"/healthz", "/livez", "/readyz", "/metrics", "/docs.json", "
 def _callers(sqlite_url):
     """Every kind of caller, by name: tokens of an admin and an annotator, the services'
     shared key, and one API key of each scope (a robot key made by an admin too)."""
-    from regrasp import accounts
-    from regrasp.store.db import migrations
-    from regrasp.store.db.engine import make_engine, session_scope
+    from regrasp.platform import accounts
+    from regrasp.platform.store.db import migrations
+    from regrasp.platform.store.db.engine import make_engine, session_scope
 
     migrations.upgrade(sqlite_url)
     engine = make_engine(sqlite_url)

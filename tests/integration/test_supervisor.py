@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from regrasp.errors import InvalidInput
-from regrasp.supervisor import ProcessFailed, ProcessSpec, Supervisor, kill_tree
+from regrasp.platform.errors import InvalidInput
+from regrasp.platform.supervisor import ProcessFailed, ProcessSpec, Supervisor, kill_tree
 
 PY = sys.executable
 #: Bounds that only stop a hung test; nothing is timed.
@@ -176,7 +176,7 @@ def test_sigterm_runs_the_clean_up_of_the_block(tmp_path) -> None:
     marker = tmp_path / "cleaned"
     script = (
         "import time\n"
-        "from regrasp.supervisor import interrupt_on_sigterm\n"
+        "from regrasp.platform.supervisor import interrupt_on_sigterm\n"
         "with interrupt_on_sigterm():\n"
         "    try:\n"
         "        print('ready', flush=True)\n"

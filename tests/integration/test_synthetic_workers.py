@@ -6,7 +6,7 @@ hash it shares) because `workers=2` starts processes.
 
 from __future__ import annotations
 
-from regrasp.synthetic.generate import generate_dataset
+from regrasp.data.synthetic.generate import generate_dataset
 from tests.unit.test_synthetic import _hash_tree
 
 

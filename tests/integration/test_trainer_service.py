@@ -7,14 +7,14 @@ from dataclasses import dataclass
 import pytest
 from fastapi.testclient import TestClient
 
-from regrasp import jobs
-from regrasp.accounts import create_api_key, create_user, login_token
 from regrasp.api.jobs import EvaluateJobCreate, TrainJobCreate
 from regrasp.clients.trainer import TrainerClient
-from regrasp.errors import InvalidInput, NotFound, Unauthenticated
-from regrasp.settings import Settings
-from regrasp.store.db.engine import make_engine, session_scope
-from regrasp.store.db.tables import Model, ModelStatus
+from regrasp.learn import queue as jobs
+from regrasp.platform.accounts import create_api_key, create_user, login_token
+from regrasp.platform.errors import InvalidInput, NotFound, Unauthenticated
+from regrasp.platform.settings import Settings
+from regrasp.platform.store.db.engine import make_engine, session_scope
+from regrasp.platform.store.db.tables import Model, ModelStatus
 from services.trainer.app import create_app
 from tests.harness.seeders import labelled_dataset
 

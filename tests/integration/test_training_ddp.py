@@ -11,8 +11,8 @@ import os
 import pytest
 import torch
 
-from regrasp.store.objects import open_store
-from regrasp.training.loop import load_latest_checkpoint
+from regrasp.learn.training.loop import load_latest_checkpoint
+from regrasp.platform.store.objects import open_store
 from tests.harness.ports import free_port
 from tests.unit import test_training_loop as loop_tests
 

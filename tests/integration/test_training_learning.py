@@ -14,15 +14,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from regrasp import nets
-from regrasp.formats.jacquard import scan_jacquard
-from regrasp.store.objects import open_store
-from regrasp.synthetic.generate import generate_dataset
-from regrasp.training.cache import build_cache, jacquard_images
-from regrasp.training.config import TrainConfig
-from regrasp.training.evaluate import evaluate
-from regrasp.training.loop import split_datasets, train
-from regrasp.training.splits import make_split
+from regrasp.data.formats.jacquard import scan_jacquard
+from regrasp.data.synthetic.generate import generate_dataset
+from regrasp.learn import nets
+from regrasp.learn.training.cache import build_cache, jacquard_images
+from regrasp.learn.training.config import TrainConfig
+from regrasp.learn.training.evaluate import evaluate
+from regrasp.learn.training.loop import split_datasets, train
+from regrasp.learn.training.splits import make_split
+from regrasp.platform.store.objects import open_store
 
 #: A long training run: `make test-fast` leaves it out, `make test` runs it.
 pytestmark = pytest.mark.slow

@@ -7,18 +7,18 @@ import numpy as np
 import pytest
 import torch
 
-from regrasp import nets
-from regrasp.formats.jacquard import scan_jacquard
-from regrasp.store import keys
-from regrasp.store.db import versions as V
-from regrasp.store.db.engine import session_scope
-from regrasp.store.db.tables import Model, ModelStatus
-from regrasp.store.objects import open_store
-from regrasp.synthetic.generate import generate_dataset
-from regrasp.training.cache import build_cache, db_images, read_shard
-from regrasp.training.config import TrainConfig
-from regrasp.training.loop import metadata_for
-from regrasp.training.registry import load_registered, register_model
+from regrasp.data import versions as V
+from regrasp.data.formats.jacquard import scan_jacquard
+from regrasp.data.synthetic.generate import generate_dataset
+from regrasp.learn import nets
+from regrasp.learn.training.cache import build_cache, db_images, read_shard
+from regrasp.learn.training.config import TrainConfig
+from regrasp.learn.training.loop import metadata_for
+from regrasp.learn.training.registry import load_registered, register_model
+from regrasp.platform.store import keys
+from regrasp.platform.store.db.engine import session_scope
+from regrasp.platform.store.db.tables import Model, ModelStatus
+from regrasp.platform.store.objects import open_store
 
 SIZE = 48
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from regrasp.errors import Conflict, InvalidInput, NotFound
-from regrasp.store.db import versions as V
-from regrasp.store.db.engine import session_scope
-from regrasp.store.db.tables import (
+from regrasp.data import versions as V
+from regrasp.platform.errors import Conflict, InvalidInput, NotFound
+from regrasp.platform.store.db.engine import session_scope
+from regrasp.platform.store.db.tables import (
     DatasetVersion,
     Grasp,
     ImageSpan,

@@ -16,6 +16,15 @@ import subprocess
 import pytest
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _font_cache() -> None:
+    """Matplotlib builds its font cache on first use by running `fc-list`: on a fresh
+    machine that happens here, once, before the guard below, not inside a test."""
+    from matplotlib import font_manager
+
+    font_manager.findfont("DejaVu Sans")
+
+
 @pytest.fixture(autouse=True)
 def _no_processes(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
     def refuse(what: str):  # type: ignore[no-untyped-def]

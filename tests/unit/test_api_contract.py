@@ -1,9 +1,9 @@
-"""The HTTP contract (`regrasp.api`) and the shared HTTP module (`regrasp.web`).
+"""The HTTP contract (`regrasp.api`) and the shared HTTP module (`regrasp.platform.web`).
 
 - a public schema built from a library dataclass (`fields_of`) holds every field of the
   dataclass, in its order, and reads an instance with `model_validate` (properties too);
 - the bearer header is read one way: scheme in any case, blanks dropped, anything else None;
-- the inference service's gate and the framework-free half of `regrasp.web` import no
+- the inference service's gate and the framework-free half of `regrasp.platform.web` import no
   FastAPI at module level, directly or through the library (checked on the sources, so
   no process is started): the inference image does not install it.
 """
@@ -23,13 +23,13 @@ from regrasp.api.refinement import RoundRefinementPublic, StopAdvicePublic
 from regrasp.api.review import AnnotatorStatsPublic, ReviewStatsPublic
 from regrasp.api.rounds import ApplyPreviewPublic
 from regrasp.api.versions import ExportPublic
-from regrasp.campaigns.report import CampaignReport, Cell
-from regrasp.export import ExportSummary
-from regrasp.model_registry import RegisteredModel
-from regrasp.refinement_stats import RoundRefinement, StopAdvice
-from regrasp.review.stats import AnnotatorStats, RoundStats
-from regrasp.rounds.applying import ApplyPreview
-from regrasp.web import bearer_credential, error_body
+from regrasp.data.export import ExportSummary
+from regrasp.learn.model_registry import RegisteredModel
+from regrasp.platform.web import bearer_credential, error_body
+from regrasp.refine.campaigns.report import CampaignReport, Cell
+from regrasp.refine.refinement_stats import RoundRefinement, StopAdvice
+from regrasp.refine.review.stats import AnnotatorStats, RoundStats
+from regrasp.refine.rounds.applying import ApplyPreview
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -134,7 +134,9 @@ def _exists(module: str) -> bool:
     return path.is_dir() or path.with_suffix(".py").is_file()
 
 
-@pytest.mark.parametrize("root", ["regrasp.serving.gate", "regrasp.web", "regrasp.web.body_limit"])
+@pytest.mark.parametrize(
+    "root", ["regrasp.serving.gate", "regrasp.platform.web", "regrasp.platform.web.body_limit"]
+)
 def test_framework_free_http_modules_import_no_fastapi(root):
     seen: set[str] = set()
     todo = [root]
@@ -151,4 +153,4 @@ def test_framework_free_http_modules_import_no_fastapi(root):
                 # importing a.b.c runs a/__init__ and a/b/__init__ too
                 parents = name.split(".")
                 todo.extend(".".join(parents[:i]) for i in range(1, len(parents)))
-    assert "regrasp.web" in seen or root == "regrasp.web.body_limit"
+    assert "regrasp.platform.web" in seen or root == "regrasp.platform.web.body_limit"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from regrasp.auth import (
+from regrasp.platform.auth import (
     api_key_prefix,
     hash_password,
     issue_token,
@@ -13,7 +13,7 @@ from regrasp.auth import (
     verify_password,
     verify_token,
 )
-from regrasp.errors import InvalidInput, Unauthenticated
+from regrasp.platform.errors import InvalidInput, Unauthenticated
 
 
 def test_password_hash_is_salted_and_verifies():

@@ -12,7 +12,7 @@ from regrasp.clients.base import (
     ServiceError,
     ServiceUnavailable,
 )
-from regrasp.errors import Conflict, InvalidInput, NotFound, Unauthenticated
+from regrasp.platform.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 
 
 def _client(handler, **kw) -> ServiceClient:

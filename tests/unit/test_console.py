@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from regrasp.api.rounds import ApplyPreviewPublic, RoundCounts, RoundPublic, TrainingProgress
 from regrasp.cli import app as cli
 from regrasp.cli._console import frame
-from regrasp.rounds.describe import apply_summary, duration, round_summary, training_line
+from regrasp.workflows.rounds.describe import apply_summary, duration, round_summary, training_line
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

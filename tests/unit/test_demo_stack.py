@@ -15,8 +15,8 @@ from regrasp.demo import (
     round_table,
     write_charts,
 )
-from regrasp.errors import InvalidInput
-from regrasp.settings import DEV_SECRET, load_settings
+from regrasp.platform.errors import InvalidInput
+from regrasp.platform.settings import DEV_SECRET, load_settings
 
 
 def test_the_stack_generates_secrets_once_and_never_passes_an_admin_password(tmp_path):

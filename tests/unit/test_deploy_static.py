@@ -2,7 +2,7 @@
 deploy/compose/*.yml and the Kubernetes manifests in deploy/k8s/.
 
 No Docker engine and no cluster are needed: the files are parsed and cross-checked
-against `regrasp.settings`, the services' code and each other — service names, ports and
+against `regrasp.platform.settings`, the services' code and each other — service names, ports and
 URLs, images and the Dockerfiles that build them, secrets, GPU reservations, commands.
 `docker compose config` and `kubectl kustomize` run on the files in
 `tests/integration/test_deploy_tools.py` (they start processes; unit tests start none).
@@ -30,8 +30,8 @@ import yaml
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
-from regrasp.errors import ConfigError
-from regrasp.settings import Settings, load_settings
+from regrasp.platform.errors import ConfigError
+from regrasp.platform.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -71,7 +71,7 @@ GPU_SERVICES = {"inference", "trainer-worker"}
 K8S_GPU_WORKLOADS = GPU_SERVICES | {"inference-batch"}
 PUBLISHED = {"inference", "review-ui"}
 PLACEHOLDER = "change-me"
-#: Variables outside regrasp.settings that hold secrets.
+#: Variables outside regrasp.platform.settings that hold secrets.
 OTHER_SECRET_VARS = {"POSTGRES_PASSWORD", "MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD",
                      "S3_ACCESS_KEY", "S3_SECRET_KEY"}  # fmt: skip
 
@@ -286,7 +286,9 @@ def test_compose_sets_only_known_settings() -> None:
     for name, service in services().items():
         unknown = {k for k in service.get("environment", {}) if k.startswith("REGRASP_")}
         unknown -= SETTINGS_VARS
-        assert not unknown, f"{name} sets variables regrasp.settings does not read: {unknown}"
+        assert not unknown, (
+            f"{name} sets variables regrasp.platform.settings does not read: {unknown}"
+        )
     assert {k for k in env_example() if k.startswith("REGRASP_")} <= SETTINGS_VARS
 
 
@@ -918,7 +920,7 @@ def _serve_argv(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 def test_review_ui_primary_colour_is_neutral_for_every_launcher(monkeypatch) -> None:
     # Red means the model's predictions on every page (green labels, orange marked wrong);
     # Streamlit paints primary buttons, selected radios and chips in the primary colour.
-    from regrasp import viz
+    from regrasp.grasp import drawing as viz
 
     theme = tomllib.loads(UI_CONFIG.read_text())["theme"]
     primary = theme["primaryColor"]

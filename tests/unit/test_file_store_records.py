@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from regrasp.store.objects.file import RESERVED_DIR, FileObjectStore
+from regrasp.platform.store.objects.file import RESERVED_DIR, FileObjectStore
 
 
 def _no_xattrs(*_args: object, **_kwargs: object) -> None:

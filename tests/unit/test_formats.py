@@ -9,11 +9,11 @@ import cv2
 import numpy as np
 import pytest
 
-from regrasp.errors import FormatError
-from regrasp.formats import check_member_name
-from regrasp.formats.cornell import parse_pcd_depth, scan_cornell
-from regrasp.formats.jacquard import KINDS, SUFFIXES, JacquardImage, scan_jacquard
-from regrasp.grasps import corners, from_corners, read_jacquard, write_jacquard
+from regrasp.data.formats import check_member_name
+from regrasp.data.formats.cornell import parse_pcd_depth, scan_cornell
+from regrasp.data.formats.jacquard import KINDS, SUFFIXES, JacquardImage, scan_jacquard
+from regrasp.grasp.rectangles import corners, from_corners, read_jacquard, write_jacquard
+from regrasp.platform.errors import FormatError
 
 OBJECT = "0123abcd"
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from regrasp.errors import FormatError, InvalidInput
-from regrasp.grasps import (
+from regrasp.grasp.rectangles import (
     angle_difference,
     as_grasps,
     corners,
@@ -18,6 +17,7 @@ from regrasp.grasps import (
     read_jacquard,
     write_jacquard,
 )
+from regrasp.platform.errors import FormatError, InvalidInput
 
 JACQUARD_SIZE = 1024
 

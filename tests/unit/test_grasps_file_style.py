@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from regrasp.formats.jacquard import rewrite_grasps_file
-from regrasp.grasps import parse_jacquard
+from regrasp.data.formats.jacquard import rewrite_grasps_file
+from regrasp.grasp.rectangles import parse_jacquard
 
 CRLF = b"470.14815;253.89551;68.2615;25.5;25.6211\r\n114.0;200.5;0.0;24.0;13.0\r\n"
 

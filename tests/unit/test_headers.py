@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from regrasp.errors import InvalidInput
-from regrasp.formats.headers import check_image, decode_size, read_header
+from regrasp.data.formats.headers import check_image, decode_size, read_header
+from regrasp.platform.errors import InvalidInput
 
 MAX_SIDE = 8192
 

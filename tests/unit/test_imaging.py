@@ -10,9 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from regrasp.errors import InvalidInput
-from regrasp.grasps import JAW, OPENING, THETA, X, Y
-from regrasp.imaging import (
+from regrasp.grasp.imaging import (
     Letterbox,
     decode_depth,
     decode_mask,
@@ -23,6 +21,8 @@ from regrasp.imaging import (
     normalize_depth,
     normalize_rgb,
 )
+from regrasp.grasp.rectangles import JAW, OPENING, THETA, X, Y
+from regrasp.platform.errors import InvalidInput
 
 
 def _encode(ext: str, image: np.ndarray) -> bytes:

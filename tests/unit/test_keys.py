@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from regrasp.errors import InvalidInput
-from regrasp.store import keys
-from regrasp.store.objects import validate_key, validate_prefix
+from regrasp.platform.errors import InvalidInput
+from regrasp.platform.store import keys
+from regrasp.platform.store.objects import validate_key, validate_prefix
 
 BAD_COMPONENTS = ["", ".", "..", ".hidden", "a/b", "a\\b", "a b", "a\x00", "é", "x" * 129, 7, None]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from regrasp.errors import InvalidInput
-from regrasp.label_quality import action_group_scores, label_quality, softmin
-from regrasp.metrics import is_flagged
-from regrasp.rounds.predicting import score
+from regrasp.grasp.metrics import is_flagged
+from regrasp.platform.errors import InvalidInput
+from regrasp.refine.label_quality import action_group_scores, label_quality, softmin
+from regrasp.workflows.rounds.predicting import score
 
 #: Two labelled grasps of a box-like object: one across it at (50, 50), one at (100, 100).
 LABELS = np.array([[50.0, 50.0, 0.0, 30.0, 10.0], [100.0, 100.0, 90.0, 30.0, 10.0]])

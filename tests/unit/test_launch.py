@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from regrasp.launch import SERVICES, service_command
+from regrasp.platform.launch import SERVICES, service_command
 
 
 def test_every_service_has_a_command_bound_where_asked():

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from regrasp.errors import InvalidInput
-from regrasp.formats.jacquard import scan_jacquard
-from regrasp.grasps import JAW, OPENING, THETA, X, Y, angle_difference
-from regrasp.imaging import Letterbox
-from regrasp.maps import INPUT_SIZE, WIDTH_SCALE, GraspMaps, decode, decode_scale, encode
-from regrasp.metrics import is_success
+from regrasp.data.formats.jacquard import scan_jacquard
+from regrasp.grasp.imaging import Letterbox
+from regrasp.grasp.maps import INPUT_SIZE, WIDTH_SCALE, GraspMaps, decode, decode_scale, encode
+from regrasp.grasp.metrics import is_success
+from regrasp.grasp.rectangles import JAW, OPENING, THETA, X, Y, angle_difference
+from regrasp.platform.errors import InvalidInput
 
 
 def _inside(grasp: np.ndarray, size: int, *, margin: float) -> np.ndarray:
@@ -172,7 +172,7 @@ def test_real_oracle_round_trip_at_every_input_size(real_grasps, size: int) -> N
 def test_synthetic_oracle_round_trip_at_every_input_size(size: int) -> None:
     """The synthetic 128² scenes of the demo and the bench survive the round trip at the
     small input sizes a CPU trains at."""
-    from regrasp.synthetic.scenes import render_scene
+    from regrasp.data.synthetic.scenes import render_scene
 
     box = Letterbox(128, 128, size)
     sigma, min_distance = decode_scale(size)

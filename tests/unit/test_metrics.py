@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from regrasp import metrics
-from regrasp.errors import InvalidInput
-from regrasp.grasps import THETA, angle_difference, corners, read_jacquard
+from regrasp.grasp import metrics
+from regrasp.grasp.rectangles import THETA, angle_difference, corners, read_jacquard
+from regrasp.platform.errors import InvalidInput
 
 PROPERTY = settings(max_examples=100, deadline=None)
 

@@ -14,8 +14,8 @@ import torch
 from torch import nn
 from torchvision.models.mobilenetv2 import InvertedResidual
 
-from regrasp import nets
-from regrasp.errors import Conflict, InvalidInput
+from regrasp.learn import nets
+from regrasp.platform.errors import Conflict, InvalidInput
 
 TABLE_ONE = {
     "ggcnn",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from regrasp.rounds.config import RoundConfig
-from regrasp.rounds.machine import unit_images, unit_train_config
+from regrasp.refine.rounds.config import RoundConfig
+from regrasp.workflows.rounds.machine import unit_images, unit_train_config
 
 
 def test_each_image_is_predicted_by_the_model_trained_without_it() -> None:

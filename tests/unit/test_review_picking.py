@@ -7,8 +7,8 @@ import base64
 import numpy as np
 import pytest
 
-from regrasp import viz
-from regrasp.errors import InvalidInput
+from regrasp.grasp import drawing as viz
+from regrasp.platform.errors import InvalidInput
 from services.review_ui.session import Picture, parse_label_numbers
 from services.review_ui.widgets import label_picker_figure, picked_numbers
 

@@ -1,4 +1,4 @@
-"""The retry policy of round steps (`regrasp.rounds.retrying`), with time passed in."""
+"""The retry policy of round steps (`regrasp.workflows.retrying`), with time passed in."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from regrasp.errors import InvalidInput
-from regrasp.rounds.retrying import RetryPolicy, due, record_failure
+from regrasp.platform.errors import InvalidInput
+from regrasp.workflows.retrying import RetryPolicy, due, record_failure
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 

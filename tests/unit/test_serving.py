@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from regrasp.errors import InvalidInput, NotFound
+from regrasp.platform.errors import InvalidInput, NotFound
 from regrasp.serving.batching import BatchHistory, InFlight, batch_size
 from regrasp.serving.models import ModelCache, ProductionFollower
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from regrasp.errors import ConfigError
-from regrasp.settings import Settings, load_settings, redact_url
+from regrasp.platform.errors import ConfigError
+from regrasp.platform.settings import Settings, load_settings, redact_url
 
 STRONG = "x" * 32
 
@@ -109,7 +109,7 @@ def test_redact_url_hides_only_the_password(url, shown):
 
 
 def test_redacted_settings_and_engine_errors_never_show_the_database_password():
-    from regrasp.store.db.engine import make_engine
+    from regrasp.platform.store.db.engine import make_engine
 
     s = Settings(database_url="postgresql+psycopg://u:pw-secret-1@h/db", secret_key=STRONG)
     shown = str(s.redacted())

@@ -1,13 +1,13 @@
-"""`regrasp.store.objects.mirror` between two `file://` stores (S3 is covered, with the CLI,
-by tests/integration/test_backup_restore.py)."""
+"""`regrasp.platform.store.objects.mirror` between two `file://` stores (S3 is covered,
+with the CLI, by tests/integration/test_backup_restore.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from regrasp.errors import InvalidInput
-from regrasp.store.objects import open_store
-from regrasp.store.objects.mirror import mirror
+from regrasp.platform.errors import InvalidInput
+from regrasp.platform.store.objects import open_store
+from regrasp.platform.store.objects.mirror import mirror
 
 
 @pytest.fixture

@@ -10,10 +10,7 @@ import numpy as np
 import pytest
 import shapely
 
-from regrasp.errors import Conflict, InvalidInput
-from regrasp.grasps import JAW, OPENING, THETA, X, Y, angle_difference, read_jacquard
-from regrasp.metrics import iou
-from regrasp.synthetic.corruption import (
+from regrasp.data.synthetic.corruption import (
     CATEGORY,
     EXPECTED_DECISION,
     KINDS,
@@ -23,11 +20,14 @@ from regrasp.synthetic.corruption import (
     corrupt,
     wrong_rectangles,
 )
-from regrasp.synthetic.generate import generate_dataset
-from regrasp.synthetic.geometry import grasp_validity
-from regrasp.synthetic.manifest import read_manifest
-from regrasp.synthetic.reviewer import SimulatedReviewer, careful_decision
-from regrasp.synthetic.scenes import FAMILIES, make_object, render_scene
+from regrasp.data.synthetic.generate import generate_dataset
+from regrasp.data.synthetic.geometry import grasp_validity
+from regrasp.data.synthetic.manifest import read_manifest
+from regrasp.data.synthetic.reviewer import SimulatedReviewer, careful_decision
+from regrasp.data.synthetic.scenes import FAMILIES, make_object, render_scene
+from regrasp.grasp.metrics import iou
+from regrasp.grasp.rectangles import JAW, OPENING, THETA, X, Y, angle_difference, read_jacquard
+from regrasp.platform.errors import Conflict, InvalidInput
 
 SIZE = 256
 
@@ -403,7 +403,7 @@ class _Record:
 
 
 def _truth(scene):
-    from regrasp.synthetic.manifest import TruthRecord
+    from regrasp.data.synthetic.manifest import TruthRecord
 
     return TruthRecord(
         object_id="obj",

@@ -6,10 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
-from regrasp.grasps import corners
-from regrasp.maps import encode
-from regrasp.training.augment import affine_matrix, augment, warp_grasps, warp_input
-from regrasp.training.config import AugmentConfig
+from regrasp.grasp.maps import encode
+from regrasp.grasp.rectangles import corners
+from regrasp.learn.training.augment import affine_matrix, augment, warp_grasps, warp_input
+from regrasp.learn.training.config import AugmentConfig
 
 SIZE = 120
 

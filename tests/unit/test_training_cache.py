@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from regrasp.errors import InvalidInput, NotFound
-from regrasp.formats.jacquard import scan_jacquard
-from regrasp.imaging import Letterbox, network_input
-from regrasp.store import keys
-from regrasp.store.objects import open_store
-from regrasp.synthetic.generate import generate_dataset
-from regrasp.training.cache import build_cache, jacquard_images, open_cache, read_shard
+from regrasp.data.formats.jacquard import scan_jacquard
+from regrasp.data.synthetic.generate import generate_dataset
+from regrasp.grasp.imaging import Letterbox, network_input
+from regrasp.learn.training.cache import build_cache, jacquard_images, open_cache, read_shard
+from regrasp.platform.errors import InvalidInput, NotFound
+from regrasp.platform.store import keys
+from regrasp.platform.store.objects import open_store
 
 
 @pytest.fixture(scope="module")

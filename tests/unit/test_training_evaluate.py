@@ -1,4 +1,4 @@
-"""Evaluation agrees with regrasp.metrics image by image; registered models load and agree."""
+"""Evaluation agrees with regrasp.grasp.metrics image by image; registered models load and agree."""
 
 from __future__ import annotations
 
@@ -6,20 +6,20 @@ import numpy as np
 import pytest
 import torch
 
-from regrasp import nets
-from regrasp.errors import NotFound
-from regrasp.formats.jacquard import scan_jacquard
-from regrasp.maps import encode
-from regrasp.metrics import is_success
-from regrasp.store import keys
-from regrasp.store.objects import open_store
-from regrasp.synthetic.generate import generate_dataset
-from regrasp.training.cache import build_cache, jacquard_images
-from regrasp.training.config import DecodeConfig, TrainConfig
-from regrasp.training.data import CachedGraspDataset
-from regrasp.training.evaluate import evaluate, predict_top_k
-from regrasp.training.loop import metadata_for
-from regrasp.training.registry import load_registered, read_metadata, register_model
+from regrasp.data.formats.jacquard import scan_jacquard
+from regrasp.data.synthetic.generate import generate_dataset
+from regrasp.grasp.maps import encode
+from regrasp.grasp.metrics import is_success
+from regrasp.learn import nets
+from regrasp.learn.training.cache import build_cache, jacquard_images
+from regrasp.learn.training.config import DecodeConfig, TrainConfig
+from regrasp.learn.training.data import CachedGraspDataset
+from regrasp.learn.training.evaluate import evaluate, predict_top_k
+from regrasp.learn.training.loop import metadata_for
+from regrasp.learn.training.registry import load_registered, read_metadata, register_model
+from regrasp.platform.errors import NotFound
+from regrasp.platform.store import keys
+from regrasp.platform.store.objects import open_store
 
 SIZE = 64
 DECODE = DecodeConfig(min_distance=4)

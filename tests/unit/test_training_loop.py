@@ -9,20 +9,20 @@ from __future__ import annotations
 import pytest
 import torch
 
-from regrasp.formats.jacquard import scan_jacquard
-from regrasp.store import keys
-from regrasp.store.objects import open_store
-from regrasp.synthetic.generate import generate_dataset
-from regrasp.training.cache import build_cache, jacquard_images
-from regrasp.training.config import TrainConfig
-from regrasp.training.loop import (
+from regrasp.data.formats.jacquard import scan_jacquard
+from regrasp.data.synthetic.generate import generate_dataset
+from regrasp.learn.training.cache import build_cache, jacquard_images
+from regrasp.learn.training.config import TrainConfig
+from regrasp.learn.training.loop import (
     DistributedContext,
     grasp_loss,
     load_latest_checkpoint,
     split_datasets,
     train,
 )
-from regrasp.training.splits import make_split
+from regrasp.learn.training.splits import make_split
+from regrasp.platform.store import keys
+from regrasp.platform.store.objects import open_store
 
 SIZE = 32
 
@@ -138,8 +138,8 @@ def test_resume_false_starts_over_and_old_checkpoints_are_pruned(cached) -> None
 
 def test_test_images_are_refused_for_training(cached) -> None:
     url, index, split = cached
-    from regrasp.errors import InvalidInput
-    from regrasp.training.data import CachedGraspDataset
+    from regrasp.learn.training.data import CachedGraspDataset
+    from regrasp.platform.errors import InvalidInput
 
     store = open_store(url)
     leaky = CachedGraspDataset(store, index, [*split.train, split.test[0]])

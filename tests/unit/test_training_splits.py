@@ -7,9 +7,9 @@ import random
 
 import pytest
 
-from regrasp.errors import InvalidInput
-from regrasp.training.config import SplitConfig, TrainConfig
-from regrasp.training.splits import Split, make_split
+from regrasp.learn.training.config import SplitConfig, TrainConfig
+from regrasp.learn.training.splits import Split, make_split
+from regrasp.platform.errors import InvalidInput
 
 
 def _dataset(objects: int = 40, per_object: int = 5) -> tuple[list[str], list[str]]:

@@ -1,4 +1,5 @@
-"""regrasp.viz: overlays draw where the rectangles are, in their colours; charts are PNGs."""
+"""regrasp.grasp.drawing: overlays draw where the rectangles are, in their colours;
+charts are PNGs."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from regrasp import viz
-from regrasp.errors import InvalidInput
+from regrasp.grasp import drawing as viz
+from regrasp.platform.errors import InvalidInput
 
 GT = np.array([[50.0, 50.0, 0.0, 40.0, 10.0]])
 PRED = np.array([[120.0, 120.0, 90.0, 30.0, 10.0]])

@@ -8,10 +8,10 @@ from __future__ import annotations
 import sqlalchemy as sa
 from fastapi import APIRouter, Response, status
 
-from regrasp.accounts import create_api_key, revoke_api_key
 from regrasp.api.accounts import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic
-from regrasp.errors import InvalidInput
-from regrasp.store.db.tables import ApiKey
+from regrasp.platform.accounts import create_api_key, revoke_api_key
+from regrasp.platform.errors import InvalidInput
+from regrasp.platform.store.db.tables import ApiKey
 from services.orchestrator.deps import AdminUser, SessionDep
 from services.orchestrator.routes import ERRORS
 

@@ -8,13 +8,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.security import OAuth2PasswordRequestForm
 
-from regrasp.accounts import authenticate_password, login_token
 from regrasp.api.accounts import Token
 from regrasp.api.common import ErrorPublic
-from regrasp.clock import utcnow
-from regrasp.errors import Unauthenticated
-from regrasp.store.db.engine import session_scope
-from regrasp.throttle import (
+from regrasp.platform.accounts import authenticate_password, login_token
+from regrasp.platform.clock import utcnow
+from regrasp.platform.errors import Unauthenticated
+from regrasp.platform.store.db.engine import session_scope
+from regrasp.platform.throttle import (
     check_login_allowed,
     clear_login_failures,
     record_login_failure,

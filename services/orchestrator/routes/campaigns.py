@@ -1,7 +1,7 @@
 """Benchmark campaigns (Table I and figures 4–8) and refinement statistics per round.
 
-The work runs in the campaign runner (`regrasp.campaigns.runner`); these routes record
-requests and serve reports computed from the stored results (`regrasp.campaigns.report`).
+The work runs in the campaign runner (`regrasp.workflows.campaigns.runner`); these routes record
+requests and serve reports computed from the stored results (`regrasp.refine.campaigns.report`).
 """
 
 from __future__ import annotations
@@ -23,13 +23,13 @@ from regrasp.api.refinement import (
     StopAdvicePublic,
 )
 from regrasp.api.rounds import RoundRetry
-from regrasp.campaigns import machine
-from regrasp.campaigns import report as reports
-from regrasp.campaigns.config import CampaignConfig
-from regrasp.errors import InvalidInput, NotFound
-from regrasp.refinement_stats import add_audit_items, dataset_refinement, round_refinement
-from regrasp.refinement_stats import suggest_stop as _suggest_stop
-from regrasp.store.db.tables import Campaign, Dataset
+from regrasp.platform.errors import InvalidInput, NotFound
+from regrasp.platform.store.db.tables import Campaign, Dataset
+from regrasp.refine.campaigns import report as reports
+from regrasp.refine.campaigns.config import CampaignConfig
+from regrasp.refine.refinement_stats import add_audit_items, dataset_refinement, round_refinement
+from regrasp.refine.refinement_stats import suggest_stop as _suggest_stop
+from regrasp.workflows.campaigns import machine
 from services.orchestrator.deps import AdminUser, CurrentUser, SessionDep, StoreDep
 from services.orchestrator.routes import ERRORS, commit_and_wake
 

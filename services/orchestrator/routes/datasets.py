@@ -6,9 +6,9 @@ import sqlalchemy as sa
 from fastapi import APIRouter, BackgroundTasks, Query, Request, status
 
 from regrasp.api.datasets import DatasetPublic, ImportRequest, ImportStatus
-from regrasp.errors import NotFound
-from regrasp.ingest import create_import, get_import
-from regrasp.store.db.tables import Dataset, DatasetImport, DatasetVersion
+from regrasp.data.ingest import create_import, get_import
+from regrasp.platform.errors import NotFound
+from regrasp.platform.store.db.tables import Dataset, DatasetImport, DatasetVersion
 from services.orchestrator.deps import AdminUser, CurrentUser, SessionDep, SettingsDep
 from services.orchestrator.routes import ERRORS
 

@@ -12,9 +12,9 @@ from typing import BinaryIO, Literal
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
-from regrasp.errors import NotFound
-from regrasp.store.db.tables import Image
-from regrasp.store.objects.base import CHUNK_SIZE, guess_content_type
+from regrasp.platform.errors import NotFound
+from regrasp.platform.store.db.tables import Image
+from regrasp.platform.store.objects.base import CHUNK_SIZE, guess_content_type
 from services.orchestrator.deps import CurrentUser, SessionDep, StoreDep
 from services.orchestrator.routes import ERRORS
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from regrasp import model_registry
 from regrasp.api.models import ModelPromote, ModelPublic
-from regrasp.errors import NotFound
+from regrasp.learn import model_registry
+from regrasp.platform.errors import NotFound
 from services.orchestrator.deps import AdminUser, CurrentUser, SessionDep
 from services.orchestrator.routes import ERRORS
 

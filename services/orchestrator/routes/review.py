@@ -1,6 +1,6 @@
 """The review queue: claim, heartbeat, release, skip, decide, change, undo, adjudicate, stats.
 
-Thin shells over `regrasp.review`: the lease, version and double-review rules live there.
+Thin shells over `regrasp.refine.review`: the lease, version and double-review rules live there.
 Reviews are made by people, so these routes refuse the shared service key (no user id).
 Every item answer carries what the screen needs in one response (the model's numbered
 predictions, the labels with their grasp ids, the lease expiry and the item version that
@@ -21,8 +21,6 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Body, Query, Response, status
 from sqlalchemy.orm import Session
 
-from regrasp import review as R
-from regrasp.accounts import Principal
 from regrasp.api.review import (
     AdjudicationCasePublic,
     AnnotatorStatsPublic,
@@ -36,10 +34,12 @@ from regrasp.api.review import (
     ReviewStatsPublic,
     UndoPublic,
 )
-from regrasp.errors import NotFound, PermissionDenied
-from regrasp.settings import Settings
-from regrasp.store.db.engine import core_connection
-from regrasp.store.db.tables import (
+from regrasp.data.versions import labels_of_known_image
+from regrasp.platform.accounts import Principal
+from regrasp.platform.errors import NotFound, PermissionDenied
+from regrasp.platform.settings import Settings
+from regrasp.platform.store.db.engine import core_connection
+from regrasp.platform.store.db.tables import (
     DatasetObject,
     Image,
     Prediction,
@@ -48,7 +48,7 @@ from regrasp.store.db.tables import (
     Round,
     User,
 )
-from regrasp.store.db.versions import labels_of_known_image
+from regrasp.refine import review as R
 from services.orchestrator.deps import AdminUser, SessionDep, Work
 from services.orchestrator.routes import ERRORS
 

@@ -1,6 +1,6 @@
 """Refinement rounds: start (admins), list, inspect, cancel, resume, decide in bulk, apply.
 
-The work itself runs in the round runner (`regrasp.rounds.runner`); these routes only
+The work itself runs in the round runner (`regrasp.workflows.rounds.runner`); these routes only
 record requests on the `rounds` row and wake the runner.
 """
 
@@ -22,14 +22,14 @@ from regrasp.api.rounds import (
     RoundRetry,
     TrainingProgress,
 )
-from regrasp.clock import utcnow
-from regrasp.errors import Conflict, NotFound
-from regrasp.jobs import eta_seconds
-from regrasp.review.decisions import decide
-from regrasp.rounds import machine
-from regrasp.rounds.applying import preview_apply
-from regrasp.rounds.config import RUN_KEY, RoundConfig, parse_config
-from regrasp.store.db.tables import Job, ReviewItem, Round, RoundState
+from regrasp.learn.queue import eta_seconds
+from regrasp.platform.clock import utcnow
+from regrasp.platform.errors import Conflict, NotFound
+from regrasp.platform.store.db.tables import Job, ReviewItem, Round, RoundState
+from regrasp.refine.review.decisions import decide
+from regrasp.refine.rounds.applying import preview_apply
+from regrasp.refine.rounds.config import RUN_KEY, RoundConfig, parse_config
+from regrasp.workflows.rounds import machine
 from services.orchestrator.deps import AdminUser, CurrentUser, SessionDep
 from services.orchestrator.routes import ERRORS, commit_and_wake
 

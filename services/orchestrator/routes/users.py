@@ -5,10 +5,10 @@ from __future__ import annotations
 import sqlalchemy as sa
 from fastapi import APIRouter, status
 
-from regrasp.accounts import create_user, set_password
 from regrasp.api.accounts import PasswordSet, UserCreate, UserPublic
-from regrasp.errors import NotFound
-from regrasp.store.db.tables import User
+from regrasp.platform.accounts import create_user, set_password
+from regrasp.platform.errors import NotFound
+from regrasp.platform.store.db.tables import User
 from services.orchestrator.deps import AdminUser, CurrentUser, SessionDep
 from services.orchestrator.routes import ERRORS
 

@@ -18,10 +18,10 @@ from regrasp.api.versions import (
     RollbackRequest,
     VersionPublic,
 )
-from regrasp.errors import NotFound
-from regrasp.export import export_to_store, image_names, iter_export_zip, plan_export
-from regrasp.store.db import versions as V
-from regrasp.store.db.tables import Dataset, DatasetVersion
+from regrasp.data import versions as V
+from regrasp.data.export import export_to_store, image_names, iter_export_zip, plan_export
+from regrasp.platform.errors import NotFound
+from regrasp.platform.store.db.tables import Dataset, DatasetVersion
 from services.orchestrator.deps import AdminUser, CurrentUser, SessionDep, SettingsDep, StoreDep
 from services.orchestrator.routes import ERRORS
 

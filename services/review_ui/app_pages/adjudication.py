@@ -10,10 +10,10 @@ import time
 
 import streamlit as st
 
-from regrasp import viz
 from regrasp.api.review import DECISIONS, DecisionCreate
-from regrasp.errors import RegraspError
-from regrasp.imaging import decode_rgb
+from regrasp.grasp import drawing as viz
+from regrasp.grasp.imaging import decode_rgb
+from regrasp.platform.errors import RegraspError
 from services.review_ui import overview, state, widgets
 from services.review_ui.session import parse_label_numbers
 

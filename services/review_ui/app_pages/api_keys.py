@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from regrasp.api.accounts import ApiKeyCreate
-from regrasp.errors import RegraspError
+from regrasp.platform.errors import RegraspError
 from services.review_ui import state
 
 SCOPES = {

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from regrasp import viz
-from regrasp.imaging import decode_rgb
+from regrasp.grasp import drawing as viz
+from regrasp.grasp.imaging import decode_rgb
 from services.review_ui import overview, state
 
 st.title("Version diff")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from regrasp.errors import RegraspError
+from regrasp.platform.errors import RegraspError
 from services.review_ui import state
 
 st.title("Regrasp review")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from regrasp.errors import RegraspError
+from regrasp.platform.errors import RegraspError
 from services.review_ui import state
 
 PRODUCTION = "production"

@@ -12,7 +12,7 @@ import streamlit as st
 from pydantic import ValidationError
 
 from regrasp.api.accounts import UserCreate
-from regrasp.errors import RegraspError
+from regrasp.platform.errors import RegraspError
 from services.review_ui import state
 
 st.title("People")

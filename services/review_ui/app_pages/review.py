@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import streamlit as st
 
-from regrasp.errors import Conflict, RegraspError
+from regrasp.platform.errors import Conflict, RegraspError
 from services.review_ui import lead, state, widgets
 from services.review_ui.session import (
     DECISION_KEYS,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from regrasp import viz
+from regrasp.grasp import drawing as viz
 from services.review_ui import lead, overview, state, widgets
 
 st.title("Rounds")

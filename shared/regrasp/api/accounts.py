@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from regrasp.api.common import Public, UtcDatetime
-from regrasp.auth import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
+from regrasp.platform.auth import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 
 __all__ = [
     "ApiKeyCreate",

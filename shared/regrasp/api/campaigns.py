@@ -9,8 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from regrasp.api.common import UtcDatetime, fields_of
 from regrasp.api.refinement import RoundRefinementPublic, StopAdvicePublic
 from regrasp.api.rounds import RoundRetry
-from regrasp.campaigns.config import CampaignConfig
-from regrasp.campaigns.report import CampaignReport, Cell
+from regrasp.refine.campaigns.config import CampaignConfig
+from regrasp.refine.campaigns.report import CampaignReport, Cell
 
 __all__ = [
     "CampaignCellPublic",
@@ -76,7 +76,7 @@ class CampaignPublic(BaseModel):
 
 
 class CampaignCellPublic(fields_of(Cell)):  # type: ignore[misc]
-    """One (network, version) cell of the table (`regrasp.campaigns.report.Cell`)."""
+    """One (network, version) cell of the table (`regrasp.refine.campaigns.report.Cell`)."""
 
     best: bool = Field(description="The best accuracy of its version.")
 

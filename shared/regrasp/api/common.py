@@ -42,7 +42,7 @@ class Public(BaseModel):
 
 
 class ErrorPublic(BaseModel):
-    """Every error response (`regrasp.web.error_body`): one sentence meant for a person."""
+    """Every error response (`regrasp.platform.web.error_body`): one sentence meant for a person."""
 
     error: str
     detail: str

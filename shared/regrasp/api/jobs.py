@@ -1,6 +1,6 @@
 """The trainer's jobs (`/jobs`): submit a training or an evaluation, follow it, cancel it.
 
-A train job's `config` holds `regrasp.training.config.TrainConfig` fields (validated by
+A train job's `config` holds `regrasp.learn.training.config.TrainConfig` fields (validated by
 the service, so a bad value is a 422 at submission, not a failure on a GPU an hour later).
 """
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from regrasp.api.common import UtcDatetime, fields_of
-from regrasp.model_registry import RegisteredModel
+from regrasp.learn.model_registry import RegisteredModel
 
 __all__ = [
     "ModelPromote",

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from regrasp.predict import DEFAULT_K, MAX_K
+from regrasp.learn.predict import DEFAULT_K, MAX_K
 
 __all__ = [
     "Grasp",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from regrasp.api.common import fields_of
-from regrasp.refinement_stats import RoundRefinement, StopAdvice
+from regrasp.refine.refinement_stats import RoundRefinement, StopAdvice
 
 __all__ = [
     "AuditCreate",
@@ -18,7 +18,7 @@ __all__ = [
 
 
 class RoundRefinementPublic(fields_of(RoundRefinement)):  # type: ignore[misc]
-    """One round's refinement numbers (`regrasp.refinement_stats.RoundRefinement`)."""
+    """One round's refinement numbers (`regrasp.refine.refinement_stats.RoundRefinement`)."""
 
     estimated_noise: float | None = Field(description="Share of images with label errors.")
     estimated_noise_high: float | None = Field(description="None without an audit.")
@@ -26,7 +26,7 @@ class RoundRefinementPublic(fields_of(RoundRefinement)):  # type: ignore[misc]
 
 
 class StopAdvicePublic(fields_of(StopAdvice)):  # type: ignore[misc]
-    """Whether to stop refining, and why (`regrasp.refinement_stats.StopAdvice`)."""
+    """Whether to stop refining, and why (`regrasp.refine.refinement_stats.StopAdvice`)."""
 
 
 class RefinementPublic(BaseModel):

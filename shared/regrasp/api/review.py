@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from regrasp.api.common import GraspTuple, Public, UtcDatetime, fields_of
-from regrasp.review.stats import AnnotatorStats, RoundStats
+from regrasp.refine.review.stats import AnnotatorStats, RoundStats
 
 __all__ = [
     "AdjudicationCasePublic",
@@ -68,7 +68,7 @@ class ReviewPublic(Public):
 
 
 class LabelQualityPublic(BaseModel):
-    """Why an item was queued: the grasp label-quality score (`regrasp.label_quality`)."""
+    """Why an item was queued: the grasp label-quality score (`regrasp.refine.label_quality`)."""
 
     quality: float = Field(description="In [0, 1], 1 clean; the item's priority is 1 − quality.")
     kind: Literal["missing", "badly_placed", "wrong_action"] | None = Field(
@@ -147,7 +147,7 @@ class AdjudicationCasePublic(BaseModel):
 
 
 class AnnotatorStatsPublic(fields_of(AnnotatorStats)):  # type: ignore[misc]
-    """One person's work in a round (`regrasp.review.stats.AnnotatorStats`)."""
+    """One person's work in a round (`regrasp.refine.review.stats.AnnotatorStats`)."""
 
 
 class ReviewStatsPublic(fields_of(RoundStats)):  # type: ignore[misc]

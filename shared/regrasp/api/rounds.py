@@ -9,8 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from regrasp.api.common import UtcDatetime, fields_of
 from regrasp.api.review import DecisionName
-from regrasp.rounds.applying import ApplyPreview
-from regrasp.rounds.config import RoundConfig
+from regrasp.refine.rounds.applying import ApplyPreview
+from regrasp.refine.rounds.config import RoundConfig
 
 __all__ = [
     "ApplyPreviewPublic",
@@ -53,7 +53,7 @@ class StateTiming(BaseModel):
 
 
 class RoundRetry(BaseModel):
-    """A step failing transiently and being retried with backoff (`regrasp.rounds.retrying`):
+    """A step failing transiently and being retried with backoff (`regrasp.workflows.retrying`):
     a round's step, or a campaign's passes over its runs (`state`: the campaign's)."""
 
     state: str = Field(description="The state whose step fails.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from regrasp.api.common import Public, UtcDatetime, fields_of
-from regrasp.export import ExportSummary
+from regrasp.data.export import ExportSummary
 
 __all__ = [
     "DiffPublic",
@@ -80,6 +80,6 @@ class _ExportedVersion(Public):
 
 
 class ExportPublic(fields_of(ExportSummary, base=_ExportedVersion)):  # type: ignore[misc]
-    """Where a version's export was written (`regrasp.export.ExportSummary`)."""
+    """Where a version's export was written (`regrasp.data.export.ExportSummary`)."""
 
     prefix: str = Field(description="Object-store prefix holding the export.")

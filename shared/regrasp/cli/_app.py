@@ -8,7 +8,7 @@ import sys
 import typer
 from pydantic import ValidationError
 
-from regrasp.errors import RegraspError
+from regrasp.platform.errors import RegraspError
 
 try:  # typer 0.2x vendors click; its exceptions are not click's own classes
     from typer._click import exceptions as _click

@@ -28,7 +28,7 @@ def orchestrator_client(
     url: str | None, token: str | None, username: str | None, password: str | None
 ) -> OrchestratorClient:
     """A client of the orchestrator, signed in with a token/API key or a password."""
-    from regrasp.settings import load_settings
+    from regrasp.platform.settings import load_settings
 
     s = load_settings()
     client = OrchestratorClient(url or s.orchestrator_url, timeout=600.0)
@@ -42,7 +42,7 @@ def orchestrator_client(
 
 def json_object_option(text: str | None, flag: str) -> dict[str, Any]:
     """The JSON object an option carries (empty when absent); InvalidInput naming the flag."""
-    from regrasp.errors import InvalidInput
+    from regrasp.platform.errors import InvalidInput
 
     if not text:
         return {}
@@ -57,7 +57,7 @@ def json_object_option(text: str | None, flag: str) -> dict[str, Any]:
 
 def int_list_option(text: str, flag: str) -> list[int]:
     """The integers of a comma-separated option, e.g. "0,2,6"; InvalidInput naming the flag."""
-    from regrasp.errors import InvalidInput
+    from regrasp.platform.errors import InvalidInput
 
     parts = [part.strip() for part in text.split(",") if part.strip()]
     try:

@@ -1,4 +1,7 @@
-"""How `regrasp up` frames its summary on the console (the words: `regrasp.rounds.describe`)."""
+"""How `regrasp up` frames its summary on the console.
+
+The words come from `regrasp.workflows.rounds.describe`.
+"""
 
 from __future__ import annotations
 

@@ -34,8 +34,8 @@ def key_create(
     password: str = PASSWORD_OPTION,
 ) -> None:
     """Create a key and print it: the only time it is ever shown."""
-    from regrasp.accounts import parse_scope
     from regrasp.api.accounts import ApiKeyCreate
+    from regrasp.platform.accounts import parse_scope
 
     scope = parse_scope(scope).value  # one line naming the known scopes, before any call
     with orchestrator_client(url, token, username, password) as api:

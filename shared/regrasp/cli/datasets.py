@@ -63,7 +63,7 @@ def import_dataset(
         SplitRequest,
         SyntheticSource,
     )
-    from regrasp.errors import InvalidInput
+    from regrasp.platform.errors import InvalidInput
 
     given = [x is not None for x in (jacquard, cornell, prefix, synthetic)]
     if sum(given) != 1:
@@ -201,10 +201,10 @@ def admin_create(
     ),
 ) -> None:
     """Create an admin in the configured database (bootstrap: works before any admin exists)."""
-    from regrasp.accounts import create_user
-    from regrasp.settings import load_settings
-    from regrasp.store.db import migrations
-    from regrasp.store.db.engine import make_engine, session_scope
+    from regrasp.platform.accounts import create_user
+    from regrasp.platform.settings import load_settings
+    from regrasp.platform.store.db import migrations
+    from regrasp.platform.store.db.engine import make_engine, session_scope
 
     s = load_settings()
     engine = make_engine(s.database_url)

@@ -13,7 +13,7 @@ app.add_typer(db_app, name="db")
 @app.command()
 def settings() -> None:
     """Print the effective settings (secrets masked, the database password too)."""
-    from regrasp.settings import load_settings
+    from regrasp.platform.settings import load_settings
 
     s = load_settings()
     for name, value in s.redacted().items():
@@ -23,8 +23,8 @@ def settings() -> None:
 @db_app.command("upgrade")
 def db_upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> None:
     """Apply migrations up to REVISION (default: head)."""
-    from regrasp.settings import load_settings
-    from regrasp.store.db import migrations
+    from regrasp.platform.settings import load_settings
+    from regrasp.platform.store.db import migrations
 
     s = load_settings()
     migrations.upgrade(s.database_url, revision)
@@ -34,8 +34,8 @@ def db_upgrade(revision: str = typer.Argument("head", help="Target revision.")) 
 @db_app.command("downgrade")
 def db_downgrade(revision: str = typer.Argument(..., help="Target revision, e.g. base.")) -> None:
     """Revert migrations down to REVISION."""
-    from regrasp.settings import load_settings
-    from regrasp.store.db import migrations
+    from regrasp.platform.settings import load_settings
+    from regrasp.platform.store.db import migrations
 
     s = load_settings()
     migrations.downgrade(s.database_url, revision)
@@ -45,7 +45,7 @@ def db_downgrade(revision: str = typer.Argument(..., help="Target revision, e.g.
 @db_app.command("current")
 def db_current() -> None:
     """Print the database's current revision."""
-    from regrasp.settings import load_settings
-    from regrasp.store.db import migrations
+    from regrasp.platform.settings import load_settings
+    from regrasp.platform.store.db import migrations
 
     typer.echo(migrations.current(load_settings().database_url) or "empty")

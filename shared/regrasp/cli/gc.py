@@ -1,7 +1,7 @@
 """`regrasp gc`: find (and with --delete remove) what no database row refers to.
 
 Runs straight on the database and object store the settings name (like `regrasp db`), so
-an operator can run it with the services stopped. The rules are `regrasp.store.gc`'s.
+an operator can run it with the services stopped. The rules are `regrasp.data.gc`'s.
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ def gc(
     import json
     from datetime import timedelta
 
-    from regrasp.settings import load_settings
-    from regrasp.store.db.engine import make_engine, session_scope
-    from regrasp.store.gc import collect_garbage
-    from regrasp.store.objects import store_from_settings
+    from regrasp.data.gc import collect_garbage
+    from regrasp.platform.settings import load_settings
+    from regrasp.platform.store.db.engine import make_engine, session_scope
+    from regrasp.platform.store.objects import store_from_settings
 
     settings = load_settings()
     engine = make_engine(settings.database_url)

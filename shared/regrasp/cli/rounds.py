@@ -13,7 +13,7 @@ from regrasp.cli._common import (
     json_object_option,
     orchestrator_client,
 )
-from regrasp.rounds.describe import apply_summary, training_line
+from regrasp.workflows.rounds.describe import apply_summary, training_line
 
 round_app = typer.Typer(no_args_is_help=True, help="Refinement rounds through the orchestrator.")
 app.add_typer(round_app, name="round")

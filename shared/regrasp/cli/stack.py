@@ -8,7 +8,7 @@ import typer
 
 from regrasp.cli._app import app
 from regrasp.cli._common import PASSWORD_OPTION, TOKEN_OPTION, USER_OPTION, orchestrator_client
-from regrasp.errors import RegraspError
+from regrasp.platform.errors import RegraspError
 
 #: The processes `regrasp up` runs; each logs to `<data dir>/logs/<name>.log`.
 SERVICES = ("orchestrator", "trainer", "worker", "inference", "review_ui")
@@ -45,9 +45,9 @@ def up(
     from regrasp.cli._console import frame
     from regrasp.clients.orchestrator import OrchestratorClient
     from regrasp.demo import StackPorts, SyntheticSpec, bootstrap_demo, ensure_admin, local_stack
-    from regrasp.rounds.describe import round_summary
-    from regrasp.settings import load_settings
-    from regrasp.supervisor import LogFiles, Supervisor, stop_on_signals
+    from regrasp.platform.settings import load_settings
+    from regrasp.platform.supervisor import LogFiles, Supervisor, stop_on_signals
+    from regrasp.workflows.rounds.describe import round_summary
 
     s = load_settings(**({"data_dir": Path(data_dir)} if data_dir else {}))
     ports = StackPorts(orchestrator_port, trainer_port, inference_port, ui_port)
@@ -149,8 +149,8 @@ def logs(
     from collections import deque
     from pathlib import Path
 
-    from regrasp.errors import InvalidInput, NotFound
-    from regrasp.settings import load_settings
+    from regrasp.platform.errors import InvalidInput, NotFound
+    from regrasp.platform.settings import load_settings
 
     name = service.replace("-", "_")
     if name not in SERVICES:
@@ -210,6 +210,7 @@ def demo(
     from regrasp.api.accounts import UserCreate
     from regrasp.clients.orchestrator import OrchestratorClient
     from regrasp.clients.trainer import TrainerClient
+    from regrasp.data.synthetic.reviewer import SimulatedReviewer
     from regrasp.demo import (
         DEMO_TRAIN,
         StackPorts,
@@ -223,9 +224,8 @@ def demo(
         synthetic_truth,
         write_charts,
     )
-    from regrasp.settings import load_settings
-    from regrasp.supervisor import LogFiles, Supervisor, interrupt_on_sigterm
-    from regrasp.synthetic.reviewer import SimulatedReviewer
+    from regrasp.platform.settings import load_settings
+    from regrasp.platform.supervisor import LogFiles, Supervisor, interrupt_on_sigterm
 
     # Wide enough for the per-round table even when output goes to a file or a pipe.
     console = Console(width=None if sys.stdout.isatty() else 200)

@@ -24,10 +24,10 @@ def store_mirror(
 
     s3:// URLs use the REGRASP_S3_* settings (endpoint, keys). Nothing is ever deleted
     from DESTINATION; a re-run after an interruption copies only what is missing."""
-    from regrasp.errors import NotFound
-    from regrasp.settings import load_settings
-    from regrasp.store.objects import store_from_settings
-    from regrasp.store.objects.mirror import mirror
+    from regrasp.platform.errors import NotFound
+    from regrasp.platform.settings import load_settings
+    from regrasp.platform.store.objects import store_from_settings
+    from regrasp.platform.store.objects.mirror import mirror
 
     s = load_settings()
     summary = mirror(

@@ -34,13 +34,13 @@ def train(
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from regrasp import jobs
-    from regrasp.errors import InvalidInput
-    from regrasp.settings import load_settings
-    from regrasp.store.db import migrations
-    from regrasp.store.db.engine import make_engine, make_session_factory, session_scope
-    from regrasp.store.objects import store_from_settings
-    from regrasp.training_jobs import ClaimedJob, run_claimed, validate_payload
+    from regrasp.learn import queue as jobs
+    from regrasp.learn.worker import ClaimedJob, run_claimed, validate_payload
+    from regrasp.platform.errors import InvalidInput
+    from regrasp.platform.settings import load_settings
+    from regrasp.platform.store.db import migrations
+    from regrasp.platform.store.db.engine import make_engine, make_session_factory, session_scope
+    from regrasp.platform.store.objects import store_from_settings
 
     extra = json_object_option(config, "--config")
     options = {

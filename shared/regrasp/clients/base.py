@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel
 
-from regrasp.errors import (
+from regrasp.platform.errors import (
     Conflict,
     InvalidInput,
     NotFound,

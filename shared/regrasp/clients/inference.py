@@ -26,7 +26,7 @@ from regrasp.api.predict import (
     WarmRequest,
 )
 from regrasp.clients.base import ServiceClient
-from regrasp.predict import DEFAULT_K
+from regrasp.learn.predict import DEFAULT_K
 
 __all__ = ["InferenceClient", "replica_urls"]
 

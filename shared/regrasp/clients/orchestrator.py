@@ -58,13 +58,14 @@ from regrasp.api.versions import (
     VersionPublic,
 )
 from regrasp.clients.base import ServiceClient, raise_for_status
-from regrasp.errors import InvalidInput, NotFound
+from regrasp.platform.errors import InvalidInput, NotFound
 
 __all__ = ["OrchestratorClient"]
 
 
 class OrchestratorClient(ServiceClient):
-    """Calls of the orchestrator API; errors arrive as `regrasp.errors` (see `ServiceClient`)."""
+    """Calls of the orchestrator API; errors arrive as `regrasp.platform.errors` (see
+    `ServiceClient`)."""
 
     # auth and users
     def login(self, username: str, password: str) -> Token:
@@ -342,7 +343,7 @@ class OrchestratorClient(ServiceClient):
         on_progress: Callable[[RoundPublic], None] | None = None,
     ) -> RoundPublic:
         """Poll until the round is in one of `until`; StorageError after `timeout` s."""
-        from regrasp.errors import StorageError
+        from regrasp.platform.errors import StorageError
 
         deadline = time.monotonic() + timeout
         while True:
@@ -384,7 +385,7 @@ class OrchestratorClient(ServiceClient):
         on_progress: Callable[[CampaignPublic], None] | None = None,
     ) -> CampaignPublic:
         """Poll until the campaign is done, failed or cancelled; StorageError after `timeout`."""
-        from regrasp.errors import StorageError
+        from regrasp.platform.errors import StorageError
 
         deadline = time.monotonic() + timeout
         while True:

@@ -6,7 +6,7 @@
         job = trainer.wait(job.id)          # polls until succeeded / failed / cancelled
         model_id = job.result["model_id"]
 
-A train job's `config` holds `regrasp.training.config.TrainConfig` fields (validated by
+A train job's `config` holds `regrasp.learn.training.config.TrainConfig` fields (validated by
 the service, so a bad value is a 422 at submission, not a failure on a GPU an hour later).
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 
 from regrasp.api.jobs import EvaluateJobCreate, JobList, JobPublic, TrainJobCreate
 from regrasp.clients.base import ServiceClient
-from regrasp.errors import StorageError
+from regrasp.platform.errors import StorageError
 
 __all__ = ["TrainerClient"]
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from regrasp.predict import RawPrediction
+from regrasp.learn.predict import RawPrediction
 
 logger = logging.getLogger(__name__)
 

@@ -1,14 +1,14 @@
 """The ASGI gate in front of every route of the inference service, and its error shape.
 
-- Bearer auth (the header read by `regrasp.web.bearer_credential`, the credential resolved
-  by `regrasp.accounts.authenticate_bearer` through the service's cached `authenticate`)
+- Bearer auth (the header read by `regrasp.platform.web.bearer_credential`, the credential resolved
+  by `regrasp.platform.accounts.authenticate_bearer` through the service's cached `authenticate`)
   everywhere but the public paths (probes, metrics, docs): 401 with a message when
   missing or wrong; then the key's scope (`accounts.authorize_route`: a robot
   key reaches only POST /predict and GET /model) and the route's own rule (internal
   routes: services only; admin routes: admins and services), 403 otherwise;
 - 411 for a POST without Content-Length, 413 for a body over the limit, before reading it;
 - the caller (`Principal`) left in `CALLER` for the handler (which models it may name);
-- every error response rewritten as `regrasp.web.error_body`, a domain 5xx with its
+- every error response rewritten as `regrasp.platform.web.error_body`, a domain 5xx with its
   own message (BentoML replaces 5xx messages by a generic text);
 - `OneLineClientErrors`: BentoML logs every 4xx with a full traceback; one line is enough.
 
@@ -26,10 +26,10 @@ from typing import Any, Protocol
 
 import anyio.to_thread
 
-from regrasp.accounts import SERVICE_ROLE, Principal, authorize_route
-from regrasp.errors import PermissionDenied, StorageError, Unauthenticated
-from regrasp.web import bearer_credential, error_body
-from regrasp.web.body_limit import declared_length, too_large_message
+from regrasp.platform.accounts import SERVICE_ROLE, Principal, authorize_route
+from regrasp.platform.errors import PermissionDenied, StorageError, Unauthenticated
+from regrasp.platform.web import bearer_credential, error_body
+from regrasp.platform.web.body_limit import declared_length, too_large_message
 
 logger = logging.getLogger(__name__)
 

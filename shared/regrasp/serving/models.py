@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
 
-from regrasp.errors import InvalidInput, NotFound, RegraspError
+from regrasp.platform.errors import InvalidInput, NotFound, RegraspError
 
 logger = logging.getLogger(__name__)
 

@@ -21,18 +21,18 @@ from typing import Any
 
 import numpy as np
 
-from regrasp import model_registry
-from regrasp.accounts import Principal, authenticate_bearer
 from regrasp.api.predict import ModelInfo, ServingStats
-from regrasp.errors import NotFound, PermissionDenied, RegraspError
-from regrasp.predict import Prepared, Ranked, prepare, to_image
+from regrasp.learn import model_registry
+from regrasp.learn.predict import Prepared, Ranked, prepare, to_image
+from regrasp.platform.accounts import Principal, authenticate_bearer
+from regrasp.platform.errors import NotFound, PermissionDenied, RegraspError
+from regrasp.platform.settings import Settings
+from regrasp.platform.store.db import migrations
+from regrasp.platform.store.db.engine import make_engine, session_scope
+from regrasp.platform.store.objects import store_from_settings
 from regrasp.serving import batching, stored
 from regrasp.serving.batching import Ticket
 from regrasp.serving.models import ModelCache, NoProductionModel, ProductionFollower
-from regrasp.settings import Settings
-from regrasp.store.db import migrations
-from regrasp.store.db.engine import make_engine, session_scope
-from regrasp.store.objects import store_from_settings
 
 logger = logging.getLogger(__name__)
 

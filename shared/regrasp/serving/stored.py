@@ -12,12 +12,12 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from regrasp.errors import InvalidInput, NotFound, RegraspError, StorageError
-from regrasp.predict import ModelSpec, Prepared, prepare
-from regrasp.store.db.engine import session_scope
-from regrasp.store.db.tables import DatasetVersion, Image
-from regrasp.store.db.versions import select_images_at
-from regrasp.store.objects.base import ObjectStore
+from regrasp.data.versions import select_images_at
+from regrasp.learn.predict import ModelSpec, Prepared, prepare
+from regrasp.platform.errors import InvalidInput, NotFound, RegraspError, StorageError
+from regrasp.platform.store.db.engine import session_scope
+from regrasp.platform.store.db.tables import DatasetVersion, Image
+from regrasp.platform.store.objects.base import ObjectStore
 
 #: (depth key, rgb key) of an image
 Keys = tuple[str | None, str | None]
