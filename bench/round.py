@@ -52,7 +52,8 @@ def main() -> None:
     from regrasp.platform.store.db.tables import Image, Prediction, ReviewItem, Round
     from regrasp.platform.store.objects import open_store
     from regrasp.refine.review.decisions import decide
-    from regrasp.refine.rounds.config import RUN_KEY, RoundConfig
+    from regrasp.refine.rounds.config import RoundConfig
+    from regrasp.refine.rounds.run import load_run
     from regrasp.workflows.rounds import machine
     from regrasp.workflows.rounds.predicting import score
     from tests.harness.processes import start_service
@@ -153,7 +154,7 @@ def main() -> None:
 
         with session_scope(bind) as s:
             rnd = s.get(Round, round_id)
-            timings = rnd.config[RUN_KEY]["timings"]
+            timings = load_run(rnd).model_dump(mode="json")["timings"]
             counts = machine.round_counts(s, round_id)
             result = rnd.result_version, rnd.state.value
             preds = s.execute(

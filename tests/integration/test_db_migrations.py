@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -107,3 +109,54 @@ def test_prepare_migrates_in_development_and_only_verifies_in_deployment(databas
     migrations.prepare(database_url, mode="development")
     assert migrations.current(database_url) == migrations.head()
     migrations.prepare(database_url, mode="deployment")  # now up to date: no error
+
+
+def test_0009_moves_a_rounds_run_state_out_of_its_config_and_back(database_url):
+    """Rounds written before 0009 kept their run state under `config["_run"]`: upgrading
+    moves it to `rounds.run` (the retry streak to `rounds.retry`), downgrading restores it."""
+    migrations.upgrade(database_url, "0008")
+    run = {
+        "timings": {"created": {"started": "2026-12-01T10:00:00+00:00"}},
+        "units": [{"fold": None, "job_id": 4, "model_id": None}],
+        "retry": {"state": "training", "attempts": 2},
+    }
+    config = {"flag_threshold": 0.25, "_run": run}
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO datasets (id, name, description, created_at) "
+                    "VALUES (1, 'd', '', CURRENT_TIMESTAMP)"
+                )
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO rounds (id, dataset_id, base_version, state, config, "
+                    "created_at, updated_at) VALUES (1, 1, 0, 'training', :config, "
+                    "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                ),
+                {"config": json.dumps(config)},
+            )
+        migrations.upgrade(database_url, "0009")
+        row = _round_row(engine)
+        assert row["config"] == {"flag_threshold": 0.25}
+        assert row["run"] == {k: v for k, v in run.items() if k != "retry"}
+        assert row["retry"] == run["retry"]
+
+        migrations.downgrade(database_url, "0008")
+        with engine.connect() as conn:
+            stored = conn.execute(sa.text("SELECT config FROM rounds WHERE id = 1")).scalar_one()
+        assert _json(stored) == config
+    finally:
+        engine.dispose()
+
+
+def _round_row(engine: sa.Engine) -> dict:
+    with engine.connect() as conn:
+        row = conn.execute(sa.text("SELECT config, run, retry FROM rounds WHERE id = 1")).one()
+    return {k: _json(v) for k, v in row._mapping.items()}
+
+
+def _json(value: object) -> object:
+    return json.loads(value) if isinstance(value, str) else value

@@ -25,6 +25,7 @@ from regrasp.platform.store.db.engine import make_engine, make_session_factory, 
 from regrasp.platform.store.db.tables import Model, RoundState
 from regrasp.platform.store.objects import open_store
 from regrasp.refine.rounds.config import RoundConfig
+from regrasp.refine.rounds.run import load_run
 from regrasp.workflows.rounds import machine
 from services.trainer.app import create_app as create_trainer
 from tests.harness.inprocess import serve
@@ -108,8 +109,8 @@ def test_out_of_fold_round_trains_each_model_without_its_fold(world):
 
         with session_scope(bind) as s:
             rnd = machine._get(s, round_id)
-            model_ids = [u["model_id"] for u in rnd.config["_run"]["units"]]
-            fold_of_unit = [u["fold"] for u in rnd.config["_run"]["units"]]
+            model_ids = [u.model_id for u in load_run(rnd).units]
+            fold_of_unit = [u.fold for u in load_run(rnd).units]
             splits = {m: s.get(Model, m).split for m in model_ids}
         for model_id, fold in zip(model_ids, fold_of_unit, strict=True):
             fold_ids = {str(i) for i in images[folds == fold]}

@@ -29,7 +29,8 @@ from regrasp.platform.store.db import migrations
 from regrasp.platform.store.db.engine import make_engine, make_session_factory, session_scope
 from regrasp.platform.store.db.tables import RoundState
 from regrasp.platform.store.objects import open_store
-from regrasp.refine.rounds.config import RUN_KEY, RoundConfig
+from regrasp.refine.rounds.config import RoundConfig
+from regrasp.refine.rounds.run import load_run
 from regrasp.workflows.retrying import RetryPolicy
 from regrasp.workflows.rounds import machine
 from services.trainer.app import create_app as create_trainer
@@ -66,9 +67,13 @@ def world(database_url, file_store_url, tmp_path):
 
 
 def _run(bind, round_id: int) -> tuple[RoundState, dict, str | None]:
+    """(state, run state with the retry streak under "retry" while there is one, error)."""
     with session_scope(bind) as s:
         rnd = machine._get(s, round_id)
-        return rnd.state, dict(rnd.config[RUN_KEY]), rnd.error
+        run = load_run(rnd).model_dump(mode="json")
+        if rnd.retry is not None:
+            run["retry"] = rnd.retry
+        return rnd.state, run, rnd.error
 
 
 def _when_due(bind, round_id: int) -> None:

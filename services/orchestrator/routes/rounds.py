@@ -28,7 +28,8 @@ from regrasp.platform.errors import Conflict, NotFound
 from regrasp.platform.store.db.tables import Job, ReviewItem, Round, RoundState
 from regrasp.refine.review.decisions import decide
 from regrasp.refine.rounds.applying import preview_apply
-from regrasp.refine.rounds.config import RUN_KEY, RoundConfig, parse_config
+from regrasp.refine.rounds.config import RoundConfig, parse_config
+from regrasp.refine.rounds.run import TrainingUnit, load_run
 from regrasp.workflows.rounds import machine
 from services.orchestrator.deps import AdminUser, CurrentUser, SessionDep
 from services.orchestrator.routes import ERRORS, commit_and_wake
@@ -154,13 +155,13 @@ def _round(session: sa.orm.Session, round_id: int) -> Round:
 
 
 def _public(session: sa.orm.Session, rnd: Round) -> RoundPublic:
-    run = dict((rnd.config or {}).get(RUN_KEY) or {})
-    units = list(run.get("units") or [])
+    run = load_run(rnd)
+    units = run.units
     now = utcnow()
     timings = {}
-    for state, t in (run.get("timings") or {}).items():
-        start = _time(t.get("started"))
-        end = _time(t.get("finished"))
+    for state, t in run.timings.items():
+        start = _time(t.started)
+        end = _time(t.finished)
         seconds = ((end or now) - start).total_seconds() if start else None
         if end is None and state != rnd.state.value:
             seconds = None
@@ -173,12 +174,12 @@ def _public(session: sa.orm.Session, rnd: Round) -> RoundPublic:
         state=rnd.state.value,
         config=parse_config(rnd.config).model_dump(mode="json"),
         model_id=rnd.model_id,
-        model_ids=[int(u["model_id"]) for u in units if u.get("model_id") is not None],
+        model_ids=[u.model_id for u in units if u.model_id is not None],
         train_job_id=rnd.train_job_id,
-        train_job_ids=[int(u["job_id"]) for u in units if u.get("job_id") is not None],
+        train_job_ids=[u.job_id for u in units if u.job_id is not None],
         error=rnd.error,
-        failed_in=run.get("failed_in") if rnd.state == RoundState.failed else None,
-        retry=RoundRetry(**run[machine.RETRY_KEY]) if run.get(machine.RETRY_KEY) else None,
+        failed_in=run.failed_in if rnd.state == RoundState.failed else None,
+        retry=RoundRetry(**rnd.retry) if rnd.retry else None,
         created_at=rnd.created_at,
         updated_at=rnd.updated_at,
         finished_at=rnd.finished_at,
@@ -188,13 +189,15 @@ def _public(session: sa.orm.Session, rnd: Round) -> RoundPublic:
     )
 
 
-def _training(session: sa.orm.Session, rnd: Round, units: list[dict]) -> list[TrainingProgress]:
+def _training(
+    session: sa.orm.Session, rnd: Round, units: list[TrainingUnit]
+) -> list[TrainingProgress]:
     """The round's training jobs as their workers last reported (epoch n of N, loss, ETA),
     while it is training: read from the jobs table the trainer's workers write (the same
     database), so the view answers even when the trainer API is down."""
     if rnd.state not in (RoundState.created, RoundState.training):
         return []
-    ids = [int(u["job_id"]) for u in units if u.get("job_id") is not None]
+    ids = [u.job_id for u in units if u.job_id is not None]
     if not ids and rnd.train_job_id is not None:
         ids = [rnd.train_job_id]
     if not ids:

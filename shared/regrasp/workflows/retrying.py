@@ -9,7 +9,7 @@ has lasted `budget_seconds`, or reached `max_attempts`, the round is failed with
 error, so that an admin sees what is down; `POST /rounds/{id}/resume` then starts a fresh
 streak in the state it failed in.
 
-The streak is a plain JSON record on the round (`Round.config[RUN_KEY]["retry"]`), so a
+The streak is a plain JSON record on the row (`Round.retry`, `Campaign.retry`), so a
 restarted or another orchestrator replica continues it where it was:
 
     {"state": "predicting", "attempts": 3, "since": ISO, "last_at": ISO, "next_at": ISO,

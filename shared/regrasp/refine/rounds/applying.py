@@ -41,7 +41,8 @@ from regrasp.platform.store.db.tables import (
     Round,
     RoundState,
 )
-from regrasp.refine.rounds.config import RUN_KEY, parse_config
+from regrasp.refine.rounds.config import parse_config
+from regrasp.refine.rounds.run import load_run, save_run
 
 __all__ = [
     "ApplyPreview",
@@ -266,9 +267,9 @@ def apply_round(
         return rnd.result_version
     if rnd.state != RoundState.applying:
         raise Conflict(f"round {round_id} is {rnd.state}, not applying")
-    run = dict((rnd.config or {}).get(RUN_KEY) or {})
+    run = load_run(rnd)
     if force is None:
-        force = bool((run.get("apply") or {}).get("force", False))
+        force = run.apply.force if run.apply is not None else False
     change_set = build_change_set(session, rnd, final_decisions(session, round_id), force=force)
     number = versions.create_version(
         session,
@@ -279,10 +280,8 @@ def apply_round(
         message=f"round {rnd.id}",
     )
     now = utcnow()
-    timings = dict(run.get("timings") or {})
-    timings["applying"] = {**timings.get("applying", {}), "finished": now.isoformat()}
-    run["timings"] = timings
-    rnd.config = {**rnd.config, RUN_KEY: run}
+    run.finished(RoundState.applying.value)
+    save_run(rnd, run)
     rnd.result_version = number
     rnd.state = RoundState.done
     rnd.finished_at = now

@@ -4,8 +4,8 @@ A round trains a network on a dataset version (or reuses a registered model), pr
 top-k grasps of every image, flags the images whose top-1 prediction overlaps none of
 their labels (best gated IoU < `flag_threshold`, the paper's 0.2), queues them for review
 and applies the decisions as the next version. The config is stored on the `rounds` row
-(`Round.config`) next to the run's own bookkeeping (`RUN_KEY`), so a restarted
-orchestrator resumes with exactly the options the round was started with.
+(`Round.config`; the run's own bookkeeping is `Round.run`, `regrasp.refine.rounds.run`),
+so a restarted orchestrator resumes with exactly the options the round was started with.
 """
 
 from __future__ import annotations
@@ -17,11 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from regrasp.grasp.metrics import FLAG_IOU
 from regrasp.platform.errors import InvalidInput
 
-__all__ = ["JAW_RULES", "RUN_KEY", "JawRule", "RoundConfig", "parse_config"]
-
-#: Key of `Round.config` that holds the run's bookkeeping (timings, fold jobs, apply
-#: request); everything else in `Round.config` is the `RoundConfig`.
-RUN_KEY = "_run"
+__all__ = ["JAW_RULES", "JawRule", "RoundConfig", "parse_config"]
 
 JawRule = Literal["half_opening", "label_median", "predicted"]
 #: How the jaw of an accepted prediction is set: "half_opening" jaw = opening / 2 (the
@@ -124,10 +120,9 @@ class RoundConfig(BaseModel):
 
 
 def parse_config(stored: dict[str, Any]) -> RoundConfig:
-    """The `RoundConfig` of a `Round.config` value (the run bookkeeping is ignored)."""
-    values = {k: v for k, v in (stored or {}).items() if k != RUN_KEY}
+    """The `RoundConfig` of a `Round.config` value."""
     try:
-        return RoundConfig(**values)
+        return RoundConfig(**(stored or {}))
     except ValidationError as exc:
         raise InvalidInput(f"invalid round config: {_problems(exc)}") from None
 

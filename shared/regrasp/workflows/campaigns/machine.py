@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -45,8 +44,8 @@ from regrasp.platform.errors import Conflict, InvalidInput, NotFound, StorageErr
 from regrasp.platform.store.db.engine import session_scope
 from regrasp.platform.store.db.tables import Campaign, CampaignState, DatasetObject, Image
 from regrasp.refine.campaigns.config import CampaignConfig, parse_config
-from regrasp.workflows.retrying import describe, due, record_failure
-from regrasp.workflows.rounds.machine import Services
+from regrasp.workflows.engine import Services, end_streak, note_failure, submit_once
+from regrasp.workflows.retrying import describe, due
 
 __all__ = [
     "ACTIVE_STATES",
@@ -66,8 +65,6 @@ Bind = Engine | sessionmaker[Session]
 ACTIVE_STATES = (CampaignState.created, CampaignState.running)
 RUN_STATES = ("pending", "training", "evaluating", "done", "failed", "cancelled")
 _OPEN_RUNS = ("pending", "training", "evaluating")
-#: Slack when matching a submitted job to its recorded intent (clock skew), seconds.
-_INTENT_SLACK = 60.0
 
 
 # --- requests from the API ---------------------------------------------------------------
@@ -340,24 +337,17 @@ def _submit_once(
     payload: dict[str, Any],
     create: Callable[[], Any],
 ) -> int:
-    """Submit a job exactly once across crashes (intent first, then look it up)."""
-    if run.get(intent):
-        found = _find_submitted(trainer, kind, payload, run[intent])
-        if found is not None:
-            return found
-    else:
-        _update(bind, campaign_id, index, {intent: utcnow().isoformat()})
-    return int(trainer.submit(create()).id)
-
-
-def _find_submitted(trainer: Any, kind: str, payload: dict[str, Any], intent_at: str) -> int | None:
-    since = datetime.fromisoformat(intent_at) - timedelta(seconds=_INTENT_SLACK)
-    for job in trainer.list(kind=kind, limit=500).items:
-        created = job.created_at if job.created_at.tzinfo else job.created_at.replace(tzinfo=UTC)
-        stored = job.payload or {}
-        if created >= since and all(stored.get(k) == v for k, v in payload.items()):
-            return int(job.id)
-    return None
+    """Submit a job exactly once across crashes (`regrasp.workflows.engine.submit_once`),
+    the intent kept on the run under `intent`."""
+    job_id, _ = submit_once(
+        trainer,
+        kind=kind,
+        payload=payload,
+        intent_at=run.get(intent),
+        record_intent=lambda at: _update(bind, campaign_id, index, {intent: at}),
+        create=create,
+    )
+    return job_id
 
 
 def _cancel_run(
@@ -384,27 +374,15 @@ def _record_transient(
         campaign = _locked(session, campaign_id)
         if campaign.state != state:
             return campaign.state
-        streak = record_failure(
-            campaign.retry,
+        streak = note_failure(
+            campaign,
             state=state.value,
-            error=message[:2000],
-            now=utcnow(),
+            message=message,
             policy=policy,
+            what=f"campaign {campaign_id}",
         )
-        campaign.retry = streak
-        tries = streak["attempts"]
         if not streak["gave_up"]:
-            delay = streak["delays"][-1]
-            log.warning(
-                "campaign %s: trainer unreachable (try %d), retrying in %.1f s: %s",
-                campaign_id,
-                tries,
-                delay,
-                message,
-            )
-            campaign.error = describe(streak, policy, message)[:4000]
             return state
-        log.error("campaign %s: gave up after %d tries: %s", campaign_id, tries, message)
         budget = describe(streak, policy, message)
         if state == CampaignState.cancelled:
             campaign.error = f"its open jobs could not be cancelled {budget}"[:4000]
@@ -421,10 +399,7 @@ def _record_transient(
 def _end_streak(bind: Bind, campaign_id: int) -> None:
     """A pass completed: forget the retry streak and its error."""
     with session_scope(bind) as session:
-        campaign = _locked(session, campaign_id)
-        if campaign.retry is not None:
-            campaign.retry = None
-            campaign.error = None
+        end_streak(_locked(session, campaign_id))
 
 
 def _settle(bind: Bind, campaign_id: int) -> CampaignState:

@@ -33,7 +33,9 @@ what was unreachable. Any other failure fails the round at once. A failed round 
 (`resume_round`) in the state it failed in.
 
 The run's bookkeeping (per-state timings, the models to train, the apply request, the state
-a failure happened in, the retry streak) lives in `Round.config[RUN_KEY]`. Every write
+a failure happened in) is typed (`regrasp.refine.rounds.run.RoundRun`) in `Round.run`, the
+retry streak in `Round.retry`; what rounds share with campaigns (the streak, submitting a
+job once, the polled runner) is `regrasp.workflows.engine`. Every write
 checks the state it expects (compare-and-set), so an admin's cancel racing a step wins
 cleanly: the step's transition is refused and it stops. Two replicas never run the same
 round at once because the runner holds a per-round lock around `advance`
@@ -51,9 +53,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -76,8 +76,10 @@ from regrasp.platform.store.db.tables import (
     RoundState,
 )
 from regrasp.refine.rounds.applying import locked_round
-from regrasp.refine.rounds.config import RUN_KEY, RoundConfig, parse_config
-from regrasp.workflows.retrying import RetryPolicy, describe, due, record_failure
+from regrasp.refine.rounds.config import RoundConfig, parse_config
+from regrasp.refine.rounds.run import ApplyRequest, RoundRun, TrainingUnit, load_run, save_run
+from regrasp.workflows.engine import Services, end_streak, note_failure, submit_once
+from regrasp.workflows.retrying import RetryPolicy, describe, due
 
 __all__ = [
     "ACTIVE_STATES",
@@ -106,11 +108,6 @@ ACTIVE_STATES = (
     RoundState.applying,
 )
 FINAL_STATES = frozenset({RoundState.done, RoundState.cancelled})
-#: Slack when matching a submitted job to its recorded intent (clock skew between the
-#: orchestrator and the trainer's database writes), seconds.
-_INTENT_SLACK = 60.0
-#: Key of the retry streak in the run's bookkeeping (`regrasp.workflows.retrying`).
-RETRY_KEY = "retry"
 #: Hook points that prove the step got something done: they end a retry streak.
 _PROGRESS_POINTS = frozenset({"training:submitted", "training:polled", "predicting:chunk"})
 #: Failures worth retrying: something the step needs is unreachable for now.
@@ -119,20 +116,6 @@ _TRANSIENT = (StorageError, httpx.TransportError, ConnectionError, TimeoutError)
 
 class _Interrupted(Exception):
     """The round left the state the step runs for (cancelled, or another writer)."""
-
-
-@dataclass(frozen=True)
-class Services:
-    """Where the other services are, how to call them, and how long to keep retrying
-    them when they are unreachable (from `regrasp.platform.settings`)."""
-
-    trainer_url: str
-    inference_urls: tuple[str, ...]
-    credential: str | None
-    poll_seconds: float = 2.0
-    per_url: int = 2
-    retries: int = 3
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
 # --- requests from the API ---------------------------------------------------------------
@@ -151,8 +134,10 @@ def create_round(
     else:
         _ready_model(session, config.model_id)
     now = utcnow()
-    stored[RUN_KEY] = {"timings": {RoundState.created.value: {"started": now.isoformat()}}}
+    run = RoundRun()
+    run.entered(RoundState.created.value, left=None)
     rnd = Round(dataset_id=dataset_id, base_version=base, config=stored, created_at=now)
+    save_run(rnd, run)
     session.add(rnd)
     session.flush()
     return rnd
@@ -189,7 +174,9 @@ def request_apply(session: Session, round_id: int, *, force: bool, by: int | Non
             f"round {round_id} has {open_items} undecided review items; decide them or apply "
             "with force (undecided items then count as true negatives)"
         )
-    _set_run(rnd, apply={"force": force, "by": by, "at": utcnow().isoformat()})
+    run = load_run(rnd)
+    run.apply = ApplyRequest(force=force, by=by, at=utcnow().isoformat())
+    save_run(rnd, run)
     _transition(rnd, RoundState.applying)
     return rnd
 
@@ -199,8 +186,7 @@ def resume_round(session: Session, round_id: int) -> Round:
     rnd = locked_round(session, round_id)
     if rnd.state != RoundState.failed:
         raise Conflict(f"round {round_id} is {rnd.state}, not failed")
-    run = _run(rnd)
-    _transition(rnd, RoundState(run.get("failed_in", RoundState.created.value)))
+    _transition(rnd, RoundState(load_run(rnd).failed_in or RoundState.created.value))
     rnd.error = None
     return rnd
 
@@ -239,19 +225,19 @@ def fold_of(image_ids: np.ndarray, *, folds: int, seed: int) -> np.ndarray:
     return fold_sorted[np.searchsorted(ids, np.asarray(image_ids, dtype=np.int64))]
 
 
-def unit_images(images: np.ndarray, config: RoundConfig, unit: dict[str, Any]) -> np.ndarray:
+def unit_images(images: np.ndarray, config: RoundConfig, unit: TrainingUnit) -> np.ndarray:
     """The images a unit's model predicts: all of them, or an out-of-fold unit's fold.
 
     The training step holds out exactly these (`unit_train_config`), so an out-of-fold
     round scores every image with the one model that never trained on it.
     """
-    if not config.folds or unit.get("fold") is None:
+    if not config.folds or unit.fold is None:
         return images
-    return images[fold_of(images, folds=config.folds, seed=config.fold_seed) == unit["fold"]]
+    return images[fold_of(images, folds=config.folds, seed=config.fold_seed) == unit.fold]
 
 
 def unit_train_config(
-    config: RoundConfig, images: np.ndarray | None, unit: dict[str, Any]
+    config: RoundConfig, images: np.ndarray | None, unit: TrainingUnit
 ) -> dict[str, Any]:
     """The training config of a unit: the round's, with an out-of-fold unit's fold held out
     on top of whatever the config already excludes (a fixed test set)."""
@@ -287,7 +273,7 @@ def advance(
     with session_scope(bind) as session:
         rnd = _get(session, round_id)
         state = rnd.state
-        streak = _run(rnd).get(RETRY_KEY)
+        streak = rnd.retry
     steps: dict[RoundState, Callable[..., None]] = {
         RoundState.created: _step_created,
         RoundState.training: _step_training,
@@ -337,67 +323,74 @@ def _step_created(bind: Bind, round_id: int, services: Services, hook: Hook, sto
         if config.model_id is not None:
             _ready_model(session, config.model_id)
             rnd.model_id = config.model_id
-            _set_run(rnd, units=[{"fold": None, "model_id": config.model_id}])
+            run = load_run(rnd)
+            run.units = [TrainingUnit(model_id=config.model_id)]
+            save_run(rnd, run)
             _transition(rnd, RoundState.predicting)
             return
         folds = range(config.folds) if config.folds else [None]
-        _set_run(rnd, units=[{"fold": f, "job_id": None, "model_id": None} for f in folds])
+        run = load_run(rnd)
+        run.units = [TrainingUnit(fold=f) for f in folds]
+        save_run(rnd, run)
         _transition(rnd, RoundState.training)
 
 
 def _step_training(bind: Bind, round_id: int, services: Services, hook: Hook, stop) -> None:
     from regrasp.api.jobs import TrainJobCreate
     from regrasp.clients.trainer import TrainerClient
+    from regrasp.learn.training.config import TrainConfig
 
     with session_scope(bind) as session:
         rnd = _expect(session, round_id, RoundState.training)
         config = parse_config(rnd.config)
-        units = list(_run(rnd)["units"])
+        units = load_run(rnd).units
         dataset_id, base = rnd.dataset_id, rnd.base_version
         images = versions.images_at(session, dataset_id, base) if config.folds else None
     with TrainerClient(services.trainer_url, credential=services.credential) as trainer:
         for index, unit in enumerate(units):
-            if unit.get("job_id") is not None:
+            if unit.job_id is not None:
                 continue
             train_config = unit_train_config(config, images, unit)
-            job_id = None
-            if unit.get("intent_at"):
-                job_id = _find_submitted(
-                    trainer,
-                    dataset_id,
-                    base,
-                    train_config,
-                    unit["intent_at"],
-                    exclude=set(unit.get("failed_job_ids") or ()),
-                )
-            else:
-                unit = {**unit, "intent_at": utcnow().isoformat()}
+
+            def record_intent(at: str, index: int = index, unit: TrainingUnit = unit) -> None:
+                unit.intent_at = at
                 _update_unit(bind, round_id, index, unit)
-            if job_id is None:
-                job = trainer.submit(
-                    TrainJobCreate(dataset=dataset_id, version=base, config=train_config)
-                )
-                job_id = job.id
+
+            job_id, submitted = submit_once(
+                trainer,
+                kind="train",
+                # What the trainer stores: the normalised config.
+                payload={
+                    "dataset_id": dataset_id,
+                    "version": base,
+                    "config": TrainConfig(**train_config).model_dump(mode="json"),
+                },
+                intent_at=unit.intent_at,
+                record_intent=record_intent,
+                create=lambda c=train_config: TrainJobCreate(
+                    dataset=dataset_id, version=base, config=c
+                ),
+                exclude=set(unit.failed_job_ids),
+            )
+            if submitted:
                 hook(round_id, "training:submitted")
-            unit = {**unit, "job_id": job_id}
+            unit.job_id = job_id
             _update_unit(bind, round_id, index, unit, train_job_id=job_id if index == 0 else None)
-            units[index] = unit
         while True:
             hook(round_id, "training:waiting")
             waiting = False
             for index, unit in enumerate(units):
-                if unit.get("model_id") is not None:
+                if unit.model_id is not None:
                     continue
-                job = trainer.get(int(unit["job_id"]))
+                job = trainer.get(int(unit.job_id))  # type: ignore[arg-type]
                 if job.state == "succeeded":
-                    unit = {**unit, "model_id": int((job.result or {})["model_id"])}
+                    unit.model_id = int((job.result or {})["model_id"])
                     _update_unit(bind, round_id, index, unit)
-                    units[index] = unit
                 elif job.finished:
                     # Set the job aside so that a resume submits a new one instead of
                     # finding this one failed again.
-                    failed = [*(unit.get("failed_job_ids") or ()), job.id]
-                    unit = {**unit, "job_id": None, "intent_at": None, "failed_job_ids": failed}
+                    unit.failed_job_ids = [*unit.failed_job_ids, job.id]
+                    unit.job_id = unit.intent_at = None
                     _update_unit(bind, round_id, index, unit)
                     raise InvalidInput(
                         f"training job {job.id} {job.state}: {job.error or ''} "
@@ -411,13 +404,13 @@ def _step_training(bind: Bind, round_id: int, services: Services, hook: Hook, st
             if stop() or not _still(bind, round_id, RoundState.training):
                 if _state(bind, round_id) == RoundState.cancelled:
                     for unit in units:
-                        if unit.get("model_id") is None:
-                            trainer.cancel(int(unit["job_id"]))
+                        if unit.model_id is None and unit.job_id is not None:
+                            trainer.cancel(unit.job_id)
                 return
             time.sleep(services.poll_seconds)
     with session_scope(bind) as session:
         rnd = _expect(session, round_id, RoundState.training)
-        rnd.model_id = int(_run(rnd)["units"][0]["model_id"])
+        rnd.model_id = load_run(rnd).units[0].model_id
         _transition(rnd, RoundState.predicting)
 
 
@@ -428,7 +421,7 @@ def _step_predicting(bind: Bind, round_id: int, services: Services, hook: Hook, 
     with session_scope(bind) as session:
         rnd = _expect(session, round_id, RoundState.predicting)
         config = parse_config(rnd.config)
-        units = list(_run(rnd)["units"])
+        units = load_run(rnd).units
         dataset_id, base = rnd.dataset_id, rnd.base_version
         images = versions.images_at(session, dataset_id, base)
         labels = versions.labels_at(session, dataset_id, base)
@@ -491,7 +484,7 @@ def _step_predicting(bind: Bind, round_id: int, services: Services, hook: Hook, 
         predict_chunks(
             services.inference_urls,
             todo,
-            model_id=unit["model_id"],
+            model_id=unit.model_id,  # type: ignore[arg-type]
             dataset_id=dataset_id,
             version=base,
             k=config.top_k,
@@ -588,68 +581,27 @@ def _still_in(session: Session, round_id: int, state: RoundState) -> bool:
     return _get(session, round_id).state == state
 
 
-def _run(rnd: Round) -> dict[str, Any]:
-    return dict((rnd.config or {}).get(RUN_KEY) or {})
-
-
-def _set_run(rnd: Round, **values: Any) -> None:
-    # A new dict each time: plain JSON columns only notice reassignment.
-    rnd.config = {**(rnd.config or {}), RUN_KEY: {**_run(rnd), **values}}
-
-
-def _transition(rnd: Round, new: RoundState) -> None:
-    now = utcnow().isoformat()
-    timings = dict(_run(rnd).get("timings") or {})
-    old = rnd.state.value if rnd.state is not None else None
-    if old is not None and old in timings and "finished" not in timings[old]:
-        timings[old] = {**timings[old], "finished": now}
-    # A state entered again (resume) keeps its first start, so its time spans the retries.
-    timings[new.value] = {"started": timings.get(new.value, {}).get("started", now)}
-    _set_run(rnd, timings=timings)
+def _transition(rnd: Round, new: RoundState, *, failed_in: RoundState | None = None) -> None:
+    run = load_run(rnd)
+    run.entered(new.value, left=rnd.state.value if rnd.state is not None else None)
+    if failed_in is not None:
+        run.failed_in = failed_in.value
+    save_run(rnd, run)
     if new != RoundState.failed:  # a failed round shows the streak that ended it
-        rnd.config = {**rnd.config, RUN_KEY: {k: v for k, v in _run(rnd).items() if k != RETRY_KEY}}
+        rnd.retry = None
     rnd.state = new
 
 
 def _update_unit(
-    bind: Bind, round_id: int, index: int, unit: dict[str, Any], *, train_job_id: int | None = None
+    bind: Bind, round_id: int, index: int, unit: TrainingUnit, *, train_job_id: int | None = None
 ) -> None:
     with session_scope(bind) as session:
         rnd = _expect(session, round_id, RoundState.training)
-        units = list(_run(rnd)["units"])
-        units[index] = unit
-        _set_run(rnd, units=units)
+        run = load_run(rnd)
+        run.units[index] = unit
+        save_run(rnd, run)
         if train_job_id is not None:
             rnd.train_job_id = train_job_id
-
-
-def _find_submitted(
-    trainer: Any,
-    dataset_id: int,
-    version: int,
-    config: dict[str, Any],
-    intent_at: str,
-    *,
-    exclude: Collection[int] = (),
-) -> int | None:
-    """The id of a train job with this payload created since the intent, if any (jobs in
-    `exclude`, set aside after they failed, never count)."""
-    from regrasp.learn.training.config import TrainConfig
-
-    since = datetime.fromisoformat(intent_at) - timedelta(seconds=_INTENT_SLACK)
-    wanted = TrainConfig(**config).model_dump(mode="json")
-    for job in trainer.list(kind="train", limit=200).items:
-        created = job.created_at if job.created_at.tzinfo else job.created_at.replace(tzinfo=UTC)
-        payload = job.payload or {}
-        if (
-            created >= since
-            and job.id not in exclude
-            and payload.get("dataset_id") == dataset_id
-            and payload.get("version") == version
-            and payload.get("config") == wanted
-        ):
-            return job.id
-    return None
 
 
 def _ready_model(session: Session, model_id: int) -> Model:
@@ -708,8 +660,7 @@ def _record_failure(bind: Bind, round_id: int, state: RoundState, message: str) 
         if rnd.state != state:
             return
         rnd.error = message[:4000]
-        _set_run(rnd, failed_in=state.value)
-        _transition(rnd, RoundState.failed)
+        _transition(rnd, RoundState.failed, failed_in=state)
 
 
 def _record_transient(
@@ -720,44 +671,20 @@ def _record_transient(
         rnd = locked_round(session, round_id)
         if rnd.state != state:
             return
-        streak = record_failure(
-            _run(rnd).get(RETRY_KEY),
-            state=state.value,
-            error=message[:2000],
-            now=utcnow(),
-            policy=policy,
+        streak = note_failure(
+            rnd, state=state.value, message=message, policy=policy, what=f"round {round_id}"
         )
-        _set_run(rnd, **{RETRY_KEY: streak})
-        tries = streak["attempts"]
         if streak["gave_up"]:
-            log.error(
-                "round %s: %s gave up after %d tries: %s", round_id, state.value, tries, message
-            )
             rnd.error = (
                 f"{state.value} gave up {describe(streak, policy, message)} -- resume the "
                 "round once it is reachable again"
             )[:4000]
-            _set_run(rnd, failed_in=state.value)
-            _transition(rnd, RoundState.failed)
-            return
-        delay = streak["delays"][-1]
-        log.warning(
-            "round %s: %s try %d failed, retrying in %.1f s: %s",
-            round_id,
-            state.value,
-            tries,
-            delay,
-            message,
-        )
-        rnd.error = describe(streak, policy, message)[:4000]
+            _transition(rnd, RoundState.failed, failed_in=state)
 
 
 def _end_streak(bind: Bind, round_id: int, state: RoundState) -> None:
     """The step made progress: forget the retry streak and its error."""
     with session_scope(bind) as session:
         rnd = locked_round(session, round_id)
-        run = _run(rnd)
-        if rnd.state != state or RETRY_KEY not in run:
-            return
-        rnd.config = {**rnd.config, RUN_KEY: {k: v for k, v in run.items() if k != RETRY_KEY}}
-        rnd.error = None
+        if rnd.state == state:
+            end_streak(rnd)

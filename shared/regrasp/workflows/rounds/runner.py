@@ -15,23 +15,18 @@ its jobs or its reviewers) is looked at again at the next poll.
 from __future__ import annotations
 
 import contextlib
-import logging
-import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from regrasp.platform.errors import StorageError
-from regrasp.platform.store.db.engine import session_scope
 from regrasp.platform.store.db.locks import try_lock
 from regrasp.platform.store.db.tables import Round, RoundState
+from regrasp.workflows.engine import PolledRunner
 from regrasp.workflows.rounds.machine import ACTIVE_STATES, Hook, Services, advance
 
 __all__ = ["LOCK_SPACE", "RoundRunner", "round_lock"]
-
-log = logging.getLogger(__name__)
 
 #: First key of the PostgreSQL advisory locks of rounds (the second is the round id).
 LOCK_SPACE = 0x52_47_52  # "RGR"
@@ -42,11 +37,14 @@ def round_lock(engine: Engine, round_id: int) -> contextlib.AbstractContextManag
     return try_lock(engine, space=LOCK_SPACE, name="round", key=round_id)
 
 
-class RoundRunner:
-    """Advances active rounds in the background (start in the app's lifespan).
+class RoundRunner(PolledRunner):
+    """Advances active rounds in the background, up to `parallel` at once.
 
     `hook` (tests) is passed to `advance` (named points in `regrasp.workflows.rounds.machine`).
     """
+
+    noun = "round"
+    lock_space = LOCK_SPACE
 
     def __init__(
         self,
@@ -58,80 +56,18 @@ class RoundRunner:
         parallel: int = 4,
         hook: Hook | None = None,
     ) -> None:
-        self._engine = engine
-        self._bind = bind
+        super().__init__(engine, bind, poll_seconds=poll_seconds, parallel=parallel)
         self.services = services
-        self.poll_seconds = poll_seconds
         self.hook = hook
-        self._parallel = parallel
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._pool: ThreadPoolExecutor | None = None
-        self._running: dict[int, Future[None]] = {}
-        self._seen: dict[int, RoundState] = {}  # state after the last advance, per round
 
-    def start(self) -> None:
-        self._stop.clear()
-        self._pool = ThreadPoolExecutor(self._parallel, thread_name_prefix="round")
-        self._thread = threading.Thread(target=self._loop, name="round-runner", daemon=True)
-        self._thread.start()
+    def active_ids(self, session: Session) -> Sequence[int]:
+        return session.scalars(
+            sa.select(Round.id).where(Round.state.in_(ACTIVE_STATES)).order_by(Round.id)
+        ).all()
 
-    def wake(self) -> None:
-        """Look at the rounds now instead of at the next poll (after an API change)."""
-        self._wake.set()
+    def step(self, row_id: int, should_stop: Callable[[], bool]) -> RoundState:
+        return advance(self._bind, row_id, self.services, hook=self.hook, should_stop=should_stop)
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._tick()
-            except (StorageError, sa.exc.DBAPIError) as exc:  # the database is down
-                log.warning("round runner: polling failed: %s", exc)
-            except Exception:  # noqa: BLE001 - the loop must outlive a database hiccup
-                log.exception("round runner: polling failed")
-            self._wake.wait(self.poll_seconds)
-            self._wake.clear()
-
-    def _tick(self) -> None:
-        with session_scope(self._bind) as session:
-            ids = session.scalars(
-                sa.select(Round.id).where(Round.state.in_(ACTIVE_STATES)).order_by(Round.id)
-            ).all()
-        self._running = {k: f for k, f in self._running.items() if not f.done()}
-        self._seen = {k: v for k, v in self._seen.items() if k in set(ids)}
-        for round_id in ids:
-            if round_id in self._running or self._pool is None or self._stop.is_set():
-                continue
-            self._running[round_id] = self._pool.submit(self._advance, round_id)
-
-    def _advance(self, round_id: int) -> None:
-        try:
-            with round_lock(self._engine, round_id) as got:
-                if not got:
-                    return
-                state = advance(
-                    self._bind,
-                    round_id,
-                    self.services,
-                    hook=self.hook,
-                    should_stop=self._stop.is_set,
-                )
-                log.debug("round %s is %s", round_id, state.value)
-            moved = self._seen.get(round_id) != state
-            self._seen[round_id] = state
-            if moved and state in ACTIVE_STATES and state != RoundState.reviewing:
-                self._wake.set()  # a transition: run the next step without waiting
-        except (StorageError, sa.exc.DBAPIError) as exc:  # the database is down: next poll
-            log.warning("round %s could not advance: %s", round_id, exc)
-        except Exception:  # noqa: BLE001 - a background thread has no caller to tell
-            log.exception("round %s could not advance", round_id)
+    def next_at_once(self, state: RoundState) -> bool:
+        # A round waiting for people (reviewing) is looked at on the next poll.
+        return state in ACTIVE_STATES and state != RoundState.reviewing

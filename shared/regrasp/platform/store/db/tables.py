@@ -446,6 +446,11 @@ class Round(Base):
         _enum(RoundState, "round_state"), default=RoundState.created
     )
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    #: The workflow's own state (`regrasp.refine.rounds.run.RoundRun`): step timings,
+    #: training units, the apply request, the state it failed in.
+    run: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, default=dict)
+    #: The streak of a step whose service could not be reached (`regrasp.workflows.retrying`).
+    retry: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     model_id: Mapped[int | None] = mapped_column(sa.ForeignKey("models.id"))
     train_job_id: Mapped[int | None] = mapped_column(sa.ForeignKey("jobs.id"))
     evaluate_job_id: Mapped[int | None] = mapped_column(sa.ForeignKey("jobs.id"))

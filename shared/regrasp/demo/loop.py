@@ -1,25 +1,15 @@
-"""The whole loop on one machine: the embedded stack of `regrasp up`, and `regrasp demo`.
+"""The demo's data and its unattended loop, through the services' HTTP APIs.
 
-Two parts, both driven by the CLI:
-
-- **The embedded stack** (`LocalStack`): the four services and one trainer worker as
-  local processes on 127.0.0.1 over an SQLite file and a `file://` object store under one
-  data folder, run by `regrasp.platform.supervisor`. The services' shared secrets are generated once
-  per data folder (`secrets.json`, mode 0600) unless the environment sets them, so tokens
-  stay valid across restarts and no placeholder secret is ever used. The first admin is
-  created here, before the orchestrator starts, with a generated password that is returned
-  once to be printed and is stored only as a hash. `bootstrap_demo` imports a small
-  synthetic dataset and starts round 1 on first run only (any existing dataset means the
-  folder is in use).
-- **The unattended loop** (`run_rounds`): rounds on a synthetic dataset with corrupted
-  labels, each reviewed through the orchestrator's review API (claim → decide) by the
-  simulated reviewer that knows the truth, then applied. Per round it records the flagged
-  count, the decision mix, the labels added and images removed (from the version diff),
-  how many decisions hit corrupted images and how many harmed clean ones, and the test
-  accuracy of the round's model: as its training job measured it on the version's own
-  (partly corrupted) labels, and — with a clean twin dataset (same seed, no corruption) —
-  on the clean labels of the same test objects through the trainer's evaluate job, which
-  is what shows whether refinement helps. `round_table` and `write_charts` present it.
+`bootstrap_demo` imports a small synthetic dataset and starts round 1 on first run only
+(any existing dataset means the folder is in use). `run_rounds`: rounds on a synthetic
+dataset with corrupted labels, each reviewed through the orchestrator's review API (claim
+→ decide) by the simulated reviewer that knows the truth, then applied. Per round it
+records the flagged count, the decision mix, the labels added and images removed (from
+the version diff), how many decisions hit corrupted images and how many harmed clean
+ones, and the test accuracy of the round's model: as its training job measured it on the
+version's own (partly corrupted) labels, and — with a clean twin dataset (same seed, no
+corruption) — on the clean labels of the same test objects through the trainer's
+evaluate job, which is what shows whether refinement helps.
 
 The synthetic import through the API keeps no truth manifest, but the generator is
 deterministic in its parameters, so `synthetic_truth` regenerates the manifest here.
@@ -27,49 +17,37 @@ deterministic in its parameters, so `synthetic_truth` regenerates the manifest h
 
 from __future__ import annotations
 
-import json
-import os
-import secrets
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from regrasp.platform.errors import ConfigError, InvalidInput, RegraspError, StorageError
-from regrasp.platform.launch import service_command
-from regrasp.platform.supervisor import ProcessSpec
+from regrasp.platform.errors import InvalidInput, RegraspError, StorageError
 
 if TYPE_CHECKING:
-    from rich.table import Table
-
     from regrasp.api.rounds import RoundPublic
     from regrasp.clients.orchestrator import OrchestratorClient
     from regrasp.clients.trainer import TrainerClient
     from regrasp.data.synthetic.manifest import TruthRecord
     from regrasp.data.synthetic.reviewer import SimulatedReviewer
-    from regrasp.platform.settings import Settings
 
 __all__ = [
+    "DECISION_NAMES",
     "DEMO_TRAIN",
-    "LocalStack",
     "RoundRow",
-    "StackPorts",
     "SyntheticSpec",
     "bootstrap_demo",
-    "ensure_admin",
-    "free_ports",
-    "local_stack",
+    "import_synthetic",
     "review_round",
-    "round_table",
     "run_rounds",
     "synthetic_truth",
-    "write_charts",
 ]
+
 
 #: A round's network for a laptop CPU: GG-CNN at 128² input (the images' own size), 40
 #: epochs of 8-image batches at lr 1e-3 (cosine decay), no augmentation, an object-wise
@@ -90,198 +68,8 @@ DEMO_TRAIN: dict[str, Any] = {
     "split": {"kind": "object", "seed": 0, "val_fraction": 0.1, "test_fraction": 0.2},
 }
 
-_SECRETS_FILE = "secrets.json"
-_DECISIONS = ("true_negative", "missing_label", "annotation_error", "fix")
-
-
-# --- the embedded stack ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StackPorts:
-    """Ports of the four services on 127.0.0.1."""
-
-    orchestrator: int = 8000
-    trainer: int = 8001
-    inference: int = 3000
-    review_ui: int = 8501
-
-    def __post_init__(self) -> None:
-        values = [self.orchestrator, self.trainer, self.inference, self.review_ui]
-        if len(set(values)) != 4 or not all(0 < p < 65536 for p in values):
-            raise InvalidInput(f"the four ports must be distinct and in 1..65535, got {values}")
-
-
-@dataclass(frozen=True)
-class LocalStack:
-    """The processes of one embedded deployment and the environment they share.
-
-    env: the complete environment of every service process (settings as REGRASP_*).
-    root: the repository folder holding `services/` (the services run from there).
-    """
-
-    data_dir: Path
-    host: str
-    ports: StackPorts
-    root: Path
-    env: Mapping[str, str]
-    service_key: str = field(repr=False)
-
-    def url(self, service: str) -> str:
-        """Base URL of `service` (orchestrator, trainer, inference or review_ui)."""
-        return f"http://{self.host}:{getattr(self.ports, service)}"
-
-    def specs(self, *, ui: bool = True, worker_device: str | None = None) -> list[ProcessSpec]:
-        """The processes: orchestrator, trainer API, one trainer worker, inference and,
-        with `ui`, the review UI; each with its health URL."""
-        env, host, p = dict(self.env), self.host, self.ports
-        worker = service_command(
-            "worker", extra=["--device", worker_device] if worker_device else ()
-        )
-        specs = [
-            ProcessSpec(
-                "orchestrator",
-                service_command("orchestrator", host=host, port=p.orchestrator),
-                env=env,
-                cwd=self.root,
-                health_url=f"{self.url('orchestrator')}/readyz",
-            ),
-            ProcessSpec(
-                "trainer",
-                service_command("trainer", host=host, port=p.trainer),
-                env=env,
-                cwd=self.root,
-                health_url=f"{self.url('trainer')}/healthz",
-            ),
-            ProcessSpec("worker", worker, env=env, cwd=self.root),
-            ProcessSpec(
-                "inference",
-                service_command("inference", host=host, port=p.inference),
-                env=env,
-                cwd=self.root,
-                health_url=f"{self.url('inference')}/readyz",
-            ),
-        ]
-        if ui:
-            specs.append(
-                ProcessSpec(
-                    "review_ui",
-                    service_command("review_ui", host=host, port=p.review_ui),
-                    env=env,
-                    cwd=self.root,
-                    health_url=f"{self.url('review_ui')}/_stcore/health",
-                )
-            )
-        return specs
-
-
-def local_stack(
-    settings: Settings,
-    *,
-    ports: StackPorts,
-    base_env: Mapping[str, str],
-    root: Path | None = None,
-) -> LocalStack:
-    """The embedded stack over `settings` (data folder, database and store URLs).
-
-    base_env: the environment the services inherit (the caller's, normally); every
-    REGRASP_* value the services need is set on top of it. Secrets left at their
-    development placeholder are replaced by ones generated once per data folder.
-    """
-    from regrasp.platform.settings import DEV_SECRET
-
-    root = root or services_root()
-    data_dir = settings.data_dir.resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    stored = _stack_secrets(data_dir)
-    secret_key = settings.secret_key.get_secret_value()
-    service_key = settings.service_api_key.get_secret_value()
-    if secret_key == DEV_SECRET:
-        secret_key = stored["secret_key"]
-    if service_key == DEV_SECRET:
-        service_key = stored["service_api_key"]
-    host = settings.bind_host
-    stack = LocalStack(data_dir, host, ports, root, {}, service_key)
-    path = os.pathsep.join(x for x in (str(root), base_env.get("PYTHONPATH", "")) if x)
-    env = {
-        **base_env,
-        "REGRASP_DATA_DIR": str(data_dir),
-        "REGRASP_DATABASE_URL": settings.database_url,
-        "REGRASP_OBJECT_STORE_URL": settings.object_store_url,
-        "REGRASP_SECRET_KEY": secret_key,
-        "REGRASP_SERVICE_API_KEY": service_key,
-        "REGRASP_BIND_HOST": host,
-        "REGRASP_ORCHESTRATOR_URL": stack.url("orchestrator"),
-        "REGRASP_TRAINER_URL": stack.url("trainer"),
-        "REGRASP_INFERENCE_URLS": json.dumps([stack.url("inference")]),
-        "REGRASP_INFERENCE_PORT": str(ports.inference),
-        "REGRASP_REVIEW_UI_URL": stack.url("review_ui"),
-        "BENTOML_DO_NOT_TRACK": "true",
-        "BENTOML_HOME": str(data_dir / "bentoml"),
-        "PYTHONPATH": path,
-        "PYTHONUNBUFFERED": "1",
-    }
-    # The admin is made by `ensure_admin` before the orchestrator starts; never hand a
-    # password to a child process's environment.
-    env.pop("REGRASP_ADMIN_PASSWORD", None)
-    return LocalStack(data_dir, host, ports, root, env, service_key)
-
-
-def services_root() -> Path:
-    """The repository folder with `services/` (the library is installed editable from it)."""
-    root = Path(__file__).resolve().parents[2]
-    if not (root / "services" / "orchestrator" / "__main__.py").is_file():
-        raise ConfigError(
-            f"the services are not next to the library ({root / 'services'} missing): "
-            "run `regrasp up` from a checkout installed with `make install`"
-        )
-    return root
-
-
-def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
-    """`n` distinct ports free on `host` right now (for tests and the demo's own stack)."""
-    import socket
-
-    sockets, ports = [], []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind((host, 0))
-            sockets.append(s)
-            ports.append(s.getsockname()[1])
-    finally:
-        for s in sockets:
-            s.close()
-    return ports
-
-
-def ensure_admin(
-    database_url: str, *, username: str, password: str | None, mode: str
-) -> str | None:
-    """Prepare the schema (`migrations.prepare`), then create the first admin if none.
-
-    Returns the password of the admin created now (`password`, or a generated one), None
-    when an admin already exists. Only the password's hash is stored.
-    """
-    import sqlalchemy as sa
-
-    from regrasp.platform.accounts import create_user
-    from regrasp.platform.store.db import migrations
-    from regrasp.platform.store.db.engine import make_engine, session_scope
-    from regrasp.platform.store.db.tables import User, UserRole
-
-    migrations.prepare(database_url, mode=mode)
-    engine = make_engine(database_url)
-    try:
-        with session_scope(engine) as session:
-            admin = sa.select(User.id).where(User.role == UserRole.admin).limit(1)
-            if session.scalar(admin) is not None:
-                return None
-            chosen = password or secrets.token_urlsafe(18)
-            create_user(session, username=username, password=chosen, role="admin")
-            return chosen
-    finally:
-        engine.dispose()
+#: The review decisions, in the order the table and the charts show them.
+DECISION_NAMES = ("true_negative", "missing_label", "annotation_error", "fix")
 
 
 @dataclass(frozen=True)
@@ -360,9 +148,6 @@ def import_synthetic(
     return status.dataset_id
 
 
-# --- the unattended loop ----------------------------------------------------------------------
-
-
 @dataclass
 class RoundRow:
     """One line of the demo's table (a round, or the model of the final version).
@@ -378,7 +163,7 @@ class RoundRow:
     result_version: int | None = None
     flagged: int = 0
     predicted: int = 0
-    decisions: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_DECISIONS, 0))
+    decisions: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DECISION_NAMES, 0))
     labels_added: int = 0
     labels_removed: int = 0
     images_removed: int = 0
@@ -542,122 +327,6 @@ def synthetic_truth(spec: SyntheticSpec, *, work_dir: Path | None = None) -> dic
         return manifest.by_stem()
 
 
-def round_table(rows: Sequence[RoundRow], *, title: str = "Refinement rounds") -> Table:
-    """The rows as a rich table (accuracy as percentages; '-' where not measured)."""
-    from rich.table import Table
-
-    table = Table(title=title)
-    for header in (
-        "round",
-        "version",
-        "flagged",
-        "decided",
-        "TN",
-        "missing",
-        "error",
-        "fix",
-        "labels +",
-        "labels -",
-        "images -",
-        "corrupt hit",
-        "clean harmed",
-        "acc (labels)",
-        "acc (clean)",
-    ):
-        table.add_column(header, justify="right")
-    for r in rows:
-        reviewed = isinstance(r.round, int)
-        version = f"v{r.base_version}→v{r.result_version}" if reviewed else f"v{r.base_version}"
-        counts = (
-            [
-                r.flagged,
-                r.decided,
-                *(r.decisions.get(k, 0) for k in _DECISIONS),
-                r.labels_added,
-                r.labels_removed,
-                r.images_removed,
-                r.corrupted_hit,
-                r.clean_harmed,
-            ]
-            if reviewed
-            else [""] * 11
-        )
-        table.add_row(
-            str(r.round), version, *map(str, counts), _pct(r.accuracy), _pct(r.clean_accuracy)
-        )
-    return table
-
-
-def write_charts(rows: Sequence[RoundRow], folder: Path) -> list[Path]:
-    """PNG charts of the rows into `folder` (flagged, decisions, changes, accuracy) and the
-    rows as rounds.json; returns the paths written."""
-    from regrasp.grasp import drawing as viz
-
-    folder.mkdir(parents=True, exist_ok=True)
-    reviewed = [r for r in rows if isinstance(r.round, int)]
-    numbers = [int(r.round) for r in reviewed]
-    with_model = [*numbers, numbers[-1] + 1] if len(rows) > len(reviewed) else numbers
-    charts = {
-        "flagged.png": viz.chart_flagged(
-            numbers, flagged=[r.flagged for r in reviewed], reviewed=[r.decided for r in reviewed]
-        ),
-        "decisions.png": viz.chart_decision_mix(
-            numbers, mix={k: [r.decisions.get(k, 0) for r in reviewed] for k in _DECISIONS}
-        ),
-        "changes.png": viz.chart_metrics(
-            numbers,
-            series={
-                "labels added": [r.labels_added for r in reviewed],
-                "images removed": [r.images_removed for r in reviewed],
-                "corrupted images hit": [r.corrupted_hit for r in reviewed],
-                "clean images harmed": [r.clean_harmed for r in reviewed],
-            },
-            ylabel="count",
-            title="What each round changed",
-        ),
-        "accuracy.png": viz.chart_metrics(
-            with_model,
-            series={
-                "test, version labels": [r.accuracy for r in rows],
-                "test, clean labels": [r.clean_accuracy for r in rows],
-            },
-            ylabel="accuracy",
-            title="Test accuracy of the model each round trains"
-            + (
-                f" (round {with_model[-1]}: final version)"
-                if len(with_model) > len(numbers)
-                else ""
-            ),
-        ),
-    }
-    written = []
-    for name, png in charts.items():
-        path = folder / name
-        path.write_bytes(png)
-        written.append(path)
-    data = folder / "rounds.json"
-    data.write_text(json.dumps([_row_dict(r) for r in rows], indent=2))
-    written.append(data)
-    return written
-
-
-# --- private helpers ----------------------------------------------------------------------
-
-
-def _stack_secrets(data_dir: Path) -> dict[str, str]:
-    """The data folder's generated secrets, created on first use (owner-only file)."""
-    path = data_dir / _SECRETS_FILE
-    if path.exists():
-        values = json.loads(path.read_text())
-        if {"secret_key", "service_api_key"} <= set(values):
-            return values
-    values = {"secret_key": secrets.token_urlsafe(32), "service_api_key": secrets.token_urlsafe(32)}
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump(values, out)
-    return values
-
-
 def _retry_locked(call: Callable[[], Any], *, tries: int = 30) -> Any:
     """`call()`, again while the embedded SQLite answers "database is locked": several
     processes write one SQLite file, and a write that loses the race fails at once."""
@@ -746,28 +415,3 @@ def _train_accuracy(trainer: TrainerClient, job_id: int | None, timeout: float) 
     done = trainer.wait(job_id, timeout=timeout, poll=1.0)
     value = ((done.result or {}).get("metrics") or {}).get("test_accuracy")
     return None if value is None else float(value)
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1%}"
-
-
-def _row_dict(row: RoundRow) -> dict[str, Any]:
-    return {
-        "round": row.round,
-        "base_version": row.base_version,
-        "result_version": row.result_version,
-        "predicted": row.predicted,
-        "flagged": row.flagged,
-        "decisions": dict(row.decisions),
-        "labels_added": row.labels_added,
-        "labels_removed": row.labels_removed,
-        "images_removed": row.images_removed,
-        "corrupted_hit": row.corrupted_hit,
-        "clean_harmed": row.clean_harmed,
-        "reviewer_errors": row.reviewer_errors,
-        "test_accuracy": row.accuracy,
-        "clean_test_accuracy": row.clean_accuracy,
-        "model_id": row.model_id,
-        "seconds": round(row.seconds, 1),
-    }
