@@ -176,12 +176,14 @@ def ensure_admin(session: sa.orm.Session, settings: Settings) -> str | None:
     return password
 
 
-def _round_runner(settings: Settings, engine: sa.Engine, session_factory) -> RoundRunner:  # type: ignore[no-untyped-def]
-    """The background driver of refinement rounds (`regrasp.workflows.rounds.runner`)."""
-    services = Services(
+def _services(settings: Settings) -> Services:
+    """Where the workflows find the other services, and how long they retry them (rounds
+    and campaigns share the policy)."""
+    return Services(
         trainer_url=settings.trainer_url,
         inference_urls=tuple(settings.inference_urls),
         credential=settings.service_api_key.get_secret_value(),
+        retries=settings.round_chunk_retries,
         retry=RetryPolicy(
             budget_seconds=settings.round_retry_seconds,
             max_attempts=settings.round_retry_max_attempts,
@@ -189,16 +191,15 @@ def _round_runner(settings: Settings, engine: sa.Engine, session_factory) -> Rou
             max_delay_seconds=settings.round_retry_max_delay_seconds,
         ),
     )
-    return RoundRunner(engine, session_factory, services)
+
+
+def _round_runner(settings: Settings, engine: sa.Engine, session_factory) -> RoundRunner:  # type: ignore[no-untyped-def]
+    """The background driver of refinement rounds (`regrasp.workflows.rounds.runner`)."""
+    return RoundRunner(engine, session_factory, _services(settings))
 
 
 def _campaign_runner(settings: Settings, engine: sa.Engine, session_factory):  # type: ignore[no-untyped-def]
     """The background driver of benchmark campaigns (`regrasp.workflows.campaigns.runner`)."""
     from regrasp.workflows.campaigns.runner import CampaignRunner
 
-    services = Services(
-        trainer_url=settings.trainer_url,
-        inference_urls=tuple(settings.inference_urls),
-        credential=settings.service_api_key.get_secret_value(),
-    )
-    return CampaignRunner(engine, session_factory, services)
+    return CampaignRunner(engine, session_factory, _services(settings))

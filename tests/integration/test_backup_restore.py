@@ -104,6 +104,7 @@ def _exports(url: str, store, dataset: int) -> dict[int, bytes]:
     return {v: b"".join(iter_export_zip(store, plan)) for v, plan in plans.items()}
 
 
+@pytest.mark.slow
 def test_backup_then_restore_into_empty_stores_exports_the_same_bytes(
     postgres_url, s3_server, s3_bucket, tmp_path
 ):

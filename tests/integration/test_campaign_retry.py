@@ -14,6 +14,7 @@ from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 import sqlalchemy as sa
 
 from regrasp.api.campaigns import CampaignRunPublic
@@ -44,6 +45,7 @@ POLICY = RetryPolicy(
 WAIT_S = 30.0
 
 
+@pytest.mark.slow
 def test_unreachable_trainer_fails_the_campaign_after_its_budget_then_resume_continues(
     postgres_url, tmp_path, monkeypatch
 ):

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 REGRASP = [sys.executable, "-m", "regrasp.cli"]
@@ -20,6 +21,7 @@ def _run(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProc
     )
 
 
+@pytest.mark.slow
 def test_db_upgrade_and_downgrade_through_the_cli(database_url, tmp_path):
     env = {"REGRASP_DATABASE_URL": database_url}
     up = _run("db", "upgrade", env=env, cwd=tmp_path)
@@ -38,6 +40,7 @@ def test_embedded_default_creates_its_folder(tmp_path):
     assert (tmp_path / ".regrasp" / "regrasp.db").is_file()
 
 
+@pytest.mark.slow
 def test_errors_are_one_line_and_exit_nonzero(tmp_path):
     bad_scheme = _run("db", "current", env={"REGRASP_DATABASE_URL": "mysql://x/y"}, cwd=tmp_path)
     assert bad_scheme.returncode == 1

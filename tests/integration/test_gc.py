@@ -207,6 +207,7 @@ def _collect_and_check(engine, store, kept, orphans, ids) -> None:  # type: igno
     assert after.clean and after.scanned == len(kept)
 
 
+@pytest.mark.slow
 def test_the_cli_refuses_while_a_job_runs_and_reports_as_json(postgres_url, tmp_path):
     env = {"REGRASP_OBJECT_STORE_URL": f"file://{tmp_path / 'objects'}"}
     engine, _store, _env, _url, _kept, orphans, ids = _world(postgres_url, env, tmp_path)

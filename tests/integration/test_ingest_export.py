@@ -125,6 +125,7 @@ def test_import_then_export_v0_reproduces_the_samples(
     assert len(manifest["splits"]) == n_images
 
 
+@pytest.mark.slow
 def test_s3_export_to_store_and_reimport_from_the_prefix(sqlite_url, s3_store, jacquard_samples):
     from regrasp.platform.store.db import migrations
     from regrasp.platform.store.db.engine import make_engine

@@ -88,6 +88,7 @@ def _job_ids(trainer: InProcessServer) -> list[int]:
         return sorted(j.id for j in client.list(kind="train").items)
 
 
+@pytest.mark.slow
 def test_an_unreachable_trainer_is_retried_with_backoff_then_fails_and_resumes(world):
     engine, bind, trainer, dataset_id = world
     policy = RetryPolicy(

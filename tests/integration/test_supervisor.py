@@ -95,6 +95,7 @@ def test_a_crashing_process_is_reported_and_restarted(tmp_path):
     assert not [c for c in crashes if c.name == "steady"]  # stopped, not crashed
 
 
+@pytest.mark.slow
 def test_stop_kills_every_process_group_and_escalates_to_sigkill(tmp_path):
     pid_file = tmp_path / "grandchild.pid"
     stubborn = (

@@ -35,6 +35,7 @@ def _ddp_worker(rank: int, world: int, port: int, url: str, cached, out: str) ->
     torch.distributed.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_distributed_data_parallel_on_cpu(cached, tmp_path) -> None:
     url, _, _ = cached
     port = free_port()

@@ -187,6 +187,15 @@ class Settings(BaseSettings):
     round_retry_max_delay_seconds: float = Field(
         60.0, gt=0, description="Longest wait between two tries of a failing round step."
     )
+    round_chunk_retries: int = Field(
+        3,
+        ge=0,
+        description=(
+            "Times a round's chunk of images is sent again (to another inference replica "
+            "where there are several) before the predicting step counts as failed and its "
+            "retry streak (round_retry_*) takes over."
+        ),
+    )
 
     # -- review queue ---------------------------------------------------------------------
     review_lease_seconds: int = Field(
