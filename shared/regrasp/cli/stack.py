@@ -192,7 +192,13 @@ def demo(
     epochs: int = typer.Option(None, help="Epochs per round (default 4)."),
     input_size: int = typer.Option(None, help="Network input side (default 128)."),
     clean_eval: bool = typer.Option(
-        True, help="Also score each model on a clean twin dataset (true accuracy)."
+        True, help="Also score each model on clean labels (true accuracy)."
+    ),
+    eval_images: int = typer.Option(
+        400,
+        min=0,
+        help="Clean images of unseen objects every model is scored on "
+        "(0: the clean twin's test split instead).",
     ),
     device: str = typer.Option(None, help="Trainer worker's torch device (default: auto)."),
 ) -> None:
@@ -284,18 +290,28 @@ def demo(
                     trainer_url or s.trainer_url, credential=admin.credential, timeout=60.0
                 )
             )
-        console.print(
-            f"importing {name!r}: {spec.images} synthetic images of {spec.size}² px, "
-            f"{spec.corrupt_fraction:.0%} corrupted (and its clean twin)"
-            if clean_eval
-            else f"importing {name!r}: {spec.images} images, {spec.corrupt_fraction:.0%} corrupted"
+        what = (
+            f"{spec.images} synthetic images of {spec.size}² px, "
+            f"{spec.corrupt_fraction:.0%} corrupted"
         )
+        if clean_eval and eval_images:
+            what += f", and {eval_images} clean images of unseen objects to score every model on"
+        elif clean_eval:
+            what += " (and its clean twin)"
+        console.print(f"importing {name!r}: {what}")
         dataset_id = import_synthetic(admin, name=name, spec=spec)
-        clean_id = (
-            import_synthetic(admin, name=f"{name}-clean", spec=spec, clean=True)
-            if clean_eval
-            else None
-        )
+        clean_id, clean_split = None, "test"
+        if clean_eval and eval_images:
+            held_out = spec.held_out(eval_images)
+            clean_id = import_synthetic(
+                admin,
+                name=f"{name}-heldout",
+                spec=held_out,
+                description="clean held-out test set of the demo",
+            )
+            clean_split = "all"
+        elif clean_eval:
+            clean_id = import_synthetic(admin, name=f"{name}-clean", spec=spec, clean=True)
         truth = synthetic_truth(spec)
         reviewer_password = secrets.token_urlsafe(18)
         reviewer_name = f"{name}-reviewer"
@@ -318,6 +334,7 @@ def demo(
             rounds=rounds,
             train=train,
             clean_dataset_id=clean_id,
+            clean_split=clean_split,
             on_status=lambda m: console.print(f"  {m}", style="dim"),
         )
         console.print(round_table(rows, title=f"{name}: {rounds} rounds"))

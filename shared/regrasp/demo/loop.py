@@ -21,9 +21,9 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -81,6 +81,11 @@ class SyntheticSpec:
     objects: int | None = None
     seed: int = 0
     corrupt_fraction: float = 0.25
+
+    def held_out(self, images: int) -> SyntheticSpec:
+        """Clean images of other objects than this dataset's (another seed): a test set no
+        round's model has seen, large enough that its accuracy moves by ~2 points, not 6."""
+        return replace(self, images=images, objects=None, seed=self.seed + 1, corrupt_fraction=0.0)
 
     def source(self, *, clean: bool = False) -> Any:
         """The import API's source; `clean` the twin without corrupted labels."""
@@ -191,6 +196,7 @@ def run_rounds(
     rounds: int = 3,
     train: Mapping[str, Any] = DEMO_TRAIN,
     clean_dataset_id: int | None = None,
+    clean_split: Literal["test", "all"] = "test",
     final_model: bool = True,
     timeout: float = 3600.0,
     on_row: Callable[[RoundRow], None] = lambda _r: None,
@@ -201,7 +207,9 @@ def run_rounds(
     admin: an admin's client (starts and applies rounds); reviewer_api: the client the
     reviews are made with (an annotator's). truth: the manifest records by image name.
     With `final_model`, one more model is trained on the last version for its accuracy
-    (the row named "final"). Returns one row per round (plus the final one).
+    (the row named "final"). Each model is also scored on `clean_dataset_id`: its
+    `clean_split` part (the clean twin's test objects), or all of it (a held-out set).
+    Returns one row per round (plus the final one).
     """
     from regrasp.api.jobs import TrainJobCreate
     from regrasp.api.rounds import RoundCreate
@@ -222,7 +230,7 @@ def run_rounds(
             rnd.counts.images_predicted,
             rnd.model_id,
         )
-        evaluation = _submit_clean_eval(trainer, rnd.model_id, clean_dataset_id)
+        evaluation = _submit_clean_eval(trainer, rnd.model_id, clean_dataset_id, clean_split)
         on_status(f"round {number}: reviewing {rnd.counts.items} flagged images")
         review = review_round(reviewer_api, rnd.id, truth, reviewer)
         row.decisions.update(review["decisions"])
@@ -254,7 +262,7 @@ def run_rounds(
             raise StorageError(f"final training job {job.id} {done.state}: {done.error}")
         row = RoundRow("final", version, model_id=int(done.result["model_id"]))
         row.accuracy = (done.result.get("metrics") or {}).get("test_accuracy")
-        evaluation = _submit_clean_eval(trainer, row.model_id, clean_dataset_id)
+        evaluation = _submit_clean_eval(trainer, row.model_id, clean_dataset_id, clean_split)
         row.clean_accuracy = _eval_accuracy(trainer, evaluation, timeout)
         row.seconds = time.monotonic() - started
         rows.append(row)
@@ -390,13 +398,16 @@ def _removed_images(api: OrchestratorClient, dataset_id: int, rnd: RoundPublic) 
 
 
 def _submit_clean_eval(
-    trainer: TrainerClient, model_id: int | None, clean_dataset_id: int | None
+    trainer: TrainerClient,
+    model_id: int | None,
+    clean_dataset_id: int | None,
+    split: Literal["test", "all"],
 ) -> int | None:
     from regrasp.api.jobs import EvaluateJobCreate
 
     if model_id is None or clean_dataset_id is None:
         return None
-    job = EvaluateJobCreate(model_id=model_id, dataset=clean_dataset_id, split="test")
+    job = EvaluateJobCreate(model_id=model_id, dataset=clean_dataset_id, split=split)
     return trainer.submit(job).id
 
 
