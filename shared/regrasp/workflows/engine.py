@@ -13,8 +13,9 @@ module holds the rest:
   trainer's job with the same payload created since, and a job is submitted only when
   there is none;
 - **the polled runner** (`PolledRunner`): polls the workflow's table, advances each active
-  row in a thread pool under the row's advisory lock (`regrasp.platform.store.db.locks`),
-  so several orchestrator replicas never advance the same row at once.
+  row in a thread pool under the row's advisory lock (`round_lock`, `campaign_lock`, over
+  `regrasp.platform.store.db.locks`), so several orchestrator replicas never advance the
+  same row at once.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from regrasp.platform.clock import utcnow
 from regrasp.platform.errors import StorageError
 from regrasp.platform.store.db.engine import session_scope
-from regrasp.platform.store.db.locks import try_lock
 from regrasp.workflows.retrying import RetryPolicy, describe, record_failure
 
 __all__ = [
@@ -185,14 +185,12 @@ class PolledRunner(ABC):
 
     Every `poll_seconds` (at once after `wake()`) `active_ids` is read and each row not
     already being advanced is handed to a pool of `parallel` threads, which runs `step`
-    under the row's advisory lock (`lock_space`, the row id). A database that is down is
-    logged and polled again; one row's failure never stops the others.
+    under the row's advisory lock (`lock`). A database that is down is logged and polled
+    again; one row's failure never stops the others.
     """
 
-    #: What a row is called in logs and lock names ("round", "campaign").
+    #: What a row is called in logs and thread names ("round", "campaign").
     noun: str
-    #: First key of the rows' PostgreSQL advisory locks (the second is the row id).
-    lock_space: int
 
     def __init__(
         self,
@@ -225,9 +223,9 @@ class PolledRunner(ABC):
         """Whether a row that just moved to `state` is stepped again without waiting."""
         return False
 
+    @abstractmethod
     def lock(self, row_id: int) -> contextlib.AbstractContextManager[bool]:
         """The row's lock, taken without waiting; the context yields whether it was taken."""
-        return try_lock(self._engine, space=self.lock_space, name=self.noun, key=row_id)
 
     def start(self) -> None:
         self._stop.clear()

@@ -36,7 +36,6 @@ class CampaignRunner(PolledRunner):
     """Advances campaigns in the background, one at a time (start it in the app's lifespan)."""
 
     noun = "campaign"
-    lock_space = LOCK_SPACE
 
     def __init__(
         self,
@@ -59,6 +58,9 @@ class CampaignRunner(PolledRunner):
             )
             .order_by(Campaign.id)
         ).all()
+
+    def lock(self, row_id: int) -> contextlib.AbstractContextManager[bool]:
+        return campaign_lock(self._engine, row_id)
 
     def step(self, row_id: int, should_stop: Callable[[], bool]) -> CampaignState:
         return advance(self._bind, row_id, self.services, should_stop=should_stop)

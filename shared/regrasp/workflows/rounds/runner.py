@@ -44,7 +44,6 @@ class RoundRunner(PolledRunner):
     """
 
     noun = "round"
-    lock_space = LOCK_SPACE
 
     def __init__(
         self,
@@ -64,6 +63,9 @@ class RoundRunner(PolledRunner):
         return session.scalars(
             sa.select(Round.id).where(Round.state.in_(ACTIVE_STATES)).order_by(Round.id)
         ).all()
+
+    def lock(self, row_id: int) -> contextlib.AbstractContextManager[bool]:
+        return round_lock(self._engine, row_id)
 
     def step(self, row_id: int, should_stop: Callable[[], bool]) -> RoundState:
         return advance(self._bind, row_id, self.services, hook=self.hook, should_stop=should_stop)
