@@ -32,9 +32,9 @@ from regrasp.platform.store.db.tables import User, UserRole
 from regrasp.platform.store.objects import store_from_settings
 from regrasp.platform.web.body_limit import BodySizeLimit
 from regrasp.platform.web.fastapi import install_error_handlers
+from regrasp.workflows.imports import ImportRunner
 from regrasp.workflows.rounds.machine import RetryPolicy, Services
 from regrasp.workflows.rounds.runner import RoundRunner
-from services.orchestrator.background import ImportRunner
 from services.orchestrator.routes import api_keys, auth, datasets, images, models, users, versions
 from services.orchestrator.routes import campaigns as campaign_routes
 from services.orchestrator.routes import review as review_routes
@@ -53,6 +53,7 @@ def create_app(settings: Settings) -> FastAPI:
     session_factory = make_session_factory(engine)
     store = store_from_settings(settings)
     runner = ImportRunner(
+        engine,
         session_factory,
         store,
         work_dir=settings.data_dir / "tmp",

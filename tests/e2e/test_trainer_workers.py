@@ -84,7 +84,10 @@ def cluster(tmp_path, sqlite_url):
         engine.dispose()
 
 
-EPOCHS = 8
+#: Enough epochs that the job is still running when the first one is seen: on a quiet
+#: machine an epoch of these 8 images takes tens of milliseconds, and with 8 epochs the
+#: whole job once finished between two polls (the test then had nothing to kill).
+EPOCHS = 60
 
 
 def test_a_killed_workers_job_is_resumed_by_the_other_worker(cluster):
@@ -102,7 +105,9 @@ def test_a_killed_workers_job_is_resumed_by_the_other_worker(cluster):
         job = trainer.submit(TrainJobCreate(dataset="synth", config=config))
 
         # Wait until the first epoch is reported: its checkpoint is written before that.
-        first = _poll(trainer, job.id, lambda j: len(j.metrics.get("history", [])) >= 1, logs)
+        first = _poll(
+            trainer, job.id, lambda j: len(j.metrics.get("history", [])) >= 1, logs, every=0.05
+        )
         assert first.state == "running", first
         victim = first.worker_id
         survivor = {"w1": "w2", "w2": "w1"}[victim]
@@ -141,13 +146,13 @@ def test_a_killed_workers_job_is_resumed_by_the_other_worker(cluster):
             os.killpg(proc.pid, 0)  # the whole process group is gone
 
 
-def _poll(trainer: TrainerClient, job_id: int, condition, logs: Path):
+def _poll(trainer: TrainerClient, job_id: int, condition, logs: Path, every: float = 0.2):
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
         job = trainer.get(job_id)
         if condition(job) or job.finished:
             return job
-        time.sleep(0.2)
+        time.sleep(every)
     pytest.fail(f"job {job_id} stuck: {trainer.get(job_id)}\n{_tail(logs)}")
 
 

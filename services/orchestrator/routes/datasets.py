@@ -32,8 +32,8 @@ def start_import(
         import_roots=settings.import_roots,
     )
     # A background task runs after the request's transaction committed, so the runner's
-    # own session finds the row.
-    background.add_task(request.app.state.import_runner.submit, row.id)
+    # poll finds the row (any replica's runner would; this one looks at once).
+    background.add_task(request.app.state.import_runner.wake)
     return ImportStatus.model_validate(row)
 
 

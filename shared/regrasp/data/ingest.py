@@ -77,6 +77,7 @@ from regrasp.platform.store.objects.base import ObjectStore
 
 __all__ = [
     "ACTIVE_STATES",
+    "RUNNING_STATES",
     "ImportInterrupted",
     "ImportResult",
     "SplitSpec",
@@ -111,6 +112,10 @@ ACTIVE_STATES = (
     ImportState.uploading,
     ImportState.writing,
 )
+#: States in which a process is running the import and keeps its heartbeat fresh. A queued
+#: import waits in the table for any orchestrator's runner (`regrasp.workflows.imports`):
+#: it has no process to lose, so it is never stale.
+RUNNING_STATES = tuple(s for s in ACTIVE_STATES if s != ImportState.queued)
 #: How often a running import proves it is alive, and after how long silence it is dead.
 HEARTBEAT_EVERY = timedelta(seconds=10)
 STALE_AFTER = timedelta(seconds=120)
@@ -599,21 +604,21 @@ def run_import(
 def get_import(
     session: Session, import_id: int, *, stale_after: timedelta = STALE_AFTER
 ) -> DatasetImport:
-    """The import's row; an active one whose heartbeat stopped is marked failed first."""
+    """The import's row; a running one whose heartbeat stopped is marked failed first."""
     row = session.get(DatasetImport, import_id)
     if row is None:
         raise NotFound(f"import {import_id} not found")
-    if row.state in ACTIVE_STATES and as_utc(row.heartbeat_at) < utcnow() - stale_after:
+    if row.state in RUNNING_STATES and as_utc(row.heartbeat_at) < utcnow() - stale_after:
         _mark_interrupted(row)
         session.flush()
     return row
 
 
 def fail_stale_imports(session: Session, *, stale_after: timedelta = STALE_AFTER) -> int:
-    """Mark failed every active import whose process stopped beating; returns how many."""
+    """Mark failed every running import whose process stopped beating; returns how many."""
     rows = session.scalars(
         sa.select(DatasetImport).where(
-            DatasetImport.state.in_(ACTIVE_STATES),
+            DatasetImport.state.in_(RUNNING_STATES),
             DatasetImport.heartbeat_at < utcnow() - stale_after,
         )
     ).all()
