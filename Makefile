@@ -3,6 +3,11 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# pytest-xdist workers of `make test` / `make test-fast`: whole test files per worker
+# (--dist loadfile), so a module's shared cluster starts once. Two is this project's CI
+# machine (2 cores); TEST_WORKERS=0 runs the suite in one process.
+TEST_WORKERS ?= 2
+XDIST := -n $(TEST_WORKERS) --dist loadfile
 
 .PHONY: install system-deps up demo test test-fast lint bench clean
 
@@ -31,14 +36,14 @@ demo: install
 
 # Runs the whole suite against a real PostgreSQL (see scripts/with-postgres.sh).
 test: install system-deps
-	BENTOML_DO_NOT_TRACK=true bash scripts/with-postgres.sh $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	BENTOML_DO_NOT_TRACK=true bash scripts/with-postgres.sh $(VENV)/bin/python -m pytest $(XDIST) $(PYTEST_ARGS)
 	$(VENV)/bin/ruff check shared services tests bench
 	$(VENV)/bin/ruff format --check shared services tests bench
 
 # The suite without the tests marked `slow` (the long end-to-end runs, the biggest
 # networks): a quick check while working. `make test` (and CI) still runs everything.
 test-fast: install
-	BENTOML_DO_NOT_TRACK=true bash scripts/with-postgres.sh $(VENV)/bin/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	BENTOML_DO_NOT_TRACK=true bash scripts/with-postgres.sh $(VENV)/bin/python -m pytest $(XDIST) -m "not slow" $(PYTEST_ARGS)
 	$(VENV)/bin/ruff check shared services tests bench
 	$(VENV)/bin/ruff format --check shared services tests bench
 

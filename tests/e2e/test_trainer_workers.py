@@ -87,7 +87,7 @@ def cluster(tmp_path, sqlite_url):
 #: Enough epochs that the job is still running when the first one is seen: on a quiet
 #: machine an epoch of these 8 images takes tens of milliseconds, and with 8 epochs the
 #: whole job once finished between two polls (the test then had nothing to kill).
-EPOCHS = 60
+EPOCHS = 30
 
 
 def test_a_killed_workers_job_is_resumed_by_the_other_worker(cluster):

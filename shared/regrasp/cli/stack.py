@@ -189,6 +189,10 @@ def demo(
     corrupt_fraction: float = typer.Option(0.25, min=0.0, max=1.0, help="Corrupted fraction."),
     seed: int = typer.Option(0, help="Generator seed."),
     error_rate: float = typer.Option(0.0, min=0.0, max=1.0, help="Simulated reviewer errors."),
+    flag: str = typer.Option(
+        None, help="Which images a round flags: 'score' or 'paper' (default: the demo's)."
+    ),
+    top_k: int = typer.Option(None, min=1, max=100, help="Predictions kept per image."),
     epochs: int = typer.Option(None, help="Epochs per round (default 4)."),
     input_size: int = typer.Option(None, help="Network input side (default 128)."),
     clean_eval: bool = typer.Option(
@@ -218,6 +222,7 @@ def demo(
     from regrasp.clients.trainer import TrainerClient
     from regrasp.data.synthetic.reviewer import SimulatedReviewer
     from regrasp.demo import (
+        DEMO_ROUND,
         DEMO_TRAIN,
         StackPorts,
         SyntheticSpec,
@@ -241,6 +246,13 @@ def demo(
         train["epochs"] = epochs
     if input_size is not None:
         train["input_size"] = input_size
+    round_options = dict(DEMO_ROUND)
+    if flag is not None:
+        if flag not in ("score", "paper"):
+            raise typer.BadParameter(f"--flag must be 'score' or 'paper', not {flag!r}")
+        round_options["flag"] = flag
+    if top_k is not None:
+        round_options["top_k"] = top_k
     spec = SyntheticSpec(images=images, size=size, seed=seed, corrupt_fraction=corrupt_fraction)
     name = f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
     with interrupt_on_sigterm(), ExitStack() as cleanup:
@@ -322,7 +334,9 @@ def demo(
         reviewer_api.login(reviewer_name, reviewer_password)
         console.print(
             f"{rounds} rounds: {train['architecture']} at {train['input_size']}² px, "
-            f"{train['epochs']} epochs; simulated reviewer error rate {error_rate:.0%}"
+            f"{train['epochs']} epochs; flag '{round_options['flag']}', top "
+            f"{round_options['top_k']} predictions per image; simulated reviewer error rate "
+            f"{error_rate:.0%}"
         )
         rows = run_rounds(
             admin,
@@ -333,6 +347,7 @@ def demo(
             reviewer=SimulatedReviewer(error_rate=error_rate, seed=seed),
             rounds=rounds,
             train=train,
+            round_options=round_options,
             clean_dataset_id=clean_id,
             clean_split=clean_split,
             on_status=lambda m: console.print(f"  {m}", style="dim"),

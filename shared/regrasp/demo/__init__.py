@@ -8,6 +8,7 @@
 """
 
 from regrasp.demo.loop import (
+    DEMO_ROUND,
     DEMO_TRAIN,
     RoundRow,
     SyntheticSpec,
@@ -21,6 +22,7 @@ from regrasp.demo.report import round_table, write_charts
 from regrasp.demo.stack import LocalStack, StackPorts, ensure_admin, free_ports, local_stack
 
 __all__ = [
+    "DEMO_ROUND",
     "DEMO_TRAIN",
     "LocalStack",
     "RoundRow",

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DECISION_NAMES",
+    "DEMO_ROUND",
     "DEMO_TRAIN",
     "RoundRow",
     "SyntheticSpec",
@@ -67,6 +68,9 @@ DEMO_TRAIN: dict[str, Any] = {
     "decode": {"threshold": 0.0},
     "split": {"kind": "object", "seed": 0, "val_fraction": 0.1, "test_fraction": 0.2},
 }
+
+#: The demo's round options (`RoundConfig`) beside its training recipe.
+DEMO_ROUND: dict[str, Any] = {"flag": "paper", "top_k": 5}
 
 #: The review decisions, in the order the table and the charts show them.
 DECISION_NAMES = ("true_negative", "missing_label", "annotation_error", "fix")
@@ -106,6 +110,7 @@ def bootstrap_demo(
     name: str = "demo",
     spec: SyntheticSpec = SyntheticSpec(),  # noqa: B008 - frozen dataclass
     train: Mapping[str, Any] = DEMO_TRAIN,
+    round_options: Mapping[str, Any] = DEMO_ROUND,
     on_progress: Callable[[str], None] = lambda _m: None,
 ) -> RoundPublic | None:
     """First run only: import the synthetic demo dataset and start round 1 on it.
@@ -124,7 +129,9 @@ def bootstrap_demo(
     )
     dataset_id = import_synthetic(api, name=name, spec=spec)
     rnd = _retry_locked(
-        lambda: api.create_round(RoundCreate(dataset_id=dataset_id, train=dict(train)))
+        lambda: api.create_round(
+            RoundCreate(dataset_id=dataset_id, train=dict(train), **dict(round_options))
+        )
     )
     on_progress(f"round {rnd.id} started on {name!r} v{rnd.base_version} (training)")
     return rnd
@@ -195,6 +202,7 @@ def run_rounds(
     reviewer: SimulatedReviewer,
     rounds: int = 3,
     train: Mapping[str, Any] = DEMO_TRAIN,
+    round_options: Mapping[str, Any] = DEMO_ROUND,
     clean_dataset_id: int | None = None,
     clean_split: Literal["test", "all"] = "test",
     final_model: bool = True,
@@ -219,7 +227,9 @@ def run_rounds(
     rows: list[RoundRow] = []
     for number in range(1, rounds + 1):
         started = time.monotonic()
-        request = RoundCreate(dataset_id=dataset_id, train=dict(train), chunk_size=32)
+        request = RoundCreate(
+            dataset_id=dataset_id, train=dict(train), chunk_size=32, **dict(round_options)
+        )
         rnd = _retry_locked(lambda request=request: admin.create_round(request))
         row = RoundRow(number, rnd.base_version)
         on_status(f"round {number}: training on v{rnd.base_version}")
