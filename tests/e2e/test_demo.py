@@ -47,6 +47,8 @@ def test_the_demo_runs_a_round_and_reports_it(tmp_path: Path) -> None:
     assert done.returncode == 0, out[-3000:]
     assert "Traceback" not in out
     assert "40 clean images of unseen objects" in out
+    assert "60% corrupted (wrong_action, one_orientation)" in out  # the demo's default data
+    assert "flag 'score'" in out  # and its default flag
     assert "1 rounds" in out and "│ final │" in out
     assert "docs/benchmarks.md" in out  # the closing line points to the numbers at scale
 

@@ -506,3 +506,29 @@ def _hash_tree(root: Path) -> dict[str, str]:
         for p in sorted(root.rglob("*"))
         if p.is_file()
     }
+
+
+def test_the_import_api_names_the_same_corruption_kinds_as_the_generator():
+    from typing import get_args
+
+    from regrasp.api.datasets import PAPER_KINDS as API_PAPER_KINDS
+    from regrasp.api.datasets import CorruptionKind, SyntheticSource
+    from regrasp.data.synthetic.corruption import KINDS, PAPER_KINDS
+
+    assert get_args(CorruptionKind) == KINDS
+    assert API_PAPER_KINDS == PAPER_KINDS
+    assert tuple(SyntheticSource(images=1).corruption_kinds) == PAPER_KINDS
+    with pytest.raises(ValueError, match="corruption_kinds"):
+        SyntheticSource(images=1, corruption_kinds=["smudged"])
+
+
+def test_the_demo_spec_regenerates_the_truth_of_its_corruption_kinds():
+    from regrasp.demo.loop import SyntheticSpec, synthetic_truth
+
+    spec = SyntheticSpec(
+        images=12, size=64, corrupt_fraction=0.5, corruption_kinds=("wrong_action",)
+    )
+    truth = synthetic_truth(spec)
+    kinds = [r.corruption for r in truth.values() if r.corrupted]
+    assert len(kinds) == 6 and set(kinds) == {"wrong_action"}
+    assert spec.source().corruption_kinds == ["wrong_action"]

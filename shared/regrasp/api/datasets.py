@@ -10,7 +10,9 @@ from pydantic import BaseModel, Field
 from regrasp.api.common import Public, UtcDatetime
 
 __all__ = [
+    "PAPER_KINDS",
     "CornellSource",
+    "CorruptionKind",
     "DatasetPublic",
     "ImageKind",
     "ImportRequest",
@@ -23,6 +25,11 @@ __all__ = [
 ]
 
 ImageKind = Literal["rgb", "depth", "stereo_depth", "mask"]
+
+#: The corruption kinds of `regrasp.data.synthetic.corruption.KINDS` (a unit test holds them
+#: equal), and the paper's three, its default.
+CorruptionKind = Literal["one_orientation", "part_only", "wrong_action", "stray_rectangles"]
+PAPER_KINDS: tuple[CorruptionKind, ...] = ("one_orientation", "part_only", "wrong_action")
 
 
 ImportStateName = Literal[
@@ -67,6 +74,12 @@ class SyntheticSource(BaseModel):
     size: int = Field(1024, ge=64, le=4096, description="Image side in pixels.")
     seed: int = 0
     corrupt_fraction: float = Field(0.0, ge=0.0, le=1.0)
+    corruption_kinds: list[CorruptionKind] = Field(
+        default_factory=lambda: list(PAPER_KINDS),
+        min_length=1,
+        description="How the corrupted images are corrupted, spread evenly among them "
+        "(regrasp.data.synthetic.corruption): the paper's three kinds by default.",
+    )
 
 
 ImportSource = Annotated[

@@ -28,7 +28,7 @@ def up(
     ),
     images: int = typer.Option(200, min=10, help="Demo dataset: synthetic images."),
     size: int = typer.Option(128, min=64, help="Demo dataset: image side, pixels."),
-    corrupt_fraction: float = typer.Option(0.25, min=0.0, max=1.0, help="Demo: corrupted."),
+    corrupt_fraction: float = typer.Option(0.6, min=0.0, max=1.0, help="Demo: corrupted."),
     device: str = typer.Option(None, help="Trainer worker's torch device (default: auto)."),
     startup_timeout: float = typer.Option(600.0, help="Seconds to wait for healthy services."),
 ) -> None:
@@ -186,7 +186,12 @@ def demo(
     rounds: int = typer.Option(3, min=1, help="Rounds to run."),
     images: int = typer.Option(200, min=10, help="Synthetic images."),
     size: int = typer.Option(128, min=64, help="Synthetic image side, pixels."),
-    corrupt_fraction: float = typer.Option(0.25, min=0.0, max=1.0, help="Corrupted fraction."),
+    corrupt_fraction: float = typer.Option(0.6, min=0.0, max=1.0, help="Corrupted fraction."),
+    corruption_kinds: str = typer.Option(
+        "wrong_action,one_orientation",
+        help="How corrupted images are corrupted, spread evenly (comma-separated: "
+        "one_orientation, part_only, wrong_action, stray_rectangles).",
+    ),
     seed: int = typer.Option(0, help="Generator seed."),
     error_rate: float = typer.Option(0.0, min=0.0, max=1.0, help="Simulated reviewer errors."),
     flag: str = typer.Option(
@@ -220,6 +225,7 @@ def demo(
     from regrasp.api.accounts import UserCreate
     from regrasp.clients.orchestrator import OrchestratorClient
     from regrasp.clients.trainer import TrainerClient
+    from regrasp.data.synthetic.corruption import KINDS
     from regrasp.data.synthetic.reviewer import SimulatedReviewer
     from regrasp.demo import (
         DEMO_ROUND,
@@ -253,7 +259,19 @@ def demo(
         round_options["flag"] = flag
     if top_k is not None:
         round_options["top_k"] = top_k
-    spec = SyntheticSpec(images=images, size=size, seed=seed, corrupt_fraction=corrupt_fraction)
+    kinds = tuple(k.strip() for k in corruption_kinds.split(",") if k.strip())
+    unknown = sorted(set(kinds) - set(KINDS))
+    if not kinds or unknown:
+        raise typer.BadParameter(
+            f"--corruption-kinds: unknown {unknown or 'none given'}; known: {', '.join(KINDS)}"
+        )
+    spec = SyntheticSpec(
+        images=images,
+        size=size,
+        seed=seed,
+        corrupt_fraction=corrupt_fraction,
+        corruption_kinds=kinds,
+    )
     name = f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
     with interrupt_on_sigterm(), ExitStack() as cleanup:
         if url is None:
@@ -304,7 +322,7 @@ def demo(
             )
         what = (
             f"{spec.images} synthetic images of {spec.size}² px, "
-            f"{spec.corrupt_fraction:.0%} corrupted"
+            f"{spec.corrupt_fraction:.0%} corrupted ({', '.join(spec.corruption_kinds)})"
         )
         if clean_eval and eval_images:
             what += f", and {eval_images} clean images of unseen objects to score every model on"

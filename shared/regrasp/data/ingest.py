@@ -938,6 +938,7 @@ def _execute(
     if kind == "synthetic":
         # Rendered into a temporary folder, imported, then deleted: the parameters stored
         # on the import row regenerate the same bytes (and the truth manifest) at will.
+        from regrasp.data.synthetic.corruption import PAPER_KINDS
         from regrasp.data.synthetic.generate import generate_dataset
 
         Path(work_dir).mkdir(parents=True, exist_ok=True)
@@ -950,6 +951,7 @@ def _execute(
                 size=int(source.get("size") or 1024),
                 seed=int(source.get("seed") or 0),
                 corrupt_fraction=float(source.get("corrupt_fraction") or 0.0),
+                corruption_kinds=tuple(source.get("corruption_kinds") or PAPER_KINDS),
                 workers=workers,
             )
             with scan_jacquard(Path(tmp) / "data", max_file_bytes=max_file_bytes) as dataset:

@@ -8,6 +8,8 @@
 """
 
 from regrasp.demo.loop import (
+    DEMO_CORRUPT_FRACTION,
+    DEMO_CORRUPTION_KINDS,
     DEMO_ROUND,
     DEMO_TRAIN,
     RoundRow,
@@ -22,6 +24,8 @@ from regrasp.demo.report import round_table, write_charts
 from regrasp.demo.stack import LocalStack, StackPorts, ensure_admin, free_ports, local_stack
 
 __all__ = [
+    "DEMO_CORRUPTION_KINDS",
+    "DEMO_CORRUPT_FRACTION",
     "DEMO_ROUND",
     "DEMO_TRAIN",
     "LocalStack",
