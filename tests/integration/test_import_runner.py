@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
+import pytest
 import sqlalchemy as sa
 
 from regrasp.data.ingest import create_import, fail_stale_imports, get_import
@@ -29,7 +30,18 @@ def _request(name: str) -> dict:
     return {"name": name, "source": {"kind": "synthetic", "images": 4, "size": 64, "seed": 1}}
 
 
-def _runner(engine, bind, store, tmp_path) -> ImportRunner:
+@pytest.fixture
+def db(migrated_engine, tmp_path):
+    """(engine, session factory, store) of one replica set: what every runner here shares."""
+    return (
+        migrated_engine,
+        make_session_factory(migrated_engine),
+        open_store(f"file://{tmp_path / 'objects'}"),
+    )
+
+
+def _runner(db, tmp_path) -> ImportRunner:
+    engine, bind, store = db
     return ImportRunner(
         engine, bind, store, work_dir=tmp_path / "work", workers=1, poll_seconds=0.2
     )
@@ -47,12 +59,11 @@ def _wait_final(bind, import_id: int) -> DatasetImport:
     raise AssertionError(f"import {import_id} did not finish in {WAIT_S} s")
 
 
-def test_two_replicas_run_a_queued_import_once(migrated_engine, tmp_path) -> None:
-    bind = make_session_factory(migrated_engine)
-    store = open_store(f"file://{tmp_path / 'objects'}")
+def test_two_replicas_run_a_queued_import_once(db, tmp_path) -> None:
+    _, bind, _ = db
     with session_scope(bind) as s:
         import_id = create_import(s, request=_request("twice")).id
-    runners = [_runner(migrated_engine, bind, store, tmp_path) for _ in range(2)]
+    runners = [_runner(db, tmp_path) for _ in range(2)]
     for r in runners:
         r.start()
     try:
@@ -72,11 +83,8 @@ def test_two_replicas_run_a_queued_import_once(migrated_engine, tmp_path) -> Non
     assert row.dataset_id == datasets[0] and row.done == 4
 
 
-def test_an_import_queued_before_its_replica_stopped_runs_at_the_next_poll(
-    migrated_engine, tmp_path
-) -> None:
-    bind = make_session_factory(migrated_engine)
-    store = open_store(f"file://{tmp_path / 'objects'}")
+def test_an_import_queued_before_its_replica_stopped_runs_at_the_next_poll(db, tmp_path) -> None:
+    _, bind, _ = db
     with session_scope(bind) as s:
         row = create_import(s, request=_request("orphan"))
         row.heartbeat_at = utcnow() - timedelta(hours=1)  # queued long ago, never started
@@ -85,7 +93,7 @@ def test_an_import_queued_before_its_replica_stopped_runs_at_the_next_poll(
     with session_scope(bind) as s:
         assert fail_stale_imports(s) == 0
         assert get_import(s, import_id).state == ImportState.queued
-    runner = _runner(migrated_engine, bind, store, tmp_path)
+    runner = _runner(db, tmp_path)
     runner.start()  # no wake(): the poll alone finds it
     try:
         row = _wait_final(bind, import_id)
@@ -94,15 +102,12 @@ def test_an_import_queued_before_its_replica_stopped_runs_at_the_next_poll(
     assert row.state == ImportState.succeeded, row.error
 
 
-def test_a_runner_skips_an_import_whose_lock_another_replica_holds(
-    migrated_engine, tmp_path
-) -> None:
-    bind = make_session_factory(migrated_engine)
-    store = open_store(f"file://{tmp_path / 'objects'}")
+def test_a_runner_skips_an_import_whose_lock_another_replica_holds(db, tmp_path) -> None:
+    engine, bind, _ = db
     with session_scope(bind) as s:
         import_id = create_import(s, request=_request("held")).id
-    runner = _runner(migrated_engine, bind, store, tmp_path)
-    with import_lock(migrated_engine, import_id) as got:
+    runner = _runner(db, tmp_path)
+    with import_lock(engine, import_id) as got:
         assert got
         runner.start()
         try:
