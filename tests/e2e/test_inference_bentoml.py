@@ -34,8 +34,11 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def server(tmp_path):
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """One `bentoml serve` for the module; the README test stops it to read its log, so it
+    runs last (pytest keeps the file's order)."""
+    tmp_path = tmp_path_factory.mktemp("inference")
     db_url, store_url = f"sqlite:///{tmp_path / 'regrasp.db'}", f"file://{tmp_path / 'objects'}"
     migrations.upgrade(db_url)
     engine = make_engine(db_url)

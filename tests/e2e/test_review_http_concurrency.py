@@ -22,6 +22,7 @@ from regrasp.platform.errors import Conflict
 from regrasp.platform.store.db.engine import make_engine, session_scope
 from regrasp.platform.store.db.tables import ReviewItem
 from tests.harness.annotators import annotate, standing_reviews
+from tests.harness.databases import fresh_postgres_database
 from tests.harness.processes import start_orchestrator
 from tests.harness.seeders import bare_dataset, seed_round
 
@@ -34,14 +35,21 @@ ANNOTATORS = 20
 ITEMS = 1000
 
 
-@pytest.fixture(params=[1, 2], ids=["1-process", "2-processes"])
-def orchestrator(request, postgres_url, tmp_path):
-    """The orchestrator URLs (one per process) and an engine on their database."""
+@pytest.fixture(scope="module", params=[1, 2], ids=["1-process", "2-processes"])
+def orchestrator(request, tmp_path_factory):
+    """The orchestrator URLs (one per process) and an engine on their database, shared by
+    the module's tests (each seeds its own dataset and round, and its own annotators)."""
+    tmp_path = tmp_path_factory.mktemp(f"orchestrator{request.param}")
+    with fresh_postgres_database() as postgres_url:
+        yield from _orchestrators(request.param, postgres_url, tmp_path)
+
+
+def _orchestrators(processes: int, postgres_url: str, tmp_path):  # type: ignore[no-untyped-def]
     servers = []
     engine = make_engine(postgres_url)
     try:
         # One after the other: the first migrates the database and creates the admin.
-        for k in range(request.param):
+        for k in range(processes):
             servers.append(
                 start_orchestrator(
                     database_url=postgres_url,
