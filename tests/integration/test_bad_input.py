@@ -785,6 +785,10 @@ CLI_CASES = [
     _cli("cli-usage-unknown-option", lambda w, t: ["export", "base", "--no-such-option"],
          "no such option"),
     _cli("cli-usage-unknown-command", lambda w, t: ["nosuchcommand"], "no such command"),
+    # Refused before the demo starts any service.
+    _cli("cli-demo-bad-flag", lambda w, t: ["demo", "--flag", "nope"], "--flag"),
+    _cli("cli-demo-bad-corruption-kinds", lambda w, t: ["demo", "--corruption-kinds", "smudge"],
+         "--corruption-kinds"),
 ]
 # fmt: on
 
