@@ -8,9 +8,9 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field
 
 from regrasp.api.common import Public, UtcDatetime
+from regrasp.data.synthetic.corruption import PAPER_KINDS
 
 __all__ = [
-    "PAPER_KINDS",
     "CornellSource",
     "CorruptionKind",
     "DatasetPublic",
@@ -26,10 +26,9 @@ __all__ = [
 
 ImageKind = Literal["rgb", "depth", "stereo_depth", "mask"]
 
-#: The corruption kinds of `regrasp.data.synthetic.corruption.KINDS` (a unit test holds them
-#: equal), and the paper's three, its default.
+#: The corruption kinds of `regrasp.data.synthetic.corruption.KINDS`, spelled out for the
+#: schema (a unit test holds them equal).
 CorruptionKind = Literal["one_orientation", "part_only", "wrong_action", "stray_rectangles"]
-PAPER_KINDS: tuple[CorruptionKind, ...] = ("one_orientation", "part_only", "wrong_action")
 
 
 ImportStateName = Literal[

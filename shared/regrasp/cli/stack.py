@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 
 import typer
 
@@ -28,7 +29,9 @@ def up(
     ),
     images: int = typer.Option(200, min=10, help="Demo dataset: synthetic images."),
     size: int = typer.Option(128, min=64, help="Demo dataset: image side, pixels."),
-    corrupt_fraction: float = typer.Option(0.6, min=0.0, max=1.0, help="Demo: corrupted."),
+    corrupt_fraction: float = typer.Option(
+        None, min=0.0, max=1.0, help="Demo: corrupted fraction (default: the demo's)."
+    ),
     device: str = typer.Option(None, help="Trainer worker's torch device (default: auto)."),
     startup_timeout: float = typer.Option(600.0, help="Seconds to wait for healthy services."),
 ) -> None:
@@ -97,9 +100,9 @@ def up(
                 api.use_credential(stack.service_key)
                 rnd = None
                 if demo_data:
-                    spec = SyntheticSpec(
-                        images=images, size=size, corrupt_fraction=corrupt_fraction
-                    )
+                    spec = SyntheticSpec(images=images, size=size)
+                    if corrupt_fraction is not None:
+                        spec = replace(spec, corrupt_fraction=corrupt_fraction)
                     rnd = bootstrap_demo(api, spec=spec, on_progress=say)
                 typer.echo(summary(api))
                 if rnd is None:
@@ -186,11 +189,13 @@ def demo(
     rounds: int = typer.Option(3, min=1, help="Rounds to run."),
     images: int = typer.Option(200, min=10, help="Synthetic images."),
     size: int = typer.Option(128, min=64, help="Synthetic image side, pixels."),
-    corrupt_fraction: float = typer.Option(0.6, min=0.0, max=1.0, help="Corrupted fraction."),
+    corrupt_fraction: float = typer.Option(
+        None, min=0.0, max=1.0, help="Corrupted fraction (default: the demo's)."
+    ),
     corruption_kinds: str = typer.Option(
-        "wrong_action,one_orientation",
+        None,
         help="How corrupted images are corrupted, spread evenly (comma-separated: "
-        "one_orientation, part_only, wrong_action, stray_rectangles).",
+        "one_orientation, part_only, wrong_action, stray_rectangles; default: the demo's).",
     ),
     seed: int = typer.Option(0, help="Generator seed."),
     error_rate: float = typer.Option(0.0, min=0.0, max=1.0, help="Simulated reviewer errors."),
@@ -259,19 +264,17 @@ def demo(
         round_options["flag"] = flag
     if top_k is not None:
         round_options["top_k"] = top_k
-    kinds = tuple(k.strip() for k in corruption_kinds.split(",") if k.strip())
-    unknown = sorted(set(kinds) - set(KINDS))
-    if not kinds or unknown:
-        raise typer.BadParameter(
-            f"--corruption-kinds: unknown {unknown or 'none given'}; known: {', '.join(KINDS)}"
-        )
-    spec = SyntheticSpec(
-        images=images,
-        size=size,
-        seed=seed,
-        corrupt_fraction=corrupt_fraction,
-        corruption_kinds=kinds,
-    )
+    spec = SyntheticSpec(images=images, size=size, seed=seed)
+    if corrupt_fraction is not None:
+        spec = replace(spec, corrupt_fraction=corrupt_fraction)
+    if corruption_kinds is not None:
+        kinds = tuple(k.strip() for k in corruption_kinds.split(",") if k.strip())
+        unknown = sorted(set(kinds) - set(KINDS))
+        if not kinds or unknown:
+            raise typer.BadParameter(
+                f"--corruption-kinds: unknown {unknown or 'none given'}; known: {', '.join(KINDS)}"
+            )
+        spec = replace(spec, corruption_kinds=kinds)
     name = f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
     with interrupt_on_sigterm(), ExitStack() as cleanup:
         if url is None:

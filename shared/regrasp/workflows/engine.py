@@ -13,9 +13,9 @@ module holds the rest:
   trainer's job with the same payload created since, and a job is submitted only when
   there is none;
 - **the polled runner** (`PolledRunner`): polls the workflow's table, advances each active
-  row in a thread pool under the row's advisory lock (`round_lock`, `campaign_lock`, over
-  `regrasp.platform.store.db.locks`), so several orchestrator replicas never advance the
-  same row at once.
+  row in a thread pool under the row's advisory lock (`round_lock`, `campaign_lock`,
+  `import_lock`, over `regrasp.platform.store.db.locks`), so several orchestrator replicas
+  never advance the same row at once.
 """
 
 from __future__ import annotations
@@ -189,7 +189,7 @@ class PolledRunner(ABC):
     again; one row's failure never stops the others.
     """
 
-    #: What a row is called in logs and thread names ("round", "campaign").
+    #: What a row is called in logs and thread names ("round", "campaign", "import").
     noun: str
 
     def __init__(
