@@ -7,7 +7,12 @@ import pytest
 
 from regrasp.grasp.metrics import is_flagged
 from regrasp.platform.errors import InvalidInput
-from regrasp.refine.label_quality import action_group_scores, label_quality, softmin
+from regrasp.refine.label_quality import (
+    action_group_scores,
+    fits_object,
+    label_quality,
+    softmin,
+)
 from regrasp.workflows.rounds.predicting import score
 
 #: Two labelled grasps of a box-like object: one across it at (50, 50), one at (100, 100).
@@ -63,8 +68,7 @@ def test_a_label_across_a_confident_prediction_is_badly_placed() -> None:
 
 
 def test_wrong_action_group_from_the_object_mask() -> None:
-    mask = np.zeros((200, 200), dtype=bool)
-    mask[45:56, 20:141] = True  # a stick along x, 11 px thick
+    mask = _stick()
     across = [80.0, 50.0, 90.0, 30.0, 10.0]  # jaws close across the stick: fingertips off it
     along = [80.0, 50.0, 0.0, 30.0, 10.0]  # jaws along the stick: both fingertips on it
     off = [80.0, 120.0, 90.0, 30.0, 10.0]  # centre off the object
@@ -73,6 +77,69 @@ def test_wrong_action_group_from_the_object_mask() -> None:
     )
     (q,) = label_quality([np.zeros((0, 6))], np.array([across, along]), [0, 0], masks=[mask])
     assert q.kind == "wrong_action" and q.suspect_labels == (1,)
+
+
+def _stick() -> np.ndarray:
+    mask = np.zeros((200, 200), dtype=bool)
+    mask[45:56, 20:141] = True  # a stick along x, 11 px thick
+    return mask
+
+
+def test_a_label_centre_within_a_pixel_of_the_outline_is_on_the_object() -> None:
+    mask = _stick()
+    rim = [80.0, 56.4, 90.0, 30.0, 10.0]  # rounds to row 56, one pixel below the stick
+    off = [80.0, 58.0, 90.0, 30.0, 10.0]  # three pixels below it
+    np.testing.assert_allclose(action_group_scores(np.array([rim, off]), mask), [1.0, 0.5])
+
+
+def test_fits_object_is_the_mask_version_of_a_grasp() -> None:
+    mask = _stick()
+    rows = np.array(
+        [
+            [80.0, 50.0, 90.0, 30.0, 10.0],  # across the stick: fits
+            [80.0, 50.0, 0.0, 30.0, 10.0],  # along it: the fingers are on the stick
+            [80.0, 120.0, 90.0, 30.0, 10.0],  # off the object
+            [80.0, 50.0, 90.0, 8.0, 10.0],  # narrower than the stick: fingers on it
+            [80.0, 50.0, 60.0, 40.0, 4.0],  # across, 30° off the normal: slides out
+            [80.0, 50.0, 80.0, 30.0, 4.0],  # across, 10° off the normal: holds
+            [138.0, 50.0, 90.0, 30.0, 10.0],  # jaw pad hangs over the stick's end
+        ]
+    )
+    assert fits_object(rows, mask).tolist() == [True, False, False, False, False, True, False]
+    assert fits_object(np.zeros((0, 5)), mask).shape == (0,)
+    with pytest.raises(InvalidInput):
+        fits_object(rows, mask, friction_deg=90.0)
+    with pytest.raises(InvalidInput):
+        fits_object(rows, np.zeros(5, dtype=bool))
+
+
+def test_missing_grasp_evidence_needs_a_grasp_the_object_allows() -> None:
+    # Labels across the stick at x = 40 and x = 120; the model is sure of two more grasps
+    # no label matches: across the stick at x = 80 (a real missing grasp), and along it.
+    mask = _stick()
+    labels = np.array([[40.0, 50.0, 90.0, 30.0, 10.0], [120.0, 50.0, 90.0, 30.0, 10.0]])
+    across = [80.0, 50.0, 90.0, 30.0, 10.0, 0.9]
+    along = [80.0, 50.0, 0.0, 30.0, 10.0, 0.9]
+    matched = [40.0, 50.0, 90.0, 30.0, 10.0, 0.95]
+    found, refused = label_quality(
+        [np.array([matched, across]), np.array([matched, along])],
+        np.vstack([labels, labels]),
+        [0, 0, 1, 1],
+        masks=[mask, mask],
+    )
+    assert found.kind == "missing" and found.unmatched == (1,) and found.issue > 0.5
+    assert refused.unmatched == () and refused.issue < 0.5
+    # Without the mask nothing says the grasp along the stick is impossible.
+    (blind,) = label_quality([np.array([matched, along])], labels, [0, 0])
+    assert blind.unmatched == (1,) and blind.issue > 0.5
+
+
+def test_a_prediction_the_metric_matches_is_no_missing_grasp() -> None:
+    # 20° off the label and a little shifted: a match under the rectangle metric (IoU >
+    # 0.25 within 30°), though its similarity is low. It is not evidence of a missing grasp.
+    near = np.array([[53.0, 50.0, 20.0, 30.0, 10.0, 1.0]])
+    (q,) = label_quality([near], LABELS, [0, 0])
+    assert q.unmatched == () and q.missing == 1.0 and q.issue == 0.0
 
 
 def test_scores_do_not_depend_on_the_chunk_and_label_order() -> None:
