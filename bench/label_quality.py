@@ -14,6 +14,10 @@ Measured, side by side:
   (`regrasp.refine.label_quality.fits_object`), on clean and on corrupted images;
 - *label centres*: clean images with a label centre off the object mask, exactly and
   within `CENTRE_TOLERANCE` pixels;
+- *real labels*: on the Jacquard samples (`--jacquard`, default the team's
+  `../shared/data/jacquard_samples` beside the repository), the share of each image's
+  labels that pass the mask test, and how many images reach `AGREEMENT` (where the
+  test gates the evidence); the samples' labels are Jacquard's own, simulated grasps;
 - *the queue*: what the reviewer decides on the first 50/100/200 images of the queue of
   each flag (the paper's top-1 rule, ordered by its priority; the score, likeliest
   errors first), on the whole pool (round 0) and on the pool without its wrong-action
@@ -48,6 +52,12 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=25)
     p.add_argument("--input-size", type=int, default=96)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--jacquard",
+        type=Path,
+        default=ROOT.parent / "shared" / "data" / "jacquard_samples",
+        help="Real Jacquard samples for the label agreement (skipped, said so, if absent).",
+    )
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
     started = time.perf_counter()
@@ -59,6 +69,10 @@ def main() -> None:
         "round0_test_accuracy": accuracy,
         "predictions": prediction_table(images),
         "label_centres": centre_table(images),
+        "synthetic_label_agreement": agreement_table(
+            [(i["labels"], i["mask"]) for i in images if not i["truth"].corrupted]
+        ),
+        "real_label_agreement": real_agreement(args.jacquard),
         "queue": {
             "round0": queue_table(images),
             "without_wrong_action": queue_table(
@@ -164,6 +178,31 @@ def centre_table(images: list[dict[str, Any]]) -> dict[str, Any]:
         "clean_images": clean,
         "centre_off_exactly": exact,
         f"centre_off_beyond_{CENTRE_TOLERANCE}px": tolerant,
+    }
+
+
+def real_agreement(folder: Path) -> dict[str, Any] | str:
+    """`agreement_table` of the real Jacquard samples (a note when there are none)."""
+    from regrasp.data.formats.jacquard import scan_jacquard
+
+    if not folder.is_dir():
+        note = f"no Jacquard samples at {folder}: real-label agreement not measured"
+        print(note)
+        return note
+    dataset = scan_jacquard(folder, required=("grasps", "mask"))
+    return agreement_table([(i.load_grasps(), i.load_mask()) for i in dataset.images])
+
+
+def agreement_table(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
+    """Per image, the share of its labels that pass `fits_object`; how many reach AGREEMENT."""
+    from regrasp.refine.label_quality import AGREEMENT, fits_object
+
+    shares = np.array([fits_object(g, m).mean() for g, m in pairs if len(g)])
+    return {
+        "images": len(shares),
+        "median_share": float(np.median(shares)) if len(shares) else None,
+        "quartiles": np.percentile(shares, [25, 75]).round(3).tolist() if len(shares) else None,
+        f"images_at_agreement_{AGREEMENT}": int((shares >= AGREEMENT).sum()),
     }
 
 

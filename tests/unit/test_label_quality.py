@@ -134,6 +134,16 @@ def test_missing_grasp_evidence_needs_a_grasp_the_object_allows() -> None:
     assert blind.unmatched == (1,) and blind.issue > 0.5
 
 
+def test_the_mask_test_gates_only_images_whose_labels_pass_it() -> None:
+    # Labels across the stick but narrower than it (the fingers land on the stick): the
+    # mask test refuses the image's own labels, so it says nothing about the predictions.
+    mask = _stick()
+    narrow = np.array([[40.0, 50.0, 90.0, 8.0, 10.0], [120.0, 50.0, 90.0, 8.0, 10.0]])
+    along = np.array([[80.0, 50.0, 0.0, 30.0, 10.0, 0.9]])
+    (q,) = label_quality([along], narrow, [0, 0], masks=[mask])
+    assert q.unmatched == (0,) and q.missing < 0.5
+
+
 def test_a_prediction_the_metric_matches_is_no_missing_grasp() -> None:
     # 20° off the label and a little shifted: a match under the rectangle metric (IoU >
     # 0.25 within 30°), though its similarity is low. It is not evidence of a missing grasp.
