@@ -104,6 +104,7 @@ def round0(args: argparse.Namespace) -> tuple[list[dict[str, Any]], float]:
         batch_size=16,
         lr=1e-3,
         corrupt_fraction=0.25,
+        corruption_kinds="one_orientation,part_only,wrong_action",
         test_fraction=0.15,
         decode_threshold=0.05,
         augment=False,
@@ -160,20 +161,26 @@ def prediction_table(images: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def centre_table(images: list[dict[str, Any]]) -> dict[str, Any]:
-    """Clean images with a label centre off the mask: exactly, and as the score sees it."""
-    from regrasp.refine.label_quality import CENTRE_TOLERANCE, action_group_scores
+    """Clean images with a label centre off the mask: exactly, and beyond the tolerance."""
+    import cv2
 
+    from regrasp.refine.label_quality import CENTRE_TOLERANCE
+
+    side = 2 * CENTRE_TOLERANCE + 1
     exact = tolerant = clean = 0
     for image in images:
         labels, mask = image["labels"], image["mask"]
         if image["truth"].corrupted or len(labels) == 0:
             continue
         clean += 1
+        near = cv2.dilate(mask.astype(np.uint8), np.ones((side, side), np.uint8)) > 0
         h, w = mask.shape
-        cols = np.clip(np.round(labels[:, 0]).astype(int), 0, w - 1)
-        rows = np.clip(np.round(labels[:, 1]).astype(int), 0, h - 1)
-        exact += bool((~mask[rows, cols]).any())
-        tolerant += bool((action_group_scores(labels, mask) == 0.5).any())
+        cols = np.round(labels[:, 0]).astype(int)
+        rows = np.round(labels[:, 1]).astype(int)
+        inside = (cols >= 0) & (cols < w) & (rows >= 0) & (rows < h)
+        c, r = np.clip(cols, 0, w - 1), np.clip(rows, 0, h - 1)
+        exact += bool((~(inside & mask[r, c])).any())
+        tolerant += bool((~(inside & near[r, c])).any())
     return {
         "clean_images": clean,
         "centre_off_exactly": exact,
