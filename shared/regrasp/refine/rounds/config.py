@@ -49,8 +49,10 @@ class RoundConfig(BaseModel):
         description="'paper': the paper's rule, top-1 best IoU below `flag_threshold`; "
         "'score': flag images by the grasp label-quality score (`regrasp.refine.label_quality`: "
         "missing grasps, wrong action groups, badly placed labels over the top-k) and "
-        "review the likeliest errors first. The score is stored either way; it becomes the "
-        "default once the efficacy bench shows it wins at full scale (docs/benchmarks.md).",
+        "review the likeliest errors first. The score is stored either way. It wins on the "
+        "synthetic efficacy bench, but its mask terms read Jacquard's real labels as wrong "
+        "actions in 11 of 33 samples (bench/real_labels.py), so it stays opt-in "
+        "(docs/benchmarks.md).",
     )
     score_threshold: float = Field(
         0.5, gt=0.0, le=1.0, description="With flag 'score': flag when 1 − quality is at least."
