@@ -29,7 +29,6 @@ One training (about two minutes at 1,200 images on two cores); the rest is numpy
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import tempfile
@@ -42,6 +41,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+
+from _output import emit  # noqa: E402
 
 DEPTHS = (50, 100, 200)
 
@@ -81,11 +82,7 @@ def main() -> None:
         },
     }
     out["seconds"] = round(time.perf_counter() - started, 1)
-    print(json.dumps({k: v for k, v in out.items() if k != "machine"}, indent=1))
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=1))
-        print(f"written: {args.json}")
+    emit(out, args.json)
 
 
 def round0(args: argparse.Namespace) -> tuple[list[dict[str, Any]], float]:

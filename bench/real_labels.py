@@ -16,7 +16,6 @@ the one-pixel tolerance on label centres and without it. Seconds; no training.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import tempfile
@@ -28,6 +27,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from _output import emit  # noqa: E402
 
 
 def main() -> None:
@@ -52,11 +54,7 @@ def main() -> None:
         "demo_wrong_action": demo_wrong_action(),
     }
     out["seconds"] = round(time.perf_counter() - started, 1)
-    print(json.dumps({k: v for k, v in out.items() if k != "machine"}, indent=1))
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=1))
-        print(f"written: {args.json}")
+    emit(out, args.json)
 
 
 def real_pairs(folder: Path) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -79,23 +77,11 @@ def synthetic_pairs(images: int) -> list[tuple[np.ndarray, np.ndarray]]:
 def demo_wrong_action() -> dict[str, int]:
     """The demo's wrong-action images queued by their labels alone, by centre tolerance."""
     from regrasp.data.formats.jacquard import scan_jacquard
-    from regrasp.data.synthetic.generate import generate_dataset
-    from regrasp.data.synthetic.manifest import read_manifest
     from regrasp.demo.loop import SyntheticSpec
     from regrasp.refine import label_quality
 
-    spec = SyntheticSpec()
     folder = Path(tempfile.mkdtemp(prefix="bench-real-labels-")) / "demo"
-    generate_dataset(
-        folder,
-        images=spec.images,
-        size=spec.size,
-        seed=spec.seed,
-        corrupt_fraction=spec.corrupt_fraction,
-        corruption_kinds=spec.corruption_kinds,
-        compress=False,
-    )
-    truth = read_manifest(folder).by_stem()
+    truth = SyntheticSpec().generate(folder).by_stem()
     pairs = [
         (i.load_grasps(), i.load_mask())
         for i in scan_jacquard(folder, required=("grasps", "mask")).images

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from regrasp.api.rounds import RoundPublic
     from regrasp.clients.orchestrator import OrchestratorClient
     from regrasp.clients.trainer import TrainerClient
-    from regrasp.data.synthetic.manifest import TruthRecord
+    from regrasp.data.synthetic.manifest import Manifest, TruthRecord
     from regrasp.data.synthetic.reviewer import SimulatedReviewer
 
 __all__ = [
@@ -103,6 +103,22 @@ class SyntheticSpec:
         """Clean images of other objects than this dataset's (another seed): a test set no
         round's model has seen, large enough that its accuracy moves by ~2 points, not 6."""
         return replace(self, images=images, objects=None, seed=self.seed + 1, corrupt_fraction=0.0)
+
+    def generate(self, root: Path, *, workers: int | None = None) -> Manifest:
+        """Write this dataset under `root` (Jacquard layout) → its truth `Manifest`."""
+        from regrasp.data.synthetic.generate import generate_dataset
+
+        return generate_dataset(
+            root,
+            images=self.images,
+            objects=self.objects,
+            size=self.size,
+            seed=self.seed,
+            corrupt_fraction=self.corrupt_fraction,
+            corruption_kinds=self.corruption_kinds,
+            compress=False,
+            workers=workers,
+        )
 
     def source(self, *, clean: bool = False) -> Any:
         """The import API's source; `clean` the twin without corrupted labels."""
@@ -341,22 +357,11 @@ def review_round(
 def synthetic_truth(spec: SyntheticSpec, *, work_dir: Path | None = None) -> dict[str, TruthRecord]:
     """The truth manifest of `spec`'s dataset, by image name, regenerated in a temporary
     folder (the generator is deterministic in its parameters)."""
-    from regrasp.data.synthetic.generate import generate_dataset
-
     if work_dir is not None:
         work_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=work_dir, prefix="truth-") as tmp:
-        manifest = generate_dataset(
-            Path(tmp) / "data",
-            images=spec.images,
-            objects=spec.objects,
-            size=spec.size,
-            seed=spec.seed,
-            corrupt_fraction=spec.corrupt_fraction,
-            corruption_kinds=spec.corruption_kinds,
-            compress=False,
-            workers=1,  # no process pool: safe under any entry point, seconds at demo sizes
-        )
+        # No process pool: safe under any entry point, seconds at demo sizes.
+        manifest = spec.generate(Path(tmp) / "data", workers=1)
         return manifest.by_stem()
 
 
