@@ -221,10 +221,15 @@ def label_quality(
     matched = np.zeros(len(p_all), dtype=bool)
     np.logical_or.at(matched, pi, match)
     fits = np.ones(len(p_all), dtype=bool)  # no mask: every prediction could grasp
+    action = np.full(len(labels), np.nan)
     if masks is not None:
-        for i, mask in enumerate(masks):  # one vectorised test per image with a mask
+        for i, mask in enumerate(masks):  # one vectorised pass per image with a mask
+            if mask is None:
+                continue
+            mask = _as_mask(mask)
             mine_p, mine_l = p_rows[i], l_rows[i]
-            if mask is None or not len(mine_p):
+            action[mine_l] = action_group_scores(labels[mine_l], mask)
+            if not len(mine_p):
                 continue
             both = fits_object(np.vstack([p_all[mine_p, :5], labels[mine_l]]), mask)
             # The test gates only where the image's own labels pass it: a dataset whose
@@ -242,13 +247,6 @@ def label_quality(
     placed = np.full(len(labels), -np.inf)
     np.maximum.at(placed, li[near], sim[near])
     placed[np.isinf(placed)] = np.nan
-
-    action = np.full(len(labels), np.nan)
-    if masks is not None:
-        for i, mask in enumerate(masks):  # one vectorised lookup per image with a mask
-            if mask is not None:
-                mine = l_rows[i]
-                action[mine] = action_group_scores(labels[mine], mask)
 
     out = []
     for i in range(m):
