@@ -148,7 +148,7 @@ def run(names: list[str], seeds: list[int], *, images: int, test_images: int) ->
                 train_data=data,
                 val_data=None,
                 store=store,
-                model_id=f"{name}-{seed}",
+                name=f"{name}-{seed}",
                 device="cpu",
             )
             accuracy = evaluate(result.model, test, decode_config=config.decode).accuracy

@@ -46,7 +46,11 @@ present and not repaired: an annotation-error image with a wrong rectangle left,
 missing-label image whose coverage of its true grasps did not grow), corrupted images
 removed, clean images harmed (removed, or given a rectangle that is not a grasp), the
 mean coverage of the true grasps by the labels, and test accuracy on clean labels.
-The report (markdown, JSON and PNG charts) is written to `--out`.
+The true label noise is given two ways: with a partly repaired missing-label image
+counted as repaired (`true_noise`, as "corrupted remaining" counts it), and by the
+auditor's standard, an image being noisy while any label is wrong or any true grasp
+unlabelled (`true_noise_complete`). The audit estimates the second, so the interval is
+checked against both. The report (markdown, JSON and PNG charts) is written to `--out`.
 """
 
 from __future__ import annotations
@@ -70,7 +74,9 @@ sys.path.insert(0, str(ROOT))
 VARIANTS = ("insample", "paper", "none", "clean", "auto", "oof")
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The bench's settings (`argv`: None reads the command line); other benches that
+    train the bench's models start from these defaults."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--images", type=int, default=3000)
     p.add_argument("--size", type=int, default=128, help="Synthetic image side, pixels.")
@@ -123,7 +129,11 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="efficacy-report", help="Folder for the report.")
-    args = p.parse_args()
+    return p.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = sorted(set(variants) - set(VARIANTS))
     if unknown:
@@ -301,7 +311,8 @@ class Bench:
                     dataset, version, model_id, predictions, flag=flag
                 )
                 row.update(extra)
-                row["noise_interval_holds"] = _holds(row)
+                row["noise_interval_holds"] = _holds(row, "true_noise")
+                row["noise_interval_holds_complete"] = _holds(row, "true_noise_complete")
             row["seconds"] = time.perf_counter() - t
             rows.append(row)
             print(f"  [{name}] {_line(row)}", flush=True)
@@ -472,7 +483,7 @@ class Bench:
             )
             for i, (grasps, scores) in zip(picks, ranked, strict=True):
                 rows = np.concatenate([grasps.reshape(-1, 5), scores.reshape(-1, 1)], axis=1)
-                out[int(data.image_id(i))] = rows
+                out[data.image_id(i)] = rows
         return out
 
     def _test_accuracy(self, dataset_id: int, version: int, model_id: int) -> float:
@@ -696,7 +707,7 @@ class Bench:
             start = versions.labels_at(s, dataset_id, 0)
         mapping = self._maps[dataset_id]
         remaining = removed_bad = harmed = 0
-        coverage, noisy = [], 0
+        coverage, noisy, incomplete = [], 0, 0
         by_kind: dict[str, dict[str, int]] = {}  # corruption → outcome → images
         for new_id in self._ids(dataset_id, self.pool_ids):
             base = mapping[int(new_id)]
@@ -710,6 +721,9 @@ class Bench:
             bad, cover = self._judge(base, _rows_of(labels, int(new_id)))
             _, cover0 = self._judge(base, _rows_of(start, int(new_id)))
             coverage.append(cover)
+            # The auditor's standard (`SimulatedReviewer.review(audit=True)`): an image is
+            # noisy while any label is wrong or any true grasp is unlabelled.
+            incomplete += bad or cover < 1.0 - 1e-9
             if truth.corrupted:
                 # Repaired: no wrong rectangle left and, for a missing-label image, more of
                 # its true grasps covered than at version 0 (or all of them).
@@ -724,14 +738,15 @@ class Bench:
             else:
                 harmed += bad
                 noisy += bad
+        in_pool = max(1, len(present & set(self._ids(dataset_id, self.pool_ids).tolist())))
         return {
             "corrupted_remaining": remaining,
             "corrupted_removed": removed_bad,
             "corrupted_by_kind": by_kind,
             "clean_harmed": harmed,
             "coverage": float(np.mean(coverage)) if coverage else 0.0,
-            "true_noise": noisy
-            / max(1, len(present & set(self._ids(dataset_id, self.pool_ids).tolist()))),
+            "true_noise": noisy / in_pool,
+            "true_noise_complete": incomplete / in_pool,
         }
 
 
@@ -755,7 +770,8 @@ def report(args: argparse.Namespace, bench: Bench, results: dict, elapsed: float
         f"training {bench.seconds.get('train', 0):.0f} s).",
         "",
         "| variant | round | flagged | TN / ML / AE / fix | corrupted left | corrupted removed "
-        "| clean harmed | true noise | est. noise [95% CI] | coverage | test acc (clean) |",
+        "| clean harmed | true noise (repaired / complete) | est. noise [95% CI] | coverage "
+        "| test acc (clean) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, rows in results.items():
@@ -778,7 +794,8 @@ def report(args: argparse.Namespace, bench: Bench, results: dict, elapsed: float
             lines.append(
                 f"| {name} | {row['round']}{' (seed)' if 'seed' in row else ''} "
                 f"| {row.get('flagged', '–')} | {mix} | {row['corrupted_remaining']} "
-                f"| {row['corrupted_removed']} | {row['clean_harmed']} | {row['true_noise']:.1%} "
+                f"| {row['corrupted_removed']} | {row['clean_harmed']} | {row['true_noise']:.1%} / "
+                f"{row.get('true_noise_complete', math.nan):.1%} "
                 f"| {ci} | {row['coverage']:.3f} | {row['accuracy']:.3f} |"
             )
     lines += ["", "Corrupted pool images by kind at the end (left / removed / repaired):", ""]
@@ -814,6 +831,11 @@ def report(args: argparse.Namespace, bench: Bench, results: dict, elapsed: float
         holds = [
             r["noise_interval_holds"] for r in reviewed if r.get("noise_interval_holds") is not None
         ]
+        holds_complete = [
+            r["noise_interval_holds_complete"]
+            for r in reviewed
+            if r.get("noise_interval_holds_complete") is not None
+        ]
         queue = [r for r in reviewed if r.get("queue_reviewed")]
         q_found = sum(r["queue_corrupted_found"] for r in queue)
         q_hours = sum(r["queue_reviewed"] for r in queue) * args.review_seconds / 3600.0
@@ -826,7 +848,9 @@ def report(args: argparse.Namespace, bench: Bench, results: dict, elapsed: float
         lines.append(
             f"- {name}: {found} corrupted images found in {hours:.2f} review hours "
             f"({found / hours:.0f} per hour){in_queue}; noise interval holds the truth in "
-            f"{sum(holds)} of {len(holds)} rounds"
+            f"{sum(holds)} of {len(holds)} rounds with a partial repair counted as repaired, "
+            f"{sum(holds_complete)} of {len(holds_complete)} by the auditor's standard "
+            f"(every true grasp labelled)"
         )
     return "\n".join(lines) + "\n"
 
@@ -860,12 +884,13 @@ def charts(results: dict, out: Path) -> None:
         (out / f"{key}.png").write_bytes(png)
 
 
-def _holds(row: dict[str, Any]) -> bool | None:
-    """Does the round's noise interval contain the true noise of the version it reviewed?"""
+def _holds(row: dict[str, Any], truth: str) -> bool | None:
+    """Does the round's noise interval contain the true noise (`truth`: the row's key) of
+    the version it reviewed?"""
     low, high = row.get("estimated_noise_low"), row.get("estimated_noise_high")
-    if low is None or high is None:
+    if low is None or high is None or truth not in row:
         return None
-    return bool(low <= row["true_noise"] <= high)
+    return bool(low <= row[truth] <= high)
 
 
 def welch(a: list[float], b: list[float]) -> tuple[float, float]:

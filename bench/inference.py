@@ -142,7 +142,7 @@ def _world(root: Path, arch: str, device: str) -> dict[str, str]:
         "REGRASP_DATABASE_URL": db_url,
         "REGRASP_OBJECT_STORE_URL": store_url,
         "REGRASP_SERVICE_API_KEY": KEY,
-        "REGRASP_INFERENCE_MODEL_ID": "bench",
+        "REGRASP_INFERENCE_MODEL_NAME": "bench",
         "REGRASP_INFERENCE_DEVICE": device,
         "REGRASP_INFERENCE_MAX_LATENCY_MS": "60000",
         "PYTHONPATH": f"{REPO / 'shared'}{os.pathsep}{REPO}",

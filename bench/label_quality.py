@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import real_labels  # noqa: E402
 from _output import emit  # noqa: E402
 
 DEPTHS = (50, 100, 200)
@@ -70,7 +71,7 @@ def main() -> None:
         "round0_test_accuracy": accuracy,
         "predictions": prediction_table(images),
         "label_centres": centre_table(images),
-        "synthetic_label_agreement": agreement_table(
+        "synthetic_label_agreement": real_labels.agreement(
             [(i["labels"], i["mask"]) for i in images if not i["truth"].corrupted]
         ),
         "real_label_agreement": real_agreement(args.jacquard),
@@ -92,21 +93,13 @@ def round0(args: argparse.Namespace) -> tuple[list[dict[str, Any]], float]:
     from regrasp.data import versions
     from regrasp.platform.store.db.engine import session_scope
 
-    bench_args = argparse.Namespace(
-        images=args.images,
-        size=128,
-        epochs=args.epochs,
-        input_size=args.input_size,
-        architecture="ggcnn",
-        batch_size=16,
-        lr=1e-3,
-        corrupt_fraction=0.25,
-        corruption_kinds="one_orientation,part_only,wrong_action",
-        test_fraction=0.15,
-        decode_threshold=0.05,
-        augment=False,
-        seed=args.seed,
-        device="cpu",
+    bench_args = efficacy.parse_args(
+        [
+            f"--images={args.images}",
+            f"--epochs={args.epochs}",
+            f"--input-size={args.input_size}",
+            f"--seed={args.seed}",
+        ]
     )
     bench = efficacy.Bench(bench_args, Path(tempfile.mkdtemp(prefix="bench-lq-")))
     bench.setup()
@@ -186,28 +179,12 @@ def centre_table(images: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def real_agreement(folder: Path) -> dict[str, Any] | str:
-    """`agreement_table` of the real Jacquard samples (a note when there are none)."""
-    from regrasp.data.formats.jacquard import scan_jacquard
-
+    """`real_labels.agreement` of the real Jacquard samples (a note when there are none)."""
     if not folder.is_dir():
         note = f"no Jacquard samples at {folder}: real-label agreement not measured"
         print(note)
         return note
-    dataset = scan_jacquard(folder, required=("grasps", "mask"))
-    return agreement_table([(i.load_grasps(), i.load_mask()) for i in dataset.images])
-
-
-def agreement_table(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
-    """Per image, the share of its labels that pass `fits_object`; how many reach AGREEMENT."""
-    from regrasp.refine.label_quality import AGREEMENT, fits_object
-
-    shares = np.array([fits_object(g, m).mean() for g, m in pairs if len(g)])
-    return {
-        "images": len(shares),
-        "median_share": float(np.median(shares)) if len(shares) else None,
-        "quartiles": np.percentile(shares, [25, 75]).round(3).tolist() if len(shares) else None,
-        f"images_at_agreement_{AGREEMENT}": int((shares >= AGREEMENT).sum()),
-    }
+    return real_labels.agreement(real_labels.real_pairs(folder))
 
 
 def queue_table(images: list[dict[str, Any]]) -> dict[str, Any]:

@@ -57,7 +57,22 @@ def main() -> None:
     emit(out, args.json)
 
 
+def agreement(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
+    """Per image, the share of its labels that pass `fits_object`: the median, quartiles,
+    and how many images reach AGREEMENT (where the score's mask gate applies)."""
+    from regrasp.refine.label_quality import AGREEMENT, fits_object
+
+    shares = np.array([fits_object(g, m).mean() for g, m in pairs if len(g)])
+    return {
+        "images": len(shares),
+        "median_share": float(np.median(shares)) if len(shares) else None,
+        "quartiles": np.percentile(shares, [25, 75]).round(3).tolist() if len(shares) else None,
+        f"images_at_agreement_{AGREEMENT}": int((shares >= AGREEMENT).sum()),
+    }
+
+
 def real_pairs(folder: Path) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(labels, mask) of every real Jacquard sample in `folder`."""
     from regrasp.data.formats.jacquard import scan_jacquard
 
     dataset = scan_jacquard(folder, required=("grasps", "mask"))
@@ -102,11 +117,10 @@ def demo_wrong_action() -> dict[str, int]:
 
 def judge(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
     """The score's label terms over (labels, mask) pairs (module docstring)."""
-    from regrasp.refine.label_quality import AGREEMENT, action_group_scores, fits_object
+    from regrasp.refine.label_quality import action_group_scores
     from regrasp.workflows.rounds.predicting import score
 
     pairs = [(g, m) for g, m in pairs if len(g)]
-    fits = np.array([fits_object(g, m).mean() for g, m in pairs])
     action = [action_group_scores(g, m) for g, m in pairs]
     labels = np.concatenate([g for g, _ in pairs])
     index = np.repeat(np.arange(len(pairs)), [len(g) for g, _ in pairs])
@@ -120,10 +134,8 @@ def judge(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
     )
     kinds = [q["kind"] for q, f in zip(scored.quality, scored.flagged, strict=True) if f]
     return {
-        "images": len(pairs),
+        **agreement(pairs),
         "labels": len(labels),
-        "fits_share_median": float(np.median(fits)),
-        f"images_at_agreement_{AGREEMENT}": int((fits >= AGREEMENT).sum()),
         "labels_along_the_object": float(np.mean(np.concatenate(action) == 0.0)),
         "labels_half_wrong": float(np.mean(np.concatenate(action) == 0.5)),
         "images_queued_by_labels_alone": int(scored.flagged.sum()),

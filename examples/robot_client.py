@@ -125,12 +125,13 @@ def main(argv: list[str] | None = None) -> int:
     else:
         answer = predict_bentoml(args.url, args.key, args.depth)
     if not answer["grasps"]:
-        print(f"model {answer['model_id']}: no grasp found")
+        print(f"model {answer['model_id']} ({answer['model_name']}): no grasp found")
         return 1
     best = answer["grasps"][0]
     cam = to_camera(best, read_depth(args.depth), fx=args.fx, fy=args.fy, cx=args.cx, cy=args.cy)
     out = io.StringIO()
-    print(f"model {answer['model_id']}, {answer['timings']['total_ms']:.1f} ms", file=out)
+    model = f"{answer['model_id']} ({answer['model_name']})"
+    print(f"model {model}, {answer['timings']['total_ms']:.1f} ms", file=out)
     print(
         f"best grasp (px): x={best['x']:.1f} y={best['y']:.1f} theta={best['theta']:.1f}° "
         f"opening={best['opening']:.1f} quality={best['quality']:.3f}",

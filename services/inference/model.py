@@ -36,8 +36,8 @@ class ServedModel:
         return self.predictor.spec
 
     @property
-    def model_id(self) -> str | None:
-        return self.spec.model_id
+    def name(self) -> str | None:
+        return self.spec.name
 
 
 def resolve_device(name: str = "") -> torch.device:
@@ -55,10 +55,10 @@ def configure_threads(device: torch.device, cpu_threads: int) -> None:
         torch.set_num_threads(cpu_threads)
 
 
-def load_served(store: ObjectStore, model_id: str, *, device: torch.device) -> ServedModel:
-    """Load registered model `model_id` onto `device`, warmed up and ready to serve."""
-    module, metadata = load_registered(store, model_id, device)
-    spec = ModelSpec.from_metadata({**metadata, "model_id": model_id})
+def load_served(store: ObjectStore, name: str, *, device: torch.device) -> ServedModel:
+    """Load the model registered as `name` onto `device`, warmed up and ready to serve."""
+    module, metadata = load_registered(store, name, device)
+    spec = ModelSpec.from_metadata({**metadata, "name": name})
     predictor = Predictor(spec, torch_forward(module, device))
     predictor.forward(np.zeros((1, spec.in_channels, spec.input_size, spec.input_size), "f4"))
     return ServedModel(predictor, dict(metadata), str(device))

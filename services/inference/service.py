@@ -5,14 +5,14 @@
 Endpoints (all but probes, metrics and docs need `Authorization: Bearer <key>`):
 
 - `POST /predict` (multipart: `depth` float32 TIFF in metres and/or `rgb` PNG/JPEG, any
-  size, any content type; form fields `k`, `min_quality`, `model_id`) → ranked grasps in
-  the uploaded image's pixels, from the `production` model unless the caller names another
-  it may use (a robot key may not); the answer names its model;
-- `POST /predict_stored` (`{model_id, dataset_id, version, image_ids, k}`, for rounds) →
-  top-k grasps per stored image with that model, per-image errors;
+  size, any content type; form fields `k`, `min_quality`, and `model_id` or `model_name`)
+  → ranked grasps in the uploaded image's pixels, from the `production` model unless the
+  caller names another it may use (a robot key may not); the answer names its model;
+- `POST /predict_stored` (`{model_id | model_name, dataset_id, version, image_ids, k}`,
+  for rounds) → top-k grasps per stored image with that model, per-image errors;
 - `GET /model` → the production model and the models this replica holds; `GET /stats` →
   how many requests each forward pass held, and the requests in flight;
-- `POST /warm {model_id}` (admins, services) → load a model into the cache ahead of use;
+- `POST /warm {model_id | model_name}` (admins, services) → load a model into the cache;
 - `/healthz`, `/livez`, `/readyz` (ready once the production model is loaded), `/metrics`.
 
 What a replica knows and does is `regrasp.serving.replica.Replica`; the gate in front of
@@ -45,7 +45,6 @@ from regrasp.api.predict import (
     MAX_STORED_IMAGES,
     Grasp,
     ModelInfo,
-    ModelRef,
     PredictResponse,
     PredictStoredResponse,
     StoredPrediction,
@@ -53,7 +52,7 @@ from regrasp.api.predict import (
 )
 from regrasp.learn.predict import DEFAULT_K, MAX_K, Ranked
 from regrasp.platform.accounts import Principal
-from regrasp.platform.errors import RegraspError
+from regrasp.platform.errors import InvalidInput, RegraspError
 from regrasp.platform.settings import load_settings
 from regrasp.serving import batching
 from regrasp.serving.batching import Ticket
@@ -159,14 +158,15 @@ class InferenceService:
         rgb: Path = None,  # type: ignore[assignment]
         k: Annotated[int, Field(ge=1, le=MAX_K)] = DEFAULT_K,
         min_quality: float | None = None,
-        model_id: ModelRef | None = None,
+        model_id: Annotated[int, Field(ge=1)] | None = None,
+        model_name: str | None = None,
     ) -> PredictResponse:
         """Ranked grasps (input image pixels) for an uploaded depth and/or RGB image."""
         start = time.perf_counter()
         with self.replica.in_flight("predict"):
             try:
                 served = await anyio.to_thread.run_sync(
-                    self.replica.model_for, model_id, CALLER.get()
+                    self.replica.model_for, model_id, model_name, CALLER.get()
                 )
                 prepared, ticket, ranked = await self.replica.predict_upload(
                     served,
@@ -179,7 +179,8 @@ class InferenceService:
             except RegraspError as exc:
                 raise RequestRejected.from_error(exc) from exc
         return PredictResponse(
-            model_id=served.model_id,
+            model_id=served.spec.model_id,
+            model_name=served.name,
             width=prepared.letterbox.width,
             height=prepared.letterbox.height,
             grasps=_grasps(ranked),
@@ -195,19 +196,23 @@ class InferenceService:
     @bentoml.api(route="/predict_stored")
     async def predict_stored(
         self,
-        model_id: ModelRef,
         dataset_id: Annotated[int, Field(ge=1)],
         version: Annotated[int, Field(ge=0)],
         image_ids: Annotated[list[int], Field(min_length=1, max_length=MAX_STORED_IMAGES)],
         k: Annotated[int, Field(ge=1, le=MAX_K)] = DEFAULT_K,
         min_quality: float | None = None,
+        model_id: Annotated[int, Field(ge=1)] | None = None,
+        model_name: str | None = None,
     ) -> PredictStoredResponse:
-        """Top-k grasps (image px) of stored images with `model_id`; per-image errors."""
+        """Top-k grasps (image px) of stored images with the model named by `model_id` or
+        `model_name`; per-image errors."""
         start = time.perf_counter()
         with self.replica.in_flight("predict_stored"):
             try:
+                if model_id is None and model_name is None:
+                    raise InvalidInput("name the model by model_id or by model_name")
                 served = await anyio.to_thread.run_sync(
-                    self.replica.model_for, model_id, CALLER.get()
+                    self.replica.model_for, model_id, model_name, CALLER.get()
                 )
                 outcome = await self.replica.predict_stored(
                     served,
@@ -227,16 +232,20 @@ class InferenceService:
             for i, o in ((i, outcome[i]) for i in image_ids)
         ]
         return PredictStoredResponse(
-            model_id=served.model_id,
+            model_id=served.spec.model_id,
+            model_name=served.name,
             results=results,
             elapsed_ms=(time.perf_counter() - start) * 1000.0,
         )
 
     @bentoml.api(route="/warm")
-    async def warm(self, model_id: ModelRef) -> ModelInfo:
-        """Load a model into this replica's cache ahead of use (admins and services)."""
+    async def warm(
+        self, model_id: Annotated[int, Field(ge=1)] | None = None, model_name: str | None = None
+    ) -> ModelInfo:
+        """Load a model, named by id or by store name, into this replica's cache ahead of
+        use (admins and services)."""
         try:
-            served = await anyio.to_thread.run_sync(self.replica.warm, model_id)
+            served = await anyio.to_thread.run_sync(self.replica.warm, model_id, model_name)
         except RegraspError as exc:
             raise RequestRejected.from_error(exc) from exc
         return self.replica.model_info(served)

@@ -44,7 +44,7 @@ def server(tmp_path_factory):
     engine = make_engine(db_url)
     with session_scope(engine) as session:
         meta = register_untrained(open_store(store_url), "e2e", session=session)
-        model_registry.promote(session, meta["db_model_id"])
+        model_registry.promote(session, meta["model_id"])
         user = accounts.create_user(session, username="arm", password="pw-arm-12", role="annotator")
         key = accounts.create_api_key(session, owner_id=user.id, name="arm").key
     engine.dispose()
@@ -70,7 +70,7 @@ def test_robot_client_gets_the_best_grasp_from_bentoml_serve(server, jacquard_sa
     url, key, _ = server
     path = sorted(jacquard_samples.glob("*/*_perfect_depth.tiff"))[0]
     answer = predict_httpx(url, key, path.read_bytes(), k=3)
-    assert answer["model_id"] == "e2e" and 1 <= len(answer["grasps"]) <= 3
+    assert answer["model_name"] == "e2e" and 1 <= len(answer["grasps"]) <= 3
     best = answer["grasps"][0]
     assert 0 <= best["x"] < 1024 and 0 <= best["y"] < 1024
     same = predict_bentoml(url, key, path, k=3)
@@ -112,7 +112,7 @@ def test_the_readme_curl_line_works_and_client_errors_log_one_line(
     )
     assert run.returncode == 0, run.stderr
     answer = json.loads(run.stdout)
-    assert answer["model_id"] == "e2e" and answer["grasps"], answer
+    assert answer["model_name"] == "e2e" and answer["grasps"], answer
     assert all(0 <= g["x"] <= 1023 and 0 <= g["y"] <= 1023 for g in answer["grasps"])
 
     depth = cv2.imread(str(frame), cv2.IMREAD_UNCHANGED)

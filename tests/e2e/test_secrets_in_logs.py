@@ -163,7 +163,7 @@ def test_no_secret_appears_in_any_service_log(postgres_url, s3_server, s3_bucket
         stack.api.promote_model(model)
         with InferenceClient(inference_url, credential=key, timeout=120.0) as arm:
             deadline = time.monotonic() + WAIT_S
-            while arm.model().model_id != str(model):  # replicas follow the alias
+            while arm.model().model_id != model:  # replicas follow the alias
                 assert time.monotonic() < deadline, "the promotion never reached inference"
                 time.sleep(0.5)
             assert arm.predict(depth=depth, k=2).grasps

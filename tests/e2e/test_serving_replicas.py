@@ -53,7 +53,7 @@ def world(tmp_path_factory):
     with session_scope(engine) as s:
         ids = {
             name: register_untrained(c.store(), name, session=s, seed=seed, input_size=64)[
-                "db_model_id"
+                "model_id"
             ]
             for name, seed in MODELS.items()
         }
@@ -89,7 +89,7 @@ def _wait_ready(c: Cluster, name: str, url: str) -> None:
 
 def _production_of(url: str) -> str | None:
     with InferenceClient(url, credential=SERVICE_KEY) as client:
-        return client.model().model_id
+        return client.model().name
 
 
 def _round(w, name: str, *, pause: bool, chunk_size: int = 4):  # type: ignore[no-untyped-def]
@@ -153,7 +153,7 @@ def test_robots_keep_production_while_a_round_predicts_and_a_promotion_lands(wor
                     files={"depth": ("frame.tiff", depth, "application/octet-stream")},
                     data={"k": "1"},
                 )
-                answers.append((url, sent, r.status_code, r.json().get("model_id")))
+                answers.append((url, sent, r.status_code, r.json().get("model_name")))
 
     robots = [threading.Thread(target=robot, args=(u,)) for u in w["urls"]]
     for t in robots:

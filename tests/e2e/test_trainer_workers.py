@@ -111,8 +111,8 @@ def test_a_killed_workers_job_is_resumed_by_the_other_worker(cluster):
         assert first.state == "running", first
         victim = first.worker_id
         survivor = {"w1": "w2", "w2": "w1"}[victim]
-        model_key = first.result["model_key"]
-        assert store.exists(keys.checkpoint_key(model_key, 1))
+        model_name = first.result["model_name"]
+        assert store.exists(keys.checkpoint_key(model_name, 1))
         epoch_one = first.metrics["history"][0]
         os.killpg(procs[victim].pid, signal.SIGKILL)
         procs[victim].wait()
@@ -121,7 +121,7 @@ def test_a_killed_workers_job_is_resumed_by_the_other_worker(cluster):
     assert done.state == "succeeded", (done.error, _tail(logs))
     assert done.worker_id == survivor and done.attempts == 2
     result = done.result
-    assert result["model_key"] == model_key  # the same model, trained on
+    assert result["model_name"] == model_name  # the same model, trained on
     # Resumed, not restarted: the survivor began after the killed worker's checkpoint,
     # the history runs 1..EPOCHS once each, and epoch 1 is the very entry the victim wrote.
     assert result["resumed_from_epoch"] >= 1
@@ -130,11 +130,11 @@ def test_a_killed_workers_job_is_resumed_by_the_other_worker(cluster):
     with session_scope(engine) as s:
         model = s.get(Model, result["model_id"])
         assert model.status == ModelStatus.ready
-        assert model.weights_key == keys.weights_key(model_key)
+        assert model.weights_key == keys.weights_key(model_name)
         models = s.scalar(sa.select(sa.func.count(Model.id)))
     assert models == 1  # the retry reused the row made at the first claim
-    assert store.exists(keys.weights_key(model_key))
-    assert store.exists(keys.metadata_key(model_key))
+    assert store.exists(keys.weights_key(model_name))
+    assert store.exists(keys.metadata_key(model_name))
 
     # Graceful stop: SIGTERM ends the survivor and the API; nothing is left running.
     for name in ("api", survivor):

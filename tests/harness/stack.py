@@ -175,7 +175,7 @@ def register_untrained(settings: Settings, *, input_size: int) -> int:
                 model_store_name(row.id),
                 input_size=input_size,
                 session=session,
-                db_model_id=row.id,
+                model_id=row.id,
             )
             return int(row.id)
     finally:

@@ -54,7 +54,7 @@ def test_campaign_uses_the_split_recorded_at_import(migrated_engine, imported):
         assert sorted(campaign.test_image_ids) == recorded
         # The imported test images are held out of every training run.
         held_out = config.train_config("ggcnn", exclude=recorded)["exclude_image_ids"]
-        assert set(recorded) <= {int(i) for i in held_out}
+        assert set(recorded) <= set(held_out)
 
         # The recipe alone (default 10 % of three objects) has no test image: refused.
         with pytest.raises(Conflict, match="test split of version 0 is empty"):

@@ -168,7 +168,7 @@ def test_campaign_table_and_figures_match_the_stored_metrics(stack, tmp_path, mo
             for j in s.scalars(sa.select(Job).where(Job.kind == "train"))
         }
         splits = {m.id: m.split for m in s.scalars(sa.select(Model))}
-        test_ids = {str(i) for i in s.get(Campaign, campaign_id).test_image_ids}
+        test_ids = set(s.get(Campaign, campaign_id).test_image_ids)
         stats = refinement_stats.round_refinement(s, stack["round_id"])
         diff = versions.diff(s, dataset_id, 0, 1)
 

@@ -37,7 +37,7 @@ SERVICE_KEY = "service-key-for-tests-0123456789"
 CONST = {"quality": 0.9, "cos2theta": 0.0, "sin2theta": 1.0, "width": 0.4}
 
 
-def _register(store, model_id: str, *, constant: bool, session=None) -> int:
+def _register(store, name: str, *, constant: bool, session=None) -> int:
     torch.manual_seed(0)
     net = nets.build("ggcnn", 1, dropout=0.0)
     if constant:
@@ -47,9 +47,7 @@ def _register(store, model_id: str, *, constant: bool, session=None) -> int:
             # The four heads are one fused 4-channel convolution, in the maps' order.
             net.head.maps.bias.copy_(torch.tensor([CONST[m] for m in GraspMaps._fields]))
     decode = {"sigma": 2.0, "min_distance": 20, **({"threshold": 0.1} if constant else {})}
-    return register_untrained(store, model_id, model=net, decode=decode, session=session)[
-        "db_model_id"
-    ]
+    return register_untrained(store, name, model=net, decode=decode, session=session)["model_id"]
 
 
 def _promote(world, name: str) -> None:
@@ -106,6 +104,7 @@ def world(tmp_path_factory):
         for name, value in env.items():
             mp.setenv(name, value)
         mp.delenv("REGRASP_INFERENCE_MODEL_ID", raising=False)
+        mp.delenv("REGRASP_INFERENCE_MODEL_NAME", raising=False)
         yield {"engine": engine, "store": store, "key": key, "ids": ids}
     engine.dispose()
 
@@ -129,7 +128,7 @@ def _wait_for_production(service, name: str) -> None:
     """Until the replica serves `name` (it follows the alias every 0.2 s here)."""
     headers = {"Authorization": f"Bearer {SERVICE_KEY}"}
     for _ in range(600):
-        if service.get("/model", headers=headers).json()["model_id"] == name:
+        if service.get("/model", headers=headers).json()["name"] == name:
             return
         threading.Event().wait(0.05)
     raise AssertionError(f"the replica never served {name}")
@@ -141,12 +140,13 @@ def _predict(client, depth: bytes, *, content_type="image/tiff", headers=None, *
     return client.post("/predict", files=files, data=data, headers=headers)
 
 
-def test_predictions_on_jacquard_samples_are_in_image_pixels(client, jacquard_samples):
+def test_predictions_on_jacquard_samples_are_in_image_pixels(client, world, jacquard_samples):
     for path in _samples(jacquard_samples, 3):
         response = _predict(client, path.read_bytes(), k=7)
         assert response.status_code == 200, response.text
         body = response.json()
-        assert body["model_id"] == "random" and (body["width"], body["height"]) == (1024, 1024)
+        assert body["model_name"] == "random" and (body["width"], body["height"]) == (1024, 1024)
+        assert body["model_id"] == world["ids"]["random"]
         grasps = np.array(
             [[g[c] for c in ("x", "y", "theta", "opening", "jaw")] for g in body["grasps"]]
         )
@@ -165,7 +165,7 @@ def test_known_maps_give_the_exact_grasp_at_any_image_size(client, jacquard_samp
     service = {"Authorization": f"Bearer {SERVICE_KEY}"}
     depth = decode_depth(_samples(jacquard_samples, 1)[0].read_bytes())
     for image in (depth, depth[100:580, 50:690]):  # 1024² and a 640×480 crop
-        response = _predict(client, _tiff(image), k=5, model_id="const", headers=service)
+        response = _predict(client, _tiff(image), k=5, model_name="const", headers=service)
         assert response.status_code == 200, response.text
         (grasp,) = response.json()["grasps"]  # constant maps: one flat peak
         h, w = image.shape
@@ -257,23 +257,25 @@ def test_robots_get_production_only_and_cannot_warm_or_call_the_internal_route(
     client, world, jacquard_samples
 ):
     data = _samples(jacquard_samples, 1)[0].read_bytes()
-    for forbidden in ("const", world["ids"]["const"]):
-        refused = _predict(client, data, model_id=forbidden)
+    for forbidden in ({"model_name": "const"}, {"model_id": world["ids"]["const"]}):
+        refused = _predict(client, data, **forbidden)
         assert refused.status_code == 403, refused.text
         assert "production model only" in refused.json()["error"]
     # Naming the production model (by id or name) is allowed.
-    for same in ("random", world["ids"]["random"]):
-        assert _predict(client, data, model_id=same).json()["model_id"] == "random"
-    assert client.post("/warm", json={"model_id": "const"}).status_code == 403
+    for same in ({"model_name": "random"}, {"model_id": world["ids"]["random"]}):
+        assert _predict(client, data, **same).json()["model_name"] == "random"
+    assert client.post("/warm", json={"model_name": "const"}).status_code == 403
     assert client.post("/forward_batch", json={"tickets": ["x"]}).status_code == 403
-    assert client.post("/predict_stored", json={"model_id": "const"}).status_code == 403
-    assert client.get("/model").json()["model_id"] == "random"
+    assert client.post("/predict_stored", json={"model_name": "const"}).status_code == 403
+    assert client.get("/model").json()["name"] == "random"
     admin = {"Authorization": f"Bearer {SERVICE_KEY}"}
-    missing = client.post("/warm", json={"model_id": "no-such-model"}, headers=admin)
+    missing = client.post("/warm", json={"model_name": "no-such-model"}, headers=admin)
     assert missing.status_code == 404 and "no-such-model" in missing.json()["error"]
     missing = _predict(client, data, model_id=987654, headers=admin)
     assert missing.status_code == 404 and "987654" in missing.json()["error"]
-    assert client.get("/model").json()["model_id"] == "random"
+    both = _predict(client, data, model_id=world["ids"]["random"], model_name="x", headers=admin)
+    assert both.status_code == 422 and "one of the two" in both.json()["error"], both.text
+    assert client.get("/model").json()["name"] == "random"
 
 
 def test_a_store_failure_is_a_503_naming_the_store(service, world):
@@ -282,7 +284,7 @@ def test_a_store_failure_is_a_503_naming_the_store(service, world):
     link.parent.mkdir(parents=True)
     link.symlink_to("metadata.json")  # reading it fails with ELOOP: a StorageError
     admin = {"Authorization": f"Bearer {SERVICE_KEY}"}
-    response = service.post("/warm", json={"model_id": "looping"}, headers=admin)
+    response = service.post("/warm", json={"model_name": "looping"}, headers=admin)
     assert response.status_code == 503
     error = response.json()["error"]
     assert "file store" in error and "models/looping/metadata.json" in error
@@ -294,7 +296,7 @@ def test_curl_octet_stream_uploads_are_accepted(client, jacquard_samples):
     for content_type in ("application/octet-stream", "text/plain"):
         response = _predict(client, data, content_type=content_type, k=2)
         assert response.status_code == 200, response.text
-        assert response.json()["model_id"] == "random"
+        assert response.json()["model_name"] == "random"
 
 
 def test_grasps_are_clipped_to_a_tiny_frame(client):
@@ -365,12 +367,12 @@ def test_promotion_under_load_switches_robots_without_failing_a_request(
     def robot() -> None:
         while not stop.is_set():
             response = _predict(client, data, k=1)
-            seen.append((response.status_code, response.json().get("model_id")))
+            seen.append((response.status_code, response.json().get("model_name")))
 
     def round_calls() -> None:
         while not stop.is_set():
-            response = _predict(client, data, k=1, model_id="spare", headers=service)
-            rounds.append((response.status_code, response.json().get("model_id")))
+            response = _predict(client, data, k=1, model_name="spare", headers=service)
+            rounds.append((response.status_code, response.json().get("model_name")))
 
     threads = [threading.Thread(target=robot) for _ in range(3)]
     threads.append(threading.Thread(target=round_calls))
@@ -403,11 +405,11 @@ def test_the_model_cache_is_bounded_and_keeps_production(client, world, jacquard
         for name in ("extra-1", "extra-2"):
             _register(world["store"], name, constant=False, session=session)
     for name in ("const", "spare", "extra-1", "extra-2", "const"):
-        answer = _predict(client, data, k=1, model_id=name, headers=service)
-        assert answer.status_code == 200 and answer.json()["model_id"] == name, answer.text
+        answer = _predict(client, data, k=1, model_name=name, headers=service)
+        assert answer.status_code == 200 and answer.json()["model_name"] == name, answer.text
         cached = client.get("/model").json()["cached"]
         assert len(cached) <= 3 and "random" in cached and cached[-1] == name, cached
-    assert client.get("/model").json()["model_id"] == "random"
+    assert client.get("/model").json()["name"] == "random"
 
 
 def _batch_counts(service) -> tuple[int, int]:
@@ -455,7 +457,7 @@ def test_concurrent_requests_share_forward_passes_with_the_same_answers(client, 
     assert merged >= 1, (total_before, single_before, total_after, single_after)
     assert max(a["timings"]["batch_size"] for a in together) > 1
     for one, many in zip(alone, together, strict=True):
-        assert one["model_id"] == many["model_id"] == "random"
+        assert one["model_name"] == many["model_name"] == "random"
         got, want = _rows(many["grasps"]), _rows(one["grasps"])
         assert got.shape == want.shape and got.size
         # The same grasps. A batched convolution sums in another order, so scores differ

@@ -63,10 +63,10 @@ def test_excluded_images_leave_only_the_training_part(world):
     split = make_split(ids, ids, kind="image", test_fraction=0.2, val_fraction=0.2)
     excluded = [int(i) for i in split.train[:3]] + [int(split.test[0])]
     config = TrainConfig(**TRAIN, exclude_image_ids=excluded)
-    assert config.exclude_image_ids == tuple(sorted(str(i) for i in excluded))
+    assert config.exclude_image_ids == tuple(sorted(excluded))
 
     train, val, test = split_datasets(config, store, index, split)
-    assert set(train.image_ids) == set(split.train) - {str(i) for i in excluded}
+    assert set(train.image_ids) == set(split.train) - set(excluded)
     assert set(val.image_ids) == set(split.val) and set(test.image_ids) == set(split.test)
 
 
@@ -97,8 +97,7 @@ def test_out_of_fold_round_trains_each_model_without_its_fold(world):
             submitted = trainer.list(kind="train").items
         assert len(submitted) == 3
         held_out = sorted(
-            tuple(sorted(int(i) for i in j.payload["config"]["exclude_image_ids"]))
-            for j in submitted
+            tuple(sorted(j.payload["config"]["exclude_image_ids"])) for j in submitted
         )
         assert held_out == sorted(tuple(sorted(images[folds == f].tolist())) for f in range(3))
         assert sorted(i for fold in held_out for i in fold) == sorted(images.tolist())
@@ -113,9 +112,9 @@ def test_out_of_fold_round_trains_each_model_without_its_fold(world):
             fold_of_unit = [u.fold for u in load_run(rnd).units]
             splits = {m: s.get(Model, m).split for m in model_ids}
         for model_id, fold in zip(model_ids, fold_of_unit, strict=True):
-            fold_ids = {str(i) for i in images[folds == fold]}
+            fold_ids = set(images[folds == fold].tolist())
             trained = set(splits[model_id]["train"])
             assert trained and not trained & fold_ids
             # Everything outside the fold and the test part trained.
-            outside = {str(i) for i in images} - fold_ids - set(splits[model_id]["test"])
+            outside = set(images.tolist()) - fold_ids - set(splits[model_id]["test"])
             assert trained == outside

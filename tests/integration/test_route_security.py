@@ -288,6 +288,7 @@ def test_inference_routes_against_every_scope(tmp_path, sqlite_url, file_store_u
         for name, value in env.items():
             mp.setenv(name, value)
         mp.delenv("REGRASP_INFERENCE_MODEL_ID", raising=False)
+        mp.delenv("REGRASP_INFERENCE_MODEL_NAME", raising=False)
         with StarletteClient(InferenceService.to_asgi(), raise_server_exceptions=False) as client:
             spec = client.get("/docs.json").json()
             routes = [(m, p) for m, p in _routes(spec) if p not in INFERENCE_PUBLIC]

@@ -64,7 +64,7 @@ def test_short_training_beats_the_untrained_network(tmp_path) -> None:
         train_data=train_data,
         val_data=val_data,
         store=store,
-        model_id="learn",
+        name="learn",
         device="cpu",
         split=split,
     )

@@ -71,14 +71,14 @@ def test_db_version_cached_on_s3_and_model_registered(tmp_path, engine, s3_store
         )
         sources = db_images(session, s3_store, dataset_id=dataset_id, version=0)
 
-    assert sorted(s.image_id for s in sources) == sorted(str(i) for i in ids)
+    assert sorted(s.image_id for s in sources) == sorted(ids)
     index = build_cache(
         s3_store, sources, dataset="syn", version=0, channels="rgbd", size=SIZE, shard_size=4
     )
     assert all(s.key.startswith(keys.cache_prefix("syn", 0)) for s in index.shards)
     where = index.locations()
     for image_id, original in zip(ids, all_grasps, strict=True):
-        shard_no, row = where[str(image_id)]
+        shard_no, row = where[image_id]
         shard = read_shard(s3_store, index.shards[shard_no].key)
         back = shard.letterbox(row).to_image(shard.network_grasps(row))
         np.testing.assert_allclose(back, original, atol=1e-9)
@@ -95,7 +95,7 @@ def test_db_version_cached_on_s3_and_model_registered(tmp_path, engine, s3_store
             s3_store, "m-7", model=model, metadata=meta, session=session, dataset_id=dataset_id
         )
     with session_scope(engine) as session:
-        row = session.get(Model, written["db_model_id"])
+        row = session.get(Model, written["model_id"])
         assert row.status == ModelStatus.ready
         assert row.weights_key == keys.weights_key("m-7")
         assert (row.architecture, row.in_channels, row.dataset_version) == ("ggcnn", 4, 0)

@@ -763,7 +763,7 @@ def test_robots_and_rounds_get_separate_inference_pools_of_one_image() -> None:
         for n in ("inference", "inference-batch")
         for e in container(n).get("env", [])
     }
-    assert not env.get("REGRASP_INFERENCE_MODEL_ID")
+    assert not env.get("REGRASP_INFERENCE_MODEL_ID") and not env.get("REGRASP_INFERENCE_MODEL_NAME")
     # Robots win the GPUs: their pods preempt batch pods, never the reverse.
     classes = resources("PriorityClass")
     robot_class = classes[robot["spec"]["template"]["spec"]["priorityClassName"]]

@@ -14,7 +14,7 @@ from regrasp.serving.models import ModelCache, ProductionFollower
 
 @dataclass(frozen=True)
 class Fake:
-    model_id: str
+    name: str
 
 
 def _cache(capacity: int, loads: list[str]) -> ModelCache[Fake]:

@@ -129,3 +129,23 @@ def test_real_samples_cache_matches_network_input(jacquard_samples, store) -> No
         expected = network_input(image.load_depth(), size=100)
         np.testing.assert_allclose(shard.inputs(row), expected, atol=1e-3)
         assert len(shard.network_grasps(row)) == len(image.load_grasps())
+
+
+def test_a_folders_images_get_int_ids_and_the_cache_keeps_name_order(synthetic_root, store) -> None:
+    # Folders have no database ids: images are numbered so that the cache, which orders
+    # ids by their decimal string, lays a folder out in file-name order (as before ids
+    # were ints), whatever the folder's size.
+    dataset = scan_jacquard(synthetic_root)
+    images = jacquard_images(dataset)
+    assert [type(im.image_id) for im in images] == [int] * 12
+    assert [im.image_id for im in images] == list(range(100, 112))  # 12 images: 3 digits
+    name_of = dict(
+        zip((im.image_id for im in images), sorted(i.name for i in dataset), strict=True)
+    )
+    index = build_cache(store, images, dataset="syn", version=0, channels="depth", size=32)
+    shard = read_shard(store, index.shards[0].key)
+    assert shard.image_ids.dtype == np.int64
+    assert shard.image_ids.tolist() == list(index.image_ids)
+    pairs = zip(index.image_ids, shard.object_ids, strict=True)
+    cached = [(obj, name_of[i]) for i, obj in pairs]
+    assert cached == sorted(cached)  # by object, then file name

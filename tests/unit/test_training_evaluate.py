@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -99,9 +101,25 @@ def test_registered_model_loads_and_predicts_the_same(dataset, tmp_path) -> None
     assert stored["weights_key"] == keys.weights_key("m1")
     assert stored["torch_version"] == torch.__version__
     assert read_metadata(store, "m1") == stored
+    assert (stored["name"], stored["model_id"]) == ("m1", None)  # no session: no row
     x = torch.from_numpy(np.stack([dataset.sample(i)[0] for i in range(3)]))
     with torch.no_grad():
         for a, b in zip(model(x), loaded(x), strict=True):
             assert torch.equal(a, b)
     with pytest.raises(NotFound):
         load_registered(store, "absent", device="cpu")
+
+
+def test_metadata_of_the_first_format_reads_with_an_int_model_id(tmp_path) -> None:
+    # Format 1 kept the store name under "model_id" and the row id under "db_model_id".
+    store = open_store(f"file://{tmp_path / 'objects'}")
+    old = {"format": 1, "model_id": "7", "db_model_id": 7, "architecture": "ggcnn"}
+    store.put_bytes(keys.metadata_key("7"), json.dumps(old).encode())
+    meta = read_metadata(store, "7")
+    assert (meta["name"], meta["model_id"]) == ("7", 7) and "db_model_id" not in meta
+    unregistered = {"format": 1, "model_id": "bench", "architecture": "ggcnn"}
+    store.put_bytes(keys.metadata_key("bench"), json.dumps(unregistered).encode())
+    assert (read_metadata(store, "bench")["name"], read_metadata(store, "bench")["model_id"]) == (
+        "bench",
+        None,
+    )

@@ -61,7 +61,7 @@ def cached(tmp_path_factory):
     return url, index, split
 
 
-def _run(cached, model_id, **kwargs):
+def _run(cached, name, **kwargs):
     url, index, split = cached
     store = open_store(url)
     config = kwargs.pop("config", _config())
@@ -71,7 +71,7 @@ def _run(cached, model_id, **kwargs):
         train_data=train_data,
         val_data=val_data,
         store=store,
-        model_id=model_id,
+        name=name,
         device="cpu",
         split=split,
         **kwargs,
@@ -149,7 +149,7 @@ def test_test_images_are_refused_for_training(cached) -> None:
             train_data=leaky,
             val_data=None,
             store=store,
-            model_id="leak",
+            name="leak",
             device="cpu",
             split=split,
         )

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 
 import pytest
 
 from regrasp.learn.training.config import SplitConfig, TrainConfig
-from regrasp.learn.training.splits import Split, make_split
+from regrasp.learn.training.splits import Split, id_order, make_split
 from regrasp.platform.errors import InvalidInput
 
 
-def _dataset(objects: int = 40, per_object: int = 5) -> tuple[list[str], list[str]]:
+def _dataset(objects: int = 40, per_object: int = 5) -> tuple[list[int], list[str]]:
+    """Image ids 1.. (object o's first image is o * per_object + 1), object names."""
     images, owners = [], []
     for o in range(objects):
         for i in range(per_object):
-            images.append(f"{i}_obj{o:03d}")
+            images.append(o * per_object + i + 1)
             owners.append(f"obj{o:03d}")
     return images, owners
 
@@ -40,7 +42,8 @@ def test_image_split_counts_images() -> None:
     assert len(split.test) == 20 and len(split.val) == 20 and len(split.train) == 160
     # image-wise: some object has images in two parts
     part_of = {i: n for n in ("train", "val", "test") for i in getattr(split, n)}
-    mixed = {o for i, o in zip(images, owners, strict=True) if part_of[i] != part_of[f"0_{o}"]}
+    first = {o: images[owners.index(o)] for o in owners}
+    mixed = {o for i, o in zip(images, owners, strict=True) if part_of[i] != part_of[first[o]]}
     assert mixed
 
 
@@ -67,7 +70,7 @@ def test_split_serialises_and_refuses_overlap() -> None:
     data = json.loads(json.dumps(split.to_dict()))
     assert Split.from_dict(data) == split
     with pytest.raises(InvalidInput, match="disjoint"):
-        Split(kind="object", seed=0, train=("a", "b"), val=(), test=("b",))
+        Split(kind="object", seed=0, train=(1, 2), val=(), test=(2,))
     with pytest.raises(InvalidInput, match="malformed"):
         Split.from_dict({"kind": "object"})
 
@@ -82,11 +85,14 @@ def test_test_images_never_reach_training() -> None:
 
 def test_invalid_arguments_are_refused() -> None:
     with pytest.raises(InvalidInput):
-        make_split(["a", "a"], ["x", "y"])
+        make_split([1, 1], ["x", "y"])
     with pytest.raises(InvalidInput):
-        make_split(["a"], ["x", "y"])
+        make_split([1], ["x", "y"])
     with pytest.raises(InvalidInput):
-        make_split(["a"], ["x"], val_fraction=0.6, test_fraction=0.5)
+        make_split([1], ["x"], val_fraction=0.6, test_fraction=0.5)
+    for bad in ("a", "1_obj000", True, 1.5):
+        with pytest.raises(InvalidInput, match="integers"):
+            make_split([bad], ["x"])
     with pytest.raises(ValueError):
         SplitConfig(val_fraction=0.5, test_fraction=0.5)
 
@@ -100,3 +106,25 @@ def test_config_defaults_are_the_papers() -> None:
     with pytest.raises(ValueError):
         TrainConfig(unknown_option=1)
     assert TrainConfig.model_validate(config.model_dump(mode="json")) == config
+
+
+def test_ids_are_ints_ranked_and_ordered_as_their_decimal_strings() -> None:
+    # Ids were strings before; ranking and ordering by the decimal string keeps every
+    # split (and so every training set and order) what it was.
+    images, owners = _dataset(objects=30, per_object=1)
+    split = make_split(images, owners, kind="image", seed=4, val_fraction=0.2, test_fraction=0.1)
+    assert all(type(i) is int for name in ("train", "val", "test") for i in getattr(split, name))
+    ranked = sorted(images, key=lambda i: hashlib.sha256(f"4:{i}".encode()).digest())
+    assert set(split.test) == set(ranked[:3]) and set(split.val) == set(ranked[3:9])
+    assert list(split.train) == sorted(split.train, key=str) != sorted(split.train)
+    assert id_order(10) < id_order(9)
+
+
+def test_splits_stored_with_string_ids_load_as_ints() -> None:
+    images, owners = _dataset(objects=10)
+    split = make_split(images, owners, seed=0, val_fraction=0.2, test_fraction=0.2)
+    old = split.to_dict()
+    old.update({n: [str(i) for i in getattr(split, n)] for n in ("train", "val", "test")})
+    assert Split.from_dict(old) == split
+    with pytest.raises(InvalidInput, match="split ids must be integers"):
+        Split.from_dict({**old, "test": ["1_obj000"]})

@@ -75,7 +75,7 @@ class JobPublic(BaseModel):
     progress: fraction 0..1 of the whole job; metrics: what the worker streams (for a
     train job: epoch, epochs, step, steps, loss and `history`, one entry per finished
     epoch); eta_seconds: from the progress rate of the current attempt (None until known);
-    result: for a train job `model_id` (the `models` row), `model_key` (its object-store
+    result: for a train job `model_id` (the `models` row), `model_name` (its object-store
     name), metrics and history.
     """
 

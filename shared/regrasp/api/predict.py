@@ -7,9 +7,9 @@ in that frame, opening and jaw in pixels), best first.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from regrasp.learn.predict import DEFAULT_K, MAX_K
 
@@ -17,7 +17,6 @@ __all__ = [
     "Grasp",
     "MAX_STORED_IMAGES",
     "ModelInfo",
-    "ModelRef",
     "PredictResponse",
     "PredictStoredRequest",
     "PredictStoredResponse",
@@ -31,11 +30,22 @@ __all__ = [
 MAX_STORED_IMAGES = 10_000
 
 
-#: A model named by a call: its `models` row id (int, or digits) or its object-store name.
-ModelRef = Annotated[
-    int | str,
-    Field(description='A registered model: its id (e.g. 7 or "7") or its store name.'),
-]
+class _NamesAModel(BaseModel):
+    """A call that names one model: by id, or by store name (a model with no `models` row)."""
+
+    model_id: int | None = Field(None, ge=1, description="The model's id (`regrasp model list`).")
+    model_name: str | None = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        description="Or its object-store name: a model registered without a `models` row.",
+    )
+
+    @model_validator(mode="after")
+    def _one_name(self) -> _NamesAModel:
+        if (self.model_id is None) == (self.model_name is None):
+            raise ValueError("name the model by model_id or by model_name (one of the two)")
+        return self
 
 
 class _Schema(BaseModel):
@@ -66,19 +76,20 @@ class Timings(_Schema):
 class PredictResponse(_Schema):
     """Ranked grasps for one uploaded image."""
 
-    model_id: str | None = Field(
-        description="Model that predicted (its store name; the production one unless named)."
+    model_id: int | None = Field(
+        description="Model that predicted (the production one unless named): its id, None "
+        "for a model registered without a `models` row."
     )
+    model_name: str | None = Field(description="That model's store name.")
     width: int = Field(description="Width of the input image, pixels.")
     height: int = Field(description="Height of the input image, pixels.")
     grasps: list[Grasp] = Field(description="Best first; may be empty.")
     timings: Timings
 
 
-class PredictStoredRequest(_Schema):
+class PredictStoredRequest(_NamesAModel, _Schema):
     """Top-k grasps for stored images of one dataset version with one model (rounds)."""
 
-    model_id: ModelRef
     dataset_id: int = Field(ge=1)
     version: int = Field(ge=0)
     image_ids: list[int] = Field(min_length=1, max_length=MAX_STORED_IMAGES)
@@ -95,19 +106,24 @@ class StoredPrediction(_Schema):
 
 
 class PredictStoredResponse(_Schema):
-    model_id: str | None
+    model_id: int | None = Field(description="Model that predicted: its id (None: no row).")
+    model_name: str | None = Field(description="That model's store name.")
     results: list[StoredPrediction] = Field(description="One per requested id, in order.")
     elapsed_ms: float
 
 
-class WarmRequest(_Schema):
-    model_id: ModelRef
+class WarmRequest(_NamesAModel, _Schema):
+    """Load a model into a replica's cache."""
 
 
 class ModelInfo(_Schema):
     """Which model the service serves (the production one, unless a call named another)."""
 
-    model_id: str | None = Field(description="None: no production model, /predict answers 503.")
+    model_id: int | None = Field(
+        description="The model's id; None: no production model (/predict answers 503), or "
+        "a model registered without a `models` row."
+    )
+    name: str | None = Field(None, description="The model's store name.")
     loaded: bool
     architecture: str | None = None
     channels: str | None = None

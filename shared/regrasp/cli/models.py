@@ -36,9 +36,7 @@ def model_list(
 
 @model_app.command("show")
 def model_show(
-    model_id: str = typer.Argument(
-        "production", help="Model id, or an alias (default: production)."
-    ),
+    model: str = typer.Argument("production", help="Model id, or an alias (default: production)."),
     url: str = URL_OPTION,
     token: str = TOKEN_OPTION,
     username: str = USER_OPTION,
@@ -46,11 +44,7 @@ def model_show(
 ) -> None:
     """One model (by id or alias) with all its metrics."""
     with orchestrator_client(url, token, username, password) as api:
-        m = (
-            api.registered_model(int(model_id))
-            if model_id.isdigit()
-            else api.aliased_model(model_id)
-        )
+        m = api.registered_model(int(model)) if model.isdigit() else api.aliased_model(model)
     typer.echo(_line(m))
     for name, value in sorted(m.metrics.items()):
         typer.echo(f"  {name}: {value}")

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import sys
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import typer
 
 from regrasp.cli._app import app
 from regrasp.cli._common import PASSWORD_OPTION, TOKEN_OPTION, USER_OPTION, orchestrator_client
 from regrasp.platform.errors import RegraspError
+
+if TYPE_CHECKING:
+    from regrasp.demo import SyntheticSpec
 
 #: The processes `regrasp up` runs; each logs to `<data dir>/logs/<name>.log`.
 SERVICES = ("orchestrator", "trainer", "worker", "inference", "review_ui")
@@ -47,7 +51,7 @@ def up(
 
     from regrasp.cli._console import frame
     from regrasp.clients.orchestrator import OrchestratorClient
-    from regrasp.demo import StackPorts, SyntheticSpec, bootstrap_demo, ensure_admin, local_stack
+    from regrasp.demo import StackPorts, bootstrap_demo, ensure_admin, local_stack
     from regrasp.platform.settings import load_settings
     from regrasp.platform.supervisor import LogFiles, Supervisor, stop_on_signals
     from regrasp.workflows.rounds.describe import round_summary
@@ -100,9 +104,7 @@ def up(
                 api.use_credential(stack.service_key)
                 rnd = None
                 if demo_data:
-                    spec = SyntheticSpec(images=images, size=size)
-                    if corrupt_fraction is not None:
-                        spec = replace(spec, corrupt_fraction=corrupt_fraction)
+                    spec = _demo_spec(images, size, corrupt_fraction=corrupt_fraction)
                     rnd = bootstrap_demo(api, spec=spec, on_progress=say)
                 typer.echo(summary(api))
                 if rnd is None:
@@ -230,13 +232,11 @@ def demo(
     from regrasp.api.accounts import UserCreate
     from regrasp.clients.orchestrator import OrchestratorClient
     from regrasp.clients.trainer import TrainerClient
-    from regrasp.data.synthetic.corruption import KINDS
     from regrasp.data.synthetic.reviewer import SimulatedReviewer
     from regrasp.demo import (
         DEMO_ROUND,
         DEMO_TRAIN,
         StackPorts,
-        SyntheticSpec,
         ensure_admin,
         free_ports,
         import_synthetic,
@@ -264,17 +264,13 @@ def demo(
         round_options["flag"] = flag
     if top_k is not None:
         round_options["top_k"] = top_k
-    spec = SyntheticSpec(images=images, size=size, seed=seed)
-    if corrupt_fraction is not None:
-        spec = replace(spec, corrupt_fraction=corrupt_fraction)
-    if corruption_kinds is not None:
-        kinds = tuple(k.strip() for k in corruption_kinds.split(",") if k.strip())
-        unknown = sorted(set(kinds) - set(KINDS))
-        if not kinds or unknown:
-            raise typer.BadParameter(
-                f"--corruption-kinds: unknown {unknown or 'none given'}; known: {', '.join(KINDS)}"
-            )
-        spec = replace(spec, corruption_kinds=kinds)
+    spec = _demo_spec(
+        images,
+        size,
+        seed=seed,
+        corrupt_fraction=corrupt_fraction,
+        corruption_kinds=corruption_kinds,
+    )
     name = f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
     with interrupt_on_sigterm(), ExitStack() as cleanup:
         if url is None:
@@ -381,3 +377,30 @@ def demo(
             "how this compares at scale (3,000 images, every variant, several seeds): "
             "docs/benchmarks.md, section 'Efficacy'"
         )
+
+
+def _demo_spec(
+    images: int,
+    size: int,
+    *,
+    seed: int = 0,
+    corrupt_fraction: float | None = None,
+    corruption_kinds: str | None = None,
+) -> SyntheticSpec:
+    """The demo data `regrasp up` and `regrasp demo` import: `SyntheticSpec`'s defaults
+    unless an option says otherwise (`corruption_kinds`: comma-separated, checked here)."""
+    from regrasp.data.synthetic.corruption import KINDS
+    from regrasp.demo import SyntheticSpec
+
+    spec = SyntheticSpec(images=images, size=size, seed=seed)
+    if corrupt_fraction is not None:
+        spec = replace(spec, corrupt_fraction=corrupt_fraction)
+    if corruption_kinds is not None:
+        kinds = tuple(k.strip() for k in corruption_kinds.split(",") if k.strip())
+        unknown = sorted(set(kinds) - set(KINDS))
+        if not kinds or unknown:
+            raise typer.BadParameter(
+                f"--corruption-kinds: unknown {unknown or 'none given'}; known: {', '.join(KINDS)}"
+            )
+        spec = replace(spec, corruption_kinds=kinds)
+    return spec

@@ -42,10 +42,12 @@ class InferenceClient(ServiceClient):
         k: int = DEFAULT_K,
         min_quality: float | None = None,
         rgb_content_type: str = "image/png",
-        model_id: int | str | None = None,
+        model_id: int | None = None,
+        model_name: str | None = None,
     ) -> PredictResponse:
         """Ranked grasps for a depth frame (float32 TIFF, metres) and/or an RGB image, from
-        the production model unless `model_id` names another (not allowed to robots)."""
+        the production model unless `model_id` or `model_name` names another (not allowed
+        to robots)."""
         files: dict[str, tuple[str, bytes, str]] = {}
         if depth is not None:
             files["depth"] = ("depth.tiff", depth, "image/tiff")
@@ -57,6 +59,8 @@ class InferenceClient(ServiceClient):
             data["min_quality"] = str(min_quality)
         if model_id is not None:
             data["model_id"] = str(model_id)
+        if model_name is not None:
+            data["model_name"] = model_name
         response = self.request("POST", "/predict", retry=True, files=files, data=data)
         return PredictResponse.model_validate(response.json())
 
@@ -75,10 +79,10 @@ class InferenceClient(ServiceClient):
     def stats(self) -> ServingStats:
         return self.get_model("/stats", ServingStats)
 
-    def warm(self, model_id: int | str) -> ModelInfo:
-        """Load model `model_id` into the replica's cache (admins, services); what callers
-        get does not change."""
-        body = WarmRequest(model_id=model_id).model_dump()
+    def warm(self, model_id: int | None = None, model_name: str | None = None) -> ModelInfo:
+        """Load the model with this id or store name into the replica's cache (admins,
+        services); what callers get does not change."""
+        body = WarmRequest(model_id=model_id, model_name=model_name).model_dump()
         return self.post_model("/warm", ModelInfo, retry=True, json=body)
 
     def ready(self) -> bool:

@@ -6,9 +6,9 @@ at it (`model_aliases`), and the move is recorded (`model_alias_events`). Rounds
 campaigns train and predict with their own models by naming them; nothing here is called
 by them, so a round can never change what a robot gets.
 
-Model references are accepted as an int (a `models` row id) or a string (the row id, or
-the model's object-store name, e.g. a test's "random"): `model_ref` normalises both to the
-store name the inference service loads.
+A model's id is its `models` row id (an int); its name is the folder of its files in the
+object store (`store_name`: a trained model's is its id in digits; a model registered
+without a row, e.g. a test's "random", has only a name).
 """
 
 from __future__ import annotations
@@ -49,20 +49,6 @@ class RegisteredModel:
     created_at: datetime
 
 
-def model_ref(value: int | str) -> str:
-    """The store name of a model given as an int id or a string; InvalidInput when blank."""
-    if isinstance(value, bool):
-        raise InvalidInput("a model id is an integer or a name, not a boolean")
-    if isinstance(value, int):
-        if value < 1:
-            raise InvalidInput(f"model id must be >= 1, got {value}")
-        return keys.model_store_name(value)
-    text = str(value).strip()
-    if not text or len(text) > 128:
-        raise InvalidInput("model id must be 1-128 characters")
-    return keys.model_store_name(int(text)) if text.isdigit() else text
-
-
 def store_name(row: Model) -> str:
     """The object-store name of a `models` row (`models/<name>/weights.pt`)."""
     prefix = f"{keys.MODELS_ROOT}/"
@@ -88,17 +74,12 @@ def get_model(session: Session, model_id: int) -> RegisteredModel:
     return _entry(row, _aliases_by_model(session).get(row.id, ()))
 
 
-def find_model(session: Session, ref: int | str) -> Model:
-    """The `models` row a reference names (row id, or store name); NotFound otherwise."""
-    name = model_ref(ref)
-    if name.isdigit():
-        row = session.get(Model, int(name))
-        if row is not None:
-            return row
-    for row in session.scalars(sa.select(Model).where(Model.weights_key.is_not(None))).all():
-        if store_name(row) == name:
-            return row
-    raise NotFound(f"model {ref!r} does not exist")
+def store_name_of(session: Session, model_id: int) -> str:
+    """The object-store name of model `model_id`; NotFound when there is no such row."""
+    row = session.get(Model, model_id)
+    if row is None:
+        raise NotFound(f"model {model_id} does not exist")
+    return store_name(row)
 
 
 def resolve_alias(session: Session, alias: str = PRODUCTION) -> tuple[int, str] | None:

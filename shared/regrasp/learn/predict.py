@@ -69,10 +69,12 @@ class ModelSpec:
 
     Read from a registered model's metadata (`regrasp.learn.training.registry`): the input it
     was trained on (`channels`, `input_size`), how its width map is scaled and how its
-    maps are decoded. `model_id` is None only for a network that was never registered.
+    maps are decoded. `name` is its store name, None only for a network that was never
+    registered; `model_id` its `models` row id, None for a model registered without a row.
     """
 
-    model_id: str | None
+    name: str | None
+    model_id: int | None = None
     architecture: str
     channels: Channels
     input_size: int = INPUT_SIZE
@@ -105,7 +107,8 @@ class ModelSpec:
             raise InvalidInput(f"model metadata lacks {', '.join(missing)}")
         options = dict(metadata.get("decode") or {})
         return cls(
-            model_id=metadata.get("model_id"),
+            name=metadata.get("name"),
+            model_id=_optional(metadata.get("model_id"), int),
             architecture=str(metadata["architecture"]),
             channels=metadata["channels"],
             input_size=int(metadata.get("input_size", INPUT_SIZE)),
@@ -181,9 +184,9 @@ def prepare(
     if depth is None and rgb is None:
         raise InvalidInput("send a depth image (float TIFF, metres) and/or an RGB image")
     if spec.needs_depth and depth is None:
-        raise InvalidInput(f"model {spec.model_id} reads {spec.channels}: send a depth image")
+        raise InvalidInput(f"model {spec.name} reads {spec.channels}: send a depth image")
     if spec.needs_rgb and rgb is None:
-        raise InvalidInput(f"model {spec.model_id} reads {spec.channels}: send an RGB image")
+        raise InvalidInput(f"model {spec.name} reads {spec.channels}: send an RGB image")
     depth_px = decode_depth(depth, max_side=max_side) if spec.needs_depth else None
     if depth_px is not None:
         check_metres(depth_px)

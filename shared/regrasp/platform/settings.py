@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from regrasp.platform.errors import ConfigError
@@ -221,12 +221,20 @@ class Settings(BaseSettings):
     )
 
     # -- inference service ------------------------------------------------------------------
-    inference_model_id: str | None = Field(
+    inference_model_id: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "Pin this replica's default model (its `models` id) instead of following the "
+            "`production` alias; unset (the default): serve what an admin promoted "
+            "(`regrasp model promote`)."
+        ),
+    )
+    inference_model_name: str | None = Field(
         None,
         description=(
-            "Pin this replica's default model (a `models` id or object-store name) instead of "
-            "following the `production` alias; unset (the default): serve what an admin "
-            "promoted (`regrasp model promote`)."
+            "Or pin a model by its object-store name (one registered without a `models` "
+            "row); not together with `inference_model_id`."
         ),
     )
     inference_device: str = Field(
@@ -293,6 +301,20 @@ class Settings(BaseSettings):
         values = self.model_dump()
         values["database_url"] = redact_url(self.database_url)
         return values
+
+    @field_validator("inference_model_id", "inference_model_name", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # docker compose passes `${REGRASP_INFERENCE_MODEL_ID:-}`: empty means "not pinned".
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _one_pinned_model(self) -> Settings:
+        if self.inference_model_id is not None and self.inference_model_name is not None:
+            raise ConfigError(
+                "set REGRASP_INFERENCE_MODEL_ID or REGRASP_INFERENCE_MODEL_NAME, not both"
+            )
+        return self
 
     @model_validator(mode="after")
     def _fill_embedded_defaults(self) -> Settings:

@@ -33,7 +33,7 @@ class Ticket:
     """A network input parked for a batch, and what the batch made of it."""
 
     inputs: np.ndarray
-    served: Any  # the loaded model: `.predictor.run`, `.model_id`
+    served: Any  # the loaded model: `.predictor.run`, `.name`
     raw: RawPrediction | None = None
     error: str | None = None
     forward_ms: float = 0.0
@@ -157,9 +157,9 @@ class TicketBook:
                     np.stack([t.inputs for t in group])
                 )
             except Exception:  # noqa: BLE001 - reported per request, logged with traceback
-                logger.exception("forward pass failed on model %s", served.model_id)
+                logger.exception("forward pass failed on model %s", served.name)
                 for ticket in group:
-                    ticket.error = f"model {served.model_id} failed on this input (see log)"
+                    ticket.error = f"model {served.name} failed on this input (see log)"
                 continue
             self.history.record(len(group))
             sizes.append(len(group))

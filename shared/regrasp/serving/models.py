@@ -30,7 +30,7 @@ class NoProductionModel(RegraspError):
 
 class Served(Protocol):
     @property
-    def model_id(self) -> str | None: ...
+    def name(self) -> str | None: ...
 
 
 ServedT = TypeVar("ServedT", bound=Served)
@@ -128,7 +128,7 @@ class ProductionFollower(Generic[ServedT]):
     def ready(self) -> bool:
         """False while a promoted model is not loaded yet (a fresh replica, a failed load)."""
         current = self.current
-        return self.target is None or (current is not None and current.model_id == self.target)
+        return self.target is None or (current is not None and current.name == self.target)
 
     def sync(self) -> None:
         """Follow the alias once: load its model (if it changed) and switch to it."""
@@ -139,7 +139,7 @@ class ProductionFollower(Generic[ServedT]):
                 self.current, self.error = None, None
                 return
             current = self.current
-            if current is not None and current.model_id == target:
+            if current is not None and current.name == target:
                 return
             try:
                 model = self.cache.get(target)
@@ -152,7 +152,7 @@ class ProductionFollower(Generic[ServedT]):
             logger.info(
                 "production model is now %s (was %s)",
                 target,
-                current.model_id if current is not None else None,
+                current.name if current is not None else None,
             )
 
     def start(self, every: float) -> None:

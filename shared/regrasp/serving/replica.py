@@ -25,7 +25,7 @@ from regrasp.api.predict import ModelInfo, ServingStats
 from regrasp.learn import model_registry
 from regrasp.learn.predict import Prepared, Ranked, prepare, to_image
 from regrasp.platform.accounts import Principal, authenticate_bearer
-from regrasp.platform.errors import NotFound, PermissionDenied, RegraspError
+from regrasp.platform.errors import InvalidInput, PermissionDenied, RegraspError
 from regrasp.platform.settings import Settings
 from regrasp.platform.store.db import migrations
 from regrasp.platform.store.db.engine import make_engine, session_scope
@@ -56,17 +56,17 @@ class Replica:
         self.models: ModelCache[Any] = ModelCache(
             lambda name: load(self.store, name), capacity=settings.inference_model_cache_size
         )
-        pinned = settings.inference_model_id
+        pin_id, pin_name = settings.inference_model_id, settings.inference_model_name
+        self._names: dict[int, str] = {}
         self.production = ProductionFollower(
             self.models,
             self._production_name,
-            pinned=self.resolve_name(pinned) if pinned else None,
+            pinned=self.resolve_name(pin_id, pin_name) if pin_id or pin_name else None,
         )
         self._service_key = settings.service_api_key.get_secret_value()
         self._token_secret = settings.secret_key.get_secret_value()
         self._auth_lock = threading.Lock()
         self._auth_cache: dict[str, tuple[Principal, float]] = {}
-        self._names: dict[str, str] = {}
 
     def start(self) -> None:
         """Load the production model now (before the worker reports ready), then follow
@@ -110,40 +110,44 @@ class Replica:
 
     # -- which model -----------------------------------------------------------------------
 
-    def model_for(self, ref: str | int | None, caller: Principal | None) -> Any:
-        """The model a request runs on: production unless it names one the caller may use
-        (a robot key may name only production). Blocking: loads a model on a miss."""
+    def model_for(
+        self, model_id: int | None, model_name: str | None, caller: Principal | None
+    ) -> Any:
+        """The model a request runs on: production unless it names one (by id or by store
+        name) the caller may use (a robot key may name only production). Blocking: loads
+        a model on a miss."""
         production = self.production.current
-        if ref is None:
+        if model_id is None and model_name is None:
             if production is None:
                 raise NoProductionModel(self.no_model_message())
             return production
-        name = self.resolve_name(ref)
+        name = self.resolve_name(model_id, model_name)
         if caller is not None and caller.is_robot:
-            if production is None or name != production.model_id:
+            if production is None or name != production.name:
+                asked = model_id if model_id is not None else model_name
                 raise PermissionDenied(
-                    f"a robot key gets the production model only (asked for {ref!r})"
+                    f"a robot key gets the production model only (asked for {asked!r})"
                 )
             return production
         return self.models.get(name)
 
-    def warm(self, ref: str | int) -> Any:
+    def warm(self, model_id: int | None, model_name: str | None) -> Any:
         """Load a model into the cache ahead of use; what callers get does not change."""
-        return self.models.get(self.resolve_name(ref))
+        return self.models.get(self.resolve_name(model_id, model_name))
 
-    def resolve_name(self, ref: str | int) -> str:
-        """A model reference (row id or store name) as the store name (ids looked up once)."""
-        key = model_registry.model_ref(ref)
-        if not key.isdigit():
-            return key
-        name = self._names.get(key)
+    def resolve_name(self, model_id: int | None, model_name: str | None) -> str:
+        """The store name of the model named by id or by name (one of the two; ids are
+        looked up once); InvalidInput for both or neither, NotFound for an unknown id."""
+        if (model_id is None) == (model_name is None):
+            raise InvalidInput("name the model by model_id or by model_name (one of the two)")
+        if model_name is not None:
+            return model_name
+        assert model_id is not None
+        name = self._names.get(model_id)
         if name is None:
             with session_scope(self.engine) as session:
-                try:
-                    name = model_registry.store_name(model_registry.find_model(session, key))
-                except NotFound:
-                    name = key  # a store name made of digits, with no row (imports, tests)
-            self._names[key] = name
+                name = model_registry.store_name_of(session, model_id)
+            self._names[model_id] = name
         return name
 
     def model_info(self, served: Any = None) -> ModelInfo:
@@ -151,10 +155,13 @@ class Replica:
         served = served if served is not None else self.production.current
         held = self.models.names()
         if served is None:
-            return ModelInfo(model_id=None, loaded=False, cached=held, error=self.production.error)
+            return ModelInfo(
+                model_id=None, name=None, loaded=False, cached=held, error=self.production.error
+            )
         meta, spec = served.metadata, served.spec
         return ModelInfo(
             model_id=spec.model_id,
+            name=spec.name,
             loaded=True,
             architecture=spec.architecture,
             channels=spec.channels,

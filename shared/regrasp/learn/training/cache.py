@@ -8,7 +8,7 @@ once into network-size arrays in compact dtypes and written as `.npz` shards of
     cache/<dataset>/v<version>/<channels>-<size>/shard-00000-<digest>.npz
     cache/<dataset>/v<version>/<channels>-<size>/index.json
 
-A shard holds, for its n images (sorted by object then image id):
+A shard holds, for its n images (sorted by object, then image id in `splits.id_order`):
 
 - `depth` (n, 1, S, S) float16: the normalised depth plane of `imaging.network_input`
   (values in [-1, 1], so float16 keeps ~1e-3 relative precision, 2 bytes a pixel);
@@ -17,7 +17,7 @@ A shard holds, for its n images (sorted by object then image id):
 - `grasps` (M, 5) float64 in network pixels, `offsets` (n + 1,) int64: image i owns rows
   `offsets[i]:offsets[i+1]` (variable-length labels without padding);
 - `sizes` (n, 2) int64: the original (width, height), to map grasps back to image pixels;
-- `image_ids`, `object_ids` (n,) str.
+- `image_ids` (n,) int64, `object_ids` (n,) str.
 
 Idempotence: a shard's name ends with a digest of its image ids, channels and size, so an
 existing key with that name is exactly the shard the plan asks for (store writes are
@@ -27,7 +27,7 @@ interrupted build the shards already written are kept and only the missing ones 
 
 Sources are a plain sequence of `SourceImage` (ids, lazy loaders, grasps in image pixels):
 `jacquard_images` adapts a Jacquard folder, `db_images` a dataset version of the database
-with its files in the object store.
+with its files in the object store. Image ids are ints, the database's own ids.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ import numpy as np
 from regrasp.grasp.imaging import CHANNELS, Letterbox, decode_depth, decode_rgb, network_input
 from regrasp.grasp.maps import INPUT_SIZE
 from regrasp.grasp.rectangles import as_grasps
+from regrasp.learn.training.splits import id_order
 from regrasp.platform.errors import InvalidInput, NotFound, ObjectNotFound, StorageError
 from regrasp.platform.store import keys
 
@@ -56,8 +57,9 @@ if TYPE_CHECKING:
 
 #: Images per shard unless told otherwise: 256 × 300² float16 depth is about 46 MB.
 SHARD_SIZE = 256
-#: Bumped when the shard layout changes, so old shards are never read as new ones.
-CACHE_FORMAT = 1
+#: Bumped when the shard layout changes, so old shards are never read as new ones
+#: (2: image ids are int64, they were strings).
+CACHE_FORMAT = 2
 INDEX_FILE = "index.json"
 
 ProgressFn = Callable[[int, int], None]
@@ -72,7 +74,7 @@ class SourceImage:
     is not needed (e.g. no RGB for a depth-only cache).
     """
 
-    image_id: str
+    image_id: int
     object_id: str
     load_grasps: Callable[[], np.ndarray]
     load_depth: Callable[[], np.ndarray] | None = None
@@ -84,7 +86,7 @@ class ShardInfo:
     """One shard of an index: its object key and the image ids it holds, in row order."""
 
     key: str
-    image_ids: tuple[str, ...]
+    image_ids: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -98,11 +100,11 @@ class CacheIndex:
     shards: tuple[ShardInfo, ...]
 
     @property
-    def image_ids(self) -> tuple[str, ...]:
+    def image_ids(self) -> tuple[int, ...]:
         """Every cached image id, in shard order."""
         return tuple(i for shard in self.shards for i in shard.image_ids)
 
-    def locations(self) -> dict[str, tuple[int, int]]:
+    def locations(self) -> dict[int, tuple[int, int]]:
         """image id → (shard number, row in the shard)."""
         return {
             image: (s, row)
@@ -133,7 +135,9 @@ class CacheIndex:
             version=int(data["version"]),
             channels=data["channels"],
             size=int(data["size"]),
-            shards=tuple(ShardInfo(s["key"], tuple(s["image_ids"])) for s in data["shards"]),
+            shards=tuple(
+                ShardInfo(s["key"], tuple(int(i) for i in s["image_ids"])) for s in data["shards"]
+            ),
         )
 
 
@@ -211,7 +215,7 @@ def build_cache(
         if all(shard.key in present for shard in existing.shards):
             return existing
 
-    ordered = sorted(images, key=lambda im: (im.object_id, im.image_id))
+    ordered = sorted(images, key=lambda im: (im.object_id, id_order(im.image_id)))
     chunks = [ordered[i : i + shard_size] for i in range(0, len(ordered), shard_size)]
     shards = tuple(
         ShardInfo(
@@ -294,16 +298,23 @@ def encode_image(image: SourceImage, *, channels: str, size: int) -> dict[str, n
 def jacquard_images(
     dataset: JacquardDataset, *, depth: Literal["perfect", "stereo"] = "perfect"
 ) -> list[SourceImage]:
-    """Adapt a scanned Jacquard folder: image id = file stem, object id = folder name."""
+    """Adapt a scanned Jacquard folder: object id = folder name, images numbered in name order.
+
+    A folder has no database ids, so its images are numbered from 10^d (d the digits of
+    their count): all ids have as many digits, so `id_order` sorts them as their file
+    names sort and a cache of the folder is laid out as the names are.
+    """
+    named = sorted(dataset, key=lambda image: image.name)
+    first = 10 ** len(str(len(named)))
     return [
         SourceImage(
-            image_id=image.name,
+            image_id=first + number,
             object_id=image.object_id,
             load_grasps=image.load_grasps,
             load_depth=lambda image=image: image.load_depth(depth),
             load_rgb=image.load_rgb,
         )
-        for image in dataset
+        for number, image in enumerate(named)
     ]
 
 
@@ -318,7 +329,7 @@ def db_images(
     """Adapt one dataset version of the database: images present at `version`, their labels
     at `version` (`versions.labels_at`) and their files read from `store` when cached.
 
-    Image ids are the database ids as strings, object ids the object names.
+    Image ids are the database ids, object ids the object names.
     """
     from regrasp.data import versions
     from regrasp.platform.store.db.tables import DatasetObject, Image
@@ -339,7 +350,7 @@ def db_images(
         grasps = labels.grasps[lo:hi].copy()
         out.append(
             SourceImage(
-                image_id=str(image.id),
+                image_id=int(image.id),
                 object_id=str(object_name),
                 load_grasps=lambda g=grasps: g,
                 load_depth=_store_loader(store, depth_key, decode_depth),
@@ -369,7 +380,7 @@ def _shard_bytes(
 ) -> bytes:
     counts = [len(e["grasps"]) for e in encoded]
     arrays: dict[str, Any] = {
-        "image_ids": np.array([im.image_id for im in images], dtype=str),
+        "image_ids": np.array([im.image_id for im in images], dtype=np.int64),
         "object_ids": np.array([im.object_id for im in images], dtype=str),
         "sizes": np.stack([e["size"] for e in encoded]),
         "grasps": np.concatenate([e["grasps"] for e in encoded]).reshape(-1, 5),
@@ -421,7 +432,7 @@ def _index_key(dataset: str, version: int, channels: str, size: int) -> str:
 
 
 def _shard_key(
-    dataset: str, version: int, channels: str, size: int, number: int, image_ids: list[str]
+    dataset: str, version: int, channels: str, size: int, number: int, image_ids: list[int]
 ) -> str:
     digest = hashlib.sha256(
         json.dumps([CACHE_FORMAT, channels, size, image_ids]).encode()

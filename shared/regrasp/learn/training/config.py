@@ -143,21 +143,20 @@ class TrainConfig(_Frozen):
     keep_checkpoints: int = Field(
         2, ge=1, description="Most recent per-epoch checkpoints kept in the store."
     )
-    exclude_image_ids: tuple[str, ...] = Field(
+    exclude_image_ids: tuple[int, ...] = Field(
         (),
-        description="Image ids never trained on (database ids, as strings or ints): an "
+        description="Image ids never trained on (database ids): an "
         "out-of-fold round's held-out fold, a campaign's fixed test images. They leave the "
         "training part of the split only; validation and test are as the split made them.",
     )
 
-    @field_validator("exclude_image_ids", mode="before")
+    @field_validator("exclude_image_ids", mode="after")
     @classmethod
-    def _ids_as_sorted_strings(cls, value: object) -> object:
+    def _ids_sorted(cls, value: tuple[int, ...]) -> tuple[int, ...]:
         # Sorted and unique, so two configs that exclude the same images compare (and are
-        # stored) equal whatever order or id type the caller used.
-        if isinstance(value, list | tuple | set | frozenset):
-            return tuple(sorted({str(v) for v in value}))
-        return value
+        # stored) equal whatever order the caller used. Configs stored before ids were
+        # ints hold decimal strings; pydantic reads those as the same ints.
+        return tuple(sorted(set(value)))
 
     @model_validator(mode="after")
     def _decode_for_input_size(self) -> TrainConfig:

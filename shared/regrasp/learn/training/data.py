@@ -53,7 +53,7 @@ class GraspDataset(Dataset):
         """(C, S, S) float32 input, (N, 5) grasps in network px, and the image's letterbox."""
         raise NotImplementedError
 
-    def image_id(self, index: int) -> str:
+    def image_id(self, index: int) -> int:
         raise NotImplementedError
 
     @property
@@ -86,7 +86,7 @@ class CachedGraspDataset(GraspDataset):
         self,
         store: ObjectStore,
         index: CacheIndex,
-        image_ids: Sequence[str] | None = None,
+        image_ids: Sequence[int] | None = None,
         *,
         augment: AugmentConfig | None = None,
         width_scale: float = WIDTH_SCALE,
@@ -102,7 +102,7 @@ class CachedGraspDataset(GraspDataset):
         self.seed = seed
         self.shards_in_memory = shards_in_memory
         where = index.locations()
-        wanted = list(where) if image_ids is None else [str(i) for i in image_ids]
+        wanted = list(where) if image_ids is None else [int(i) for i in image_ids]
         missing = [i for i in wanted if i not in where]
         if missing:
             raise InvalidInput(f"{len(missing)} image(s) are not in the cache, e.g. {missing[:3]}")
@@ -119,10 +119,10 @@ class CachedGraspDataset(GraspDataset):
         return self._rows[:, 0]
 
     @property
-    def image_ids(self) -> list[str]:
+    def image_ids(self) -> list[int]:
         return list(self._ids)
 
-    def image_id(self, index: int) -> str:
+    def image_id(self, index: int) -> int:
         return self._ids[index]
 
     def sample(self, index: int) -> tuple[np.ndarray, np.ndarray, Letterbox]:
@@ -171,7 +171,7 @@ class DecodedGraspDataset(GraspDataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def image_id(self, index: int) -> str:
+    def image_id(self, index: int) -> int:
         return self.images[index].image_id
 
     def sample(self, index: int) -> tuple[np.ndarray, np.ndarray, Letterbox]:

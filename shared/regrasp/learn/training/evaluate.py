@@ -34,7 +34,7 @@ class Evaluation:
     best_iou: (M,) gated IoU of the top-1 over the labels, success: (M,) bool.
     """
 
-    image_ids: tuple[str, ...]
+    image_ids: tuple[int, ...]
     top1: np.ndarray
     predicted: np.ndarray
     best_iou: np.ndarray

@@ -108,7 +108,7 @@ def train(
     train_data: GraspDataset,
     val_data: GraspDataset | None,
     store: ObjectStore,
-    model_id: str,
+    name: str,
     device: torch.device | str | None = None,
     progress: ProgressFn | None = None,
     should_stop: StopFn | None = None,
@@ -143,7 +143,7 @@ def train(
     history: list[dict[str, float]] = []
     start = 0
     if resume:
-        checkpoint = load_latest_checkpoint(store, model_id)
+        checkpoint = load_latest_checkpoint(store, name)
         if checkpoint is not None:
             module.load_state_dict(checkpoint["model"])
             optimizer.load_state_dict(checkpoint["optimizer"])
@@ -211,7 +211,7 @@ def train(
         if ctx.is_main:
             save_checkpoint(
                 store,
-                model_id,
+                name,
                 epoch=epoch + 1,
                 model=module,
                 optimizer=optimizer,
@@ -238,7 +238,7 @@ def epoch_lr(config: TrainConfig, epoch: int) -> float:
 
 def save_checkpoint(
     store: ObjectStore,
-    model_id: str,
+    name: str,
     *,
     epoch: int,
     model: nn.Module,
@@ -264,17 +264,17 @@ def save_checkpoint(
     }
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    key = keys.checkpoint_key(model_id, epoch)
+    key = keys.checkpoint_key(name, epoch)
     store.put_bytes(key, buffer.getvalue())
-    for old_epoch, old_key in _checkpoints(store, model_id)[:-keep]:
+    for old_epoch, old_key in _checkpoints(store, name)[:-keep]:
         if old_epoch < epoch:
             store.delete(old_key)
     return key
 
 
-def load_latest_checkpoint(store: ObjectStore, model_id: str) -> dict[str, Any] | None:
-    """The latest checkpoint of `model_id` (weights_only load on CPU), or None."""
-    found = _checkpoints(store, model_id)
+def load_latest_checkpoint(store: ObjectStore, name: str) -> dict[str, Any] | None:
+    """The latest checkpoint of model `name` (weights_only load on CPU), or None."""
+    found = _checkpoints(store, name)
     if not found:
         return None
     data = store.get_bytes(found[-1][1])
@@ -331,9 +331,9 @@ def split_datasets(
     return train, val, test
 
 
-def _checkpoints(store: ObjectStore, model_id: str) -> list[tuple[int, str]]:
+def _checkpoints(store: ObjectStore, name: str) -> list[tuple[int, str]]:
     found = []
-    for info in store.list(keys.checkpoints_prefix(model_id)):
+    for info in store.list(keys.checkpoints_prefix(name)):
         try:
             _, epoch = keys.parse_checkpoint_key(info.key)
         except InvalidInput:

@@ -47,8 +47,8 @@ def run_evaluate(
     )
     ids = list(index.image_ids)
     if checked.get("image_ids") is not None:
-        wanted = {str(i) for i in checked["image_ids"]}
-        absent = sorted(wanted - set(ids), key=int)
+        wanted = set(checked["image_ids"])
+        absent = sorted(wanted - set(ids))
         if absent:
             raise InvalidInput(
                 f"images {absent[:5]} are not in version {version} of the dataset "

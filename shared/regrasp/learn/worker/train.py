@@ -54,7 +54,7 @@ def run_train(
         dataset_id, version = checked["dataset_id"], checked["version"]
         dataset_key = keys.dataset_store_name(checked["dataset"], dataset_id)
         model_row = _model_row(session, job, config, dataset_id, version)
-        model_key = model_store_name(model_row)
+        model_name = model_store_name(model_row)
         sources = db_images(session, store, dataset_id=dataset_id, version=version)
 
     if stop():
@@ -124,7 +124,7 @@ def run_train(
         train_data=train_data,
         val_data=val_data if len(val_data) else None,
         store=store,
-        model_id=model_key,
+        name=model_name,
         device=device,
         progress=on_step,
         should_stop=stop,
@@ -148,17 +148,17 @@ def run_train(
     with session_scope(bind) as session:
         register_model(
             store,
-            model_key,
+            model_name,
             model=trained.model,
             metadata=meta,
             session=session,
-            db_model_id=model_row,
+            model_id=model_row,
             dataset_id=dataset_id,
         )
     resumed = state["resumed_from_epoch"]
     return {
         "model_id": model_row,
-        "model_key": model_key,
+        "model_name": model_name,
         "dataset_id": dataset_id,
         "dataset_version": version,
         "metrics": metrics,
@@ -188,7 +188,7 @@ def _model_row(
         session,
         job.id,
         job.worker_id,
-        {"model_id": int(row.id), "model_key": model_store_name(row.id)},
+        {"model_id": int(row.id), "model_name": model_store_name(row.id)},
     )
     if not recorded_ok:
         raise Stopped  # the transaction rolls back: no orphan row

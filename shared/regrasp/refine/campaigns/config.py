@@ -71,9 +71,7 @@ class CampaignConfig(BaseModel):
         from regrasp.learn.training.config import TrainConfig
 
         values = {**self.train, "architecture": network}
-        values["exclude_image_ids"] = sorted(
-            {str(i) for i in values.get("exclude_image_ids") or ()} | {str(i) for i in exclude}
-        )
+        values["exclude_image_ids"] = [*(values.get("exclude_image_ids") or ()), *exclude]
         try:
             return TrainConfig(**values).model_dump(mode="json")
         except ValidationError as exc:

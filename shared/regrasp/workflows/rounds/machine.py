@@ -244,8 +244,8 @@ def unit_train_config(
     train_config = dict(config.train)
     if config.folds and images is not None:
         held_out = unit_images(images, config, unit)
-        kept_out = {str(i) for i in train_config.get(_EXCLUDE_FIELD) or ()}
-        train_config[_EXCLUDE_FIELD] = sorted(kept_out | {str(i) for i in held_out})
+        kept_out = {int(i) for i in train_config.get(_EXCLUDE_FIELD) or ()}
+        train_config[_EXCLUDE_FIELD] = sorted(kept_out | {int(i) for i in held_out})
     return train_config
 
 

@@ -80,7 +80,7 @@ def predict_chunks(
     urls: Sequence[str],
     image_ids: Sequence[int] | np.ndarray,
     *,
-    model_id: int | str,
+    model_id: int,
     dataset_id: int,
     version: int,
     k: int,
