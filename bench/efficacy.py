@@ -465,7 +465,7 @@ class Bench:
             size=int(meta["input_size"]),
         )
         cached = set(index.image_ids)  # images removed by earlier rounds are gone
-        ids = [str(i) for i in self._ids(dataset_id, base_ids) if str(i) in cached]
+        ids = [int(i) for i in self._ids(dataset_id, base_ids) if int(i) in cached]
         data = CachedGraspDataset(self.store, index, ids, width_scale=float(meta["width_scale"]))
         decode = DecodeConfig(**{**meta.get("decode", {}), "k": k})
         out: dict[int, np.ndarray] = {}
