@@ -92,6 +92,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--score-threshold", type=float, default=0.5, help="Score flag: 1 − q ≥.")
     p.add_argument(
+        "--top-k", type=int, default=5, help="Predictions per pool image (RoundConfig.top_k)."
+    )
+    p.add_argument(
         "--confirm-changes",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -268,7 +271,7 @@ class Bench:
     def run_auto(self) -> list[dict[str, Any]]:
         dataset = self._clone("eff-auto", clean=False)
         model_id, acc = self._train(dataset, 0, exclude=self.test_ids, seed=0)
-        predictions = self._predict(dataset, 0, model_id, self.pool_ids)
+        predictions = self._predict(dataset, 0, model_id, self.pool_ids, k=self.args.top_k)
         row = {"round": 0, "accuracy": acc, **self._status(dataset, 0)}
         version, extra = self._review_round(dataset, 0, model_id, predictions, auto=True)
         row.update(extra)
@@ -294,7 +297,9 @@ class Bench:
                     model_id, acc = self._train(dataset, version, exclude=exclude, seed=0)
                     accs.append(acc)
                     if r < self.args.rounds:
-                        predictions.update(self._predict(dataset, version, model_id, held))
+                        predictions.update(
+                            self._predict(dataset, version, model_id, held, k=self.args.top_k)
+                        )
                 row["accuracy"] = float(np.mean(accs))
                 row["fold_accuracies"] = accs
             else:
@@ -302,7 +307,7 @@ class Bench:
                     dataset, version, exclude=self.test_ids, seed=0
                 )
                 predictions = (
-                    self._predict(dataset, version, model_id, self.pool_ids)
+                    self._predict(dataset, version, model_id, self.pool_ids, k=self.args.top_k)
                     if r < self.args.rounds
                     else {}
                 )
@@ -764,7 +769,8 @@ def report(args: argparse.Namespace, bench: Bench, results: dict, elapsed: float
         f"fixed test split {len(bench.test_ids)} images scored on clean labels; "
         f"{args.architecture} at "
         f"{args.input_size}² px, {args.epochs} epochs, batch {args.batch_size}, lr {args.lr}, "
-        f"augmentation {'on' if args.augment else 'off'}; reviewer error rate "
+        f"augmentation {'on' if args.augment else 'off'}; top-{args.top_k} predictions; "
+        f"reviewer error rate "
         f"{args.error_rate:.0%}; audit {args.audit} unflagged images per round. "
         f"Total {elapsed / 60:.1f} min (generation {bench.seconds.get('generate', 0):.0f} s, "
         f"training {bench.seconds.get('train', 0):.0f} s).",
