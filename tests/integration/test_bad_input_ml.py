@@ -237,6 +237,8 @@ CASES = [
           _upload(GOOD, model_id="served")),
     _case("predict-model-by-id-and-name", INF, "service", "POST", P, 422, "one of the two",
           _upload(GOOD, model_id=1, model_name="served")),
+    _case("predict-blank-model-name", INF, "service", "POST", P, 422, "model_name must be",
+          _upload(GOOD, model_name=" ")),
     _case("predict-json-body", INF, "robot", "POST", P, 400, "invalid file type",
           lambda w: {"json": {"depth": "aGVsbG8="}}, ignore=KEY_USE),
     _case("predict-body-over-limit", INF, "robot", "POST", P, 413, "request body",

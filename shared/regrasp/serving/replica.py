@@ -141,6 +141,8 @@ class Replica:
         if (model_id is None) == (model_name is None):
             raise InvalidInput("name the model by model_id or by model_name (one of the two)")
         if model_name is not None:
+            if not model_name.strip() or len(model_name) > 128:
+                raise InvalidInput("model_name must be 1-128 characters")
             return model_name
         assert model_id is not None
         name = self._names.get(model_id)
