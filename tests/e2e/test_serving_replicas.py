@@ -89,7 +89,7 @@ def _wait_ready(c: Cluster, name: str, url: str) -> None:
 
 def _production_of(url: str) -> str | None:
     with InferenceClient(url, credential=SERVICE_KEY) as client:
-        return client.model().name
+        return client.model().model_name
 
 
 def _round(w, name: str, *, pause: bool, chunk_size: int = 4):  # type: ignore[no-untyped-def]

@@ -128,7 +128,7 @@ def _wait_for_production(service, name: str) -> None:
     """Until the replica serves `name` (it follows the alias every 0.2 s here)."""
     headers = {"Authorization": f"Bearer {SERVICE_KEY}"}
     for _ in range(600):
-        if service.get("/model", headers=headers).json()["name"] == name:
+        if service.get("/model", headers=headers).json()["model_name"] == name:
             return
         threading.Event().wait(0.05)
     raise AssertionError(f"the replica never served {name}")
@@ -267,7 +267,7 @@ def test_robots_get_production_only_and_cannot_warm_or_call_the_internal_route(
     assert client.post("/warm", json={"model_name": "const"}).status_code == 403
     assert client.post("/forward_batch", json={"tickets": ["x"]}).status_code == 403
     assert client.post("/predict_stored", json={"model_name": "const"}).status_code == 403
-    assert client.get("/model").json()["name"] == "random"
+    assert client.get("/model").json()["model_name"] == "random"
     admin = {"Authorization": f"Bearer {SERVICE_KEY}"}
     missing = client.post("/warm", json={"model_name": "no-such-model"}, headers=admin)
     assert missing.status_code == 404 and "no-such-model" in missing.json()["error"]
@@ -275,7 +275,7 @@ def test_robots_get_production_only_and_cannot_warm_or_call_the_internal_route(
     assert missing.status_code == 404 and "987654" in missing.json()["error"]
     both = _predict(client, data, model_id=world["ids"]["random"], model_name="x", headers=admin)
     assert both.status_code == 422 and "one of the two" in both.json()["error"], both.text
-    assert client.get("/model").json()["name"] == "random"
+    assert client.get("/model").json()["model_name"] == "random"
 
 
 def test_a_store_failure_is_a_503_naming_the_store(service, world):
@@ -409,7 +409,7 @@ def test_the_model_cache_is_bounded_and_keeps_production(client, world, jacquard
         assert answer.status_code == 200 and answer.json()["model_name"] == name, answer.text
         cached = client.get("/model").json()["cached"]
         assert len(cached) <= 3 and "random" in cached and cached[-1] == name, cached
-    assert client.get("/model").json()["name"] == "random"
+    assert client.get("/model").json()["model_name"] == "random"
 
 
 def _batch_counts(service) -> tuple[int, int]:

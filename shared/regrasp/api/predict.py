@@ -123,7 +123,7 @@ class ModelInfo(_Schema):
         description="The model's id; None: no production model (/predict answers 503), or "
         "a model registered without a `models` row."
     )
-    name: str | None = Field(None, description="The model's store name.")
+    model_name: str | None = Field(None, description="The model's store name.")
     loaded: bool
     architecture: str | None = None
     channels: str | None = None

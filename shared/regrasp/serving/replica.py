@@ -157,13 +157,11 @@ class Replica:
         served = served if served is not None else self.production.current
         held = self.models.names()
         if served is None:
-            return ModelInfo(
-                model_id=None, name=None, loaded=False, cached=held, error=self.production.error
-            )
+            return ModelInfo(model_id=None, loaded=False, cached=held, error=self.production.error)
         meta, spec = served.metadata, served.spec
         return ModelInfo(
             model_id=spec.model_id,
-            name=spec.name,
+            model_name=spec.name,
             loaded=True,
             architecture=spec.architecture,
             channels=spec.channels,
