@@ -189,7 +189,7 @@ def test_pick_then_fix_then_next_key_never_shows_a_traceback(
         page.open()
         for i in range(20):
             count = page.dot_count()
-            page.browser.mouse_click(*page.dot(1 + (7 * i) % count))
+            page.click_label_in_flight(1 + (7 * i) % count)
             page.press("f")
             page.press(next(next_keys))
             _settle(page)

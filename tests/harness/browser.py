@@ -56,6 +56,14 @@ _SETTLED = (
     "!document.querySelector('[data-stale=\"true\"]')"
     " && !document.querySelector('[data-testid^=\"stStatusWidgetRunning\"]')"
 )
+#: Counts the messages the page sends to the app over its WebSocket (`window.__sent`):
+#: a pick or key press reaches Streamlit as one such message, so a count that grows says
+#: the browser took the input (whether or not the app has finished the run it starts).
+_COUNT_SENT = (
+    "(() => { window.__sent = 0; const send = WebSocket.prototype.send;"
+    " WebSocket.prototype.send = function (...args) { window.__sent += 1;"
+    " return send.apply(this, args); }; })()"
+)
 _TRACEBACK = (
     "(() => !!document.querySelector('[data-testid=\"stException\"]')"
     " || document.body.innerText.includes('Traceback'))()"
@@ -190,6 +198,7 @@ class ReviewPage:
     def open(self, user: tuple[str, str] = ANNOTATOR) -> None:
         """Sign in as `user` and go to the review page (in-app: a reload signs out)."""
         self.browser.send("Page.enable")
+        self.browser.send("Page.addScriptToEvaluateOnNewDocument", source=_COUNT_SENT)
         self.browser.send("Page.navigate", url=self.url)
         self.sign_in(user)
         self.go_to("review")
@@ -342,6 +351,30 @@ class ReviewPage:
             what=f"label {number} toggled",
         )
         self.wait_ready()
+
+    def sent(self) -> int:
+        """Messages the page has sent to the app so far (see `_COUNT_SENT`)."""
+        return int(self.browser.eval("window.__sent || 0"))
+
+    def click_label_in_flight(self, number: int, *, tries: int = 3, wait: float = 5.0) -> None:
+        """Click label `number`'s dot and return as soon as the browser has sent the pick
+        to the app, its run still in flight: the moment a fast next key press races it.
+
+        A click on a chart Plotly is still drawing (a loaded machine) can be lost, as a
+        person's would be; then wait for the page to settle and click again. A pick that
+        arrived late (the page now shows it marked) counts and is not clicked again.
+        """
+        for _ in range(tries):
+            before = self.sent()
+            self.browser.mouse_click(*self.dot(number))
+            try:
+                self.browser.wait_for(f"(window.__sent || 0) > {before}", timeout=wait)
+                return
+            except TimeoutError:
+                self.settle()
+                if number in self.marked():
+                    return
+        raise TimeoutError(f"clicked label {number}'s dot {tries} times; the app never got it")
 
     def box_select(self, x0: float, y0: float, x1: float, y1: float) -> None:
         """Choose the picture's box tool and drag from (x0, y0) to (x1, y1) (viewport px)."""
