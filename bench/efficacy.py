@@ -127,6 +127,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--audit", type=int, default=50, help="Unflagged images audited per round.")
     p.add_argument("--error-rate", type=float, default=0.05, help="Simulated reviewer errors.")
     p.add_argument("--review-seconds", type=float, default=6.0, help="Recorded per decision.")
+    p.add_argument(
+        "--draw",
+        type=int,
+        default=0,
+        help="Missing grasps a reviewer draws per image, at most (0: accept predictions only).",
+    )
+    p.add_argument(
+        "--draw-seconds", type=float, default=4.0, help="Added review time per drawn grasp."
+    )
     p.add_argument("--decode-threshold", type=float, default=0.05)
     p.add_argument("--augment", action="store_true", help="Rotation/zoom augmentation.")
     p.add_argument("--seed", type=int, default=0)
@@ -595,10 +604,18 @@ class Bench:
         # Three people who err independently: the first reviewer, the second who confirms
         # label-changing decisions (`--confirm-changes`), the admin who settles conflicts.
         people = [
-            (user, SimulatedReviewer(error_rate=a.error_rate, seed=a.seed + version + 7919 * n))
+            (
+                user,
+                SimulatedReviewer(
+                    error_rate=a.error_rate, seed=a.seed + version + 7919 * n, draw=a.draw
+                ),
+            )
             for n, user in enumerate((self.admin, self.second, self.robot))
         ]
         reviews = queue_reviews = 0  # every review; those of flagged (queue) items
+        seconds = queue_seconds = 0.0  # their review time (drawing a grasp takes longer)
+        drawn_by_item: dict[int, np.ndarray] = {}  # what the first reviewer drew, to confirm
+        drawn_total = 0  # grasps drawn, every review
         for state, (user, reviewer) in zip(
             (ReviewItemState.pending, ReviewItemState.pending, ReviewItemState.adjudication),
             people,
@@ -617,15 +634,20 @@ class Bench:
                         kind, accepted, removed = (
                             ("missing_label", [0], []) if len(preds) else ("true_negative", [], [])
                         )
+                        drawn, took = np.empty((0, 5)), 0.0
                     else:
                         d = reviewer.review(
                             self.truth[mapping[item.image_id]],
                             labels.grasps[mine],
                             preds[:, :5],
                             audit=not flagged_of[item.image_id],
+                            proposed=drawn_by_item.get(item.id),
                         )
                         kind, accepted = d.kind, d.accepted_predictions
                         removed = [int(labels.grasp_ids[mine][i]) for i in d.removed_labels]
+                        drawn = np.asarray(d.drawn_grasps, dtype=np.float64).reshape(-1, 5)
+                        drawn_by_item.setdefault(item.id, drawn)
+                        took = a.review_seconds + a.draw_seconds * len(drawn)
                     write = resolve if state == ReviewItemState.adjudication else decide
                     write(
                         s,
@@ -635,10 +657,14 @@ class Bench:
                         decision=kind,
                         accepted_predictions=accepted,
                         removed_grasp_ids=removed,
-                        seconds_taken=0.0 if auto else a.review_seconds,
+                        drawn_grasps=drawn.tolist(),
+                        seconds_taken=took,
                     )
                     reviews += 1
                     queue_reviews += flagged_of[item.image_id]
+                    seconds += took
+                    drawn_total += len(drawn)
+                    queue_seconds += took if flagged_of[item.image_id] else 0.0
             if auto:
                 break
         with session_scope(self.bind) as s:
@@ -663,11 +689,14 @@ class Bench:
         with session_scope(self.bind) as s:
             stats = round_refinement(s, round_id)
         flagged_pool = int(flagged.sum())  # predictions cover the pool only
-        hours = reviews * a.review_seconds / 3600.0
-        queue_hours = queue_reviews * a.review_seconds / 3600.0
+        hours = seconds / 3600.0
+        queue_hours = queue_seconds / 3600.0
         return new_version, {
             "flagged": flagged_pool,
             "reviewed": reviews,
+            "review_hours": hours,
+            "queue_review_hours": queue_hours,
+            "drawn_grasps": drawn_total,
             "corrupted_found": found,
             "corrupted_found_per_hour": found / hours if hours else None,
             "queue_reviewed": queue_reviews,
@@ -833,7 +862,7 @@ def report(args: argparse.Namespace, bench: Bench, results: dict, elapsed: float
         if not reviewed:
             continue
         found = sum(r["corrupted_found"] for r in reviewed)
-        hours = sum(r["reviewed"] for r in reviewed) * args.review_seconds / 3600.0
+        hours = sum(r["review_hours"] for r in reviewed)
         holds = [
             r["noise_interval_holds"] for r in reviewed if r.get("noise_interval_holds") is not None
         ]
@@ -844,7 +873,7 @@ def report(args: argparse.Namespace, bench: Bench, results: dict, elapsed: float
         ]
         queue = [r for r in reviewed if r.get("queue_reviewed")]
         q_found = sum(r["queue_corrupted_found"] for r in queue)
-        q_hours = sum(r["queue_reviewed"] for r in queue) * args.review_seconds / 3600.0
+        q_hours = sum(r["queue_review_hours"] for r in queue)
         in_queue = (
             f"; the queue alone (flagged items with their confirmations, audit left out): "
             f"{q_found} in {q_hours:.2f} h ({q_found / q_hours:.0f} per hour)"
@@ -853,7 +882,8 @@ def report(args: argparse.Namespace, bench: Bench, results: dict, elapsed: float
         )
         lines.append(
             f"- {name}: {found} corrupted images found in {hours:.2f} review hours "
-            f"({found / hours:.0f} per hour){in_queue}; noise interval holds the truth in "
+            f"({f'{found / hours:.0f} per hour' if hours else 'no person'}){in_queue}; "
+            f"noise interval holds the truth in "
             f"{sum(holds)} of {len(holds)} rounds with a partial repair counted as repaired, "
             f"{sum(holds_complete)} of {len(holds_complete)} by the auditor's standard "
             f"(every true grasp labelled)"

@@ -18,6 +18,11 @@ annotator on one round:
   screen shows it again with the rectangles that decision had chosen, preselected.
 - Picking: label rectangles are marked wrong by their numbers (1-based, `item.labels`
   order), by a click on the picture (`picture().handles` says where each one is) or typed.
+- Drawing: in draw mode a stroke on the picture from one jaw to the other adds that
+  grasp (`draw_stroke`, picture pixels mapped back to the image's), for the true grasps
+  no label and no prediction shows; a missing label or a fix sends them. A second
+  reviewer finds the first one's drawings already drawn (`item.proposed_grasps`), to keep
+  (agree) or erase.
   Every action that touches the item names the item it was made on: an action for an item
   no longer shown (a click or key press that raced the move to the next item) raises
   `StaleItem` and changes nothing, so state of one item never leaks into the next.
@@ -30,7 +35,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -41,7 +46,9 @@ from regrasp.api.review import DecisionCreate, ReviewItemPublic, ReviewPublic
 from regrasp.clients.orchestrator import OrchestratorClient
 from regrasp.grasp import drawing as viz
 from regrasp.grasp.imaging import decode_depth, decode_rgb
+from regrasp.grasp.rectangles import from_stroke
 from regrasp.platform.errors import Conflict, InvalidInput, NotFound, RegraspError
+from regrasp.refine.review.decisions import MAX_DRAWN
 
 ImageKind = Literal["rgb", "depth"]
 
@@ -77,7 +84,9 @@ class Loaded:
     item: ReviewItemPublic
     rgb: np.ndarray
     depth: np.ndarray | None
-    renders: dict[tuple[View, frozenset[int], frozenset[int]], bytes] = field(default_factory=dict)
+    renders: dict[tuple[View, frozenset[int], frozenset[int], tuple], bytes] = field(
+        default_factory=dict
+    )
 
     @property
     def labels(self) -> np.ndarray:
@@ -148,6 +157,8 @@ class ReviewSession:
         self.current: Loaded | None = None
         self.accepted: set[int] = set()  # prediction indices to accept
         self.wrong: set[int] = set()  # label grasp ids marked wrong
+        self.drawn: list[tuple[float, ...]] = []  # grasps drawn, image pixels
+        self.drawing = False  # strokes on the picture draw grasps (else they pick labels)
         self.shown_at = clock()
         self.lease_renewed_at = clock()
         self.finished = False
@@ -175,13 +186,15 @@ class ReviewSession:
         item the decision was made on (StaleItem if another one is shown now).
         """
         loaded = self._require_current(item_id)
-        accepted = sorted(self.accepted) if decision in ("missing_label", "fix") else []
+        adds = decision in ("missing_label", "fix")
+        accepted = sorted(self.accepted) if adds else []
         wrong = sorted(self.wrong) if decision == "fix" else []
         body = DecisionCreate(
             item_version=loaded.item.version,
             decision=decision,
             accepted_predictions=accepted,
             removed_grasp_ids=wrong,
+            drawn_grasps=list(self.drawn) if adds else [],
             seconds_taken=round(self.elapsed(), 3),
         )
         review = self.api.decide(loaded.item.id, body)
@@ -216,6 +229,7 @@ class ReviewSession:
         if previous is not None:
             self.accepted = set(previous.review.accepted_prediction_indices)
             self.wrong = set(previous.review.removed_grasp_ids)
+            self.drawn = [tuple(g) for g in previous.review.drawn_grasps]
         return self._require_current()
 
     def close(self) -> None:
@@ -284,6 +298,44 @@ class ReviewSession:
         loaded = self._require_current(item_id)
         self.pick_labels(parse_label_numbers(text, len(loaded.item.labels)), item_id=item_id)
 
+    def toggle_drawing(self) -> None:
+        """Switch strokes on the picture between drawing grasps and picking labels."""
+        self.drawing = not self.drawing
+
+    def draw_stroke(
+        self,
+        start: tuple[float, float],
+        end: tuple[float, float],
+        *,
+        item_id: int | None = None,
+    ) -> tuple[float, ...]:
+        """Add the grasp a stroke from one jaw to the other draws; returns it (image px).
+
+        `start` and `end` are picture pixels of the current view; the jaw size, which a
+        stroke cannot show, is the image's median label jaw (half the opening when the
+        image has no label, the model's own rule).
+        """
+        loaded = self._require_current(item_id)
+        if len(self.drawn) >= MAX_DRAWN:
+            raise InvalidInput(f"at most {MAX_DRAWN} drawn grasps per decision")
+        a, b = self._frame(loaded).to_image(np.array([start, end], dtype=np.float64))
+        labels = loaded.labels
+        opening = float(np.hypot(*(b - a)))
+        jaw = float(np.median(labels[:, 4])) if len(labels) else opening / 2
+        grasp = tuple(float(v) for v in from_stroke(a, b, jaw=jaw if jaw > 0 else 1.0))
+        height, width = _image(loaded, self.view).shape[:2]
+        if not (0 <= grasp[0] <= width and 0 <= grasp[1] <= height):
+            raise InvalidInput("that stroke's middle is off the image: draw on the object")
+        self.drawn.append(grasp)
+        return grasp
+
+    def erase_drawn(self, *, item_id: int | None = None) -> None:
+        """Take back the last grasp drawn (a second reviewer erases a proposal this way)."""
+        self._require_current(item_id)
+        if not self.drawn:
+            raise InvalidInput("no drawn grasp to erase")
+        self.drawn.pop()
+
     def wrong_numbers(self) -> list[int]:
         """Numbers (1-based) of the labels marked wrong on the current item, ascending."""
         if self.current is None:
@@ -300,19 +352,13 @@ class ReviewSession:
     def render(self) -> bytes:
         """PNG of the current item in the current view with the current selection."""
         loaded = self._require_current()
-        return _render(loaded, self.view, self.accepted, self.wrong, self.size)
+        return _render(loaded, self.view, self.accepted, self.wrong, self.size, self.drawn)
 
     def picture(self) -> Picture:
         """The current item drawn, with where each label's pick handle is on the drawing."""
         loaded = self._require_current()
-        png = _render(loaded, self.view, self.accepted, self.wrong, self.size)
-        frame = viz.review_frame(
-            _image(loaded, self.view).shape,
-            labels=loaded.labels,
-            predictions=loaded.predictions,
-            zoom=self.view.zoom,
-            size=self.size,
-        )
+        png = _render(loaded, self.view, self.accepted, self.wrong, self.size, self.drawn)
+        frame = self._frame(loaded)
         handles = viz.label_handles(frame.grasps(loaded.labels))
         wrong = np.array([g.grasp_id in self.wrong for g in loaded.item.labels], dtype=bool)
         return Picture(png=png, size=frame.size, handles=handles, wrong=wrong)
@@ -369,9 +415,21 @@ class ReviewSession:
         # The claim bumped the item's version and set the lease: keep the fresh record.
         return replace(loaded, item=item)
 
+    def _frame(self, loaded: Loaded) -> viz.Frame:
+        """Where the current view puts the item's image pixels on the picture."""
+        return viz.review_frame(
+            _image(loaded, self.view).shape,
+            labels=loaded.labels,
+            predictions=loaded.predictions,
+            zoom=self.view.zoom,
+            size=self.size,
+        )
+
     def _show(self, loaded: Loaded) -> Loaded:
         self.current = loaded
         self.accepted, self.wrong = set(), set()
+        # A second reviewer starts from what the first drew: keeping it is agreeing.
+        self.drawn = [tuple(g) for g in loaded.item.proposed_grasps]
         self.shown_at = self.lease_renewed_at = self.clock()
         self.last_error = None
         if self.prefetch_enabled:
@@ -446,8 +504,15 @@ def _fetch(
     return loaded
 
 
-def _render(loaded: Loaded, view: View, accepted: set[int], wrong: set[int], size: int) -> bytes:
-    key = (view, frozenset(accepted), frozenset(wrong))
+def _render(
+    loaded: Loaded,
+    view: View,
+    accepted: set[int],
+    wrong: set[int],
+    size: int,
+    drawn: Sequence[tuple[float, ...]] = (),
+) -> bytes:
+    key = (view, frozenset(accepted), frozenset(wrong), tuple(drawn))
     png = loaded.renders.get(key)
     if png is not None:
         return png
@@ -459,6 +524,7 @@ def _render(loaded: Loaded, view: View, accepted: set[int], wrong: set[int], siz
         predictions=loaded.predictions,
         wrong=[i for i, gid in enumerate(ids) if gid in wrong],
         accepted=sorted(accepted),
+        drawn=np.asarray(drawn, dtype=np.float64).reshape(-1, 5),
         number_labels=view.number_labels,
         zoom=view.zoom,
         size=size,

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 #: red is only ever the model's predictions; the theme's primary colour is a neutral blue.
 LEGEND = (
     ":green[■] labels · :red[■] predictions (1 = best) · :orange[■] marked wrong · "
-    "yellow tag: accepted"
+    ":blue[■] drawn by you (new labels) · yellow tag: accepted"
 )
 
 
@@ -47,7 +47,7 @@ def refinement_section(rounds: Sequence[RoundRefinementPublic], stop: StopAdvice
         st.info(f"Suggestion: keep refining. {stop.reason}")
 
 
-def label_picker_figure(picture: Picture, *, height: int) -> go.Figure:
+def label_picker_figure(picture: Picture, *, height: int, drawing: bool = False) -> go.Figure:
     """The review picture as a Plotly figure whose label rectangles can be clicked.
 
     The overlay PNG is the background (drawn by `regrasp.grasp.drawing`, so it matches every other
@@ -57,6 +57,9 @@ def label_picker_figure(picture: Picture, *, height: int) -> go.Figure:
     ours. No drag mode is set, so Streamlit keeps clicks selecting points (a box or lasso
     drag mode would turn click-selection off) and the tool bar offers box and lasso. The
     axes are the picture's pixels, y down, locked to the image's aspect.
+
+    drawing: the lasso is the drag mode, and a drag from one jaw to the other draws a
+    grasp (`picked_stroke` reads its ends) instead of picking labels.
     """
     import plotly.graph_objects as go
 
@@ -106,8 +109,10 @@ def label_picker_figure(picture: Picture, *, height: int) -> go.Figure:
         plot_bgcolor="rgba(0,0,0,0)",
         hovermode="closest",
         hoverdistance=12,
-        newselection={"line": {"color": _hex(viz.WRONG)}},
+        newselection={"line": {"color": _hex(viz.DRAWN if drawing else viz.WRONG)}},
     )
+    if drawing:
+        figure.update_layout(dragmode="lasso")
     return figure
 
 
@@ -118,10 +123,11 @@ def label_picker(
     height: int,
     on_pick: Callable[..., None],
     args: tuple[object, ...] = (),
+    drawing: bool = False,
 ) -> None:
     """Show `label_picker_figure`; a selection calls `on_pick(*args)` (read `key` there)."""
     st.plotly_chart(
-        label_picker_figure(picture, height=height),
+        label_picker_figure(picture, height=height, drawing=drawing),
         key=key,
         on_select=functools.partial(on_pick, *args),  # plotly_chart takes no `args`
         selection_mode=("points", "box", "lasso"),
@@ -141,6 +147,20 @@ def picked_numbers(selection: object) -> list[int]:
         return []
     points = selection["selection"]["points"] if "selection" in selection else []
     return sorted({int(p["point_index"]) + 1 for p in points if "point_index" in p})
+
+
+def picked_stroke(selection: object) -> tuple[tuple[float, float], tuple[float, float]] | None:
+    """The ends of the lasso a Plotly selection event holds, in picture pixels: where the
+    drag started and where it was let go (None when the event holds no lasso)."""
+    if not selection or "selection" not in selection:
+        return None
+    lassos = selection["selection"].get("lasso") or []
+    if not lassos:
+        return None
+    xs, ys = lassos[-1].get("x") or [], lassos[-1].get("y") or []
+    if len(xs) < 2 or len(xs) != len(ys):
+        return None
+    return (float(xs[0]), float(ys[0])), (float(xs[-1]), float(ys[-1]))
 
 
 def _hex(colour: tuple[int, int, int]) -> str:

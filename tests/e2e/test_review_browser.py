@@ -201,6 +201,51 @@ def test_pick_then_fix_then_next_key_never_shows_a_traceback(
         assert page.decided() >= 5  # the keys went through: decisions were made
 
 
+def test_draw_a_missing_grasp_by_dragging_jaw_to_jaw(
+    stack, jacquard_samples, chromium_path, tmp_path
+):
+    """G turns strokes into drawing: a drag on the real picture from one jaw to the other
+    adds that grasp (cyan), M decides missing label with it, and the review keeps the
+    grasp in image pixels at the drag's angle (the zoom scales, never turns)."""
+    dataset = import_jacquard(
+        stack, jacquard_samples, name="draw-one", images=most_labelled(jacquard_samples, 1)
+    )
+    round_id = stack.open_round(dataset)
+    with browser_page(chromium_path, tmp_path, stack.ui_url) as page:
+        page.open()
+        item_id = _item_id(page)
+        page.press("g")
+        page.browser.wait_text("drag jaw to jaw")
+        page.wait_ready()
+        picture = page.browser.box(_PICTURE_IMAGE)
+        x0 = picture["x"] + 0.15 * picture["width"]
+        y0 = picture["y"] + 0.20 * picture["height"]
+        x1, y1 = x0 + 60.0, y0 + 35.0
+        page.drag(x0, y0, x1, y1)
+        page.browser.wait_text("(new labels, with Missing label or Fix): 1")
+        page.wait_ready()
+        assert not page.has_traceback()
+        (tmp_path / "drawn.png").write_bytes(page.browser.screenshot())
+        page.press("m")
+        page.browser.wait_text("Nothing left for you in this round")
+        assert not page.has_traceback()
+    with stack.client() as api:
+        item = api.review_item(item_id)
+        (review,) = api.item_reviews(item_id)
+        api.apply_round(round_id)
+        done = api.wait_round(round_id, until=("done", "failed", "cancelled"), timeout=300)
+        assert done.state == "done", done
+        diff = api.diff(dataset, done.base_version, done.result_version)
+    assert review.decision == "missing_label" and review.accepted_prediction_indices == []
+    ((x, y, theta, opening, jaw),) = review.drawn_grasps
+    assert 0 <= x <= item.width and 0 <= y <= item.height and opening > 0 and jaw > 0
+    assert abs(theta - np.rad2deg(np.arctan2(35.0, 60.0))) < 2.0
+    # Applied: the one new label is the drawn grasp, a person's ("manual").
+    (added,) = diff.added_grasps
+    assert added.source == "manual" and added.grasp == pytest.approx(review.drawn_grasps[0])
+    assert diff.removed_grasps == []
+
+
 @pytest.mark.parametrize("viewport", VIEWPORTS, ids=lambda v: f"{v[0]}x{v[1]}")
 def test_picture_and_decision_buttons_fit_the_screen(
     stack, busy_round, chromium_path, tmp_path, viewport
@@ -229,6 +274,9 @@ def test_picture_and_decision_buttons_fit_the_screen(
         )
     assert boxes["picture"]["height"] >= 400  # and the picture is not shrunk to fit
     assert shot.startswith(b"\x89PNG")
+
+
+_PICTURE_IMAGE = '[data-testid="stPlotlyChart"] .imagelayer image'
 
 
 def _xy(point: tuple[float, float]) -> dict[str, float]:

@@ -382,6 +382,11 @@ class ReviewPage:
         tool = f"{_PICTURE} .modebar-btn[data-attr='dragmode'][data-val='select']"
         b.wait_for(f"!!document.querySelector({json.dumps(tool)})", what="the box tool")
         b.click(tool)
+        self.drag(x0, y0, x1, y1)
+
+    def drag(self, x0: float, y0: float, x1: float, y1: float) -> None:
+        """Press the mouse at (x0, y0), move in steps to (x1, y1), release (viewport px)."""
+        b = self.browser
         b.send("Input.dispatchMouseEvent", type="mouseMoved", x=x0, y=y0)
         b.send(
             "Input.dispatchMouseEvent", type="mousePressed", x=x0, y=y0, button="left", clickCount=1

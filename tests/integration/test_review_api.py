@@ -308,3 +308,45 @@ def test_empty_queue_answers_204(api, people):
     assert item is not None
     assert _decide(api, people["ana"], item).status_code == 201
     assert _claim(api, people["ana"], round_id) is None
+
+
+def test_a_second_reviewer_sees_the_first_ones_drawn_grasps_and_keeps_them(api, people):
+    """Drawn grasps over HTTP: the decision carries them, the second reviewer of a double
+    review is shown them as `proposed_grasps`, and keeping them is agreeing."""
+    round_id = _round(api, images=1, double=1.0)
+    ana, bob = people["ana"], people["bob"]
+    drawn = [[30.0, 32.0, 10.0, 14.0, 6.0]]
+    a = _claim(api, ana, round_id)
+    assert a["proposed_grasps"] == []
+    r = _decide(api, ana, a, "missing_label", drawn_grasps=drawn)
+    assert r.status_code == 201 and r.json()["drawn_grasps"] == drawn
+    b = _claim(api, bob, round_id)
+    assert b["id"] == a["id"] and b["proposed_grasps"] == drawn
+    mine = api.get(f"/review/items/{a['id']}", headers=ana).json()
+    assert mine["my_review"]["drawn_grasps"] == drawn and mine["proposed_grasps"] == []
+    hand = [[31.0, 31.0, 14.0, 13.0, 6.0]]  # the same grasp, another hand
+    assert _decide(api, bob, b, "missing_label", drawn_grasps=hand).status_code == 201
+    assert api.get(f"/review/items/{a['id']}", headers=ana).json()["state"] == "decided"
+
+
+@pytest.mark.parametrize(
+    ("drawn", "status", "says"),
+    [
+        ([[1.0, 2.0, 3.0, 4.0]], 422, "drawn_grasps"),
+        ([[1.0, 2.0, 3.0, 4.0, "x"]], 422, "drawn_grasps"),
+        ([[10.0, 10.0, 0.0, 8.0, 4.0]] * 51, 422, "drawn_grasps"),
+        ([[70.0, 10.0, 0.0, 8.0, 4.0]], 422, "outside the 64x64 image"),
+        ([[10.0, 10.0, 0.0, -8.0, 4.0]], 422, "positive"),
+    ],
+)
+def test_bad_drawn_grasps_get_a_422_and_change_nothing(api, people, drawn, status, says):
+    round_id = _round(api, images=1)
+    item = _claim(api, people["ana"], round_id)
+    r = _decide(api, people["ana"], item, "missing_label", drawn_grasps=drawn)
+    assert r.status_code == status and says in r.text, r.text
+    after = api.get(f"/review/items/{item['id']}", headers=people["ana"]).json()
+    assert (after["version"], after["state"], after["my_review"]) == (
+        item["version"],
+        "leased",
+        None,
+    )

@@ -718,3 +718,60 @@ def test_round_stats(doubled):
     # An expired lease counts as pending, as the queue treats it.
     late = w.run(review.round_stats, w.round_id, now=T0 + timedelta(seconds=LEASE + 1))
     assert (late.leased, late.pending) == (0, 2)
+
+
+# --- drawn grasps -------------------------------------------------------------------------
+
+#: Two grasps a reviewer draws on image 0 (1024² px), and the same two as another hand
+#: draws them (a few pixels and degrees off).
+DRAWN = [[300.0, 400.0, 30.0, 40.0, 12.0], [600.0, 610.0, -60.0, 50.0, 15.0]]
+REDRAWN = [[603.0, 608.0, -55.0, 47.0, 14.0], [298.0, 402.0, 33.0, 42.0, 12.0]]
+
+
+def test_a_drawn_grasp_is_a_missing_label_on_its_own_and_is_kept(queue):
+    item = queue.item_of_image(0)
+    rev = queue.decide(item.id, queue.ann1, decision="missing_label", drawn_grasps=DRAWN)
+    assert rev.drawn_grasps == DRAWN and rev.accepted_prediction_indices == []
+    (final,) = queue.run(review.final_decisions, queue.round_id)
+    np.testing.assert_array_equal(final.drawn_grasps, DRAWN)
+    assert final.accepted_grasps.shape == (0, 5)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"decision": "true_negative", "drawn_grasps": DRAWN}, "draws none"),
+        ({"decision": "annotation_error", "drawn_grasps": DRAWN}, "draws none"),
+        ({"drawn_grasps": [[1.0, 2.0, 3.0, 4.0]]}, r"shape \(N, 5\)"),
+        ({"drawn_grasps": [[1.0, 2.0, 3.0, 0.0, 4.0]]}, "positive"),
+        ({"drawn_grasps": [[1.0, float("nan"), 3.0, 4.0, 4.0]]}, "NaN"),
+        ({"drawn_grasps": [["a", 2.0, 3.0, 4.0, 4.0]]}, "rows of numbers"),
+        ({"drawn_grasps": "1,2,3,4,5"}, "rows"),
+        ({"drawn_grasps": [[1030.0, 20.0, 0.0, 10.0, 5.0]]}, "outside the 1024x1024 image"),
+        ({"drawn_grasps": [[20.0, -1.0, 0.0, 10.0, 5.0]]}, "outside"),
+        ({"drawn_grasps": [DRAWN[0]] * (review.MAX_DRAWN + 1)}, "at most"),
+    ],
+)
+def test_bad_drawn_grasps_are_refused_and_write_nothing(queue, kwargs, message):
+    item = queue.item_of_image(0)
+    before = queue.item(item.id).version
+    kwargs = {"decision": "missing_label", **kwargs}
+    with pytest.raises(InvalidInput, match=message):
+        queue.decide(item.id, queue.ann1, **kwargs)
+    assert queue.reviews() == [] and queue.item(item.id).version == before
+
+
+def test_two_reviewers_agree_on_drawn_grasps_that_match_not_on_pixels(doubled):
+    agreed, differ, fewer = (doubled.item_of_image(k) for k in range(3))
+    for item in (agreed, differ, fewer):
+        doubled.decide(item.id, doubled.ann1, decision="missing_label", drawn_grasps=DRAWN)
+    doubled.decide(agreed.id, doubled.ann2, decision="missing_label", drawn_grasps=REDRAWN)
+    moved = [[g[0] + 60.0, *g[1:]] for g in REDRAWN]  # a different place on the object
+    doubled.decide(differ.id, doubled.ann2, decision="missing_label", drawn_grasps=moved)
+    doubled.decide(fewer.id, doubled.ann2, decision="missing_label", drawn_grasps=DRAWN[:1])
+    assert doubled.item(agreed.id).state == ReviewItemState.decided
+    assert doubled.item(differ.id).state == ReviewItemState.adjudication
+    assert doubled.item(fewer.id).state == ReviewItemState.adjudication
+    # The newest agreeing review's drawing is the one applied.
+    final = {f.item_id: f for f in doubled.run(review.final_decisions, doubled.round_id)}
+    np.testing.assert_array_equal(final[agreed.id].drawn_grasps, REDRAWN)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import streamlit as st
 from streamlit import config as st_config
@@ -325,3 +326,51 @@ def test_one_key_accepts_the_predictions_no_label_matches(app, server):
     assert review.decision == "missing_label"
     assert review.accepted_prediction_indices == unmatched
     assert _session(at).current is None or _session(at).current.item.id != item.id
+
+
+def test_a_drawn_grasp_goes_from_the_picture_to_the_label_and_a_second_reviewer_keeps_it(
+    app, server
+):
+    """Draw mode on the review screen: G switches it on, a stroke on the (zoomed) picture
+    becomes the grasp between its ends in image pixels, E erases the last one, a missing
+    label sends the drawing; the second reviewer of the double review finds it drawn,
+    keeps it, and the two agree; undo brings the drawing back."""
+    round_id = _open_round(server, double=1.0, max_images=1)
+    at = _review_page(_signed_in(app, ANA), round_id)
+    session = _session(at)
+    item = session.current.item
+    assert session.view.zoom and not session.drawing
+    _press(at, "draw_mode")
+    assert session.drawing and any("drag jaw to jaw" in c.value for c in at.caption)
+    frame = session._frame(session.current)
+    start, end = (100.0, 120.0), (140.0, 150.0)
+    grasp = session.draw_stroke(start, end, item_id=item.id)
+    a, b = frame.to_image(np.array([start, end]))
+    np.testing.assert_allclose(grasp[:2], (a + b) / 2)
+    np.testing.assert_allclose(grasp[3], np.hypot(*(b - a)))  # opening in image pixels
+    labels = np.array([g.grasp for g in item.labels])
+    assert grasp[4] == pytest.approx(np.median(labels[:, 4]))
+    session.draw_stroke((10.0, 10.0), (30.0, 10.0), item_id=item.id)
+    at.run()
+    _press(at, "erase_drawn")
+    assert session.drawn == [grasp]
+    with pytest.raises(StaleItem):
+        session.draw_stroke(start, end, item_id=item.id + 999)
+    _press(at, "decide_missing_label")
+    review = session.undo_stack[-1].review
+    assert (review.decision, review.accepted_prediction_indices) == ("missing_label", [])
+    np.testing.assert_allclose(review.drawn_grasps, [grasp])
+    _press(at, "undo")
+    assert session.current.item.id == item.id and session.drawn == [tuple(review.drawn_grasps[0])]
+    _press(at, "decide_missing_label")
+
+    bob = ReviewSession(_client(server, BOB), round_id, prefetch=False, size=256)
+    try:
+        shown = bob.start()
+        assert shown.item.id == item.id
+        np.testing.assert_allclose(bob.drawn, [grasp])  # the proposal, drawn already
+        bob.decide("missing_label")
+    finally:
+        bob.close()
+    with _client(server, ADMIN) as admin:
+        assert admin.review_item(item.id).state == "decided"

@@ -294,3 +294,33 @@ def test_round_lock_admits_one_holder_at_a_time(migrated_engine):
             assert again  # released with its holder
     finally:
         other.dispose()
+
+
+def test_drawn_grasps_become_labels_as_drawn_with_the_reviewer(migrated_engine):
+    """A reviewer draws the grasps no label and no prediction shows: applying adds them
+    exactly as drawn (the jaw rule is for predictions, whose jaw is a guess), source
+    "manual", beside an accepted prediction of the same decision."""
+    engine = migrated_engine
+    w = _world(engine)
+    drawn = [[30.0, 60.0, 45.0, 24.0, 9.0], [200.0, 20.5, -30.0, 18.0, 7.5]]
+    _decide(engine, w, 0, "missing_label", drawn_grasps=drawn)
+    _decide(engine, w, 1, "missing_label", accepted_predictions=[0], drawn_grasps=drawn[:1])
+    gid = w["grasp_ids"][w["images"][2]]
+    _decide(engine, w, 2, "fix", removed_grasp_ids=gid, drawn_grasps=drawn[1:])  # all replaced
+    with session_scope(engine) as s:
+        machine.request_apply(s, w["round_id"], force=True, by=None)
+    with session_scope(engine) as s:
+        assert apply_round(s, w["round_id"]) == 1
+        v1 = V.labels_at(s, w["dataset_id"], 1)
+        diff = V.diff(s, w["dataset_id"], 0, 1)
+    img = w["images"]
+    rows = {i: v1.grasps[v1.image_ids == img[i]] for i in range(3)}
+    np.testing.assert_array_equal(rows[0][N_LABELS:], drawn)
+    assert drawn[0] in rows[1][N_LABELS:].tolist() and len(rows[1]) == N_LABELS + 2
+    np.testing.assert_array_equal(rows[2], drawn[1:])
+    sources = dict(zip(map(tuple, diff.added.grasps.tolist()), diff.added.sources, strict=True))
+    assert [sources[tuple(g)] for g in drawn] == ["manual", "manual"]
+    assert sorted(diff.added.sources.tolist()).count("prediction") == 1
+    assert set(diff.added.reviewer_ids.tolist()) == {w["annotator"]}
+    manual = diff.added.sources == "manual"
+    assert (diff.added.prediction_ids[manual] == V.NO_ID).all()

@@ -11,6 +11,7 @@ from regrasp.grasp.rectangles import (
     corners,
     format_jacquard,
     from_corners,
+    from_stroke,
     normalize_angle,
     parse_jacquard,
     read_cornell,
@@ -159,3 +160,28 @@ def test_missing_file_is_a_format_error(tmp_path):
         read_jacquard(tmp_path / "nope_grasps.txt")
     with pytest.raises(FormatError, match="pcd9999cpos.txt"):
         read_cornell(tmp_path / "pcd9999cpos.txt")
+
+
+def test_a_stroke_from_jaw_to_jaw_is_the_grasp_between_them():
+    g = from_stroke((10.0, 20.0), (40.0, 60.0), jaw=8.0)
+    np.testing.assert_allclose(g, [25.0, 40.0, np.rad2deg(np.arctan2(40, 30)), 50.0, 8.0])
+    # Drawn the other way it is the same grasp (angles are equal mod 180°).
+    np.testing.assert_allclose(from_stroke((40.0, 60.0), (10.0, 20.0), jaw=8.0), g)
+    # Straight up in the y-down frame: -90° (the normalised range is [-90, 90)).
+    assert from_stroke((5.0, 30.0), (5.0, 10.0), jaw=4.0)[2] == -90.0
+    corners_ = corners(g[None])[0]
+    np.testing.assert_allclose((corners_[0] + corners_[3]) / 2, [10.0, 20.0])  # one jaw
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "jaw", "message"),
+    [
+        ((1.0, 1.0), (1.2, 1.1), 5.0, "shorter than a pixel"),
+        ((1.0, float("nan")), (9.0, 9.0), 5.0, "finite"),
+        ((1.0, 1.0, 1.0), (9.0, 9.0), 5.0, "finite start and end"),
+        ((1.0, 1.0), (9.0, 9.0), 0.0, "jaw must be"),
+    ],
+)
+def test_a_stroke_that_is_no_grasp_is_refused(start, end, jaw, message):
+    with pytest.raises(InvalidInput, match=message):
+        from_stroke(start, end, jaw=jaw)

@@ -10,7 +10,7 @@ import pytest
 from regrasp.grasp import drawing as viz
 from regrasp.platform.errors import InvalidInput
 from services.review_ui.session import Picture, parse_label_numbers
-from services.review_ui.widgets import label_picker_figure, picked_numbers
+from services.review_ui.widgets import label_picker_figure, picked_numbers, picked_stroke
 
 
 def test_typed_numbers_are_exact_never_substrings():
@@ -53,3 +53,11 @@ def test_selection_events_give_label_numbers():
     assert picked_numbers(event) == [1, 5]
     assert picked_numbers(None) == [] and picked_numbers({}) == []
     assert picked_numbers({"selection": {"points": []}}) == []
+
+
+def test_a_lasso_event_gives_the_strokes_ends():
+    event = {"selection": {"points": [], "lasso": [{"x": [1.0, 5.0, 9.0], "y": [2, 4, 8]}]}}
+    assert picked_stroke(event) == ((1.0, 2.0), (9.0, 8.0))
+    assert picked_stroke({"selection": {"points": [], "lasso": []}}) is None
+    assert picked_stroke({"selection": {"lasso": [{"x": [1.0], "y": [2.0]}]}}) is None
+    assert picked_stroke(None) is None

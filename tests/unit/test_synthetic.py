@@ -388,6 +388,62 @@ def test_reviewer_error_rate_is_respected():
 def test_reviewer_refuses_bad_error_rate():
     with pytest.raises(InvalidInput):
         SimulatedReviewer(error_rate=1.5)
+    with pytest.raises(InvalidInput):
+        SimulatedReviewer(draw=-1)
+
+
+def test_a_drawing_reviewer_draws_true_grasps_that_no_prediction_shows():
+    """The missing-label image whose model shows nothing useful: a reviewer who only
+    accepts predictions keeps it as it is; one who draws adds true grasps of the dropped
+    orientation, none alike, none already labelled."""
+    scene = render_scene("box", size=SIZE, seed=2)
+    truth = _truth(scene)
+    c = corrupt(
+        scene.grasps,
+        scene.groups,
+        scene.shape,
+        kind="one_orientation",
+        max_opening=scene.max_opening,
+        image_size=SIZE,
+        seed=0,
+    )
+    wrong = _wrong_rows(scene)[:2]
+    assert careful_decision(truth, c.labels, wrong).kind == "true_negative"
+    d = SimulatedReviewer(seed=0, draw=3).review(truth, c.labels, wrong)
+    drawn = np.asarray(d.drawn_grasps)
+    assert d.kind == "missing_label" and d.accepted_predictions == [] and drawn.shape == (3, 5)
+    assert (iou(drawn, scene.grasps).max(axis=1) > 0.25).all()  # true grasps
+    assert (iou(drawn, c.labels).max(axis=1) <= 0.25).all()  # none already labelled
+    alike = iou(drawn, drawn) > 0.25
+    assert not alike[~np.eye(3, dtype=bool)].any()
+    # Accepted predictions count as covered: a drawing reviewer does not redraw them.
+    dropped = scene.grasps[scene.groups != c.detail["group"]]
+    d = careful_decision(truth, c.labels, dropped[:1], draw=3)
+    assert d.accepted_predictions == [0]
+    assert (iou(np.asarray(d.drawn_grasps), dropped[:1]) <= 0.25).all()
+
+
+def test_a_confirming_reviewer_keeps_the_valid_proposed_grasps_and_draws_no_others():
+    scene = render_scene("box", size=SIZE, seed=2)
+    truth = _truth(scene)
+    c = corrupt(
+        scene.grasps,
+        scene.groups,
+        scene.shape,
+        kind="one_orientation",
+        max_opening=scene.max_opening,
+        image_size=SIZE,
+        seed=0,
+    )
+    first = careful_decision(truth, c.labels, np.empty((0, 5)), draw=2)
+    second = careful_decision(
+        truth, c.labels, np.empty((0, 5)), draw=2, proposed=np.asarray(first.drawn_grasps)
+    )
+    assert second == first
+    bad = _wrong_rows(scene)[:1]
+    proposed = np.vstack([np.asarray(first.drawn_grasps)[:1], bad])
+    third = careful_decision(truth, c.labels, np.empty((0, 5)), draw=2, proposed=proposed)
+    np.testing.assert_array_equal(third.drawn_grasps, proposed[:1])
 
 
 # --------------------------------------------------------------------------- helpers

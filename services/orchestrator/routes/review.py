@@ -261,6 +261,7 @@ def _decision_args(body: DecisionCreate) -> dict[str, object]:
         "decision": body.decision,
         "accepted_predictions": body.accepted_predictions,
         "removed_grasp_ids": body.removed_grasp_ids,
+        "drawn_grasps": body.drawn_grasps,
         "seconds_taken": body.seconds_taken,
     }
 
@@ -333,7 +334,22 @@ def _item_public(session: Session, item: ReviewItem, caller: Principal) -> Revie
         ],
         quality=_quality_public(row.quality, labels.grasp_ids),
         my_review=_my_review(row),
+        proposed_grasps=_proposed(session, item, caller) if item.required_reviews > 1 else [],
     )
+
+
+def _proposed(session: Session, item: ReviewItem, caller: Principal) -> list[Any]:
+    """Grasps other annotators drew on the item in their standing reviews: what a second
+    reviewer confirms (only items that need two reviews ask; one query)."""
+    rows = session.scalars(
+        sa.select(Review.drawn_grasps).where(
+            Review.item_id == item.id,
+            Review.superseded.is_(False),
+            Review.adjudication.is_(False),
+            Review.annotator_id.is_distinct_from(caller.user_id),
+        )
+    )
+    return [tuple(float(v) for v in g) for drawn in rows for g in (drawn or [])]
 
 
 def _my_review(row: sa.Row[Any]) -> ReviewPublic | None:

@@ -139,6 +139,7 @@ def bulk_decisions(
             decision=entry.decision,
             accepted_predictions=entry.accepted_predictions,
             removed_grasp_ids=entry.removed_grasp_ids,
+            drawn_grasps=entry.drawn_grasps,
             seconds_taken=entry.seconds_taken,
         )
     session.flush()

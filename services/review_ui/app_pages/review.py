@@ -72,9 +72,16 @@ def _act(session: ReviewSession, action: Callable[..., object], *args, **kwargs)
 
 
 def _picked(session: ReviewSession, key: str, item_id: int) -> None:
-    """A click, box or lasso on the picture: toggle those rectangles (see `pick_labels`)."""
-    numbers = widgets.picked_numbers(st.session_state.get(key))
+    """A click, box or lasso on the picture: toggle those rectangles (see `pick_labels`);
+    in draw mode a lasso stroke draws a grasp instead (see `draw_stroke`)."""
+    selection = st.session_state.get(key)
     st.session_state[_NONCE] += 1
+    if session.drawing:
+        stroke = widgets.picked_stroke(selection)
+        if stroke is not None:
+            _act(session, session.draw_stroke, *stroke, item_id=item_id)
+        return
+    numbers = widgets.picked_numbers(selection)
     if numbers:
         _act(session, session.pick_labels, numbers, item_id=item_id)
 
@@ -113,9 +120,10 @@ with st.sidebar:
     )
     st.caption(
         "**Keys** T true negative · M missing label · A annotation error · F fix · "
-        "N accept ★ · 1–9 accept a prediction · S skip · U undo · D depth · Z zoom · "
-        "L numbers · X clear marks\n\n**Clicks** a label's dot marks it wrong (again: "
-        "unmarks); drag a box or lasso to mark several."
+        "N accept ★ · 1–9 accept a prediction · G draw · E erase drawn · S skip · U undo · "
+        "D depth · Z zoom · L numbers · X clear marks\n\n**Clicks** a label's dot marks it "
+        "wrong (again: unmarks); drag a box or lasso to mark several. **Draw** (G): drag "
+        "from one jaw to the other to add a grasp no label or prediction shows."
     )
 try:
     session = state.review_session(round_id)
@@ -177,6 +185,7 @@ with picture:
             height=PICTURE_HEIGHTS.get(size or "S", PICTURE_HEIGHTS["S"]),
             on_pick=_picked,
             args=(session, pick_key, item_id),
+            drawing=session.drawing,
         )
     st.caption(widgets.LEGEND)
 
@@ -230,6 +239,31 @@ with controls:
             )
     else:
         st.caption("The model predicted no grasp here.")
+
+    st.caption(
+        f"**Drawn** (new labels, with Missing label or Fix): {len(session.drawn)}"
+        + (" · :blue[drag jaw to jaw on the picture]" if session.drawing else "")
+    )
+    drawn_row = st.columns(2)
+    drawn_row[0].button(
+        "Stop drawing" if session.drawing else "Draw a grasp",
+        key="draw_mode",
+        shortcut="G",
+        width="stretch",
+        type="secondary",
+        on_click=_act,
+        args=(session, session.toggle_drawing),
+    )
+    drawn_row[1].button(
+        "Erase last drawn",
+        key="erase_drawn",
+        shortcut="E",
+        width="stretch",
+        on_click=_act,
+        args=(session, session.erase_drawn),
+        kwargs={"item_id": item_id},
+        disabled=not session.drawn,
+    )
 
     marked = session.wrong_numbers()
     st.caption(f"**Marked wrong** (removed by Fix): {len(marked)} of {len(item.labels)}")

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from regrasp.api.common import GraspTuple, Public, UtcDatetime, fields_of
+from regrasp.refine.review.decisions import MAX_DRAWN
 from regrasp.refine.review.stats import AnnotatorStats, RoundStats
 
 __all__ = [
@@ -60,6 +61,9 @@ class ReviewPublic(Public):
     decision: DecisionName
     accepted_prediction_indices: list[int]
     removed_grasp_ids: list[int]
+    drawn_grasps: list[GraspTuple] = Field(
+        default_factory=list, description="Grasps the reviewer drew (x, y, theta, opening, jaw)."
+    )
     seconds_taken: float | None
     created_at: UtcDatetime
     item_version: int = Field(description="The item version the decision was made on.")
@@ -111,6 +115,13 @@ class ReviewItemPublic(BaseModel):
     my_review: ReviewPublic | None = Field(
         None, description="The caller's standing decision on the item, if any."
     )
+    proposed_grasps: list[GraspTuple] = Field(
+        default_factory=list,
+        description=(
+            "Grasps other reviewers drew on this item, for a second reviewer to confirm: "
+            "drawn grasps agree when they match one to one (IoU > 0.25 within 30°)."
+        ),
+    )
 
 
 class LeaseRequest(BaseModel):
@@ -129,6 +140,14 @@ class DecisionCreate(BaseModel):
     )
     removed_grasp_ids: list[int] = Field(
         default_factory=list, description="Label grasp ids that are wrong (fix)."
+    )
+    drawn_grasps: list[GraspTuple] = Field(
+        default_factory=list,
+        max_length=MAX_DRAWN,
+        description=(
+            "Grasps the reviewer drew that no label or prediction shows, (x, y, theta, "
+            "opening, jaw) in image pixels and degrees; they become labels (missing label, fix)."
+        ),
     )
     seconds_taken: float = Field(ge=0, description="Time from showing the item to deciding.")
 

@@ -7,8 +7,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from regrasp.api.common import UtcDatetime, fields_of
+from regrasp.api.common import GraspTuple, UtcDatetime, fields_of
 from regrasp.api.review import DecisionName
+from regrasp.refine.review.decisions import MAX_DRAWN
 from regrasp.refine.rounds.applying import ApplyPreview
 from regrasp.refine.rounds.config import RoundConfig
 
@@ -139,6 +140,11 @@ class DecisionEntry(BaseModel):
     )
     removed_grasp_ids: list[int] = Field(
         default_factory=list, description="Label rectangles to remove (fix)."
+    )
+    drawn_grasps: list[GraspTuple] = Field(
+        default_factory=list,
+        max_length=MAX_DRAWN,
+        description="Grasps drawn by a person (x, y, theta, opening, jaw); they become labels.",
     )
     seconds_taken: float = Field(0.0, ge=0.0)
 

@@ -335,12 +335,16 @@ def review_round(
         labels = np.array([lab.grasp for lab in item.labels], dtype=np.float64).reshape(-1, 5)
         preds = np.array([p.grasp for p in predictions], dtype=np.float64).reshape(-1, 5)
         shown = time.monotonic()
-        decision = reviewer.review(record, labels, preds)
+        proposed = np.asarray(item.proposed_grasps, dtype=np.float64).reshape(-1, 5)
+        decision = reviewer.review(
+            record, labels, preds, proposed=proposed if len(proposed) else None
+        )
         body = DecisionCreate(
             item_version=item.version,
             decision=decision.kind,  # type: ignore[arg-type]
             accepted_predictions=[predictions[i].index for i in decision.accepted_predictions],
             removed_grasp_ids=[item.labels[i].grasp_id for i in decision.removed_labels],
+            drawn_grasps=[tuple(g) for g in decision.drawn_grasps],
             seconds_taken=time.monotonic() - shown,
         )
         _retry_locked(lambda item=item, body=body: api.decide(item.id, body))

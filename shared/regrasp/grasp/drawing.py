@@ -32,6 +32,7 @@ from regrasp.platform.errors import InvalidInput
 
 __all__ = [
     "ACCEPTED",
+    "DRAWN",
     "LABEL",
     "PREDICTION",
     "WRONG",
@@ -55,6 +56,7 @@ LABEL = (40, 200, 60)  # green: ground truth
 PREDICTION = (230, 30, 30)  # red: the model's grasps
 WRONG = (255, 150, 0)  # orange: rectangles a reviewer marked wrong
 ACCEPTED = (255, 235, 60)  # yellow tag: predictions a reviewer accepts
+DRAWN = (40, 200, 255)  # cyan: grasps a reviewer drew (new labels)
 
 #: A crop as (x0, y0, x1, y1) in pixels, half-open: columns x0..x1-1, rows y0..y1-1.
 Box = tuple[int, int, int, int]
@@ -84,6 +86,11 @@ class Frame:
     def grasps(self, grasps: np.ndarray) -> np.ndarray:
         """(N, 5) grasps in image pixels to picture pixels (angles unchanged)."""
         return _transform(as_grasps(grasps), offset=self.box[:2], scale=self.scale)
+
+    def to_image(self, points: np.ndarray) -> np.ndarray:
+        """(N, 2) picture pixels back to image pixels: where a click or stroke landed."""
+        p = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        return p / self.scale + np.asarray(self.box[:2], dtype=np.float64)
 
 
 def review_frame(
@@ -133,6 +140,7 @@ def review_overlay(
     predictions: np.ndarray | None = None,
     wrong: Sequence[int] = (),
     accepted: Sequence[int] = (),
+    drawn: np.ndarray | None = None,
     number_labels: bool = False,
     zoom: bool = False,
     margin: float = 0.2,
@@ -143,7 +151,9 @@ def review_overlay(
     image: (H, W, 3) uint8 RGB or (H, W) depth (float, metres; drawn in grey here).
     labels: (N, 5) ground-truth grasps; predictions: (K, 5) grasps, best first.
     wrong: indices into `labels` marked wrong (orange, crossed and numbered); accepted:
-    indices into `predictions` accepted as labels (tagged). number_labels writes every
+    indices into `predictions` accepted as labels (tagged); drawn: (D, 5) grasps the
+    reviewer drew (cyan; they do not move the zoom, so a stroke's picture pixels keep
+    meaning the same image pixels while one draws). number_labels writes every
     label's index + 1 beside it (without it only the wrong ones are numbered, so 100+
     labels do not pile into a heap of digits).
     zoom: crop to the rectangles (`zoom_box` with `margin`) before drawing.
@@ -189,6 +199,8 @@ def review_overlay(
             thickness=thickness,
             only=wrong_set,
         )
+    if drawn is not None and len(drawn):
+        draw_grasps(canvas, frame.grasps(drawn), colour=DRAWN, thickness=thickness + 1)
     draw_grasps(canvas, frame.grasps(preds), colour=PREDICTION, thickness=thickness + 1)
     if len(preds):
         _numbers(

@@ -125,6 +125,27 @@ def from_corners(quads: np.ndarray) -> np.ndarray:
     return np.column_stack([center, theta, opening, jaw])
 
 
+def from_stroke(start: Iterable[float], end: Iterable[float], *, jaw: float) -> np.ndarray:
+    """The grasp a person draws as one stroke from one jaw's position to the other's: (5,).
+
+    Centre at the stroke's middle, `theta` along it, `opening` its length; the stroke
+    says nothing across the opening, so `jaw` is given (the review screen uses the
+    image's median label jaw). InvalidInput for a stroke too short to be a grasp.
+    """
+    a = np.asarray(list(start), dtype=np.float64)
+    b = np.asarray(list(end), dtype=np.float64)
+    if a.shape != (2,) or b.shape != (2,) or not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise InvalidInput("a stroke needs a finite start and end point (x, y)")
+    d = b - a
+    opening = float(np.hypot(*d))
+    if opening < 1.0:
+        raise InvalidInput("the stroke is shorter than a pixel: drag from one jaw to the other")
+    if not (math.isfinite(jaw) and jaw > 0):
+        raise InvalidInput(f"jaw must be a positive number of pixels, got {jaw!r}")
+    theta = float(normalize_angle(np.rad2deg(np.arctan2(d[1], d[0]))))
+    return np.array([*(a + b) / 2, theta, opening, float(jaw)])
+
+
 def normalize_angle(theta: np.ndarray | float) -> np.ndarray:
     """Angles in degrees mapped to [-90, 90): a grasp is the same under θ ± 180°."""
     return (np.asarray(theta, dtype=np.float64) + 90.0) % 180.0 - 90.0

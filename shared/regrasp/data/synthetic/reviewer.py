@@ -11,7 +11,15 @@ happens not to hold it. Then, in this order:
    the labels are invalid, else "fix" with the invalid label indices to remove;
 2. labels fine and some predictions valid that no label already covers (IoU > 0.25 with
    a label): "missing_label" accepting those prediction indices;
-3. otherwise "true_negative": the model is wrong, the labels stay.
+3. with `draw` > 0, labels fine and true grasps still uncovered by the labels and the
+   accepted predictions: "missing_label" drawing up to `draw` of them (in the truth's
+   order, no two alike), as a person drags a grasp from jaw to jaw on the review screen;
+   a careful person draws the true grasp (the metric forgives a hand's few pixels);
+4. otherwise "true_negative": the model is wrong, the labels stay.
+
+A second reviewer who confirms a first one's decision is shown the grasps the first drew
+(`proposed`) and keeps the valid ones instead of drawing their own: the two reviews then
+agree when the first drew well.
 
 The decision never looks at the manifest's corruption tag, so it stays right on later
 rounds, after earlier decisions changed the labels.
@@ -48,22 +56,32 @@ class Decision:
 
     kind: one of `DECISIONS`. accepted_predictions: indices into the predictions that
     become labels (missing_label). removed_labels: indices into the labels to remove
-    (fix). simulated_error: True when the simulated reviewer erred on purpose.
+    (fix). drawn_grasps: `[x, y, theta, opening, jaw]` rows the reviewer drew (as the
+    API takes them; `np.asarray(...).reshape(-1, 5)` for an array). simulated_error: True when the
+    simulated reviewer erred on purpose.
     """
 
     kind: str
     accepted_predictions: list[int] = field(default_factory=list)
     removed_labels: list[int] = field(default_factory=list)
+    drawn_grasps: list[list[float]] = field(default_factory=list)
     simulated_error: bool = False
 
 
 def careful_decision(
-    truth: TruthRecord | Mapping[str, Any], labels: np.ndarray, predictions: np.ndarray
+    truth: TruthRecord | Mapping[str, Any],
+    labels: np.ndarray,
+    predictions: np.ndarray,
+    *,
+    draw: int = 0,
+    proposed: np.ndarray | None = None,
 ) -> Decision:
     """The decision of an attentive reviewer (rules in the module docstring).
 
     truth: the image's TruthRecord or manifest line. labels: (N, 5) the image's current
-    labels. predictions: (K, 5) the model's grasps, ranked best first.
+    labels. predictions: (K, 5) the model's grasps, ranked best first. draw: most grasps
+    to draw. proposed: (P, 5) grasps another reviewer drew, to confirm (then nothing new
+    is drawn).
     """
     truth = as_truth(truth)
     labels, predictions = as_grasps(labels), as_grasps(predictions)
@@ -75,10 +93,37 @@ def careful_decision(
     accept = valid_against_truth(truth, predictions)
     if len(labels) and len(predictions):
         accept &= iou(predictions, labels).max(axis=1) <= SUCCESS_IOU
-    if accept.any():
-        accepted = [int(i) for i in np.flatnonzero(accept)]
-        return Decision("missing_label", accepted_predictions=accepted)
+    accepted = [int(i) for i in np.flatnonzero(accept)]
+    if proposed is not None:
+        proposed = as_grasps(proposed)
+        drawn = proposed[valid_against_truth(truth, proposed)]
+    else:
+        drawn = missing_grasps(truth, np.concatenate([labels, predictions[accept]]), draw)
+    if accepted or len(drawn):
+        return Decision("missing_label", accepted_predictions=accepted, drawn_grasps=drawn.tolist())
     return Decision("true_negative")
+
+
+def missing_grasps(
+    truth: TruthRecord | Mapping[str, Any], labels: np.ndarray, limit: int
+) -> np.ndarray:
+    """Up to `limit` true grasps that no rectangle of `labels` covers, in the truth's
+    order, none matching another already chosen: (D, 5)."""
+    truth = as_truth(truth)
+    labels = as_grasps(labels)
+    if limit <= 0 or len(truth.grasps) == 0:
+        return np.empty((0, 5))
+    open_ = np.ones(len(truth.grasps), dtype=bool)
+    if len(labels):
+        open_ = iou(truth.grasps, labels).max(axis=1) <= SUCCESS_IOU
+    chosen: list[np.ndarray] = []
+    for g in truth.grasps[open_]:
+        if chosen and (iou(g[None], np.array(chosen)) > SUCCESS_IOU).any():
+            continue
+        chosen.append(g)
+        if len(chosen) == limit:
+            break
+    return np.array(chosen, dtype=np.float64).reshape(-1, 5)
 
 
 def valid_against_truth(truth: TruthRecord | Mapping[str, Any], grasps: np.ndarray) -> np.ndarray:
@@ -114,13 +159,17 @@ class SimulatedReviewer:
     """A careful reviewer that errs with probability `error_rate` (module docstring).
 
     seed: seeds the reviewer's own random stream, so a run with the same reviews in the
-    same order makes the same decisions.
+    same order makes the same decisions. draw: most missing grasps drawn per image (0:
+    the reviewer only accepts predictions, as before the review screen could draw).
     """
 
-    def __init__(self, error_rate: float = 0.0, seed: int | None = None) -> None:
+    def __init__(self, error_rate: float = 0.0, seed: int | None = None, *, draw: int = 0) -> None:
         if not 0.0 <= error_rate <= 1.0:
             raise InvalidInput(f"error_rate must be in [0, 1], got {error_rate!r}")
+        if draw < 0:
+            raise InvalidInput(f"draw must be >= 0, got {draw!r}")
         self.error_rate = float(error_rate)
+        self.draw = int(draw)
         self._rng = np.random.default_rng(seed)
 
     def review(
@@ -130,16 +179,18 @@ class SimulatedReviewer:
         predictions: np.ndarray,
         *,
         audit: bool = False,
+        proposed: np.ndarray | None = None,
     ) -> Decision:
         """Decide on one image: labels (N, 5), predictions (K, 5) best first.
 
         `audit`: the image is an audit sample, reviewed for completeness: labels that
         are right but miss true grasps no prediction shows give a missing_label with
         nothing accepted (an auditor looks at the whole object, not only at what the
-        model proposes).
+        model proposes), with the missing grasps drawn when this reviewer draws.
+        `proposed`: grasps a first reviewer drew, to confirm (module docstring).
         """
         labels, predictions = as_grasps(labels), as_grasps(predictions)
-        correct = careful_decision(truth, labels, predictions)
+        correct = careful_decision(truth, labels, predictions, draw=self.draw, proposed=proposed)
         if audit and correct.kind == "true_negative" and not covers_truth(truth, labels):
             correct = Decision("missing_label")
         if self._rng.random() >= self.error_rate:

@@ -6,7 +6,8 @@ to it. Modules:
 
 - `items`: create the queue from a round's flagged predictions; final decisions to apply;
 - `queue`: claim the next item (leases), heartbeat, release, skip, sweep expired leases;
-- `decisions`: decide on the item version one saw, change or undo one's own decision;
+- `decisions`: decide on the item version one saw (accepted predictions, grasps drawn,
+  labels removed), change or undo one's own decision;
 - `adjudication`: double review, disagreements, the admin's resolution;
 - `stats`: per round and per annotator counts, times and agreement (Cohen's kappa).
 """
@@ -22,6 +23,7 @@ from regrasp.refine.review.adjudication import (
     reviews_agree,
 )
 from regrasp.refine.review.decisions import (
+    MAX_DRAWN,
     change_decision,
     decide,
     history,
@@ -33,6 +35,7 @@ from regrasp.refine.review.queue import claim_next, expire_leases, heartbeat, pe
 from regrasp.refine.review.stats import AnnotatorStats, RoundStats, cohens_kappa, round_stats
 
 __all__ = [
+    "MAX_DRAWN",
     "peek",
     "DEFAULT_LEASE_SECONDS",
     "AdjudicationCase",

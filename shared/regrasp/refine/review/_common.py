@@ -11,11 +11,13 @@ from datetime import datetime, timedelta
 from numbers import Integral
 from typing import Any
 
+import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from regrasp.grasp.metrics import SUCCESS_IOU, iou
 from regrasp.platform.clock import as_utc
 from regrasp.platform.errors import Conflict, InvalidInput, NotFound
 from regrasp.platform.store.db.tables import Review, ReviewItem, ReviewItemState, Round, RoundState
@@ -173,15 +175,29 @@ def reviews_agree(reviews: Sequence[Review]) -> bool:
     """Whether annotators' reviews of one item say the same thing.
 
     Same decision kind, and for the kinds that carry rectangles the same ones: the same
-    accepted predictions (missing label, fix) and the same removed grasps (fix). The apply
-    step needs one set of rectangles per image, so two reviewers who both say "missing
-    label" but accept different predictions disagree as much as a kind mismatch does.
-    Agreement statistics (Cohen's kappa) look at the kind only.
+    accepted predictions (missing label, fix), the same removed grasps (fix) and drawn
+    grasps that match one to one (`drawn_match`). The apply step needs one set of
+    rectangles per image, so two reviewers who both say "missing label" but accept
+    different predictions disagree as much as a kind mismatch does. Agreement
+    statistics (Cohen's kappa) look at the kind only.
     """
     first = reviews[0]
     return all(
         r.decision == first.decision
         and sorted(r.accepted_prediction_indices) == sorted(first.accepted_prediction_indices)
         and sorted(r.removed_grasp_ids) == sorted(first.removed_grasp_ids)
+        and drawn_match(r.drawn_grasps or [], first.drawn_grasps or [])
         for r in reviews[1:]
     )
+
+
+def drawn_match(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]]) -> bool:
+    """Two people's drawn grasps are the same set: as many, and each of either matches
+    one of the other under the rectangle metric (IoU > 0.25 within the 30° gate). Two
+    hands never draw the same pixels; they draw the same grasp."""
+    if len(a) != len(b):
+        return False
+    if not a:
+        return True
+    hit = iou(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)) > SUCCESS_IOU
+    return bool(hit.any(axis=1).all() and hit.any(axis=0).all())

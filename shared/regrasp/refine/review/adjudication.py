@@ -13,7 +13,7 @@ Cohen's kappa on the decision kind (`regrasp.refine.review.stats`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -53,6 +53,7 @@ def resolve(
     decision: ReviewDecision | str,
     accepted_predictions: Iterable[int] = (),
     removed_grasp_ids: Iterable[int] = (),
+    drawn_grasps: Iterable[Sequence[float]] = (),
     seconds_taken: float,
     now: datetime | None = None,
 ) -> Review:
@@ -72,6 +73,7 @@ def resolve(
         decision=decision,
         accepted_predictions=accepted_predictions,
         removed_grasp_ids=removed_grasp_ids,
+        drawn_grasps=drawn_grasps,
         seconds_taken=seconds_taken,
         now=now,
     )

@@ -27,19 +27,21 @@ Who may decide an item:
 
 What each decision carries (checked before anything is written; InvalidInput otherwise):
 
-| decision          | accepted predictions | removed grasps |
-|-------------------|----------------------|----------------|
-| true_negative     | none                 | none           |
-| missing_label     | at least one (*)     | none           |
-| annotation_error  | none                 | none           |
-| fix               | any (new labels)     | at least one   |
+| decision          | accepted predictions, drawn grasps | removed grasps |
+|-------------------|------------------------------------|----------------|
+| true_negative     | none                               | none           |
+| missing_label     | at least one of either (*)         | none           |
+| annotation_error  | none                               | none           |
+| fix               | any (new labels)                   | at least one   |
 
 (*) An audit item (an unflagged image sampled for the noise estimate) may carry a
-missing_label with none: the auditor saw grasps missing that no prediction shows.
+missing_label with none: the auditor saw grasps missing and did not draw them.
 
 Accepted predictions are indices into the item's prediction (its top-k grasps, best
-first); removed grasps are ids of the image's labels at the round's base version. A fix
-may not remove every label without adding one: that is an annotation error.
+first); drawn grasps are rectangles the reviewer drew, `(x, y, theta, opening, jaw)` rows
+with their centre on the image, at most `MAX_DRAWN`; removed grasps are ids of the
+image's labels at the round's base version. A fix may not remove every label without
+adding one: that is an annotation error.
 
 History is never lost: a change or an undo marks the old review `superseded` and keeps
 it. Changes are possible until the round is applied; decisions hold the round row FOR
@@ -51,7 +53,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NoReturn
@@ -63,10 +65,12 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
 from regrasp.data.versions import labels_of_known_image
+from regrasp.grasp.rectangles import as_grasps
 from regrasp.platform.clock import as_utc, now_or
 from regrasp.platform.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from regrasp.platform.store.db.engine import core_connection
 from regrasp.platform.store.db.tables import (
+    Image,
     Prediction,
     Review,
     ReviewDecision,
@@ -92,7 +96,10 @@ from regrasp.refine.review._common import (
     standing_reviews,
 )
 
-__all__ = ["change_decision", "decide", "history", "parse_decision", "undo_last"]
+__all__ = ["MAX_DRAWN", "change_decision", "decide", "history", "parse_decision", "undo_last"]
+
+#: Most grasps one decision may draw: a person draws a few missing grasps, not a dataset.
+MAX_DRAWN = 50
 
 
 def decide(
@@ -104,6 +111,7 @@ def decide(
     decision: ReviewDecision | str,
     accepted_predictions: Iterable[int] = (),
     removed_grasp_ids: Iterable[int] = (),
+    drawn_grasps: Iterable[Sequence[float]] = (),
     seconds_taken: float,
     now: datetime | None = None,
 ) -> Review:
@@ -124,6 +132,7 @@ def decide(
         decision=decision,
         accepted_predictions=accepted_predictions,
         removed_grasp_ids=removed_grasp_ids,
+        drawn_grasps=drawn_grasps,
         seconds_taken=seconds_taken,
         now=now,
     )
@@ -138,6 +147,7 @@ def change_decision(
     decision: ReviewDecision | str,
     accepted_predictions: Iterable[int] = (),
     removed_grasp_ids: Iterable[int] = (),
+    drawn_grasps: Iterable[Sequence[float]] = (),
     seconds_taken: float,
     now: datetime | None = None,
 ) -> Review:
@@ -155,6 +165,7 @@ def change_decision(
         decision=decision,
         accepted_predictions=accepted_predictions,
         removed_grasp_ids=removed_grasp_ids,
+        drawn_grasps=drawn_grasps,
         seconds_taken=seconds_taken,
         now=now,
     )
@@ -260,6 +271,7 @@ def record_review(
     decision: ReviewDecision | str,
     accepted_predictions: Iterable[int],
     removed_grasp_ids: Iterable[int],
+    drawn_grasps: Iterable[Sequence[float]] = (),
     seconds_taken: float,
     now: datetime | None,
 ) -> Review:
@@ -279,8 +291,9 @@ def record_review(
     kind = parse_decision(decision)
     accepted = int_list(accepted_predictions, "accepted_predictions", minimum=0)
     removed = int_list(removed_grasp_ids, "removed_grasp_ids", minimum=1)
+    drawn = _drawn(drawn_grasps)
     seconds = _seconds(seconds_taken)
-    _check_shape(kind, accepted, removed)
+    _check_shape(kind, accepted, removed, drawn)
     now = now_or(now)
     any_holder = mode is WriteMode.resolve
 
@@ -304,7 +317,7 @@ def record_review(
             raise Conflict(f"review item {item_id} awaits adjudication by an admin")
         if not replaced and seen.state == ReviewItemState.decided:
             raise Conflict(f"review item {item_id} is already decided")
-    _check_rectangles(session, item_id, seen, kind, accepted, removed)
+    _check_rectangles(session, item_id, seen, kind, accepted, removed, drawn)
 
     review = Review(
         item_id=item_id,
@@ -312,6 +325,7 @@ def record_review(
         decision=kind,
         accepted_prediction_indices=accepted,
         removed_grasp_ids=removed,
+        drawn_grasps=drawn,
         seconds_taken=seconds,
         created_at=now,
         item_version=item_version,
@@ -382,6 +396,7 @@ class _Standing:
     decision: ReviewDecision
     accepted_prediction_indices: list[int]
     removed_grasp_ids: list[int]
+    drawn_grasps: list[list[float]]
     adjudication: bool
 
 
@@ -391,6 +406,7 @@ class _ItemContext:
 
     round_id: int
     image_id: int
+    image_size: tuple[int, int]
     prediction_id: int | None
     state: ReviewItemState
     version: int
@@ -416,6 +432,7 @@ class _ItemContext:
         return cls(
             round_id=r.round_id,
             image_id=r.image_id,
+            image_size=(r.image_width, r.image_height),
             prediction_id=r.prediction_id,
             state=r.state,
             version=r.version,
@@ -434,6 +451,7 @@ class _ItemContext:
                     decision=s.decision,
                     accepted_prediction_indices=s.accepted_prediction_indices,
                     removed_grasp_ids=s.removed_grasp_ids,
+                    drawn_grasps=s.drawn_grasps or [],
                     adjudication=s.adjudication,
                 )
                 for s in rows
@@ -515,10 +533,32 @@ def _confirms_changes(config: dict[str, Any]) -> bool:
     return parse_config(config).confirm_changes
 
 
-def _check_shape(kind: ReviewDecision, accepted: list[int], removed: list[int]) -> None:
+def _drawn(value: Iterable[Sequence[float]]) -> list[list[float]]:
+    """Drawn grasps as JSON rows; InvalidInput for a malformed one or too many."""
+    if isinstance(value, str | bytes):
+        raise InvalidInput("drawn_grasps must be a list of [x, y, theta, opening, jaw] rows")
+    try:
+        rows = [list(r) for r in value]
+        grasps = as_grasps(rows) if rows else np.empty((0, 5))
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(
+            f"drawn_grasps must be [x, y, theta, opening, jaw] rows of numbers: {exc}"
+        ) from None
+    except InvalidInput as exc:
+        raise InvalidInput(f"drawn_grasps: {exc}") from None
+    if len(grasps) > MAX_DRAWN:
+        raise InvalidInput(f"a decision draws at most {MAX_DRAWN} grasps, got {len(grasps)}")
+    return grasps.tolist()
+
+
+def _check_shape(
+    kind: ReviewDecision, accepted: list[int], removed: list[int], drawn: list[list[float]]
+) -> None:
     if kind in (ReviewDecision.true_negative, ReviewDecision.annotation_error):
-        if accepted or removed:
-            raise InvalidInput(f"a {kind} decision carries no accepted or removed rectangles")
+        if accepted or removed or drawn:
+            raise InvalidInput(
+                f"a {kind} decision carries no accepted or removed rectangles, and draws none"
+            )
     elif kind == ReviewDecision.missing_label:
         # Without an accepted prediction it is allowed only on an audit item, which
         # `_check_rectangles` knows (it has the item).
@@ -535,20 +575,32 @@ def _check_rectangles(
     kind: ReviewDecision,
     accepted: list[int],
     removed: list[int],
+    drawn: list[list[float]],
 ) -> None:
-    """Accepted indices exist among the item's predictions; removed ids are its labels.
+    """Accepted indices exist among the item's predictions; removed ids are its labels;
+    drawn grasps have their centre on the image.
 
-    A missing_label decision with no accepted prediction is an auditor's completeness
-    finding ("grasps are missing that none of the model's shows"): it changes no label but
-    counts as a label error in the noise estimate, and only an audit item (an unflagged
-    image sampled by `refinement_stats.add_audit_items`) may carry it.
+    A missing_label decision with no accepted prediction and nothing drawn is an
+    auditor's completeness finding ("grasps are missing", not drawn): it changes no label
+    but counts as a label error in the noise estimate, and only an audit item (an
+    unflagged image sampled by `refinement_stats.add_audit_items`) may carry it.
     """
-    if kind == ReviewDecision.missing_label and not accepted:
+    if kind == ReviewDecision.missing_label and not accepted and not drawn:
         flagged = seen.flagged if seen.prediction_id else True
         if flagged is not False:
             raise InvalidInput(
-                "a missing_label decision needs at least one accepted prediction (only an "
-                "audit of an unflagged image may record incomplete labels without one)"
+                "a missing_label decision needs at least one accepted prediction or drawn "
+                "grasp (only an audit of an unflagged image may record incomplete labels "
+                "without one)"
+            )
+    if drawn:
+        width, height = seen.image_size
+        xy = np.asarray(drawn)[:, :2]
+        off = np.flatnonzero((xy < 0).any(axis=1) | (xy[:, 0] > width) | (xy[:, 1] > height))
+        if off.size:
+            raise InvalidInput(
+                f"drawn grasps {off[:10].tolist()} (0-based) have their centre outside the "
+                f"{width}x{height} image"
             )
     if accepted:
         n = len(seen.predicted) if seen.prediction_id and seen.predicted is not None else 0
@@ -567,7 +619,12 @@ def _check_rectangles(
                 f"removed_grasp_ids {bad_ids[:10].tolist()} are not labels of image "
                 f"{seen.image_id} at version {seen.base_version}"
             )
-        if kind == ReviewDecision.fix and not accepted and len(removed) == len(labels):
+        if (
+            kind == ReviewDecision.fix
+            and not accepted
+            and not drawn
+            and len(removed) == len(labels)
+        ):
             raise InvalidInput(
                 "this fix removes every label of the image and adds none: decide "
                 "annotation_error instead"
@@ -604,6 +661,8 @@ _CONTEXT = (
     sa.select(
         ReviewItem.round_id,
         ReviewItem.image_id,
+        Image.width.label("image_width"),
+        Image.height.label("image_height"),
         ReviewItem.prediction_id,
         ReviewItem.state,
         ReviewItem.version,
@@ -620,9 +679,11 @@ _CONTEXT = (
         Review.decision,
         Review.accepted_prediction_indices,
         Review.removed_grasp_ids,
+        Review.drawn_grasps,
         Review.adjudication,
     )
     .join(Round, Round.id == ReviewItem.round_id)
+    .join(Image, Image.id == ReviewItem.image_id)
     .outerjoin(Prediction, Prediction.id == ReviewItem.prediction_id)
     .outerjoin(Review, sa.and_(Review.item_id == ReviewItem.id, Review.superseded.is_(False)))
     .where(ReviewItem.id == _P_ITEM)

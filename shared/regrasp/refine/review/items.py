@@ -64,7 +64,8 @@ class FinalDecision:
     """The decision that counts for one image of a round.
 
     accepted_grasps: (K, 5) float64 `(x, y, theta, opening, jaw)` in pixels and degrees,
-    the predicted grasps at `accepted_prediction_indices` (K may be 0). `review_id` and
+    the predicted grasps at `accepted_prediction_indices` (K may be 0); drawn_grasps: (D, 5)
+    the rectangles the reviewer drew (D may be 0). `review_id` and
     `reviewer_id` name the review that counts (the admin's for an adjudicated item);
     `reviewer_ids` every standing reviewer of the item, annotators first.
     """
@@ -76,6 +77,7 @@ class FinalDecision:
     accepted_prediction_indices: tuple[int, ...]
     accepted_grasps: np.ndarray
     removed_grasp_ids: tuple[int, ...]
+    drawn_grasps: np.ndarray
     review_id: int
     reviewer_id: int
     reviewer_ids: tuple[int, ...]
@@ -319,6 +321,7 @@ def _final(
         accepted_prediction_indices=indices,
         accepted_grasps=np.ascontiguousarray(table[list(indices), :5]),
         removed_grasp_ids=tuple(int(g) for g in review.removed_grasp_ids),
+        drawn_grasps=np.asarray(review.drawn_grasps or [], dtype=np.float64).reshape(-1, 5),
         review_id=review.id,
         reviewer_id=review.annotator_id,
         reviewer_ids=reviewers,

@@ -7,9 +7,10 @@ one `ChangeSet` on top of the round's base version (DESIGN's decisions table):
 - true negative: nothing;
 - missing label: the accepted predictions become labels (source "prediction", with the
   round, the prediction row and the reviewer as provenance), their jaw set by the round's
-  `jaw_rule`;
+  `jaw_rule`; the grasps the reviewer drew become labels as drawn (source "manual");
 - annotation error: the image is removed (its labels go with it);
-- fix: the named label rectangles are removed and the accepted predictions added.
+- fix: the named label rectangles are removed, the accepted predictions and the drawn
+  grasps added.
 
 Undecided items (pending, leased, or waiting for an admin's resolution) block the apply;
 with `force` they count as true negatives (the image keeps its labels), which is what an
@@ -65,6 +66,7 @@ class FinalDecision:
     reviewer_id: int | None = None
     accepted_prediction_indices: list[int] = field(default_factory=list)
     removed_grasp_ids: list[int] = field(default_factory=list)
+    drawn_grasps: list[list[float]] = field(default_factory=list)
 
 
 def final_decisions(session: Session, round_id: int) -> list[FinalDecision]:
@@ -88,6 +90,7 @@ def final_decisions(session: Session, round_id: int) -> list[FinalDecision]:
             reviewer_id=d.reviewer_id,
             accepted_prediction_indices=[int(i) for i in d.accepted_prediction_indices],
             removed_grasp_ids=[int(i) for i in d.removed_grasp_ids],
+            drawn_grasps=d.drawn_grasps.tolist(),
         )
     return [out[k] for k in sorted(out)]
 
@@ -118,6 +121,7 @@ def build_change_set(
     add_pred: list[int] = []
     add_rev: list[int] = []
     add_notes: list[str] = []
+    add_src: list[GraspSource] = []
     rm_grasps: list[int] = []
     rm_grasp_rev: list[int] = []
     rm_grasp_why: list[str] = []
@@ -144,6 +148,13 @@ def build_change_set(
             rm_grasps.extend(d.removed_grasp_ids)
             rm_grasp_rev.extend([reviewer] * len(d.removed_grasp_ids))
             rm_grasp_why.extend([f"round {rnd.id}: fix"] * len(d.removed_grasp_ids))
+        for row in d.drawn_grasps:
+            add_img.append(d.image_id)
+            add_rows.append([float(v) for v in row])
+            add_pred.append(versions.NO_ID)
+            add_rev.append(reviewer)
+            add_notes.append(f"round {rnd.id}: drawn by the reviewer")
+            add_src.append(GraspSource.manual)
         if not d.accepted_prediction_indices:
             continue
         pred = preds.get(d.prediction_id) if d.prediction_id is not None else None
@@ -163,10 +174,11 @@ def build_change_set(
             add_pred.append(pred.id)
             add_rev.append(reviewer)
             add_notes.append(f"round {rnd.id}: accepted prediction #{index}")
+            add_src.append(GraspSource.prediction)
     return versions.ChangeSet(
         add_image_ids=np.asarray(add_img, dtype=np.int64),
         add_grasps=np.asarray(add_rows, dtype=np.float64).reshape(-1, 5),
-        add_source=GraspSource.prediction,
+        add_source=add_src,
         add_prediction_ids=np.asarray(add_pred, dtype=np.int64),
         add_reviewer_ids=np.asarray(add_rev, dtype=np.int64),
         add_notes=add_notes,

@@ -532,6 +532,9 @@ class Review(Base):
     accepted_prediction_indices: Mapped[list[Any]] = mapped_column(default=list)
     #: Grasp ids the reviewer marked wrong ("fix").
     removed_grasp_ids: Mapped[list[Any]] = mapped_column(default=list)
+    #: Grasps the reviewer drew, `[x, y, theta, opening, jaw]` rows (migration 0010):
+    #: true grasps no label and no prediction shows, added as labels (source "manual").
+    drawn_grasps: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
     seconds_taken: Mapped[float | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     item_version: Mapped[int]
