@@ -49,6 +49,7 @@ def test_the_demo_runs_a_round_and_reports_it(tmp_path: Path) -> None:
     assert "40 clean images of unseen objects" in out
     assert "60% corrupted (wrong_action, one_orientation)" in out  # the demo's default data
     assert "flag 'score'" in out  # and its default flag
+    assert "drawing up to 3 missing grasps an image" in out  # the reviewer draws, as people do
     assert "1 rounds" in out and "│ final │" in out
     assert "docs/benchmarks.md" in out  # the closing line points to the numbers at scale
 

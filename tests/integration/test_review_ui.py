@@ -374,3 +374,33 @@ def test_a_drawn_grasp_goes_from_the_picture_to_the_label_and_a_second_reviewer_
         bob.close()
     with _client(server, ADMIN) as admin:
         assert admin.review_item(item.id).state == "decided"
+
+
+def test_the_admin_keeps_a_reviewers_drawn_grasps_when_settling(app, server):
+    round_id = _open_round(server, double=1.0, max_images=1)
+    ana = _review_page(_signed_in(app, ANA), round_id)
+    session = _session(ana)
+    item_id = session.current.item.id
+    _press(ana, "draw_mode")
+    grasp = session.draw_stroke((100.0, 120.0), (140.0, 150.0), item_id=item_id)
+    _press(ana, "decide_missing_label")
+    bob = _review_page(_signed_in(app, BOB), round_id)
+    assert len(_session(bob).drawn) == 1  # ana's proposal
+    _press(bob, "erase_drawn")
+    _press(bob, "decide_true_negative")  # bob disagrees: the item goes to the lead
+
+    lead = _signed_in(app, ADMIN)
+    lead.switch_page("app_pages/adjudication.py").run()
+    lead.selectbox(key="pick_Round").set_value(round_id).run()
+    assert not lead.exception, lead.exception
+    assert any("drew 1" in m.value for m in lead.markdown)
+    keep = lead.multiselect(key=f"adj_drawn_{item_id}")
+    assert keep.options == ["ana (1)"]
+    keep.set_value(["ana (1)"]).run()
+    lead.radio(key=f"adj_decision_{item_id}").set_value("missing_label").run()
+    _press(lead, "adj_resolve")
+    assert any("No disagreements" in s.value for s in lead.success)
+    with _client(server, ADMIN) as admin:
+        (verdict,) = [r for r in admin.item_reviews(item_id) if r.adjudication]
+    assert verdict.decision == "missing_label"
+    np.testing.assert_allclose(verdict.drawn_grasps, [grasp])

@@ -1,13 +1,15 @@
 """The adjudication queue: items whose two reviews disagree, settled by an admin.
 
 Colours as on the review screen (`widgets.LEGEND`): green labels, red predictions, orange
-the labels marked wrong, in the pictures and as badges; the controls are neutral.
+the labels marked wrong, cyan the grasps a reviewer drew, in the pictures and as badges;
+the controls are neutral. The admin's decision may keep the grasps any reviewer drew.
 """
 
 from __future__ import annotations
 
 import time
 
+import numpy as np
 import streamlit as st
 
 from regrasp.api.review import DECISIONS, DecisionCreate
@@ -44,6 +46,7 @@ for column, review in zip(columns, case.reviews, strict=True):
         predictions=preds,
         wrong=[i for i, gid in enumerate(ids) if gid in review.removed_grasp_ids],
         accepted=review.accepted_prediction_indices,
+        drawn=np.asarray(review.drawn_grasps, dtype=np.float64).reshape(-1, 5),
         zoom=True,
         size=512,
     )
@@ -52,7 +55,7 @@ for column, review in zip(columns, case.reviews, strict=True):
     column.markdown(
         f"**{case.usernames.get(review.annotator_id, '?')}**: {review.decision}"
         f" · accepted {[i + 1 for i in review.accepted_prediction_indices]}"
-        f" · wrong {len(marked)}"
+        f" · wrong {len(marked)} · drew {len(review.drawn_grasps)}"
     )
     if marked:
         column.markdown(widgets.wrong_badges(marked, empty=""))
@@ -63,6 +66,17 @@ accepted = st.multiselect(
     "Predictions to accept",
     [p.index + 1 for p in item.predictions],
     key=f"adj_accept_{item.id}",
+)
+drawers = {
+    f"{case.usernames.get(r.annotator_id, '?')} ({len(r.drawn_grasps)})": r.drawn_grasps
+    for r in case.reviews
+    if r.drawn_grasps
+}
+keep = st.multiselect(
+    "Keep the grasps drawn by",
+    list(drawers),
+    key=f"adj_drawn_{item.id}",
+    help="They become labels with a missing label or a fix.",
 )
 numbers = {n + 1: g.grasp_id for n, g in enumerate(item.labels)}
 # Typed numbers, exact (a multiselect would match "2" in 12, 20–29…), shown as orange badges.
@@ -89,6 +103,7 @@ if st.button("Resolve", key="adj_resolve", type="primary", disabled=bool(bad)):
         decision=decision,
         accepted_predictions=[i - 1 for i in accepted],
         removed_grasp_ids=[numbers[n] for n in wrong],
+        drawn_grasps=[g for name in keep for g in drawers[name]],
         seconds_taken=round(time.monotonic() - st.session_state[f"adj_started_{item.id}"], 3),
     )
     try:

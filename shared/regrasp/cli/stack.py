@@ -201,6 +201,13 @@ def demo(
     ),
     seed: int = typer.Option(0, help="Generator seed."),
     error_rate: float = typer.Option(0.0, min=0.0, max=1.0, help="Simulated reviewer errors."),
+    draw: int = typer.Option(
+        3,
+        min=0,
+        max=50,
+        help="Missing grasps the simulated reviewer draws per image, as a person drags them "
+        "on the review screen (0: it only accepts predictions).",
+    ),
     flag: str = typer.Option(
         None, help="Which images a round flags: 'score' or 'paper' (default: the demo's)."
     ),
@@ -353,7 +360,7 @@ def demo(
             f"{rounds} rounds: {train['architecture']} at {train['input_size']}² px, "
             f"{train['epochs']} epochs; flag '{round_options['flag']}', top "
             f"{round_options['top_k']} predictions per image; simulated reviewer error rate "
-            f"{error_rate:.0%}"
+            f"{error_rate:.0%}, drawing up to {draw} missing grasps an image"
         )
         rows = run_rounds(
             admin,
@@ -361,7 +368,7 @@ def demo(
             trainer,
             dataset_id=dataset_id,
             truth=truth,
-            reviewer=SimulatedReviewer(error_rate=error_rate, seed=seed),
+            reviewer=SimulatedReviewer(error_rate=error_rate, seed=seed, draw=draw),
             rounds=rounds,
             train=train,
             round_options=round_options,
