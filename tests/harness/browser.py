@@ -642,7 +642,8 @@ def _drive_synthetic(page: ReviewPage) -> Outcome:
 def screenshot_jacquard(
     workdir: Path, samples: Path, *, chromium_path: str, viewport: tuple[int, int]
 ) -> bytes:
-    """The review screen on the sample with the most labels, two of them marked wrong."""
+    """The review screen on the sample with the most labels: prediction 1 accepted, two
+    labels marked wrong, one grasp drawn across the object's middle."""
     with review_stack(workdir) as stack:
         dataset = import_jacquard(stack, samples, name="jacquard", images=most_labelled(samples))
         stack.open_round(dataset)
@@ -653,5 +654,20 @@ def screenshot_jacquard(
             page.wait_ready()
             for number in page.separate_labels(2):
                 page.click_label(number)
+            # A stroke across the object (the labels' dots lie on it): through their
+            # middle, across their long axis, about as long as the object is wide.
+            dots = page.dots()
+            centre = np.median(dots, axis=0)
+            _, spread, axes = np.linalg.svd(dots - centre, full_matrices=False)
+            across = axes[1] * 2.2 * spread[1] / np.sqrt(len(dots))
+            page.press("g")
+            page.browser.wait_text("drag jaw to jaw")
+            page.wait_ready()
+            page.drag(*(centre - across), *(centre + across))
+            page.browser.wait_text("(new labels, with Missing label or Fix): 1")
+            page.wait_ready()
+            page.press("g")  # back to picking
+            page.browser.wait_text("Draw a grasp")
+            page.wait_ready()
             time.sleep(0.8)  # let the last paint settle
             return page.browser.screenshot()

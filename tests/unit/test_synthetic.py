@@ -396,17 +396,7 @@ def test_a_drawing_reviewer_draws_true_grasps_that_no_prediction_shows():
     """The missing-label image whose model shows nothing useful: a reviewer who only
     accepts predictions keeps it as it is; one who draws adds true grasps of the dropped
     orientation, none alike, none already labelled."""
-    scene = render_scene("box", size=SIZE, seed=2)
-    truth = _truth(scene)
-    c = corrupt(
-        scene.grasps,
-        scene.groups,
-        scene.shape,
-        kind="one_orientation",
-        max_opening=scene.max_opening,
-        image_size=SIZE,
-        seed=0,
-    )
+    scene, truth, c = _box_missing_an_orientation()
     wrong = _wrong_rows(scene)[:2]
     assert careful_decision(truth, c.labels, wrong).kind == "true_negative"
     d = SimulatedReviewer(seed=0, draw=3).review(truth, c.labels, wrong)
@@ -423,9 +413,9 @@ def test_a_drawing_reviewer_draws_true_grasps_that_no_prediction_shows():
     assert (iou(np.asarray(d.drawn_grasps), dropped[:1]) <= 0.25).all()
 
 
-def test_a_confirming_reviewer_keeps_the_valid_proposed_grasps_and_draws_no_others():
+def _box_missing_an_orientation():
+    """A box scene, its truth, and its labels with one orientation's grasps dropped."""
     scene = render_scene("box", size=SIZE, seed=2)
-    truth = _truth(scene)
     c = corrupt(
         scene.grasps,
         scene.groups,
@@ -435,6 +425,11 @@ def test_a_confirming_reviewer_keeps_the_valid_proposed_grasps_and_draws_no_othe
         image_size=SIZE,
         seed=0,
     )
+    return scene, _truth(scene), c
+
+
+def test_a_confirming_reviewer_keeps_the_valid_proposed_grasps_and_draws_no_others():
+    scene, truth, c = _box_missing_an_orientation()
     first = careful_decision(truth, c.labels, np.empty((0, 5)), draw=2)
     second = careful_decision(
         truth, c.labels, np.empty((0, 5)), draw=2, proposed=np.asarray(first.drawn_grasps)

@@ -224,15 +224,17 @@ with controls:
     n_pred = min(len(item.predictions), MAX_KEYED_PREDICTIONS)
     if n_pred:
         st.caption("**Predictions to accept** (missing label, fix)")
-        pred_cols = st.columns(max(n_pred, 5))
+        # Rows of three: wide enough for "✓ 1★" beside its key hint.
+        rows = [st.columns(3) for _ in range(0, n_pred, 3)]
         for i in range(n_pred):
             chosen = i in session.accepted
-            pred_cols[i].button(
+            rows[i // 3][i % 3].button(
                 # Neutral like every button here: the tick and the picture's yellow tag say
                 # it is accepted (a primary button would take the theme's red or blue).
                 f"{'✓ ' if chosen else ''}{i + 1}{'★' if i in unmatched else ''}",
                 key=f"pred_{i}",
                 shortcut=str(i + 1),
+                width="stretch",
                 on_click=_act,
                 args=(session, session.toggle_prediction, i),
                 kwargs={"item_id": item_id},
