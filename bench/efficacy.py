@@ -15,7 +15,10 @@ SQLite file and a `file://` store:
   (or the paper's top-1 best IoU < 0.2), at most `--review-budget` items a round, likeliest
   errors first;
 - review: `regrasp.refine.review` items and decisions, made by `SimulatedReviewer` (with
-  `--review-seconds` per decision recorded as review time);
+  `--review-seconds` per decision recorded as review time); with `--draw N` reviewers also
+  draw up to N true grasps an image that no label or accepted prediction covers (the
+  review screen's draw mode), each adding `--draw-seconds`, and a confirming reviewer is
+  shown the first one's drawings;
 - applying: `regrasp.refine.rounds.applying.apply_round`, one new dataset version per round;
 - refinement statistics: `regrasp.refine.refinement_stats` (noise estimate with `--audit`
   unflagged images reviewed per round, yield, stopping suggestion).
