@@ -19,7 +19,9 @@ def _grey(size: int = 200) -> np.ndarray:
 
 
 def _has(picture: np.ndarray, colour, region) -> bool:
+    """Whether a pixel near `colour` lies in `region` = (y0, y1, x0, x1)."""
     y0, y1, x0, x1 = region
+    assert y1 > y0 and x1 > x0, f"empty region {region}"
     patch = picture[y0:y1, x0:x1].astype(int)
     return bool((np.abs(patch - np.array(colour)).sum(axis=2) < 30).any())
 
@@ -96,6 +98,17 @@ def test_handles_lie_on_each_rectangles_edge_and_follow_the_frame():
         np.full((200, 400, 3), 128, np.uint8), labels=pose, zoom=True, size=256
     )
     assert picture.shape[:2] == frame.size[::-1]
+    # A point on the picture maps back to the image pixel it shows (a drawn stroke's ends).
+    np.testing.assert_allclose(frame.to_image(moved[:, :2]), pose[:, :2])
+
+
+def test_drawn_grasps_are_cyan_and_do_not_move_the_zoom():
+    drawn = np.array([[60.0, 40.0, 0.0, 30.0, 10.0]])
+    plain = viz.review_overlay(_grey(), labels=GT, zoom=True, size=200)
+    with_drawn = viz.review_overlay(_grey(), labels=GT, drawn=drawn, zoom=True, size=200)
+    assert plain.shape == with_drawn.shape  # same crop: the stroke's pixels keep their meaning
+    assert not _has(plain, viz.DRAWN, (0, 200, 0, 200))
+    assert _has(with_drawn, viz.DRAWN, (0, 200, 0, 200))
 
 
 def test_before_after_marks_removed_and_added():
@@ -107,7 +120,7 @@ def test_before_after_marks_removed_and_added():
     assert _has(left, viz.WRONG, (100, 140, 100, 140))  # PRED removed
     assert not _has(right, viz.WRONG, (100, 140, 100, 140))
     assert _has(right, viz.LABEL, (40, 80, 130, 170))  # the added one: a label, green
-    assert not _has(pair, viz.PREDICTION, (0, 0, 408, 200))  # red is for predictions only
+    assert not _has(pair, viz.PREDICTION, (0, 200, 0, 408))  # red is for predictions only
 
 
 def test_png_and_charts_round_trip():
