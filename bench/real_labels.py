@@ -5,12 +5,15 @@
 The score's wrong-action term and its `fits_object` gate read the object mask with the
 geometry of the synthetic objects (`regrasp.refine.label_quality`). Jacquard's own
 labels come from a physics simulation. This scores the real samples' labels alone (no
-model, so no missing-grasp evidence): the share of each image's labels the mask test
-passes, the share the wrong-action term calls along the object (0) or half-wrong (½),
-and how many images the labels alone would queue under `flag: score` (1 − quality ≥
-0.5), with the same numbers for clean synthetic images of the efficacy bench's size as
-the reference; and the demo's wrong-action images queued by their labels alone, with
-the one-pixel tolerance on label centres and without it. Seconds; no training.
+model, so the missing kind has only the labels' coverage of the object): the share of
+each image's labels the mask test passes, the share the wrong-action term calls along
+the object (0) or half-wrong (½), the labels' coverage of the object (quantiles), and
+how many images the labels alone would queue under `flag: score` (1 − quality ≥ 0.5),
+with the same numbers for clean synthetic images of the efficacy bench's size as the
+reference; the coverage of synthetic images by corruption kind (what sets
+`COVERAGE_FULL` and `COVERAGE_NONE`); and the demo's wrong-action images queued by their
+labels alone, with the one-pixel tolerance on label centres and without it. Seconds; no
+training.
 """
 
 from __future__ import annotations
@@ -41,6 +44,9 @@ def main() -> None:
         help="The real Jacquard samples (required: this bench is about them).",
     )
     p.add_argument("--synthetic", type=int, default=200, help="Clean synthetic images.")
+    p.add_argument(
+        "--coverage-images", type=int, default=600, help="Half-corrupted synthetic images."
+    )
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
     if not args.jacquard.is_dir():
@@ -51,6 +57,7 @@ def main() -> None:
         "machine": platform.platform(),
         "real": judge(real_pairs(args.jacquard)),
         "synthetic_clean": judge(synthetic_pairs(args.synthetic)),
+        "synthetic_coverage_by_kind": coverage_by_kind(args.coverage_images),
         "demo_wrong_action": demo_wrong_action(),
     }
     out["seconds"] = round(time.perf_counter() - started, 1)
@@ -87,6 +94,41 @@ def synthetic_pairs(images: int) -> list[tuple[np.ndarray, np.ndarray]]:
     generate_dataset(folder, images=images, size=128, seed=0, compress=False)
     dataset = scan_jacquard(folder, required=("grasps", "mask"))
     return [(i.load_grasps(), i.load_mask()) for i in dataset.images]
+
+
+def coverage_by_kind(images: int) -> dict[str, Any]:
+    """Label coverage of the object (`label_coverage`) of synthetic images, half of them
+    corrupted in the paper's kinds, by kind: the quantiles the coverage term is set by."""
+    from regrasp.data.formats.jacquard import scan_jacquard
+    from regrasp.data.synthetic.generate import generate_dataset
+    from regrasp.data.synthetic.manifest import read_manifest
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-real-labels-")) / "mixed"
+    generate_dataset(folder, images=images, size=128, seed=3, corrupt_fraction=0.5, compress=False)
+    kind = {r.stem: r.corruption or "clean" for r in read_manifest(folder).records}
+    by_kind: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for i in scan_jacquard(folder, required=("grasps", "mask")).images:
+        by_kind.setdefault(kind[i.name], []).append((i.load_grasps(), i.load_mask()))
+    return {k: coverage_quantiles(pairs) for k, pairs in sorted(by_kind.items())}
+
+
+def coverage_quantiles(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
+    """How far labels reach over their object: quantiles of `label_coverage` at the
+    image's median label opening, and how many images fall below `COVERAGE_FULL`."""
+    from regrasp.refine.label_quality import COVERAGE_FULL, label_coverage
+
+    cover = np.array(
+        [label_coverage(g, m, scale=float(np.median(g[:, 3]))) for g, m in pairs if len(g)]
+    )
+    q = np.percentile(cover, [10, 25, 50]).round(3).tolist()
+    return {
+        "images": len(cover),
+        "min": round(float(cover.min()), 3),
+        "p10": q[0],
+        "p25": q[1],
+        "median": q[2],
+        f"below_{COVERAGE_FULL}": int((cover < COVERAGE_FULL).sum()),
+    }
 
 
 def demo_wrong_action() -> dict[str, int]:
@@ -135,6 +177,7 @@ def judge(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
     kinds = [q["kind"] for q, f in zip(scored.quality, scored.flagged, strict=True) if f]
     return {
         **agreement(pairs),
+        "coverage": coverage_quantiles(pairs),
         "labels": len(labels),
         "labels_along_the_object": float(np.mean(np.concatenate(action) == 0.0)),
         "labels_half_wrong": float(np.mean(np.concatenate(action) == 0.5)),

@@ -14,6 +14,7 @@ import streamlit as st
 from regrasp.api.refinement import RoundRefinementPublic, StopAdvicePublic
 from regrasp.api.review import ReviewItemPublic
 from regrasp.grasp import drawing as viz
+from regrasp.refine.label_quality import COVERAGE_FULL
 from services.review_ui import overview
 from services.review_ui.session import Picture
 
@@ -176,11 +177,17 @@ def quality_reason(item: ReviewItemPublic) -> str:
     suspects = ", ".join(str(numbers[g]) for g in quality.suspect_grasp_ids if g in numbers)
     stars = ", ".join(str(i + 1) for i in quality.unmatched)
     if quality.kind == "missing":
-        text = (
-            f"the model is sure of grasps no label covers (★ {stars})"
-            if stars
-            else ("the model's confident grasps disagree with the labels")
+        reach = (
+            f"the labels reach only {quality.coverage:.0%} of the object"
+            if quality.coverage is not None and quality.coverage < COVERAGE_FULL
+            else ""
         )
+        if stars:
+            text = f"the model is sure of grasps no label covers (★ {stars})" + (
+                f"; {reach}" if reach else ""
+            )
+        else:
+            text = reach or "the model's confident grasps disagree with the labels"
     elif quality.kind == "wrong_action":
         text = "labels whose jaws would close through the object" + (
             f" ({suspects})" if suspects else ""

@@ -9,7 +9,9 @@ from regrasp.grasp.metrics import is_flagged
 from regrasp.platform.errors import InvalidInput
 from regrasp.refine.label_quality import (
     action_group_scores,
+    coverage_score,
     fits_object,
+    label_coverage,
     label_quality,
     softmin,
 )
@@ -182,3 +184,31 @@ def test_softmin_and_bad_input() -> None:
         label_quality([np.zeros((0, 6))], LABELS, [0, 1])
     with pytest.raises(InvalidInput):
         label_quality([np.zeros((0, 6))], LABELS, [0, 0], masks=[])
+
+
+def test_labels_on_part_of_the_object_are_missing_grasps_without_any_prediction() -> None:
+    """An in-sample model learns not to predict the grasps an image's labels lack, so no
+    prediction speaks for them; the labels' reach over the object's mask still does."""
+    mask = _stick()  # x 20..140
+    across = lambda x: [x, 50.0, 90.0, 30.0, 10.0]  # noqa: E731
+    whole = np.array([across(x) for x in range(25, 140, 10)])
+    part = whole[:3]  # x 25..45: the left fifth of the stick
+    assert label_coverage(whole, mask, scale=30.0) == 1.0
+    # Within 30 px of x = 25..45: columns 20..75 of 121.
+    assert label_coverage(part, mask, scale=30.0) == pytest.approx(56 / 121, abs=0.02)
+    matched = np.array([[35.0, 50.0, 90.0, 30.0, 10.0, 0.9]])  # the model agrees with them
+    clean, partial = label_quality(
+        [matched, matched], np.vstack([whole, part]), [0] * len(whole) + [1] * 3, masks=[mask] * 2
+    )
+    assert clean.issue == 0.0 and clean.coverage == 1.0 and clean.kind is None
+    assert partial.kind == "missing" and partial.unmatched == ()
+    assert (
+        partial.issue == pytest.approx(1 - coverage_score(partial.coverage)) and partial.issue > 0.5
+    )
+    assert partial.to_dict()["coverage"] == pytest.approx(partial.coverage)
+    # No mask: nothing to say about the reach.
+    (blind,) = label_quality([matched], part, [0, 0, 0])
+    assert blind.coverage is None and blind.issue == 0.0
+    assert coverage_score(float("nan")) == 1.0
+    assert coverage_score(0.95) == 1.0 and coverage_score(0.3) == 0.0
+    assert coverage_score(0.65) == pytest.approx(0.5)

@@ -369,6 +369,7 @@ def _quality_public(stored: dict | None, grasp_ids: Iterable[int]) -> LabelQuali
         kind=stored.get("kind"),
         unmatched=[int(i) for i in stored.get("unmatched", [])],
         suspect_grasp_ids=[ids[i] for i in stored.get("suspect_labels", []) if i < len(ids)],
+        coverage=stored.get("coverage"),
     )
 
 

@@ -84,6 +84,9 @@ class LabelQualityPublic(BaseModel):
     suspect_grasp_ids: list[int] = Field(
         description="Labels (grasp ids) the score finds badly placed or of the wrong action."
     )
+    coverage: float | None = Field(
+        None, description="Share of the object the labels reach (None: no mask, or unscored)."
+    )
 
 
 class ReviewItemPublic(BaseModel):
