@@ -61,3 +61,21 @@ def test_a_lasso_event_gives_the_strokes_ends():
     assert picked_stroke({"selection": {"points": [], "lasso": []}}) is None
     assert picked_stroke({"selection": {"lasso": [{"x": [1.0], "y": [2.0]}]}}) is None
     assert picked_stroke(None) is None
+
+
+def test_why_this_image_names_the_labels_reach_when_it_queued_the_image():
+    from regrasp.api.review import LabelQualityPublic, ReviewItemPublic
+    from services.review_ui.widgets import quality_reason
+
+    def item(**quality) -> ReviewItemPublic:
+        base = {"quality": 0.3, "kind": "missing", "unmatched": [], "suspect_grasp_ids": []}
+        return ReviewItemPublic.model_construct(
+            labels=[], quality=LabelQualityPublic(**(base | quality))
+        )
+
+    assert quality_reason(item(coverage=0.55)).startswith("the labels reach only 55% of the object")
+    assert quality_reason(item(coverage=0.55, unmatched=[1])).startswith(
+        "the model is sure of grasps no label covers (★ 2); the labels reach only 55%"
+    )
+    assert quality_reason(item(coverage=1.0)).startswith("the model's confident grasps disagree")
+    assert quality_reason(item(coverage=None)).startswith("the model's confident grasps disagree")
