@@ -618,7 +618,7 @@ class Bench:
         reviews = queue_reviews = 0  # every review; those of flagged (queue) items
         seconds = queue_seconds = 0.0  # their review time (drawing a grasp takes longer)
         drawn_by_item: dict[int, np.ndarray] = {}  # what the first reviewer drew, to confirm
-        drawn_total = 0  # grasps drawn, every review
+        drawn_total = 0  # grasps drawn (by first reviewers; a confirmation keeps them)
         for state, (user, reviewer) in zip(
             (ReviewItemState.pending, ReviewItemState.pending, ReviewItemState.adjudication),
             people,
@@ -637,7 +637,7 @@ class Bench:
                         kind, accepted, removed = (
                             ("missing_label", [0], []) if len(preds) else ("true_negative", [], [])
                         )
-                        drawn, took = np.empty((0, 5)), 0.0
+                        drawn, took, own = np.empty((0, 5)), 0.0, 0
                     else:
                         d = reviewer.review(
                             self.truth[mapping[item.image_id]],
@@ -649,8 +649,10 @@ class Bench:
                         kind, accepted = d.kind, d.accepted_predictions
                         removed = [int(labels.grasp_ids[mine][i]) for i in d.removed_labels]
                         drawn = np.asarray(d.drawn_grasps, dtype=np.float64).reshape(-1, 5)
+                        # Drawing takes time; keeping what the first reviewer drew does not.
+                        own = 0 if item.id in drawn_by_item else len(drawn)
                         drawn_by_item.setdefault(item.id, drawn)
-                        took = a.review_seconds + a.draw_seconds * len(drawn)
+                        took = a.review_seconds + a.draw_seconds * own
                     write = resolve if state == ReviewItemState.adjudication else decide
                     write(
                         s,
@@ -666,7 +668,7 @@ class Bench:
                     reviews += 1
                     queue_reviews += flagged_of[item.image_id]
                     seconds += took
-                    drawn_total += len(drawn)
+                    drawn_total += own
                     queue_seconds += took if flagged_of[item.image_id] else 0.0
             if auto:
                 break
