@@ -345,6 +345,11 @@ class ReviewSession:
     def set_view(self, view: View) -> None:
         self.view = view
 
+    def change_view(self, **change: object) -> None:
+        """Change some of the view's fields (kind, zoom, number_labels), the rest kept as
+        they are when the change lands (two quick keys compose)."""
+        self.view = replace(self.view, **change)
+
     def elapsed(self) -> float:
         """Seconds since the current item was shown."""
         return max(0.0, self.clock() - self.shown_at)

@@ -302,18 +302,8 @@ def test_refuses_bad_arguments(tmp_path):
 
 
 def test_reviewer_accepts_a_valid_prediction_on_a_missing_label_image():
-    scene = render_scene("box", size=SIZE, seed=2)
+    scene, truth, c = _box_missing_an_orientation()
     assert len(np.unique(scene.groups)) == 2
-    truth = _truth(scene)
-    c = corrupt(
-        scene.grasps,
-        scene.groups,
-        scene.shape,
-        kind="one_orientation",
-        max_opening=scene.max_opening,
-        image_size=SIZE,
-        seed=0,
-    )
     dropped = scene.grasps[scene.groups != c.detail["group"]]
     wrong = _wrong_rows(scene)
     predictions = np.vstack([dropped[:1], wrong[:1]])

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
@@ -27,8 +28,10 @@ from services.review_ui.session import (
     MAX_KEYED_PREDICTIONS,
     ReviewSession,
     StaleItem,
-    View,
 )
+
+if TYPE_CHECKING:
+    from streamlit.delta_generator import DeltaGenerator
 
 _log = logging.getLogger(__name__)
 
@@ -94,9 +97,28 @@ def _typed(session: ReviewSession, key: str, item_id: int) -> None:
         _act(session, session.pick_typed, text, item_id=item_id)
 
 
-def _set_view(session: ReviewSession, **change: object) -> None:
-    view = session.view
-    _act(session, session.set_view, View(**{**view.__dict__, **change}))
+def _key_button(
+    where: DeltaGenerator,
+    label: str,
+    key: str,
+    shortcut: str,
+    action: Callable[..., object],
+    *args: object,
+    disabled: bool = False,
+    **kwargs: object,
+) -> None:
+    """A full-width button with its key that runs a session action through `_act` (a
+    refusal is one line on the next page); `args` and `kwargs` go to the action."""
+    where.button(
+        label,
+        key=key,
+        shortcut=shortcut,
+        width="stretch",
+        on_click=_act,
+        args=(session, action, *args),
+        kwargs=kwargs,
+        disabled=disabled,
+    )
 
 
 st.session_state.setdefault(_NONCE, 0)
@@ -195,15 +217,8 @@ with controls:
     st.caption("**Decision**")
     row = st.columns(2)
     for k, name in enumerate(DECISION_KEYS):
-        row[k % 2].button(
-            _LABELS[name],
-            key=f"decide_{name}",
-            shortcut=DECISION_KEYS[name],
-            width="stretch",
-            on_click=_act,
-            args=(session, session.decide, name),
-            kwargs={"item_id": item_id},
-        )
+        key, label = DECISION_KEYS[name], _LABELS[name]
+        _key_button(row[k % 2], label, f"decide_{name}", key, session.decide, name, item_id=item_id)
 
     why = widgets.quality_reason(item)
     if why:
@@ -247,23 +262,15 @@ with controls:
         + (" · :blue[drag jaw to jaw on the picture]" if session.drawing else "")
     )
     drawn_row = st.columns(2)
-    drawn_row[0].button(
-        "Stop drawing" if session.drawing else "Draw a grasp",
-        key="draw_mode",
-        shortcut="G",
-        width="stretch",
-        type="secondary",
-        on_click=_act,
-        args=(session, session.toggle_drawing),
-    )
-    drawn_row[1].button(
+    label = "Stop drawing" if session.drawing else "Draw a grasp"
+    _key_button(drawn_row[0], label, "draw_mode", "G", session.toggle_drawing)
+    _key_button(
+        drawn_row[1],
         "Erase last drawn",
-        key="erase_drawn",
-        shortcut="E",
-        width="stretch",
-        on_click=_act,
-        args=(session, session.erase_drawn),
-        kwargs={"item_id": item_id},
+        "erase_drawn",
+        "E",
+        session.erase_drawn,
+        item_id=item_id,
         disabled=not session.drawn,
     )
 
@@ -279,64 +286,28 @@ with controls:
         on_change=_typed,
         args=(session, typed_key, item_id),
     )
-    clear.button(
+    _key_button(
+        clear,
         "Clear",
-        key="clear_wrong",
-        shortcut="X",
-        width="stretch",
-        on_click=_act,
-        args=(session, session.set_wrong, set()),
-        kwargs={"item_id": item_id},
+        "clear_wrong",
+        "X",
+        session.set_wrong,
+        set(),
+        item_id=item_id,
         disabled=not marked,
     )
 
     queue = st.columns(2)
-    queue[0].button(
-        "Skip",
-        key="skip",
-        shortcut="S",
-        width="stretch",
-        on_click=_act,
-        args=(session, session.skip),
-        kwargs={"item_id": item_id},
-    )
-    queue[1].button(
-        "Undo last",
-        key="undo",
-        shortcut="U",
-        width="stretch",
-        on_click=_act,
-        args=(session, session.undo),
-        disabled=not session.undo_stack,
-    )
+    _key_button(queue[0], "Skip", "skip", "S", session.skip, item_id=item_id)
+    _key_button(queue[1], "Undo last", "undo", "U", session.undo, disabled=not session.undo_stack)
     view = session.view
     other = "rgb" if view.kind == "depth" else "depth"
     looks = st.columns(3)
-    looks[0].button(
-        "RGB" if other == "rgb" else "Depth",
-        key="view_kind",
-        shortcut="D",
-        width="stretch",
-        on_click=_set_view,
-        args=(session,),
-        kwargs={"kind": other},
-        disabled=session.current.depth is None,
-    )
-    looks[1].button(
-        "Unzoom" if view.zoom else "Zoom",
-        key="view_zoom",
-        shortcut="Z",
-        width="stretch",
-        on_click=_set_view,
-        args=(session,),
-        kwargs={"zoom": not view.zoom},
-    )
-    looks[2].button(
-        "No numbers" if view.number_labels else "Numbers",
-        key="view_numbers",
-        shortcut="L",
-        width="stretch",
-        on_click=_set_view,
-        args=(session,),
-        kwargs={"number_labels": not view.number_labels},
-    )
+    depth = "RGB" if other == "rgb" else "Depth"
+    gone = session.current.depth is None
+    _key_button(looks[0], depth, "view_kind", "D", session.change_view, kind=other, disabled=gone)
+    zoom = "Unzoom" if view.zoom else "Zoom"
+    _key_button(looks[1], zoom, "view_zoom", "Z", session.change_view, zoom=not view.zoom)
+    numbers = "No numbers" if view.number_labels else "Numbers"
+    flip = not view.number_labels
+    _key_button(looks[2], numbers, "view_numbers", "L", session.change_view, number_labels=flip)
