@@ -45,8 +45,9 @@ for rotated grasp rectangles:
   1 otherwise. The tolerance is the outline's rounding to pixels: without it 18 of 761
   clean bench images had a label centre just off the mask and scored as wrong actions.
   These mask terms describe the synthetic objects' grasps; on the real Jacquard samples
-  the labels alone queue 11 of 33 images as wrong actions (`bench/real_labels.py`),
-  which is why `flag: score` is opt-in and the paper's flag the rounds' default.
+  the labels alone queue 19 of 33 images (16 as wrong actions, 3 for their coverage;
+  `bench/real_labels.py`), which is why `flag: score` is opt-in and the paper's flag
+  the rounds' default.
 
 Each kind is pooled over its grasps by ObjectLab's softmin (temperature `TEMPERATURE`:
 close to the minimum, but two bad grasps weigh more than one), and an image's quality is

@@ -50,8 +50,8 @@ class RoundConfig(BaseModel):
         "'score': flag images by the grasp label-quality score (`regrasp.refine.label_quality`: "
         "missing grasps, wrong action groups, badly placed labels over the top-k) and "
         "review the likeliest errors first. The score is stored either way. It wins on the "
-        "synthetic efficacy bench, but its mask terms read Jacquard's real labels as wrong "
-        "actions in 11 of 33 samples (bench/real_labels.py), so it stays opt-in "
+        "synthetic efficacy bench, but its mask terms queue 19 of 33 real Jacquard samples "
+        "on their labels alone (bench/real_labels.py), so it stays opt-in "
         "(docs/benchmarks.md).",
     )
     score_threshold: float = Field(
