@@ -77,8 +77,11 @@ def test_wrong_action_group_from_the_object_mask() -> None:
     np.testing.assert_allclose(
         action_group_scores(np.array([across, along, off]), mask), [1.0, 0.0, 0.5]
     )
-    (q,) = label_quality([np.zeros((0, 6))], np.array([across, along]), [0, 0], masks=[mask])
-    assert q.kind == "wrong_action" and q.suspect_labels == (1,)
+    # Labels across the whole stick (so they reach all of it) and one along it.
+    labels = np.array([[x, 50.0, 90.0, 30.0, 10.0] for x in range(30, 140, 20)] + [along])
+    (q,) = label_quality([np.zeros((0, 6))], labels, [0] * len(labels), masks=[mask])
+    assert q.coverage == 1.0
+    assert q.kind == "wrong_action" and q.suspect_labels == (len(labels) - 1,)
 
 
 def _stick() -> np.ndarray:
@@ -211,4 +214,4 @@ def test_labels_on_part_of_the_object_are_missing_grasps_without_any_prediction(
     assert blind.coverage is None and blind.issue == 0.0
     assert coverage_score(float("nan")) == 1.0
     assert coverage_score(0.95) == 1.0 and coverage_score(0.3) == 0.0
-    assert coverage_score(0.65) == pytest.approx(0.5)
+    assert coverage_score(0.7) == pytest.approx(0.5)  # the flag's boundary on its own
