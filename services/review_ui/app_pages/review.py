@@ -74,11 +74,23 @@ def _act(session: ReviewSession, action: Callable[..., object], *args, **kwargs)
         session.last_error = "That action failed (the error is in the server log); try again."
 
 
-def _picked(session: ReviewSession, key: str, item_id: int) -> None:
+def _first_delivery(nonce: int) -> bool:
+    """Whether a pick from the widget drawn with `nonce` is new, and then retire that
+    widget. A key pressed right after a pick reruns the app while the pick's own run is in
+    flight, and Streamlit then delivers the pick's event a second time: applied again,
+    a toggle would undo itself. Each picture (and number box) gives one pick."""
+    if nonce != st.session_state[_NONCE]:
+        return False
+    st.session_state[_NONCE] += 1
+    return True
+
+
+def _picked(session: ReviewSession, key: str, item_id: int, nonce: int) -> None:
     """A click, box or lasso on the picture: toggle those rectangles (see `pick_labels`);
     in draw mode a lasso stroke draws a grasp instead (see `draw_stroke`)."""
+    if not _first_delivery(nonce):
+        return
     selection = st.session_state.get(key)
-    st.session_state[_NONCE] += 1
     if session.drawing:
         stroke = widgets.picked_stroke(selection)
         if stroke is not None:
@@ -89,10 +101,11 @@ def _picked(session: ReviewSession, key: str, item_id: int) -> None:
         _act(session, session.pick_labels, numbers, item_id=item_id)
 
 
-def _typed(session: ReviewSession, key: str, item_id: int) -> None:
+def _typed(session: ReviewSession, key: str, item_id: int, nonce: int) -> None:
     """Numbers typed in the box: exact numbers only, then the box empties."""
+    if not _first_delivery(nonce):
+        return
     text = st.session_state.get(key) or ""
-    st.session_state[_NONCE] += 1
     if text.strip():
         _act(session, session.pick_typed, text, item_id=item_id)
 
@@ -206,7 +219,7 @@ with picture:
             key=pick_key,
             height=PICTURE_HEIGHTS.get(size or "S", PICTURE_HEIGHTS["S"]),
             on_pick=_picked,
-            args=(session, pick_key, item_id),
+            args=(session, pick_key, item_id, nonce),
             drawing=session.drawing,
         )
     st.caption(widgets.LEGEND)
@@ -284,7 +297,7 @@ with controls:
         key=typed_key,
         placeholder="e.g. 12 or 3 7 or 10-14, then Enter",
         on_change=_typed,
-        args=(session, typed_key, item_id),
+        args=(session, typed_key, item_id, nonce),
     )
     _key_button(
         clear,
