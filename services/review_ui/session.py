@@ -320,9 +320,8 @@ class ReviewSession:
             raise InvalidInput(f"at most {MAX_DRAWN} drawn grasps per decision")
         a, b = self._frame(loaded).to_image(np.array([start, end], dtype=np.float64))
         labels = loaded.labels
-        opening = float(np.hypot(*(b - a)))
-        jaw = float(np.median(labels[:, 4])) if len(labels) else opening / 2
-        grasp = tuple(float(v) for v in from_stroke(a, b, jaw=jaw if jaw > 0 else 1.0))
+        jaw = float(np.median(labels[:, 4])) if len(labels) else float(np.hypot(*(b - a))) / 2
+        grasp = tuple(float(v) for v in from_stroke(a, b, jaw=jaw))
         height, width = _image(loaded, self.view).shape[:2]
         if not (0 <= grasp[0] <= width and 0 <= grasp[1] <= height):
             raise InvalidInput("that stroke's middle is off the image: draw on the object")
@@ -341,9 +340,6 @@ class ReviewSession:
         if self.current is None:
             return []
         return [n for n, g in enumerate(self.current.item.labels, 1) if g.grasp_id in self.wrong]
-
-    def set_view(self, view: View) -> None:
-        self.view = view
 
     def change_view(self, **change: object) -> None:
         """Change some of the view's fields (kind, zoom, number_labels), the rest kept as
@@ -434,7 +430,7 @@ class ReviewSession:
         self.current = loaded
         self.accepted, self.wrong = set(), set()
         # A second reviewer starts from what the first drew: keeping it is agreeing.
-        self.drawn = [tuple(g) for g in loaded.item.proposed_grasps]
+        self.drawn = _proposals(loaded.item)
         self.shown_at = self.lease_renewed_at = self.clock()
         self.last_error = None
         if self.prefetch_enabled:
@@ -504,9 +500,14 @@ def _fetch(
     except NotFound:
         depth = None  # RGB-only datasets (Cornell) have no stored depth
     loaded = Loaded(item=item, rgb=rgb, depth=depth)
-    if view is not None:
-        _render(loaded, view, set(), set(), size)
+    if view is not None:  # as `_show` will first draw it: nothing picked, proposals drawn
+        _render(loaded, view, set(), set(), size, _proposals(item))
     return loaded
+
+
+def _proposals(item: ReviewItemPublic) -> list[tuple[float, ...]]:
+    """The grasps other reviewers drew on the item, as the session holds drawn grasps."""
+    return [tuple(g) for g in item.proposed_grasps]
 
 
 def _render(
@@ -515,7 +516,7 @@ def _render(
     accepted: set[int],
     wrong: set[int],
     size: int,
-    drawn: Sequence[tuple[float, ...]] = (),
+    drawn: Sequence[tuple[float, ...]],
 ) -> bytes:
     key = (view, frozenset(accepted), frozenset(wrong), tuple(drawn))
     png = loaded.renders.get(key)
