@@ -87,29 +87,35 @@ def real_pairs(folder: Path) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def synthetic_pairs(images: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    from regrasp.data.formats.jacquard import scan_jacquard
+    """(labels, mask) of clean synthetic images of the efficacy bench's size."""
     from regrasp.data.synthetic.generate import generate_dataset
 
     folder = Path(tempfile.mkdtemp(prefix="bench-real-labels-")) / "synth"
     generate_dataset(folder, images=images, size=128, seed=0, compress=False)
-    dataset = scan_jacquard(folder, required=("grasps", "mask"))
-    return [(i.load_grasps(), i.load_mask()) for i in dataset.images]
+    return pairs_by_kind(folder)["clean"]
 
 
 def coverage_by_kind(images: int) -> dict[str, Any]:
     """Label coverage of the object (`label_coverage`) of synthetic images, half of them
     corrupted in the paper's kinds, by kind: the quantiles the coverage term is set by."""
-    from regrasp.data.formats.jacquard import scan_jacquard
     from regrasp.data.synthetic.generate import generate_dataset
-    from regrasp.data.synthetic.manifest import read_manifest
 
     folder = Path(tempfile.mkdtemp(prefix="bench-real-labels-")) / "mixed"
     generate_dataset(folder, images=images, size=128, seed=3, corrupt_fraction=0.5, compress=False)
+    return {k: coverage_quantiles(p) for k, p in sorted(pairs_by_kind(folder).items())}
+
+
+def pairs_by_kind(folder: Path) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+    """(labels, mask) of a generated synthetic folder's images, by corruption kind
+    ("clean" for the uncorrupted), from its truth manifest."""
+    from regrasp.data.formats.jacquard import scan_jacquard
+    from regrasp.data.synthetic.manifest import read_manifest
+
     kind = {r.stem: r.corruption or "clean" for r in read_manifest(folder).records}
-    by_kind: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    out: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
     for i in scan_jacquard(folder, required=("grasps", "mask")).images:
-        by_kind.setdefault(kind[i.name], []).append((i.load_grasps(), i.load_mask()))
-    return {k: coverage_quantiles(pairs) for k, pairs in sorted(by_kind.items())}
+        out.setdefault(kind[i.name], []).append((i.load_grasps(), i.load_mask()))
+    return out
 
 
 def coverage_quantiles(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
@@ -133,17 +139,12 @@ def coverage_quantiles(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, 
 
 def demo_wrong_action() -> dict[str, int]:
     """The demo's wrong-action images queued by their labels alone, by centre tolerance."""
-    from regrasp.data.formats.jacquard import scan_jacquard
     from regrasp.demo.loop import SyntheticSpec
     from regrasp.refine import label_quality
 
     folder = Path(tempfile.mkdtemp(prefix="bench-real-labels-")) / "demo"
-    truth = SyntheticSpec().generate(folder).by_stem()
-    pairs = [
-        (i.load_grasps(), i.load_mask())
-        for i in scan_jacquard(folder, required=("grasps", "mask")).images
-        if truth[i.name].corruption == "wrong_action"
-    ]
+    SyntheticSpec().generate(folder)
+    pairs = pairs_by_kind(folder)["wrong_action"]
     out = {"images": len(pairs)}
     kept = label_quality.CENTRE_TOLERANCE
     try:
