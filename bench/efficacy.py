@@ -601,6 +601,17 @@ class Bench:
             )
             create_items(s, round_id, budget=None if auto else a.review_budget)
             flagged_of = {int(i): bool(flagged[j]) for j, i in enumerate(ids)}
+            queued = s.scalars(
+                sa.select(ReviewItem.image_id).where(ReviewItem.round_id == round_id)
+            ).all()
+        # Which images each round flagged and queued, by base id (`_status`'s left-over
+        # diagnosis: never flagged, flagged past the budget, or reviewed and still left).
+        seen = self.__dict__.setdefault("_seen", {}).setdefault(
+            dataset_id, {"flagged": set(), "queued": set()}
+        )
+        seen["flagged"].update(self._maps[dataset_id][int(i)] for i in ids[flagged])
+        seen["queued"].update(self._maps[dataset_id][int(i)] for i in queued if flagged_of[i])
+        with session_scope(self.bind) as s:
             if a.audit and not auto:
                 add_audit_items(s, round_id, count=a.audit, seed=a.seed + version)
         mapping = self._maps[dataset_id]
@@ -746,6 +757,8 @@ class Bench:
             start = versions.labels_at(s, dataset_id, 0)
         mapping = self._maps[dataset_id]
         remaining = removed_bad = harmed = 0
+        seen = self.__dict__.get("_seen", {}).get(dataset_id)
+        left_by_reason: dict[str, int] = {}  # why a corrupted image is still left
         coverage, noisy, incomplete = [], 0, 0
         by_kind: dict[str, dict[str, int]] = {}  # corruption → outcome → images
         for new_id in self._ids(dataset_id, self.pool_ids):
@@ -772,6 +785,15 @@ class Bench:
                     or cover >= 1.0 - 1e-9
                 )
                 remaining += not repaired
+                if seen is not None and not repaired:
+                    reason = (
+                        "never_flagged"
+                        if base not in seen["flagged"]
+                        else "flagged_past_budget"
+                        if base not in seen["queued"]
+                        else "reviewed"
+                    )
+                    left_by_reason[reason] = left_by_reason.get(reason, 0) + 1
                 noisy += not repaired
                 _count(by_kind, truth.corruption, "repaired" if repaired else "left")
             else:
@@ -782,6 +804,7 @@ class Bench:
             "corrupted_remaining": remaining,
             "corrupted_removed": removed_bad,
             "corrupted_by_kind": by_kind,
+            "left_by_reason": left_by_reason,
             "clean_harmed": harmed,
             "coverage": float(np.mean(coverage)) if coverage else 0.0,
             "true_noise": noisy / in_pool,
@@ -845,6 +868,12 @@ def report(args: argparse.Namespace, bench: Bench, results: dict, elapsed: float
             f"{kind} {c['left']} / {c['removed']} / {c['repaired']}"
             for kind, c in sorted(kinds.items())
         ]
+        why = rows[-1].get("left_by_reason") or {}
+        if why:  # the loops' left-over images, by what the queue did with them
+            parts.append(
+                "left because "
+                + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(why.items()))
+            )
         if parts:
             lines.append(f"- {name}: " + "; ".join(parts))
     lines += ["", "Final test accuracy against the baselines (ratio to the mean of `none`):", ""]
