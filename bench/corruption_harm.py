@@ -53,15 +53,26 @@ def main() -> None:
     p.add_argument("--test-images", type=int, default=400)
     p.add_argument("--seeds", default="0,1", help="Training seeds of every condition.")
     p.add_argument("--conditions", default=",".join(CONDITIONS))
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=JSON",
+        help="Override a field of the demo's recipe, e.g. --set batch_size=4 (repeatable).",
+    )
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
+    try:
+        overrides = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.set)}
+    except ValueError as exc:
+        raise SystemExit(f"--set takes FIELD=JSON, e.g. batch_size=4 ({exc})") from None
     names = [c.strip() for c in args.conditions.split(",") if c.strip()]
     unknown = sorted(set(names) - set(CONDITIONS))
     if unknown:
         raise SystemExit(f"unknown conditions {unknown}; known: {', '.join(CONDITIONS)}")
     seeds = [int(s) for s in args.seeds.split(",")]
     started = time.perf_counter()
-    rows = run(names, seeds, images=args.images, test_images=args.test_images)
+    rows = run(names, seeds, images=args.images, test_images=args.test_images, overrides=overrides)
     summary = summarise(rows)
     for name in names:
         s = summary[name]
@@ -82,6 +93,7 @@ def main() -> None:
             "images": args.images,
             "test_images": args.test_images,
             "seeds": seeds,
+            "recipe_overrides": overrides,
             "runs": rows,
             "summary": summary,
         }
@@ -89,7 +101,14 @@ def main() -> None:
         print(f"written: {args.json}")
 
 
-def run(names: list[str], seeds: list[int], *, images: int, test_images: int) -> list[dict]:
+def run(
+    names: list[str],
+    seeds: list[int],
+    *,
+    images: int,
+    test_images: int,
+    overrides: dict[str, Any] | None = None,
+) -> list[dict]:
     import torch
 
     from regrasp.data.formats.jacquard import scan_jacquard
@@ -106,16 +125,24 @@ def run(names: list[str], seeds: list[int], *, images: int, test_images: int) ->
     torch.set_num_threads(2)
     tmp = Path(tempfile.mkdtemp(prefix="bench-harm-"))
     store = open_store(f"file://{tmp / 'objects'}")
-    recipe = {k: v for k, v in DEMO_TRAIN.items() if k != "split"}
+    recipe = {k: v for k, v in {**DEMO_TRAIN, **(overrides or {})}.items() if k != "split"}
     size = int(recipe["input_size"])
 
-    def cached(folder: Path, name: str) -> tuple[Any, list[str]]:
-        sources = jacquard_images(scan_jacquard(folder))
+    def cached(folder: Path, name: str) -> tuple[Any, list[int], dict[int, str]]:
+        """The folder's cache index, its image ids and each id's file stem (the ids are
+        numbered in name order, `jacquard_images`)."""
+        dataset = scan_jacquard(folder)
+        sources = jacquard_images(dataset)
         index = build_cache(store, sources, dataset=name, version=0, size=size, shard_size=64)
-        return index, [s.image_id for s in sources]
+        stems = sorted(image.name for image in dataset)
+        return (
+            index,
+            [s.image_id for s in sources],
+            dict(zip((s.image_id for s in sources), stems, strict=True)),
+        )
 
     generate_dataset(tmp / "test", images=test_images, size=128, seed=1, compress=False)
-    test_index, test_ids = cached(tmp / "test", "test")
+    test_index, test_ids, _ = cached(tmp / "test", "test")
     rows = []
     for name in names:
         fraction, kinds, fixed = CONDITIONS[name]
@@ -129,10 +156,10 @@ def run(names: list[str], seeds: list[int], *, images: int, test_images: int) ->
             corruption_kinds=kinds,
             compress=False,
         )
-        index, ids = cached(folder, name)
+        index, ids, stem_of = cached(folder, name)
         if fixed:
             truth = read_manifest(folder).by_stem()
-            ids = [i for i in ids if truth[i].corruption != "wrong_action"]
+            ids = [i for i in ids if truth[stem_of[i]].corruption != "wrong_action"]
         for seed in seeds:
             config = TrainConfig(**recipe, seed=seed, split={"val_fraction": 0.0})
             common = {

@@ -11,6 +11,7 @@ from regrasp.refine.label_quality import (
     action_group_scores,
     coverage_score,
     fits_object,
+    grasp_coverage,
     label_coverage,
     label_quality,
     softmin,
@@ -119,23 +120,27 @@ def test_fits_object_is_the_mask_version_of_a_grasp() -> None:
 
 
 def test_missing_grasp_evidence_needs_a_grasp_the_object_allows() -> None:
-    # Labels across the stick at x = 40 and x = 120; the model is sure of two more grasps
+    # Labels across the stick every 10 px but at x = 75 and 85, so they still reach the
+    # whole stick and nearly every grasp it allows; the model is sure of two more grasps
     # no label matches: across the stick at x = 80 (a real missing grasp), and along it.
     mask = _stick()
-    labels = np.array([[40.0, 50.0, 90.0, 30.0, 10.0], [120.0, 50.0, 90.0, 30.0, 10.0]])
+    labels = np.array(
+        [[x, 50.0, 90.0, 30.0, 10.0] for x in range(25, 140, 10) if x not in (75, 85)]
+    )
     across = [80.0, 50.0, 90.0, 30.0, 10.0, 0.9]
     along = [80.0, 50.0, 0.0, 30.0, 10.0, 0.9]
-    matched = [40.0, 50.0, 90.0, 30.0, 10.0, 0.95]
+    matched = [45.0, 50.0, 90.0, 30.0, 10.0, 0.95]
+    n = len(labels)
     found, refused = label_quality(
         [np.array([matched, across]), np.array([matched, along])],
         np.vstack([labels, labels]),
-        [0, 0, 1, 1],
+        [0] * n + [1] * n,
         masks=[mask, mask],
     )
     assert found.kind == "missing" and found.unmatched == (1,) and found.issue > 0.5
     assert refused.unmatched == () and refused.issue < 0.5
     # Without the mask nothing says the grasp along the stick is impossible.
-    (blind,) = label_quality([np.array([matched, along])], labels, [0, 0])
+    (blind,) = label_quality([np.array([matched, along])], labels, [0] * n)
     assert blind.unmatched == (1,) and blind.issue > 0.5
 
 
@@ -215,3 +220,36 @@ def test_labels_on_part_of_the_object_are_missing_grasps_without_any_prediction(
     assert coverage_score(float("nan")) == 1.0
     assert coverage_score(0.95) == 1.0 and coverage_score(0.3) == 0.0
     assert coverage_score(0.7) == pytest.approx(0.5)  # the flag's boundary on its own
+
+
+def test_labels_of_one_orientation_reach_the_object_but_not_its_grasps() -> None:
+    """A square block is grasped across either pair of faces. Labels that keep one pair
+    still reach the whole block (`label_coverage` sees nothing wrong), yet they match only
+    the half of the grasps its outline allows that close in their direction."""
+    mask = np.zeros((120, 120), dtype=bool)
+    mask[45:76, 45:76] = True  # 31 × 31 px
+    across_y = [[x, 60.0, 90.0, 45.0, 10.0] for x in range(48, 74, 5)]
+    across_x = [[60.0, y, 0.0, 45.0, 10.0] for y in range(48, 74, 5)]
+    both, one = np.array(across_y + across_x), np.array(across_y)
+    assert grasp_coverage(both, mask) == 1.0
+    assert 0.3 < grasp_coverage(one, mask) < 0.7
+    assert label_coverage(one, mask, scale=45.0) == 1.0
+
+    matched = np.array([[60.0, 60.0, 90.0, 45.0, 10.0, 0.9]])  # the model agrees with them
+    clean, dropped = label_quality(
+        [matched, matched],
+        np.vstack([both, one]),
+        [0] * len(both) + [1] * len(one),
+        masks=[mask] * 2,
+    )
+    assert clean.issue == 0.0 and clean.grasp_coverage == 1.0
+    assert dropped.kind == "missing" and dropped.issue > 0.5 and dropped.coverage == 1.0
+    assert dropped.to_dict()["grasp_coverage"] == pytest.approx(dropped.grasp_coverage)
+    # Labels the mask test refuses (narrower than the block: the fingers land on it): the
+    # outline says nothing about this dataset's grasps, so no grasp coverage is claimed.
+    narrow = one.copy()
+    narrow[:, 3] = 20.0
+    (unknown,) = label_quality([matched], narrow, [0] * len(narrow), masks=[mask])
+    assert unknown.grasp_coverage is None
+    assert np.isnan(grasp_coverage(np.zeros((0, 5)), mask))
+    assert np.isnan(grasp_coverage(one, np.zeros((120, 120), dtype=bool)))
