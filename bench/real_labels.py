@@ -7,7 +7,8 @@ geometry of the synthetic objects (`regrasp.refine.label_quality`). Jacquard's o
 labels come from a physics simulation. This scores the real samples' labels alone (no
 model, so the missing kind has only the labels' coverage of the object): the share of
 each image's labels the mask test passes, the share the wrong-action term calls along
-the object (0) or half-wrong (½), the labels' coverage of the object (quantiles), and
+the object (0) or half-wrong (½), the labels' coverage of the object and of the grasps
+its outline allows (quantiles), and
 how many images the labels alone would queue under `flag: score` (1 − quality ≥ 0.5),
 with the same numbers for clean synthetic images of the efficacy bench's size as the
 reference; the coverage of synthetic images by corruption kind (what sets
@@ -120,20 +121,29 @@ def pairs_by_kind(folder: Path) -> dict[str, list[tuple[np.ndarray, np.ndarray]]
 
 def coverage_quantiles(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
     """How far labels reach over their object: quantiles of `label_coverage` at the
-    image's median label opening, and how many images fall below `COVERAGE_FULL`."""
-    from regrasp.refine.label_quality import COVERAGE_FULL, label_coverage
+    image's median label opening, and how many images fall below `COVERAGE_FULL`; the
+    same for `grasp_coverage` (images where it is defined) under "grasps"."""
+    from regrasp.refine.label_quality import grasp_coverage, label_coverage
 
-    cover = np.array(
-        [label_coverage(g, m, scale=float(np.median(g[:, 3]))) for g, m in pairs if len(g)]
-    )
-    q = np.percentile(cover, [10, 25, 50]).round(3).tolist()
+    pairs = [(g, m) for g, m in pairs if len(g)]
+    cover = np.array([label_coverage(g, m, scale=float(np.median(g[:, 3]))) for g, m in pairs])
+    grasps = np.array([grasp_coverage(g, m) for g, m in pairs])
+    return {**_quantiles(cover), "grasps": _quantiles(grasps[~np.isnan(grasps)])}
+
+
+def _quantiles(values: np.ndarray) -> dict[str, Any]:
+    from regrasp.refine.label_quality import COVERAGE_FULL
+
+    if not len(values):
+        return {"images": 0}
+    q = np.percentile(values, [10, 25, 50]).round(3).tolist()
     return {
-        "images": len(cover),
-        "min": round(float(cover.min()), 3),
+        "images": len(values),
+        "min": round(float(values.min()), 3),
         "p10": q[0],
         "p25": q[1],
         "median": q[2],
-        f"below_{COVERAGE_FULL}": int((cover < COVERAGE_FULL).sum()),
+        f"below_{COVERAGE_FULL}": int((values < COVERAGE_FULL).sum()),
     }
 
 
@@ -160,7 +170,7 @@ def demo_wrong_action() -> dict[str, int]:
 
 def judge(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
     """The score's label terms over (labels, mask) pairs (module docstring)."""
-    from regrasp.refine.label_quality import action_group_scores
+    from regrasp.refine.label_quality import action_group_scores, coverage_score
     from regrasp.workflows.rounds.predicting import score
 
     pairs = [(g, m) for g, m in pairs if len(g)]
@@ -176,6 +186,12 @@ def judge(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
         masks=[m for _, m in pairs],
     )
     kinds = [q["kind"] for q, f in zip(scored.quality, scored.flagged, strict=True) if f]
+    # Queued images the grasp coverage alone would queue (its score under the flag's).
+    by_grasps = [
+        q["grasp_coverage"] is not None and coverage_score(q["grasp_coverage"]) <= 1 - 0.5
+        for q, f in zip(scored.quality, scored.flagged, strict=True)
+        if f
+    ]
     return {
         **agreement(pairs),
         "coverage": coverage_quantiles(pairs),
@@ -184,6 +200,7 @@ def judge(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
         "labels_half_wrong": float(np.mean(np.concatenate(action) == 0.5)),
         "images_queued_by_labels_alone": int(scored.flagged.sum()),
         "queued_by_kind": {k: kinds.count(k) for k in sorted(set(kinds))},
+        "queued_by_grasp_coverage_alone": int(sum(by_grasps)),
     }
 
 

@@ -177,11 +177,15 @@ def quality_reason(item: ReviewItemPublic) -> str:
     suspects = ", ".join(str(numbers[g]) for g in quality.suspect_grasp_ids if g in numbers)
     stars = ", ".join(str(i + 1) for i in quality.unmatched)
     if quality.kind == "missing":
-        reach = (
-            f"the labels reach only {quality.coverage:.0%} of the object"
-            if quality.coverage is not None and quality.coverage < COVERAGE_FULL
-            else ""
-        )
+        said = []  # what the labels' reach says, when it is short of complete
+        if quality.coverage is not None and quality.coverage < COVERAGE_FULL:
+            said.append(f"the labels reach only {quality.coverage:.0%} of the object")
+        if quality.grasp_coverage is not None and quality.grasp_coverage < COVERAGE_FULL:
+            said.append(
+                f"{'they' if said else 'the labels'} match only "
+                f"{quality.grasp_coverage:.0%} of the grasps its outline allows"
+            )
+        reach = "; ".join(said)
         if stars:
             text = f"the model is sure of grasps no label covers (★ {stars})" + (
                 f"; {reach}" if reach else ""

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from regrasp.clients.orchestrator import OrchestratorClient
 from regrasp.platform.settings import Settings
 from regrasp.platform.store.db.engine import make_engine, session_scope
-from regrasp.platform.store.db.tables import ReviewItem
+from regrasp.platform.store.db.tables import Prediction, ReviewItem
 from services.orchestrator.app import create_app
 from tests.harness.seeders import labelled_dataset, seed_round
 
@@ -130,6 +130,34 @@ def test_claims_follow_priority_one_lease_per_item(api, people):
     previews = r.json()
     assert a["id"] not in {p["id"] for p in previews} and b["id"] not in {p["id"] for p in previews}
     assert all(p["state"] == "pending" for p in previews)
+
+
+def test_the_item_says_how_far_the_labels_reach_as_the_round_scored_it(api, people):
+    """The screen's "Why this image" line reads the stored score's coverage and grasp
+    coverage from the item: both come back as the round stored them."""
+    round_id = _round(api)
+    engine = make_engine(api.database_url)
+    try:
+        with session_scope(engine) as session:
+            stored = {
+                "quality": 0.2,
+                "kind": "missing",
+                "missing": 0.2,
+                "badly_placed": 1.0,
+                "wrong_action": 1.0,
+                "unmatched": [],
+                "suspect_labels": [],
+                "coverage": 0.97,
+                "grasp_coverage": 0.41,
+            }
+            session.execute(
+                sa.update(Prediction).where(Prediction.round_id == round_id).values(quality=stored)
+            )
+    finally:
+        engine.dispose()
+    item = _claim(api, people["ana"], round_id)
+    assert item["quality"]["kind"] == "missing"
+    assert item["quality"]["coverage"] == 0.97 and item["quality"]["grasp_coverage"] == 0.41
 
 
 class _LosesFirstClaimAnswer(httpx.BaseTransport):

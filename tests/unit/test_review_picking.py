@@ -63,7 +63,7 @@ def test_a_lasso_event_gives_the_strokes_ends():
     assert picked_stroke(None) is None
 
 
-def test_why_this_image_names_the_labels_reach_when_it_queued_the_image():
+def test_why_this_image_names_the_labels_reach_and_grasp_coverage_when_they_queued_it():
     from regrasp.api.review import LabelQualityPublic, ReviewItemPublic
     from services.review_ui.widgets import quality_reason
 
@@ -79,3 +79,9 @@ def test_why_this_image_names_the_labels_reach_when_it_queued_the_image():
     )
     assert quality_reason(item(coverage=1.0)).startswith("the model's confident grasps disagree")
     assert quality_reason(item(coverage=None)).startswith("the model's confident grasps disagree")
+    assert quality_reason(item(coverage=1.0, grasp_coverage=0.4)).startswith(
+        "the labels match only 40% of the grasps its outline allows"
+    )
+    assert quality_reason(item(coverage=0.55, grasp_coverage=0.4)).startswith(
+        "the labels reach only 55% of the object; they match only 40% of the grasps"
+    )

@@ -370,6 +370,7 @@ def _quality_public(stored: dict | None, grasp_ids: Iterable[int]) -> LabelQuali
         unmatched=[int(i) for i in stored.get("unmatched", [])],
         suspect_grasp_ids=[ids[i] for i in stored.get("suspect_labels", []) if i < len(ids)],
         coverage=stored.get("coverage"),
+        grasp_coverage=stored.get("grasp_coverage"),
     )
 
 

@@ -87,6 +87,11 @@ class LabelQualityPublic(BaseModel):
     coverage: float | None = Field(
         None, description="Share of the object the labels reach (None: no mask, or unscored)."
     )
+    grasp_coverage: float | None = Field(
+        None,
+        description="Share of the grasps the object's outline allows that a label matches "
+        "(None: no mask, labels the mask test does not describe, or unscored).",
+    )
 
 
 class ReviewItemPublic(BaseModel):

@@ -50,8 +50,8 @@ for rotated grasp rectangles:
   1 otherwise. The tolerance is the outline's rounding to pixels: without it 18 of 761
   clean bench images had a label centre just off the mask and scored as wrong actions.
   These mask terms describe the synthetic objects' grasps; on the real Jacquard samples
-  the labels alone queue 19 of 33 images (11 as wrong actions, 8 for their coverage;
-  `bench/real_labels.py`), which is why `flag: score` is opt-in and the paper's flag
+  the labels alone queue 19 of 33 images (7 as wrong actions, 12 as missing grasps for
+  their reach, 5 of these by the grasp coverage alone; `bench/real_labels.py`), which is why `flag: score` is opt-in and the paper's flag
   the rounds' default.
 
 Each kind is pooled over its grasps by ObjectLab's softmin (temperature `TEMPERATURE`:
