@@ -51,8 +51,8 @@ for rotated grasp rectangles:
   clean bench images had a label centre just off the mask and scored as wrong actions.
   These mask terms describe the synthetic objects' grasps; on the real Jacquard samples
   the labels alone queue 19 of 33 images (7 as wrong actions, 12 as missing grasps for
-  their reach, 5 of these by the grasp coverage alone; `bench/real_labels.py`), which is why `flag: score` is opt-in and the paper's flag
-  the rounds' default.
+  their reach, 5 of these by the grasp coverage alone; `bench/real_labels.py`), which
+  is why `flag: score` is opt-in and the paper's flag the rounds' default.
 
 Each kind is pooled over its grasps by ObjectLab's softmin (temperature `TEMPERATURE`:
 close to the minimum, but two bad grasps weigh more than one), and an image's quality is
@@ -167,9 +167,9 @@ class ImageQuality:
     `coverage_score`). coverage: the share of the object the labels reach
     (`label_coverage`; None without a mask). grasp_coverage: the share of the object's
     antipodal grasps a label matches (`grasp_coverage`; None without a mask, where the
-    labels fail the mask test, or where no candidate fits). unmatched: indices of the confident
-    predictions that match no label under the rectangle metric (the candidates for new
-    labels). suspect_labels: indices of the labels whose badly-placed or wrong-action
+    labels fail the mask test, or where no candidate fits). unmatched: indices of the
+    confident predictions that match no label under the rectangle metric (the candidates
+    for new labels). suspect_labels: indices of the labels whose badly-placed or wrong-action
     score is below ½, worst first.
     """
 
