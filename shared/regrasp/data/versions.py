@@ -21,6 +21,7 @@ the unique `(dataset_id, number)` constraint backs it up.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -969,7 +970,10 @@ def _run_label_query(
         rows = np.frombuffer(blob or b"", _PG_LABEL_DTYPE)
         ids, img, g = rows["id"], rows["image_id"], rows["g"]
     else:
-        arr = np.array(db.execute(stmt, params).all(), dtype=np.float64)
+        # Flattened through the rows' own iteration: numpy handed Row objects probes each
+        # for array attributes it lacks (three failed lookups a row, most of the time).
+        rows = db.execute(stmt, params).all()
+        arr = np.fromiter(itertools.chain.from_iterable(rows), np.float64, count=7 * len(rows))
         arr = arr.reshape(-1, 7)
         ids, img, g = arr[:, 0], arr[:, 1], arr[:, 2:]
     order = np.lexsort((ids, img))
