@@ -404,7 +404,7 @@ def grasp_coverage(labels: np.ndarray, mask: np.ndarray) -> float:
     dx = candidates[:, None, X] - labels[None, :, X]
     near = np.hypot(dx, candidates[:, None, Y] - labels[None, :, Y]) <= scale / 2.0
     turn = angle_difference(candidates[:, None, THETA], labels[None, :, THETA])
-    return float((near & (np.abs(turn) <= ANGLE_GATE)).any(axis=1).mean())
+    return float((near & (turn <= ANGLE_GATE)).any(axis=1).mean())
 
 
 def coverage_score(coverage: float) -> float:
