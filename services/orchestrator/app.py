@@ -30,6 +30,7 @@ from regrasp.platform.store.db import migrations
 from regrasp.platform.store.db.engine import make_engine, make_session_factory, session_scope
 from regrasp.platform.store.db.tables import User, UserRole
 from regrasp.platform.store.objects import store_from_settings
+from regrasp.platform.store.objects.base import ObjectStore
 from regrasp.platform.web.body_limit import BodySizeLimit
 from regrasp.platform.web.fastapi import install_error_handlers
 from regrasp.workflows.imports import ImportRunner
@@ -61,7 +62,7 @@ def create_app(settings: Settings) -> FastAPI:
         max_file_bytes=settings.import_max_file_bytes,
         import_roots=settings.import_roots,
     )
-    round_runner = _round_runner(settings, engine, session_factory)
+    round_runner = _round_runner(settings, engine, session_factory, store)
     campaign_runner = _campaign_runner(settings, engine, session_factory)
 
     @asynccontextmanager
@@ -177,10 +178,11 @@ def ensure_admin(session: sa.orm.Session, settings: Settings) -> str | None:
     return password
 
 
-def _services(settings: Settings) -> Services:
+def _services(settings: Settings, store: ObjectStore | None = None) -> Services:
     """Where the workflows find the other services, and how long they retry them (rounds
-    and campaigns share the policy)."""
+    and campaigns share the policy); rounds read object masks from `store`."""
     return Services(
+        store=store,
         trainer_url=settings.trainer_url,
         inference_urls=tuple(settings.inference_urls),
         credential=settings.service_api_key.get_secret_value(),
@@ -194,9 +196,11 @@ def _services(settings: Settings) -> Services:
     )
 
 
-def _round_runner(settings: Settings, engine: sa.Engine, session_factory) -> RoundRunner:  # type: ignore[no-untyped-def]
+def _round_runner(
+    settings: Settings, engine: sa.Engine, session_factory, store: ObjectStore
+) -> RoundRunner:  # type: ignore[no-untyped-def]
     """The background driver of refinement rounds (`regrasp.workflows.rounds.runner`)."""
-    return RoundRunner(engine, session_factory, _services(settings))
+    return RoundRunner(engine, session_factory, _services(settings, store))
 
 
 def _campaign_runner(settings: Settings, engine: sa.Engine, session_factory):  # type: ignore[no-untyped-def]

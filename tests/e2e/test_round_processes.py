@@ -24,10 +24,11 @@ import pytest
 import sqlalchemy as sa
 
 from regrasp.api.rounds import RoundCreate
+from regrasp.data import versions
 from regrasp.data.synthetic.generate import generate_dataset
 from regrasp.platform.store.db import migrations
 from regrasp.platform.store.db.engine import make_engine, session_scope
-from regrasp.platform.store.db.tables import Job
+from regrasp.platform.store.db.tables import Job, Prediction
 from tests.harness.cluster import Cluster, retry
 from tests.harness.rounds import (
     check_version,
@@ -106,6 +107,23 @@ def test_a_round_with_training_survives_a_kill_after_submit(cluster, trained):
     kinds = {d["decision"] for d in trained["decisions"].values()}
     assert kinds - {"true_negative"}, "the reviewer changed nothing: the check would be empty"
     check_version(cluster, trained["dataset_id"], final.id, trained["decisions"])
+    # The orchestrator read every image's object mask for the score: the labels' reach
+    # of the object is measured (None where the score had no mask) wherever there are labels.
+    engine = make_engine(cluster.db_url)
+    try:
+        with session_scope(engine) as s:
+            stored = dict(
+                s.execute(
+                    sa.select(Prediction.image_id, Prediction.quality).where(
+                        Prediction.round_id == final.id
+                    )
+                ).all()
+            )
+            labelled = set(versions.labels_at(s, trained["dataset_id"], 0).image_ids.tolist())
+    finally:
+        engine.dispose()
+    assert len(stored) == 24 and labelled
+    assert all(stored[i]["coverage"] is not None for i in labelled)
 
 
 @pytest.fixture(scope="module")

@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from regrasp.platform.clock import utcnow
 from regrasp.platform.errors import StorageError
 from regrasp.platform.store.db.engine import session_scope
+from regrasp.platform.store.objects.base import ObjectStore
 from regrasp.workflows.retrying import RetryPolicy, describe, record_failure
 
 __all__ = [
@@ -65,7 +66,11 @@ _MAX_STREAK_ERROR = 2000
 @dataclass(frozen=True)
 class Services:
     """Where the other services are, how to call them, and how long to keep retrying
-    them when they are unreachable (from `regrasp.platform.settings`)."""
+    them when they are unreachable (from `regrasp.platform.settings`).
+
+    `store` is the object store the images live in: a round reads the object masks from
+    it so that its score can test labels against the object (None: score without them).
+    """
 
     trainer_url: str
     inference_urls: tuple[str, ...]
@@ -74,6 +79,7 @@ class Services:
     per_url: int = 2
     retries: int = 3
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    store: ObjectStore | None = None
 
 
 # --- the retry streak ---------------------------------------------------------------------

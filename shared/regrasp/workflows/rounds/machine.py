@@ -19,8 +19,9 @@ stopping) and run again from the start with the same outcome and no duplicate ro
 - predicting: sends the images that have no stored prediction yet
   (`regrasp.workflows.rounds.predicting`), naming the round's model on every call (replicas load it
   beside the production model, which robots keep getting: a round never changes what
-  another caller gets); each chunk is stored in its own transaction, skipping rows that
-  exist (unique (round, image)).
+  another caller gets); each chunk is scored with its images' stored object masks (read
+  from `Services.store`) and stored in its own transaction, skipping rows that exist
+  (unique (round, image)).
 - reviewing: creates the review items of the flagged images once (one transaction), then
   waits for an admin's apply (or, with `auto_apply`, for every item to be decided).
 - applying: `regrasp.refine.rounds.applying.apply_round`, exactly once.
@@ -67,6 +68,7 @@ from regrasp.platform.clock import utcnow
 from regrasp.platform.errors import Conflict, InvalidInput, NotFound, RegraspError, StorageError
 from regrasp.platform.store.db.engine import session_scope
 from regrasp.platform.store.db.tables import (
+    Image,
     Model,
     ModelStatus,
     Prediction,
@@ -457,6 +459,7 @@ def _step_predicting(bind: Bind, round_id: int, services: Services, hook: Hook, 
             threshold=config.flag_threshold,
             flag=config.flag,
             score_threshold=config.score_threshold,
+            masks=_masks(bind, services, ids_sorted),
         )
         flagged = scores.flagged & ~np.isin(ids_sorted, confirmed)
         rows = [
@@ -510,6 +513,21 @@ def _step_predicting(bind: Bind, round_id: int, services: Services, hook: Hook, 
         if missing:
             raise StorageError(f"{missing} images still have no prediction; retrying")
         _transition(rnd, RoundState.reviewing)
+
+
+def _masks(bind: Bind, services: Services, ids: np.ndarray) -> list[np.ndarray | None] | None:
+    """The object masks of `ids` (sorted), for the score; None without an object store."""
+    from regrasp.workflows.rounds.predicting import object_masks
+
+    if services.store is None:
+        return None
+    with session_scope(bind) as session:
+        keys = dict(
+            session.execute(
+                sa.select(Image.id, Image.mask_key).where(Image.id.in_(ids.tolist()))
+            ).all()
+        )
+    return object_masks(services.store, [keys.get(int(i)) for i in ids])
 
 
 def _step_reviewing(bind: Bind, round_id: int, services: Services, hook: Hook, stop) -> None:

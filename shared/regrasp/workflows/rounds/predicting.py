@@ -31,6 +31,10 @@ images of the chunk at once (`regrasp.grasp.metrics.best_iou_batch`):
 
   so an image whose top-1 matches a label but which lacks grasps the model is sure of is
   flagged too, and the queue serves the likeliest errors first.
+
+`object_masks` reads the chunk's stored object masks, so that the score can also test the
+labels against the object (wrong action group, how much of the object and of the grasps
+it allows the labels reach). An image without a readable mask is scored without them.
 """
 
 from __future__ import annotations
@@ -45,11 +49,13 @@ import numpy as np
 
 from regrasp.api.predict import PredictStoredRequest, StoredPrediction
 from regrasp.clients.inference import InferenceClient, replica_urls
+from regrasp.grasp.imaging import decode_mask
 from regrasp.grasp.metrics import best_iou_batch
-from regrasp.platform.errors import InvalidInput, RegraspError, StorageError
+from regrasp.platform.errors import InvalidInput, NotFound, RegraspError, StorageError
+from regrasp.platform.store.objects.base import ObjectStore
 from regrasp.refine.label_quality import label_quality
 
-__all__ = ["ChunkResult", "Scores", "predict_chunks", "score"]
+__all__ = ["ChunkResult", "Scores", "object_masks", "predict_chunks", "score"]
 
 log = logging.getLogger(__name__)
 
@@ -227,6 +233,32 @@ def score(
             0.0,
         )
     return Scores(best, flagged, priority, [q.to_dict() for q in scored])
+
+
+def object_masks(
+    store: ObjectStore, keys: Sequence[str | None], *, workers: int = 8
+) -> list[np.ndarray | None]:
+    """The boolean object masks stored under `keys` (None for a None key), read
+    concurrently: on S3 each read is a round trip, and a round reads one per image.
+
+    A mask that is gone or does not decode is None, with a warning: the image is then
+    scored on its predictions alone rather than failing the round. An unreachable store
+    raises StorageError, which the round retries.
+    """
+
+    def read(key: str | None) -> np.ndarray | None:
+        if key is None:
+            return None
+        try:
+            return decode_mask(store.get_bytes(key)) > 0
+        except (NotFound, InvalidInput) as error:
+            log.warning("object mask %s not used: %s", key, error)
+            return None
+
+    if len(keys) <= 1:
+        return [read(key) for key in keys]
+    with ThreadPoolExecutor(max_workers=min(workers, len(keys))) as pool:
+        return list(pool.map(read, keys))
 
 
 # --- private ----------------------------------------------------------------------------
