@@ -59,6 +59,30 @@ def test_a_planted_missing_grasp_is_found_where_the_top1_flag_sees_nothing() -> 
     assert paper.quality[0]["unmatched"] == [1]  # kept for the reviewer whatever the flag
 
 
+def test_at_nearly_equal_issue_wrong_rectangles_are_reviewed_before_missing_grasps() -> None:
+    mask = _stick()
+    # Labels across the left half of the stick only: grasps are missing from the rest.
+    part = [[x, 50.0, 90.0, 30.0, 10.0] for x in [*range(30, 90, 5), 90]]
+    # Labels across the whole stick, and one rectangle 8 px off it (a wrong action).
+    wrong = [[x, 50.0, 90.0, 30.0, 10.0] for x in range(30, 140, 3)] + [[80, 58, 90, 30, 10]]
+    scores = score(
+        [np.zeros((0, 6))] * 2,
+        np.array(part + wrong),
+        np.array([0] * len(part) + [1] * len(wrong)),
+        threshold=0.25,
+        flag="score",
+        score_threshold=0.3,
+        masks=[mask, mask],
+    )
+    missing, wrong_action = scores.quality
+    assert missing["kind"] == "missing" and wrong_action["kind"] == "wrong_action"
+    # The missing grasps are (slightly) the likelier issue, and both images are flagged...
+    assert 1 - missing["quality"] > 1 - wrong_action["quality"] > 1 - missing["quality"] - 0.05
+    assert scores.flagged.all()
+    # ...yet the wrong rectangles come first: they cost a model far more.
+    assert scores.priority[1] > scores.priority[0]
+
+
 def test_a_label_across_a_confident_prediction_is_badly_placed() -> None:
     # The model grasps across at (50, 50); the label there is turned 90° (along the stick).
     turned = LABELS.copy()

@@ -74,7 +74,10 @@ class ReviewPublic(Public):
 class LabelQualityPublic(BaseModel):
     """Why an item was queued: the grasp label-quality score (`regrasp.refine.label_quality`)."""
 
-    quality: float = Field(description="In [0, 1], 1 clean; the item's priority is 1 − quality.")
+    quality: float = Field(
+        description="In [0, 1], 1 clean; the item's priority is about 1 − quality (wrong "
+        "rectangles first at nearly equal quality)."
+    )
     kind: Literal["missing", "badly_placed", "wrong_action"] | None = Field(
         description="The kind of issue that set the score (None: nothing suspicious)."
     )

@@ -58,7 +58,8 @@ Each kind is pooled over its grasps by ObjectLab's softmin (temperature `TEMPERA
 close to the minimum, but two bad grasps weigh more than one), and an image's quality is
 the weighted product of the three pooled scores (`WEIGHTS` as exponents, like ObjectLab's
 aggregation weights); its *kind* is the weighted kind that lowered it most. All in [0, 1], 1
-clean; `issue = 1 − quality` is the review priority. The badly-placed kind weighs 0 in
+clean; `issue = 1 − quality` is the review priority (at nearly equal issue wrong rectangles
+go first: `regrasp.workflows.rounds.predicting`). The badly-placed kind weighs 0 in
 the product by default: measured on the efficacy bench's round-0 model (510 images),
 ranking by missing × wrong-action put 80% corrupted images in the top 50 and 57% in the
 top 100 (the paper's flag: 40% and 40%), while any weight on badly-placed evidence from
@@ -185,7 +186,7 @@ class ImageQuality:
 
     @property
     def issue(self) -> float:
-        """1 − quality: the review priority, higher first."""
+        """1 − quality: how likely the labels are wrong (the review priority's main part)."""
         return 1.0 - self.quality
 
     def to_dict(self) -> dict[str, object]:
