@@ -9,12 +9,16 @@ runner's code path). Decisions come from the simulated reviewer and go through t
 library; then the round is applied. Printed: generation time (separately), seconds per
 state, predicting images/s, and the flagging step (best IoU + flag + priority of every
 image, `regrasp.workflows.rounds.predicting.score`) against a per-image baseline
-(`regrasp.grasp.metrics.best_iou` in a Python loop), side by side in this process.
+(`regrasp.grasp.metrics.best_iou` in a Python loop), side by side in this process. The
+round reads every image's object mask for the score's mask terms; the bench times that
+read (`object_masks`) and the score with the masks against the score without them, on the
+same stored predictions. `--json` writes every printed number.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -38,6 +42,7 @@ def main() -> None:
     p.add_argument("--input-size", type=int, default=96)
     p.add_argument("--chunk-size", type=int, default=64)
     p.add_argument("--corrupt-fraction", type=float, default=0.2)
+    p.add_argument("--json", type=Path, default=None, help="Write the results here.")
     args = p.parse_args()
 
     from regrasp.data import versions as V
@@ -55,7 +60,7 @@ def main() -> None:
     from regrasp.refine.rounds.config import RoundConfig
     from regrasp.refine.rounds.run import load_run
     from regrasp.workflows.rounds import machine
-    from regrasp.workflows.rounds.predicting import score
+    from regrasp.workflows.rounds.predicting import object_masks, score
     from tests.harness.processes import start_service
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-round-"))
@@ -101,6 +106,7 @@ def main() -> None:
             inference_urls=(inference.url,),
             credential=KEY,
             poll_seconds=1.0,
+            store=open_store(store_url),  # the object masks, as the orchestrator reads them
         )
         train = {
             "architecture": "ggcnn",
@@ -162,6 +168,7 @@ def main() -> None:
                 .where(Prediction.round_id == round_id)
                 .order_by(Prediction.image_id)
             ).all()
+            mask_keys = dict(s.execute(sa.select(Image.id, Image.mask_key)).all())
     finally:
         for proc in procs:
             proc.kill()
@@ -191,6 +198,17 @@ def main() -> None:
     loop_s = time.perf_counter() - t
     assert np.allclose(loop, batched.best_iou)
 
+    # The score's mask terms: reading the masks, and the score with them vs without.
+    t = time.perf_counter()
+    masks = object_masks(open_store(store_url), [mask_keys[int(i)] for i in ids])
+    read_s = time.perf_counter() - t
+    t = time.perf_counter()
+    plain = score(grasps, labels.grasps[mask], owner, threshold=0.2, flag="score")
+    plain_s = time.perf_counter() - t
+    t = time.perf_counter()
+    masked = score(grasps, labels.grasps[mask], owner, threshold=0.2, flag="score", masks=masks)
+    masked_s = time.perf_counter() - t
+
     n = len(ids)
     print(f"dataset: {args.images} images at {args.size}px, corrupt {args.corrupt_fraction}")
     print(f"generate {gen_s:.1f} s, import {import_s:.1f} s (not part of the round)")
@@ -206,6 +224,35 @@ def main() -> None:
         f"flagging: batched {n / batch_s:,.0f} images/s vs per-image loop "
         f"{n / loop_s:,.0f} images/s -> {loop_s / batch_s:.1f}x"
     )
+    print(
+        f"score with masks: reading {n} masks {read_s:.2f} s; score {n / masked_s:,.0f} "
+        f"images/s vs {n / plain_s:,.0f} without masks -> {masked_s / plain_s:.1f}x the time "
+        f"(flagged {int(masked.flagged.sum())} vs {int(plain.flagged.sum())})"
+    )
+    if args.json:
+        results = {
+            "command": "python bench/round.py " + " ".join(sys.argv[1:]),
+            "images": args.images,
+            "size": args.size,
+            "generate_s": gen_s,
+            "import_s": import_s,
+            "states_s": {
+                st: seconds(st)
+                for st in ("created", "training", "predicting", "reviewing", "applying")
+            },
+            "predicting_images_per_s": n / seconds("predicting"),
+            "flagging": {"batched_s": batch_s, "loop_s": loop_s, "ratio": loop_s / batch_s},
+            "masks": {
+                "read_s": read_s,
+                "score_without_s": plain_s,
+                "score_with_s": masked_s,
+                "time_ratio": masked_s / plain_s,
+                "flagged_without": int(plain.flagged.sum()),
+                "flagged_with": int(masked.flagged.sum()),
+            },
+        }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":
