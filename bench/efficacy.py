@@ -104,6 +104,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Label-changing decisions need a second reviewer (RoundConfig.confirm_changes).",
     )
     p.add_argument(
+        "--confirm-keeps",
+        type=float,
+        default=None,
+        help="A true negative on an image the score is this sure of (1 − quality) needs a "
+        "second reviewer (RoundConfig.confirm_keeps; default: one keep decides).",
+    )
+    p.add_argument(
         "--skip-confirmed",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -578,7 +585,11 @@ class Bench:
                 s,
                 dataset_id=dataset_id,
                 version=version,
-                config=RoundConfig(model_id=model_id, confirm_changes=a.confirm_changes),
+                config=RoundConfig(
+                    model_id=model_id,
+                    confirm_changes=a.confirm_changes,
+                    confirm_keeps=a.confirm_keeps,
+                ),
             )
             rnd.model_id = model_id
             rnd.state = RoundState.reviewing  # the predicting step, done in this process

@@ -535,6 +535,65 @@ def test_no_change_once_the_round_is_applied(queue):
     assert [r.superseded for r in queue.reviews()] == [False]
 
 
+# --- confirmations the round asks for ---------------------------------------------------------
+
+
+def _ask(world: World, config: dict, quality: dict[int, float]) -> None:
+    """Set the round's options and the stored score of the k-th images."""
+    with session_scope(world.engine) as s:
+        s.get(Round, world.round_id).config = config
+        for k, q in quality.items():
+            s.execute(
+                sa.update(Prediction)
+                .where(
+                    Prediction.round_id == world.round_id,
+                    Prediction.image_id == int(world.image_ids[k]),
+                )
+                .values(quality={"quality": q, "kind": "wrong_action"})
+            )
+
+
+def test_a_keep_the_score_is_sure_of_waits_for_a_second_annotator(queue):
+    _ask(queue, {"confirm_keeps": 0.9}, {0: 0.05, 1: 0.5})
+    sure, unsure, unscored = (queue.item_of_image(k) for k in (0, 1, 2))
+    for item in (sure, unsure, unscored):
+        queue.decide(item.id, queue.ann1)
+    # Kept against a sure score: one slip must not keep a wrong image out of later rounds.
+    assert (queue.item(sure.id).state, queue.item(sure.id).required_reviews) == (
+        ReviewItemState.pending,
+        2,
+    )
+    assert queue.item(unsure.id).state == ReviewItemState.decided
+    assert queue.item(unscored.id).state == ReviewItemState.decided
+    assert queue.claim(queue.ann1).id not in {sure.id}  # never the same annotator twice
+    queue.decide(sure.id, queue.ann2, decision="annotation_error")
+    assert queue.item(sure.id).state == ReviewItemState.adjudication
+    # A change needs no confirmation unless the round asks for it.
+    other = queue.item_of_image(3)
+    _ask(queue, {"confirm_keeps": 0.9}, {3: 0.05})
+    queue.decide(other.id, queue.ann1, decision="annotation_error")
+    assert queue.item(other.id).state == ReviewItemState.decided
+
+
+def test_confirm_changes_asks_a_second_annotator_for_every_change_but_not_a_keep(queue):
+    _ask(queue, {"confirm_changes": True}, {0: 0.05})
+    changed, kept = queue.item_of_image(0), queue.item_of_image(1)
+    queue.decide(changed.id, queue.ann1, decision="missing_label", accepted_predictions=[0])
+    queue.decide(kept.id, queue.ann1)
+    assert queue.item(changed.id).state == ReviewItemState.pending
+    assert queue.item(kept.id).state == ReviewItemState.decided
+    queue.decide(changed.id, queue.ann2, decision="missing_label", accepted_predictions=[0])
+    assert queue.item(changed.id).state == ReviewItemState.decided
+
+
+def test_an_out_of_range_confirm_keeps_is_refused():
+    from regrasp.refine.rounds.config import RoundConfig
+
+    for bad in (0.0, 1.5, -0.1):
+        with pytest.raises(ValueError):
+            RoundConfig(confirm_keeps=bad)
+
+
 # --- double review and adjudication ---------------------------------------------------------
 
 

@@ -37,6 +37,11 @@ What each decision carries (checked before anything is written; InvalidInput oth
 (*) An audit item (an unflagged image sampled for the noise estimate) may carry a
 missing_label with none: the auditor saw grasps missing and did not draw them.
 
+A round may ask for a second annotator's agreement beyond its double-reviewed items
+(`RoundConfig.confirm_changes`: every label change; `confirm_keeps`: a true negative on an
+image the label-quality score is sure of); the item then waits for a second decision, and
+a disagreement goes to an admin.
+
 Accepted predictions are indices into the item's prediction (its top-k grasps, best
 first); drawn grasps are rectangles the reviewer drew, `(x, y, theta, opening, jaw)` rows
 with their centre on the image, at most `MAX_DRAWN`; removed grasps are ids of the
@@ -336,9 +341,10 @@ def record_review(
     if mode is WriteMode.resolve:
         state = ReviewItemState.decided
     else:
-        if kind != ReviewDecision.true_negative and _confirms_changes(seen.round_config):
-            # A decision that changes labels needs a second annotator's agreement;
-            # a disagreement goes to an admin like any double review's.
+        if _needs_confirmation(kind, seen):
+            # A decision that changes labels (or keeps labels the score is sure are
+            # wrong) needs a second annotator's agreement; a disagreement goes to an
+            # admin like any double review's.
             required = max(required, 2)
         votes = [r for r in standing if not r.adjudication and r not in replaced]
         if len(votes) + 1 < required:
@@ -418,6 +424,7 @@ class _ItemContext:
     round_config: dict[str, Any]
     flagged: bool | None
     predicted: list[Any] | None
+    predicted_quality: dict[str, Any] | None
     standing: list[_Standing]
 
     @classmethod
@@ -444,6 +451,7 @@ class _ItemContext:
             round_config=r.round_config or {},
             flagged=r.flagged,
             predicted=r.predicted,
+            predicted_quality=r.predicted_quality,
             standing=[
                 _Standing(
                     id=s.review_id,
@@ -527,10 +535,19 @@ def _not_leased_to_another(user_id: int, now: datetime) -> sa.ColumnElement[bool
     )
 
 
-def _confirms_changes(config: dict[str, Any]) -> bool:
+def _needs_confirmation(kind: ReviewDecision, seen: _ItemContext) -> bool:
+    """Whether the round asks a second annotator to confirm this decision: a change of
+    labels under `confirm_changes`, a keep of an image the score is sure of under
+    `confirm_keeps` (`regrasp.refine.rounds.config.RoundConfig`)."""
     from regrasp.refine.rounds.config import parse_config
 
-    return parse_config(config).confirm_changes
+    config = parse_config(seen.round_config)
+    if kind != ReviewDecision.true_negative:
+        return config.confirm_changes
+    quality = (seen.predicted_quality or {}).get("quality")
+    return config.confirm_keeps is not None and (
+        quality is not None and 1.0 - float(quality) >= config.confirm_keeps
+    )
 
 
 def _drawn(value: Iterable[Sequence[float]]) -> list[list[float]]:
@@ -674,6 +691,7 @@ _CONTEXT = (
         Round.config.label("round_config"),
         Prediction.flagged,
         Prediction.grasps.label("predicted"),
+        Prediction.quality.label("predicted_quality"),
         Review.id.label("review_id"),
         Review.annotator_id,
         Review.decision,

@@ -87,6 +87,16 @@ class RoundConfig(BaseModel):
         "second annotator's agreement; disagreements go to an admin, so one annotator's "
         "slip removes or adds nothing on its own.",
     )
+    confirm_keeps: float | None = Field(
+        None,
+        gt=0.0,
+        le=1.0,
+        description="A true negative on an image the label-quality score is this sure of "
+        "(1 − quality at least this) needs a second annotator's agreement, as a label change "
+        "does with confirm_changes; a disagreement goes to an admin. With skip_confirmed one "
+        "annotator's slip would otherwise keep a wrong image out of every later round. None: "
+        "one keep decides.",
+    )
     folds: int = Field(
         0,
         ge=0,
