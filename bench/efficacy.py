@@ -770,6 +770,7 @@ class Bench:
         remaining = removed_bad = harmed = 0
         seen = self.__dict__.get("_seen", {}).get(dataset_id)
         left_by_reason: dict[str, int] = {}  # why a corrupted image is still left
+        left_by_kind: dict[str, dict[str, int]] = {}  # corruption → reason → images
         coverage, noisy, incomplete = [], 0, 0
         by_kind: dict[str, dict[str, int]] = {}  # corruption → outcome → images
         for new_id in self._ids(dataset_id, self.pool_ids):
@@ -805,6 +806,8 @@ class Bench:
                         else "reviewed"
                     )
                     left_by_reason[reason] = left_by_reason.get(reason, 0) + 1
+                    why = left_by_kind.setdefault(truth.corruption, {})
+                    why[reason] = why.get(reason, 0) + 1
                 noisy += not repaired
                 _count(by_kind, truth.corruption, "repaired" if repaired else "left")
             else:
@@ -816,6 +819,7 @@ class Bench:
             "corrupted_removed": removed_bad,
             "corrupted_by_kind": by_kind,
             "left_by_reason": left_by_reason,
+            "left_by_kind_and_reason": left_by_kind,
             "clean_harmed": harmed,
             "coverage": float(np.mean(coverage)) if coverage else 0.0,
             "true_noise": noisy / in_pool,
@@ -884,6 +888,11 @@ def report(args: argparse.Namespace, bench: Bench, results: dict, elapsed: float
             parts.append(
                 "left because "
                 + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(why.items()))
+            )
+        for kind, reasons in sorted((rows[-1].get("left_by_kind_and_reason") or {}).items()):
+            parts.append(
+                f"{kind} left because "
+                + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(reasons.items()))
             )
         if parts:
             lines.append(f"- {name}: " + "; ".join(parts))
