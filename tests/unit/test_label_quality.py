@@ -7,6 +7,7 @@ import pytest
 
 from regrasp.grasp.metrics import is_flagged
 from regrasp.platform.errors import InvalidInput
+from regrasp.refine import label_quality as label_quality_module
 from regrasp.refine.label_quality import (
     action_group_scores,
     coverage_score,
@@ -61,8 +62,8 @@ def test_a_planted_missing_grasp_is_found_where_the_top1_flag_sees_nothing() -> 
 
 def test_at_nearly_equal_issue_wrong_rectangles_are_reviewed_before_missing_grasps() -> None:
     mask = _stick()
-    # Labels across the left half of the stick only: grasps are missing from the rest.
-    part = [[x, 50.0, 90.0, 30.0, 10.0] for x in [*range(30, 90, 5), 90]]
+    # Labels across the left 60% of the stick only: grasps are missing from the rest.
+    part = [[x, 50.0, 90.0, 30.0, 10.0] for x in [*range(30, 95, 5), 95]]
     # Labels across the whole stick, and one rectangle 8 px off it (a wrong action).
     wrong = [[x, 50.0, 90.0, 30.0, 10.0] for x in range(30, 140, 3)] + [[80, 58, 90, 30, 10]]
     scores = score(
@@ -244,6 +245,31 @@ def test_labels_on_part_of_the_object_are_missing_grasps_without_any_prediction(
     assert coverage_score(float("nan")) == 1.0
     assert coverage_score(0.95) == 1.0 and coverage_score(0.3) == 0.0
     assert coverage_score(0.7) == pytest.approx(0.5)  # the flag's boundary on its own
+
+
+def test_labels_on_half_a_short_bar_reach_it_all_but_miss_the_other_halfs_grasps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bar 60 px long with grasps across it every 3 px; labels kept on its left half only
+    (the paper's part-only labels). Every pixel of the bar lies within one opening (30 px)
+    of a label, so the reach sees nothing; the grasps of the right half lie 0.35–0.5
+    openings from the nearest label, which the metric does not match and the grasp
+    coverage must not either (`MATCH_RADIUS`): matched within half an opening, as before,
+    the image stayed under the flag."""
+    mask = np.zeros((120, 120), dtype=bool)
+    mask[50:70, 30:90] = True
+    whole = np.array([[x, 59.5, 90.0, 30.0, 8.0] for x in range(32, 89, 3)])
+    half = whole[whole[:, 0] <= 62]
+    assert label_coverage(half, mask, scale=30.0) == 1.0
+    assert grasp_coverage(whole, mask) == 1.0
+    matched = np.array([[44.0, 59.5, 90.0, 30.0, 8.0, 0.9]])  # the model agrees with them
+    (partial,) = label_quality([matched], half, [0] * len(half), masks=[mask])
+    assert partial.grasp_coverage == pytest.approx(2 / 3)
+    assert partial.kind == "missing" and partial.issue > 0.5
+    monkeypatch.setattr(label_quality_module, "MATCH_RADIUS", 0.5)
+    assert grasp_coverage(half, mask) == pytest.approx(5 / 6)  # before: under the flag
+    (before,) = label_quality([matched], half, [0] * len(half), masks=[mask])
+    assert before.issue < 0.5
 
 
 def test_labels_of_one_orientation_reach_the_object_but_not_its_grasps() -> None:
