@@ -92,7 +92,7 @@ def _job_ids(trainer: InProcessServer) -> list[int]:
 def test_an_unreachable_trainer_is_retried_with_backoff_then_fails_and_resumes(world):
     engine, bind, trainer, dataset_id = world
     policy = RetryPolicy(
-        budget_seconds=600.0, max_attempts=3, initial_seconds=0.05, max_delay_seconds=0.2
+        budget_seconds=600.0, max_attempts=3, initial_seconds=0.5, max_delay_seconds=2.0
     )
     services = machine.Services(
         trainer_url=trainer.url,
@@ -112,7 +112,7 @@ def test_an_unreachable_trainer_is_retried_with_backoff_then_fails_and_resumes(w
     assert machine.advance(bind, round_id, services, **once) == RoundState.training
     state, run, error = _run(bind, round_id)
     assert run["retry"]["attempts"] == 1 and run["retry"]["state"] == "training"
-    assert run["retry"]["delays"] == [0.05] and trainer.url in error
+    assert run["retry"]["delays"] == [0.5] and trainer.url in error
     # Not due yet: nothing is tried (the attempt count stays).
     machine.advance(bind, round_id, services, **once)
     assert _run(bind, round_id)[1]["retry"]["attempts"] == 1
@@ -135,7 +135,7 @@ def test_an_unreachable_trainer_is_retried_with_backoff_then_fails_and_resumes(w
     state, run, error = _run(bind, round_id)
     assert state == RoundState.failed and run["failed_in"] == "training"
     assert run["retry"]["gave_up"] and run["retry"]["attempts"] == 3
-    assert run["retry"]["delays"] == [0.05, 0.1]
+    assert run["retry"]["delays"] == [0.5, 1.0]
     assert "gave up after 3 tries" in error and trainer.url in error
 
     # Resumed once the trainer is back: the same job is followed, nothing resubmitted.
