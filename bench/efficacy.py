@@ -769,8 +769,7 @@ class Bench:
         mapping = self._maps[dataset_id]
         remaining = removed_bad = harmed = 0
         seen = self.__dict__.get("_seen", {}).get(dataset_id)
-        left_by_reason: dict[str, int] = {}  # why a corrupted image is still left
-        left_by_kind: dict[str, dict[str, int]] = {}  # corruption → reason → images
+        left_by_kind: dict[str, dict[str, int]] = {}  # why a corrupted image is still left
         coverage, noisy, incomplete = [], 0, 0
         by_kind: dict[str, dict[str, int]] = {}  # corruption → outcome → images
         for new_id in self._ids(dataset_id, self.pool_ids):
@@ -805,7 +804,6 @@ class Bench:
                         if base not in seen["queued"]
                         else "reviewed"
                     )
-                    left_by_reason[reason] = left_by_reason.get(reason, 0) + 1
                     why = left_by_kind.setdefault(truth.corruption, {})
                     why[reason] = why.get(reason, 0) + 1
                 noisy += not repaired
@@ -814,6 +812,10 @@ class Bench:
                 harmed += bad
                 noisy += bad
         in_pool = max(1, len(present & set(self._ids(dataset_id, self.pool_ids).tolist())))
+        left_by_reason: dict[str, int] = {}  # the same, over every kind
+        for reasons in left_by_kind.values():
+            for reason, n in reasons.items():
+                left_by_reason[reason] = left_by_reason.get(reason, 0) + n
         return {
             "corrupted_remaining": remaining,
             "corrupted_removed": removed_bad,
@@ -885,15 +887,9 @@ def report(args: argparse.Namespace, bench: Bench, results: dict, elapsed: float
         ]
         why = rows[-1].get("left_by_reason") or {}
         if why:  # the loops' left-over images, by what the queue did with them
-            parts.append(
-                "left because "
-                + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(why.items()))
-            )
+            parts.append(f"left because {_reasons(why)}")
         for kind, reasons in sorted((rows[-1].get("left_by_kind_and_reason") or {}).items()):
-            parts.append(
-                f"{kind} left because "
-                + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(reasons.items()))
-            )
+            parts.append(f"{kind} left because {_reasons(reasons)}")
         if parts:
             lines.append(f"- {name}: " + "; ".join(parts))
     lines += ["", "Final test accuracy against the baselines (ratio to the mean of `none`):", ""]
@@ -1038,6 +1034,11 @@ def _rows_of(labels: Any, image_id: int) -> np.ndarray:
     search: a mask over every label for every image is quadratic in the pool."""
     lo, hi = np.searchsorted(labels.image_ids, [image_id, image_id + 1])
     return labels.grasps[lo:hi]
+
+
+def _reasons(counts: dict[str, int]) -> str:
+    """'never flagged 3, reviewed 2': the reasons an image is left, for the report."""
+    return ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(counts.items()))
 
 
 def _count(table: dict[str, dict[str, int]], kind: str, outcome: str) -> None:

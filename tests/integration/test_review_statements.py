@@ -20,6 +20,9 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from regrasp.platform.settings import Settings
+from regrasp.workflows.campaigns.runner import CampaignRunner
+from regrasp.workflows.imports import ImportRunner
+from regrasp.workflows.rounds.runner import RoundRunner
 from services.orchestrator.app import create_app
 from tests.integration.test_review_api import _claim, _decide, _login, _round
 
@@ -49,8 +52,11 @@ def api(tmp_path, database_url, file_store_url):
         yield client
 
 
-#: Thread-name prefixes of the app's workflow runners (`WorkflowRunner.noun`).
-RUNNERS = ("round-", "round_", "campaign-", "campaign_", "import-", "import_")
+#: Thread-name prefixes of the app's workflow runners: "<noun>-runner" for the loop,
+#: "<noun>_0", … for its pool (`WorkflowRunner.start`).
+RUNNERS = tuple(
+    f"{runner.noun}{sep}" for runner in (RoundRunner, CampaignRunner, ImportRunner) for sep in "-_"
+)
 
 
 @contextmanager
