@@ -219,10 +219,13 @@ class ReviewPage:
         )
 
     def sign_out(self) -> None:
-        """Click the sidebar's "Sign out" (a real click); wait for the sign-in form."""
+        """Click the sidebar's "Sign out" (a real click); wait for the sign-in form: its
+        username field and its button (Streamlit renders them one after the other, and a
+        check of the button once read it before it existed)."""
         self.click_until(
             ".st-key-logout button",
-            until="!!document.querySelector('input[aria-label=\"Username\"]')",
+            until="!!document.querySelector('input[aria-label=\"Username\"]')"
+            " && !!document.querySelector('[data-testid=\"stBaseButton-primary\"]')",
             what="the sign-in form after signing out",
         )
 
