@@ -581,6 +581,14 @@ class Bench:
                 if a.skip_confirmed
                 else np.zeros(0, dtype=np.int64),
             )
+            unflagged_left = self._unflagged_left(
+                dataset_id,
+                ids,
+                ~flagged,
+                scores.priority,
+                labels,
+                versions.labels_at(s, dataset_id, 0),
+            )
             rnd = machine.create_round(
                 s,
                 dataset_id=dataset_id,
@@ -735,6 +743,7 @@ class Bench:
             "estimated_noise_low": stats.estimated_noise_low,
             "estimated_noise_high": stats.estimated_noise_high,
             "yield_per_hour": stats.yield_per_hour,
+            "unflagged_left": unflagged_left,
             "stats": stats.to_dict(),
         }
 
@@ -756,6 +765,44 @@ class Bench:
                 cover = float((iou(truth.grasps, g).max(axis=1) > SUCCESS_IOU).mean())
                 memo[key] = (bad, cover)
         return memo[key]
+
+    def _repaired(self, base_id: int, bad: bool, cover: float, cover0: float) -> bool:
+        """A corrupted image is repaired when no wrong rectangle is left and, for a
+        missing-label image, more of its true grasps are covered than at version 0 (or all
+        of them)."""
+        return not bad and (
+            self.truth[base_id].category == "annotation_error"
+            or cover > cover0 + 1e-9
+            or cover >= 1.0 - 1e-9
+        )
+
+    def _unflagged_left(
+        self,
+        dataset_id: int,
+        ids: np.ndarray,
+        unflagged: np.ndarray,
+        priority: np.ndarray,
+        labels: Any,
+        start: Any,
+    ) -> dict[str, Any]:
+        """Where the corrupted images still left sit among a round's unflagged images, by
+        the flag's priority: how many an audit that samples the top of the unflagged would
+        reach (`unflagged_left` in results.json)."""
+        mapping = self._maps[dataset_id]
+        order = np.argsort(-priority[unflagged], kind="stable")
+        left = np.zeros(int(unflagged.sum()), dtype=bool)
+        for k, new_id in enumerate(ids[unflagged]):
+            base = mapping[int(new_id)]
+            if self.truth[base].corrupted:
+                bad, cover = self._judge(base, _rows_of(labels, int(new_id)))
+                _, cover0 = self._judge(base, _rows_of(start, int(new_id)))
+                left[k] = not self._repaired(base, bad, cover, cover0)
+        ranked = left[order]
+        return {
+            "unflagged": int(unflagged.sum()),
+            "left": int(left.sum()),
+            "left_in_top": {str(n): int(ranked[:n].sum()) for n in (50, 100, 200, 400, 800)},
+        }
 
     def _status(self, dataset_id: int, version: int) -> dict[str, Any]:
         """The pool's labels at `version` against the truth (module docstring)."""
@@ -788,13 +835,7 @@ class Bench:
             # noisy while any label is wrong or any true grasp is unlabelled.
             incomplete += bad or cover < 1.0 - 1e-9
             if truth.corrupted:
-                # Repaired: no wrong rectangle left and, for a missing-label image, more of
-                # its true grasps covered than at version 0 (or all of them).
-                repaired = not bad and (
-                    truth.category == "annotation_error"
-                    or cover > cover0 + 1e-9
-                    or cover >= 1.0 - 1e-9
-                )
+                repaired = self._repaired(base, bad, cover, cover0)
                 remaining += not repaired
                 if seen is not None and not repaired:
                     reason = (
