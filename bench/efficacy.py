@@ -134,7 +134,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "insample/oof/auto variants, as none/clean are trained (0: none; the last round's "
         "own model is then the final number).",
     )
-    p.add_argument("--audit", type=int, default=50, help="Unflagged images audited per round.")
+    p.add_argument(
+        "--audit", type=int, default=50, help="Unflagged images sampled for the audit per round."
+    )
+    p.add_argument(
+        "--audit-top",
+        type=int,
+        default=0,
+        help="Unflagged images the flag ranks highest, all audited per round (a census, "
+        "add_audit_items' top), before the random sample of the rest.",
+    )
     p.add_argument("--error-rate", type=float, default=0.05, help="Simulated reviewer errors.")
     p.add_argument("--review-seconds", type=float, default=6.0, help="Recorded per decision.")
     p.add_argument(
@@ -632,7 +641,7 @@ class Bench:
         seen["queued"].update(self._maps[dataset_id][int(i)] for i in queued if flagged_of[i])
         with session_scope(self.bind) as s:
             if a.audit and not auto:
-                add_audit_items(s, round_id, count=a.audit, seed=a.seed + version)
+                add_audit_items(s, round_id, count=a.audit, seed=a.seed + version, top=a.audit_top)
         mapping = self._maps[dataset_id]
         # Three people who err independently: the first reviewer, the second who confirms
         # label-changing decisions (`--confirm-changes`), the admin who settles conflicts.
@@ -886,7 +895,8 @@ def report(args: argparse.Namespace, bench: Bench, results: dict, elapsed: float
         f"{args.input_size}² px, {args.epochs} epochs, batch {args.batch_size}, lr {args.lr}, "
         f"augmentation {'on' if args.augment else 'off'}; top-{args.top_k} predictions; "
         f"reviewer error rate "
-        f"{args.error_rate:.0%}; audit {args.audit} unflagged images per round. "
+        f"{args.error_rate:.0%}; audit {args.audit} unflagged images per round"
+        f"{f', after all {args.audit_top} the flag ranks highest' if args.audit_top else ''}. "
         f"Total {elapsed / 60:.1f} min (generation {bench.seconds.get('generate', 0):.0f} s, "
         f"training {bench.seconds.get('train', 0):.0f} s).",
         "",

@@ -1,5 +1,6 @@
-"""Streamlit pieces of the lead's pages: a round's progress, the apply confirmation, the
-next step once a queue is empty, and the forms that start rounds and campaigns.
+"""Streamlit pieces of the lead's pages: a round's progress, its audit, the apply
+confirmation, the next step once a queue is empty, and the forms that start rounds and
+campaigns.
 
 The words come from `regrasp.workflows.rounds.describe` (the console says the same); every call
 goes through the orchestrator's typed client, and a refusal becomes one line on the page.
@@ -14,6 +15,7 @@ from pydantic import ValidationError
 
 from regrasp.api.campaigns import CampaignCreate
 from regrasp.api.datasets import DatasetPublic
+from regrasp.api.refinement import AuditCreate
 from regrasp.api.rounds import RoundCreate, RoundPublic
 from regrasp.clients.orchestrator import OrchestratorClient
 from regrasp.platform.errors import RegraspError
@@ -81,6 +83,42 @@ def after_queue(round_id: int) -> None:
         waiting.append(f"{stats.adjudication} disagreements wait for you on Adjudication")
     st.info("; ".join(waiting) + ". Apply the round once they are done (or apply with force).")
     st.page_link("app_pages/rounds.py", label="Rounds", icon=":material/monitoring:")
+
+
+def audit_section(api: OrchestratorClient, rnd: RoundPublic) -> None:
+    """Queue an audit of a reviewing round's unflagged images: without one its label-noise
+    estimate is only a lower bound (`regrasp.refine.refinement_stats`)."""
+    with st.form(f"audit_{rnd.id}"):
+        st.markdown(
+            f"**Audit round {rnd.id}**: reviewers also see unflagged images, so the "
+            "label-noise estimate gets an upper bound and the errors the flag missed are fixed."
+        )
+        left, right = st.columns(2)
+        count = left.number_input(
+            "Random sample of the unflagged",
+            min_value=0,
+            max_value=100_000,
+            value=50,
+            step=1,
+            key=f"audit_count_{rnd.id}",
+        )
+        top = right.number_input(
+            "First, every one of the highest-ranked",
+            min_value=0,
+            max_value=100_000,
+            value=0,
+            step=1,
+            key=f"audit_top_{rnd.id}",
+            help="The unflagged images the flag ranks highest, all of them: where the errors "
+            "it missed sit. Fixed by the round's first audit.",
+        )
+        if st.form_submit_button("Queue the audit", key=f"audit_submit_{rnd.id}"):
+            try:
+                done = api.add_audit(rnd.id, AuditCreate(count=int(count), top=int(top)))
+            except RegraspError as exc:
+                st.error(str(exc))
+            else:
+                st.success(f"{done.added} audit items queued ({done.audited} in the round).")
 
 
 def apply_section(api: OrchestratorClient, rnd: RoundPublic, names: Mapping[int, str]) -> None:

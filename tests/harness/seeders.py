@@ -12,6 +12,7 @@ imported through a running orchestrator.
   and priority are computed with the real metric (the round's own
   `regrasp.workflows.rounds.predicting.score`, which also stores the label-quality score), and the
   queue is made by `regrasp.refine.review.create_items`;
+- `unflag_last`: turns a seeded round's last images into unflagged ones, ranked, for audits;
 - `import_folder`: a Jacquard-layout folder (e.g. a generated one) imported by the library;
 - `import_synthetic`: a generated dataset imported through the orchestrator's API.
 
@@ -34,7 +35,7 @@ from regrasp.data import versions as V
 from regrasp.grasp.metrics import FLAG_IOU
 from regrasp.grasp.rectangles import THETA, X, Y
 from regrasp.platform.errors import InvalidInput
-from regrasp.platform.store.db.tables import Prediction, Round, RoundState
+from regrasp.platform.store.db.tables import Prediction, ReviewItem, Round, RoundState
 from regrasp.refine.review import create_items
 from regrasp.workflows.rounds.predicting import score
 
@@ -44,6 +45,7 @@ __all__ = [
     "import_synthetic",
     "labelled_dataset",
     "seed_round",
+    "unflag_last",
 ]
 
 
@@ -149,6 +151,24 @@ def seed_round(
     )
     create_items(session, rnd.id, double_review_fraction=double_review_fraction, seed=seed)
     return rnd.id
+
+
+def unflag_last(session: Session, round_id: int, count: int) -> list[int]:
+    """Make the round's last `count` predictions (by id) unflagged, out of the queue, with
+    priorities 0, 0.1, 0.2, …: what an audit samples. Their image ids, highest priority
+    first (the order the audit's census takes them in)."""
+    preds = session.scalars(
+        sa.select(Prediction).where(Prediction.round_id == round_id).order_by(Prediction.id)
+    ).all()[-count:]
+    for rank, pred in enumerate(preds):
+        pred.flagged, pred.priority = False, 0.1 * rank
+    image_ids = [p.image_id for p in preds]
+    session.execute(
+        sa.delete(ReviewItem).where(
+            ReviewItem.round_id == round_id, ReviewItem.image_id.in_(image_ids)
+        )
+    )
+    return image_ids[::-1]
 
 
 def bare_dataset(session: Session, *, name: str, images: int, seed: int = 0) -> int:

@@ -244,57 +244,69 @@ def test_campaign_table_and_figures_match_the_stored_metrics(stack, tmp_path, mo
     assert row["label errors found"] == stats.label_errors_found
 
 
+def _reviewing_round(s, n: int, flagged: int, priorities=None):  # type: ignore[no-untyped-def]
+    """A round of n images in review whose first `flagged` are flagged (queued), with the
+    unflagged ones' priorities; returns (round id, image ids, admin user id)."""
+    dataset_id, ids = labelled_dataset(
+        s,
+        name="audit",
+        image_names=[f"{i}_o" for i in range(n)],
+        object_names=["o"] * n,
+        size=64,
+        owners=np.arange(n),
+        grasps=[[32, 32, 0, 20, 10]] * n,
+    )
+    user = create_user(s, username="a", password="password-1", role="admin").id
+    rnd = machine.create_round(
+        s, dataset_id=dataset_id, version=0, config=RoundConfig(train={"epochs": 1})
+    )
+    rnd.state = RoundState.reviewing
+    s.flush()
+    for k, image_id in enumerate(ids):
+        s.add(
+            Prediction(
+                round_id=rnd.id,
+                image_id=int(image_id),
+                grasps=[[32, 32, 0, 20, 10, 0.9]],
+                best_iou=0.0 if k < flagged else 0.9,
+                flagged=k < flagged,
+                priority=1.0 if k < flagged or priorities is None else priorities[k - flagged],
+            )
+        )
+    s.flush()
+    create_items(s, rnd.id)
+    return rnd.id, ids, user
+
+
+def _decide_all(s, round_id: int, user: int, wrong: set[int]) -> None:  # type: ignore[no-untyped-def]
+    """Every item of the round: missing_label (one prediction accepted) on the `wrong`
+    images, true_negative on the rest, 30 s each."""
+    for item in s.scalars(sa.select(ReviewItem).where(ReviewItem.round_id == round_id)).all():
+        kind = "missing_label" if item.image_id in wrong else "true_negative"
+        decide(
+            s,
+            item.id,
+            user,
+            item_version=item.version,
+            decision=kind,
+            accepted_predictions=[0] if kind == "missing_label" else [],
+            seconds_taken=30.0,
+        )
+
+
 def test_audit_and_stop_advice(migrated_engine, tmp_path):
     """Audit items sample unflagged images once per seed; the noise estimate covers them."""
     bind = make_session_factory(migrated_engine)
     with session_scope(bind) as s:
-        n = 10
-        dataset_id, ids = labelled_dataset(
-            s,
-            name="audit",
-            image_names=[f"{i}_o" for i in range(n)],
-            object_names=["o"] * n,
-            size=64,
-            owners=np.arange(n),
-            grasps=[[32, 32, 0, 20, 10]] * n,
-        )
-        user = create_user(s, username="a", password="password-1", role="admin").id
-        rnd = machine.create_round(
-            s, dataset_id=dataset_id, version=0, config=RoundConfig(train={"epochs": 1})
-        )
-        rnd.state = RoundState.reviewing
-        s.flush()
-        # Images 0-3 flagged, the rest not.
-        for k, image_id in enumerate(ids):
-            s.add(
-                Prediction(
-                    round_id=rnd.id,
-                    image_id=int(image_id),
-                    grasps=[[32, 32, 0, 20, 10, 0.9]],
-                    best_iou=0.0 if k < 4 else 0.9,
-                    flagged=k < 4,
-                )
-            )
-        s.flush()
-        create_items(s, rnd.id)
-        assert refinement_stats.add_audit_items(s, rnd.id, count=3, seed=1) == 3
-        assert refinement_stats.add_audit_items(s, rnd.id, count=3, seed=1) == 0  # same sample
-        items = s.scalars(sa.select(ReviewItem).where(ReviewItem.round_id == rnd.id)).all()
+        rnd_id, ids, user = _reviewing_round(s, 10, 4)  # images 0-3 flagged, the rest not
+        assert refinement_stats.add_audit_items(s, rnd_id, count=3, seed=1) == 3
+        assert refinement_stats.add_audit_items(s, rnd_id, count=3, seed=1) == 0  # same sample
+        items = s.scalars(sa.select(ReviewItem).where(ReviewItem.round_id == rnd_id)).all()
         audit_ids = sorted(i.image_id for i in items if i.image_id not in set(ids[:4].tolist()))
+        assert not any(i.audit_top for i in items)
         # Flagged: images 0 and 1 miss labels; audited: the first of the three does too.
-        wrong = {int(ids[0]), int(ids[1]), audit_ids[0]}
-        for item in items:
-            kind = "missing_label" if item.image_id in wrong else "true_negative"
-            decide(
-                s,
-                item.id,
-                user,
-                item_version=item.version,
-                decision=kind,
-                accepted_predictions=[0] if kind == "missing_label" else [],
-                seconds_taken=30.0,
-            )
-        stats = refinement_stats.round_refinement(s, rnd.id)
+        _decide_all(s, rnd_id, user, {int(ids[0]), int(ids[1]), audit_ids[0]})
+        stats = refinement_stats.round_refinement(s, rnd_id)
     assert (stats.flagged, stats.audited, stats.decided_flagged, stats.decided_audit) == (
         4,
         3,
@@ -311,6 +323,87 @@ def test_audit_and_stop_advice(migrated_engine, tmp_path):
     assert not refinement_stats.suggest_stop([stats]).stop
     quiet = refinement_stats.RoundRefinement(**{**stats.to_dict(), "label_errors_found": 0})
     assert refinement_stats.suggest_stop([stats, quiet]).stop
+
+
+def test_audit_census_of_the_top_and_a_sample_of_the_rest(migrated_engine, tmp_path):
+    """With `top`, the unflagged images the flag ranks highest are all audited and the
+    random sample comes from the rest; the noise estimate weighs the two strata apart,
+    each bound the sum of the strata's Wilson bounds."""
+    bind = make_session_factory(migrated_engine)
+    n, flagged = 12, 2
+    priorities = [0.1, 0.9, 0.0, 0.7, 0.2, 0.8, 0.05, 0.3, 0.15, 0.25]  # of the 10 unflagged
+    with session_scope(bind) as s:
+        rnd_id, ids, user = _reviewing_round(s, n, flagged, priorities)
+        unflagged = ids[flagged:]
+        top = {int(unflagged[k]) for k in np.argsort(priorities)[::-1][:3]}  # 0.9, 0.8, 0.7
+        assert refinement_stats.add_audit_items(s, rnd_id, count=2, seed=3, top=3) == 5
+        assert refinement_stats.add_audit_items(s, rnd_id, count=2, seed=3, top=3) == 0
+        with pytest.raises(Conflict, match="census of the top 3"):  # strata would overlap
+            refinement_stats.add_audit_items(s, rnd_id, count=2, seed=3, top=2)
+        with pytest.raises(Conflict, match="census of the top 3"):
+            refinement_stats.add_audit_items(s, rnd_id, count=2, seed=3)
+        assert refinement_stats.add_audit_items(s, rnd_id, count=4, seed=3, top=3) == 2
+        items = s.scalars(sa.select(ReviewItem).where(ReviewItem.round_id == rnd_id)).all()
+        census = {i.image_id for i in items if i.audit_top}
+        sample = {i.image_id for i in items if i.image_id in set(unflagged.tolist())} - census
+        assert census == top and len(sample) == 4 and not sample & top
+        # Flagged: one error of 2; census: 2 of 3; sample: none of 4.
+        wrong = {int(ids[0])} | set(sorted(census)[:2])
+        _decide_all(s, rnd_id, user, wrong)
+        stats = refinement_stats.round_refinement(s, rnd_id)
+    assert (stats.audited, stats.audited_top, stats.decided_audit, stats.decided_audit_top) == (
+        7,
+        3,
+        7,
+        3,
+    )
+    assert stats.audit_top_error_rate == pytest.approx(2 / 3)
+    assert stats.audit_error_rate == 0.0
+    assert stats.noise_basis == "flagged_and_audit"
+    assert stats.estimated_noise == pytest.approx((2 * 0.5 + 3 * (2 / 3) + 7 * 0.0) / n)
+    wf, wt, wu = (refinement_stats.wilson_interval(*k) for k in ((1, 2), (2, 3), (0, 4)))
+    assert stats.estimated_noise_low == pytest.approx((2 * wf[0] + 3 * wt[0] + 7 * wu[0]) / n)
+    assert stats.estimated_noise_high == pytest.approx((2 * wf[1] + 3 * wt[1] + 7 * wu[1]) / n)
+    assert stats.label_errors_found == 3
+
+
+def test_audit_census_through_the_api(migrated_engine, file_store_url, tmp_path):
+    """POST /rounds/{id}/audit takes `top`; a changed census is a 409 with its reason, and
+    an annotator may not add an audit."""
+    from fastapi.testclient import TestClient
+
+    bind = make_session_factory(migrated_engine)
+    with session_scope(bind) as s:
+        rnd_id, _, _ = _reviewing_round(s, 8, 2, [0.5, 0.4, 0.3, 0.2, 0.1, 0.0])
+    settings = Settings(
+        database_url=migrated_engine.url.render_as_string(hide_password=False),
+        object_store_url=file_store_url,
+        data_dir=tmp_path / "data",
+        secret_key="x" * 40,
+        admin_username=ADMIN[0],
+        admin_password=ADMIN[1],
+    )
+    with TestClient(create_orchestrator(settings)) as client:
+
+        def login(user: tuple[str, str]) -> dict[str, str]:
+            r = client.post("/auth/login", data={"username": user[0], "password": user[1]})
+            return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+        headers = login(("a", "password-1"))  # the admin `_reviewing_round` made
+        body = {"username": "ana", "password": "annotator-password", "role": "annotator"}
+        assert client.post("/users", json=body, headers=headers).status_code == 201
+        annotator = login(("ana", "annotator-password"))
+        r = client.post(f"/rounds/{rnd_id}/audit", json={"count": 1, "top": 2}, headers=headers)
+        assert r.status_code == 200, r.text
+        assert (r.json()["added"], r.json()["audited"]) == (3, 3)
+        r = client.post(f"/rounds/{rnd_id}/audit", json={"count": 1, "top": 1}, headers=headers)
+        assert r.status_code == 409 and "census of the top 2" in r.json()["detail"], r.text
+        r = client.post(f"/rounds/{rnd_id}/audit", json={"count": 1, "top": -1}, headers=headers)
+        assert r.status_code == 422, r.text
+        r = client.post(f"/rounds/{rnd_id}/audit", json={"count": 1, "top": 2}, headers=annotator)
+        assert r.status_code == 403, r.text
+    with session_scope(bind) as s:
+        assert refinement_stats.round_refinement(s, rnd_id).audited_top == 2
 
 
 # --- helpers ---------------------------------------------------------------------------------

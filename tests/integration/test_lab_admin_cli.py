@@ -28,7 +28,7 @@ from regrasp.refine.review.decisions import decide
 from services.orchestrator.app import create_app
 from tests.harness.inprocess import serve
 from tests.harness.ports import closed_port
-from tests.harness.seeders import bare_dataset, seed_round
+from tests.harness.seeders import bare_dataset, seed_round, unflag_last
 
 ADMIN = ("lead", "lead-password-1")
 
@@ -185,5 +185,32 @@ def test_apply_prints_what_changes_and_the_version_agrees(server):
         assert len(images) == preview.images_after
         assert len(v1) == preview.grasps_after == preview.grasps_before - 3 + 2 - 1
         assert np.isin(labels.image_ids, images).sum() == preview.grasps_before - 3
+    finally:
+        engine.dispose()
+
+
+def test_round_audit_queues_a_census_and_a_sample(server):
+    """`regrasp round audit` queues the census of the unflagged images the flag ranks
+    highest and a random sample of the rest; changing the census is one line, exit 1."""
+    engine = make_engine(server["db"])
+    try:
+        with session_scope(engine) as s:
+            dataset = bare_dataset(s, name="audited", images=8)
+            round_id = seed_round(s, dataset_id=dataset)
+            expected_top = set(unflag_last(s, round_id, 4)[:2])
+        r = _run(
+            "round", "audit", str(round_id), "--count", "1", "--top", "2", *_auth(server["url"])
+        )
+        assert r.exit_code == 0, r.output
+        assert f"round {round_id}: 3 audit items added, 3 in all" in r.output
+        with session_scope(engine) as s:
+            census = s.scalars(
+                sa.select(ReviewItem.image_id).where(
+                    ReviewItem.round_id == round_id, ReviewItem.audit_top.is_(True)
+                )
+            ).all()
+        assert set(census) == expected_top
+        refused = _refused("round", "audit", str(round_id), "--top", "1", *_auth(server["url"]))
+        assert "census of the top 2" in refused
     finally:
         engine.dispose()

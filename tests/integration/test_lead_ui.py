@@ -29,7 +29,7 @@ from regrasp.refine.review.decisions import decide
 from services.orchestrator.app import create_app
 from tests.harness.inprocess import serve
 from tests.harness.ports import closed_port
-from tests.harness.seeders import bare_dataset, seed_round
+from tests.harness.seeders import bare_dataset, seed_round, unflag_last
 from tests.harness.ui import UI_APP
 
 ADMIN = ("lead", "lead-password-1")
@@ -205,6 +205,36 @@ def test_apply_from_the_ui_after_a_confirmation_of_what_changes(lead, server):
         after = V.labels_at(s, dataset, rnd.result_version)
     assert len(after) == len(labels) - 3 + 2 - 1
     assert len(np.unique(after.image_ids)) == len(np.unique(labels.image_ids)) - 1
+
+
+def test_audit_a_round_from_the_ui(lead, server):
+    """The Rounds page queues an audit (a census of the highest-ranked unflagged images and
+    a random sample of the rest); a changed census is refused in one line."""
+    engine, dataset = server["engine"], server["dataset_id"]
+    with session_scope(engine) as s:
+        round_id = seed_round(s, dataset_id=dataset, top_k=2, max_images=6)
+        top = set(unflag_last(s, round_id, 4)[:2])
+    try:
+        at = _page(lead, "rounds")
+        at.number_input(key=f"audit_count_{round_id}").set_value(1)
+        at.number_input(key=f"audit_top_{round_id}").set_value(2)
+        at.button(key=f"audit_submit_{round_id}").click().run()
+        assert not at.exception and not at.error, at.error
+        assert "3 audit items queued (3 in the round)" in _texts(at)
+        with session_scope(engine) as s:
+            census = s.scalars(
+                sa.select(ReviewItem.image_id).where(
+                    ReviewItem.round_id == round_id, ReviewItem.audit_top.is_(True)
+                )
+            ).all()
+        assert set(census) == top
+        at.number_input(key=f"audit_top_{round_id}").set_value(1)
+        at.button(key=f"audit_submit_{round_id}").click().run()
+        assert not at.exception and len(at.error) == 1, at.error
+        assert "census of the top 2" in at.error[0].value
+    finally:
+        with session_scope(engine) as s:  # done with it: the other tests' pages stay as they were
+            s.get(Round, round_id).state = RoundState.cancelled
 
 
 def test_start_a_campaign_from_the_ui(lead, server):

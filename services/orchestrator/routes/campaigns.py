@@ -174,11 +174,17 @@ def get_refinement(
 def add_audit(
     round_id: int, body: AuditCreate, _admin: AdminUser, session: SessionDep
 ) -> AuditPublic:
-    """Queue a random sample of a reviewing round's unflagged images for review."""
+    """Queue an audit of a reviewing round's unflagged images: the `top` the flag ranks
+    highest, all of them, and a random sample of the rest."""
     if (body.count is None) == (body.fraction is None):
         raise InvalidInput("give exactly one of count and fraction")
     added = add_audit_items(
-        session, round_id, count=body.count, fraction=body.fraction, seed=body.seed
+        session,
+        round_id,
+        count=body.count,
+        fraction=body.fraction,
+        seed=body.seed,
+        top=body.top,
     )
     session.flush()
     return AuditPublic(

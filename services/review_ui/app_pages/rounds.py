@@ -1,4 +1,4 @@
-"""Rounds for the lead: start one, follow its training, apply it with a confirmation of
+"""Rounds for the lead: start one, follow its training, audit it, apply it with a confirmation of
 what changes, and the per-round overview (flagged images, decision mix, accuracy and loss:
 the paper's Figures 4–7)."""
 
@@ -35,6 +35,7 @@ if not rounds:
 for rnd in rounds:
     if rnd.state == "reviewing":
         with st.container(border=True):
+            lead.audit_section(api, rnd)
             lead.apply_section(api, rnd, names)
 
 with_rounds = sorted({r.dataset_id for r in rounds})

@@ -38,11 +38,19 @@ class RefinementPublic(BaseModel):
 
 
 class AuditCreate(BaseModel):
-    """Review a random sample of a reviewing round's unflagged images (one of the two)."""
+    """Review a reviewing round's unflagged images: a random sample (`count` or `fraction`,
+    one of the two) and, with `top`, first every one of the `top` the flag ranks highest."""
 
     count: int | None = Field(None, ge=0, le=1_000_000)
     fraction: float | None = Field(None, ge=0.0, le=1.0)
     seed: int = 0
+    top: int = Field(
+        0,
+        ge=0,
+        le=1_000_000,
+        description="Unflagged images the flag ranks highest, all reviewed (a census): "
+        "errors the flag missed sit there; fixed by the round's first audit.",
+    )
 
 
 class AuditPublic(BaseModel):

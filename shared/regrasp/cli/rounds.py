@@ -1,4 +1,5 @@
-"""`regrasp round start|status|apply|cancel|resume`: refinement rounds through the orchestrator."""
+"""`regrasp round start|status|audit|apply|cancel|resume`: refinement rounds through the
+orchestrator."""
 
 from __future__ import annotations
 
@@ -83,6 +84,28 @@ def round_status(
                 )
             return
         _echo_round(api.get_round(round_id), api)
+
+
+@round_app.command("audit")
+def round_audit(
+    round_id: int = typer.Argument(..., help="Round id (reviewing)."),
+    count: int = typer.Option(50, min=0, help="Unflagged images sampled at random."),
+    top: int = typer.Option(
+        0, min=0, help="First, every one of the unflagged images the flag ranks highest."
+    ),
+    seed: int = typer.Option(0, help="Seed of the random sample."),
+    url: str = URL_OPTION,
+    token: str = TOKEN_OPTION,
+    username: str = USER_OPTION,
+    password: str = PASSWORD_OPTION,
+) -> None:
+    """Queue an audit of a reviewing round's unflagged images (admins): its reviews turn the
+    round's label-noise estimate from a lower bound into an interval."""
+    from regrasp.api.refinement import AuditCreate
+
+    with orchestrator_client(url, token, username, password) as api:
+        done = api.add_audit(round_id, AuditCreate(count=count, top=top, seed=seed))
+        typer.echo(f"round {round_id}: {done.added} audit items added, {done.audited} in all")
 
 
 @round_app.command("apply")

@@ -7,18 +7,27 @@ it, and whether another round is worth a day of reviewing:
 - **estimated label noise** — the share of the dataset whose labels are wrong or
   incomplete. Among the F flagged images of a round the reviewed share found to be label
   errors (missing label, annotation error or fix) is p_f. Flagging only looks where the
-  model disagrees, so the U unflagged images are unknown; an optional **audit** reviews a
-  small random sample of them (`add_audit_items`), whose error share is p_u. Then
+  model disagrees, so the U unflagged images are unknown; an optional **audit**
+  (`add_audit_items`) reviews a small random sample of them, whose error share is p_u,
+  and optionally first a *census* of the T unflagged images the flag ranks highest
+  (all of them reviewed, error share p_t): the errors the flag missed sit mostly just
+  below its threshold, or among images a reviewer kept in an earlier round, so the
+  census finds and fixes more of them than a random sample of the same size, while the
+  estimate stays unbiased because the two strata are estimated apart. Then
 
-      noise = (F · p_f + B · (p_f + p_u) / 2 + U · p_u) / (F + B + U)
+      noise = (F · p_f + B · (p_f + p_n) / 2 + T · p_t + (U − T) · p_u) / (F + B + U)
 
-  with 95 % Wilson intervals of p_f and p_u carried through as the bounds, where F are
-  the flagged images reviewed and B those flagged past the round's review budget (they
-  rank below every reviewed one and above the unflagged, so their share is bounded by
-  p_u's low and p_f's high bound). An auditor reviews for completeness: a missing_label
-  without an accepted prediction records grasps missing that no prediction shows.
-  Without an audit, unflagged images are taken as clean: `noise` is then a lower bound
-  (`noise_basis == "flagged_only"`) and has no upper bound.
+  with 95 % Wilson intervals of p_f, p_t and p_u carried through as the bounds, where F
+  are the flagged images reviewed and B those flagged past the round's review budget
+  (they rank below every reviewed one and above the unflagged, so their share is
+  bounded by p_u's low and p_f's high bound, and p_n is the next stratum's share: p_t
+  with a census, p_u without). Census items not yet decided count as B does. Each bound
+  adds up the strata's one-sided 97.5 % bounds, so it is conservative: it misses the
+  truth only when some stratum's own bound does. An auditor reviews for completeness: a
+  missing_label without an accepted prediction records grasps missing that no prediction
+  shows. Without a random sample, the unflagged images outside the census are taken as
+  clean: `noise` is then a lower bound (`noise_basis == "flagged_only"`) and has no
+  upper bound.
 - **yield per review hour** — label errors found (flagged and audited) per hour of
   review time (the `seconds_taken` of every review of the round, changed ones included:
   time spent is spent).
@@ -28,9 +37,9 @@ it, and whether another round is worth a day of reviewing:
   of review finds no fewer errors than before only because errors have become rare. A
   round that finds no label error at all is also a reason to stop.
 
-An audit item is a review item whose prediction is not flagged; it is queued with
-priority 0 (after every flagged item) and applied like any other decision, so an error an
-auditor finds is fixed too.
+An audit item is a review item whose prediction is not flagged (`audit_top` tells the
+census from the sample); it is queued with priority 0 (after every flagged item) and
+applied like any other decision, so an error an auditor finds is fixed too.
 """
 
 from __future__ import annotations
@@ -80,7 +89,10 @@ class RoundRefinement:
     """One round's refinement numbers (see the module docstring for the formulas).
 
     Shares are fractions in [0, 1] (None where nothing was decided); seconds and hours of
-    review time; `decisions` / `audit_decisions` count final decisions by kind.
+    review time; `decisions` / `audit_decisions` count final decisions by kind (the audit's
+    census and sample together); `audited` counts every audit item, `audited_top` those
+    of the census; `audit_error_*` is the random sample's share, `audit_top_error_*` the
+    census's.
     """
 
     round_id: int
@@ -94,6 +106,8 @@ class RoundRefinement:
     decided_audit: int
     decisions: dict[str, int]
     audit_decisions: dict[str, int]
+    audited_top: int
+    decided_audit_top: int
     true_negative_share: float | None
     false_negative_share: float | None
     label_errors_found: int
@@ -101,6 +115,8 @@ class RoundRefinement:
     flagged_error_interval: tuple[float, float] | None
     audit_error_rate: float | None
     audit_error_interval: tuple[float, float] | None
+    audit_top_error_rate: float | None
+    audit_top_error_interval: tuple[float, float] | None
     estimated_noise: float | None
     estimated_noise_low: float | None
     estimated_noise_high: float | None
@@ -150,14 +166,19 @@ def add_audit_items(
     count: int | None = None,
     fraction: float | None = None,
     seed: int = 0,
+    top: int = 0,
 ) -> int:
-    """Queue a random sample of the round's unflagged images for review; returns how many
-    were added.
+    """Queue an audit of the round's unflagged images; returns how many items were added.
 
-    Give `count` (images) or `fraction` (of the unflagged images, rounded up). The sample
-    depends only on the round's unflagged image ids and `seed`; images already queued are
-    skipped, so calling again with the same arguments adds nothing. The round must be
-    reviewing (Conflict otherwise).
+    With `top`, every one of the `top` unflagged images the flag ranks highest (priority
+    descending, then best IoU ascending, then image id) is reviewed: a census of where the
+    errors it missed are likeliest (module docstring). Of the other unflagged images a
+    random sample is reviewed: `count` images or `fraction` of them (rounded up); give
+    exactly one. The sample depends only on those images' ids and `seed`; images already
+    queued are skipped, so calling again with the same arguments adds nothing, and a larger
+    count extends the sample. The census is fixed by the round's first audit (a later call
+    with another `top` is a Conflict: the strata would overlap). The round must be reviewing
+    (Conflict otherwise).
     """
     from regrasp.refine.review.items import queue_items
 
@@ -167,6 +188,8 @@ def add_audit_items(
         raise InvalidInput(f"count must be >= 0, got {count!r}")
     if fraction is not None and not 0.0 <= fraction <= 1.0:
         raise InvalidInput(f"fraction must be in [0, 1], got {fraction!r}")
+    if isinstance(top, bool) or top < 0:
+        raise InvalidInput(f"top must be >= 0, got {top!r}")
     rnd = session.get(Round, round_id)
     if rnd is None:
         raise NotFound(f"round {round_id} does not exist")
@@ -175,16 +198,40 @@ def add_audit_items(
     rows = session.execute(
         sa.select(Prediction.id, Prediction.image_id)
         .where(Prediction.round_id == round_id, Prediction.flagged.is_(False))
-        .order_by(Prediction.image_id)
+        .order_by(Prediction.priority.desc(), Prediction.best_iou, Prediction.image_id)
     ).all()
     if not rows:
         return 0
     pred_ids = np.array([r[0] for r in rows], dtype=np.int64)
     image_ids = np.array([r[1] for r in rows], dtype=np.int64)
-    n = count if count is not None else math.ceil(float(fraction) * len(rows))  # type: ignore[arg-type]
-    n = min(int(n), len(rows))
-    picks = np.sort(np.random.default_rng(seed).permutation(len(rows))[:n])
-    return queue_items(
+    n_top = min(int(top), len(rows))
+    audited, census = session.execute(
+        sa.select(
+            sa.func.count(ReviewItem.id),
+            sa.func.coalesce(sa.func.sum(sa.case((ReviewItem.audit_top, 1), else_=0)), 0),
+        )
+        .join(Prediction, Prediction.id == ReviewItem.prediction_id)
+        .where(ReviewItem.round_id == round_id, Prediction.flagged.is_(False))
+    ).one()
+    if int(audited) and int(census) != n_top:
+        raise Conflict(
+            f"round {round_id}'s audit has a census of the top {int(census)} unflagged "
+            f"images; a later audit must keep it (top={int(census)})"
+        )
+    added = queue_items(
+        session,
+        round_id,
+        image_ids=image_ids[:n_top],
+        prediction_ids=pred_ids[:n_top],
+        required_reviews=np.ones(n_top, dtype=np.int64),
+        priorities=np.zeros(n_top),
+        audit_top=True,
+    )
+    rest = np.argsort(image_ids[n_top:], kind="stable") + n_top  # by image id
+    n = count if count is not None else math.ceil(float(fraction) * len(rest))  # type: ignore[arg-type]
+    n = min(int(n), len(rest))
+    picks = rest[np.sort(np.random.default_rng(seed).permutation(len(rest))[:n])]
+    return added + queue_items(
         session,
         round_id,
         image_ids=image_ids[picks],
@@ -266,29 +313,30 @@ def _compute(session: Session, rnd: Round) -> RoundRefinement:
         )
         or 0
     )
-    audited = int(
-        session.scalar(
-            sa.select(sa.func.count(ReviewItem.id))
-            .join(Prediction, Prediction.id == ReviewItem.prediction_id)
-            .where(ReviewItem.round_id == rnd.id, Prediction.flagged.is_(False))
-        )
-        or 0
-    )
-    flag_of = dict(
-        session.execute(
-            sa.select(ReviewItem.id, Prediction.flagged)
+    stratum_of = {  # item id -> "flagged", "top" (the audit's census) or "sample"
+        item_id: "flagged" if flagged_ else "top" if top else "sample"
+        for item_id, flagged_, top in session.execute(
+            sa.select(ReviewItem.id, Prediction.flagged, ReviewItem.audit_top)
             .join(Prediction, Prediction.id == ReviewItem.prediction_id)
             .where(ReviewItem.round_id == rnd.id)
         ).all()
-    )
+    }
+    audited = sum(v != "flagged" for v in stratum_of.values())
+    audited_top = census = sum(v == "top" for v in stratum_of.values())
     decisions = {d.value: 0 for d in ReviewDecision}
     audit = {d.value: 0 for d in ReviewDecision}
+    decided = {"flagged": 0, "top": 0, "sample": 0}
+    errors = {"flagged": 0, "top": 0, "sample": 0}
     for final in final_decisions(session, rnd.id):
-        target = decisions if flag_of.get(final.item_id, True) else audit
+        stratum = stratum_of.get(final.item_id, "flagged")
+        target = decisions if stratum == "flagged" else audit
         target[final.decision.value] += 1
-    decided_f, decided_a = sum(decisions.values()), sum(audit.values())
-    errors_f = sum(decisions[d.value] for d in LABEL_ERRORS)
-    errors_a = sum(audit[d.value] for d in LABEL_ERRORS)
+        decided[stratum] += 1
+        errors[stratum] += final.decision in LABEL_ERRORS
+    decided_f = decided["flagged"]
+    decided_a = decided["top"] + decided["sample"]
+    errors_f = errors["flagged"]
+    errors_a = errors["top"] + errors["sample"]
     seconds = float(
         session.scalar(
             sa.select(sa.func.coalesce(sa.func.sum(Review.seconds_taken), 0.0))
@@ -297,26 +345,34 @@ def _compute(session: Session, rnd: Round) -> RoundRefinement:
         )
         or 0.0
     )
-    p_f = errors_f / decided_f if decided_f else None
-    ci_f = wilson_interval(errors_f, decided_f) if decided_f else None
-    p_a = errors_a / decided_a if decided_a else None
-    ci_a = wilson_interval(errors_a, decided_a) if decided_a else None
+    share = {k: errors[k] / decided[k] if decided[k] else None for k in decided}
+    ci = {k: wilson_interval(errors[k], decided[k]) if decided[k] else None for k in decided}
+    p_f, ci_f = share["flagged"], ci["flagged"]
+    p_u, ci_u = share["sample"], ci["sample"]
+    p_t, ci_t = share["top"], ci["top"]
     unflagged = images - flagged
     beyond = flagged - queued  # flagged, but past the round's review budget
+    top_mid = top_low = top_high = 0.0  # the census's images with errors, and bounds
+    if p_t is not None and ci_t is not None:
+        top_mid, top_low, top_high = census * p_t, census * ci_t[0], census * ci_t[1]
+    else:  # a census nobody has decided yet counts as the images past the budget do
+        beyond, census = beyond + census, 0
+    rest = unflagged - census
     noise = low = high = None
     basis: Literal["flagged_only", "flagged_and_audit"] | None = None
     if images and p_f is not None and ci_f is not None:
-        if p_a is not None and ci_a is not None:
+        if p_u is not None and ci_u is not None:
             basis = "flagged_and_audit"
             # Images past the budget were ranked below every reviewed one and above
-            # none of the unflagged: their share lies between the two strata's.
-            noise = (queued * p_f + beyond * (p_f + p_a) / 2 + unflagged * p_a) / images
-            low = (queued * ci_f[0] + beyond * ci_a[0] + unflagged * ci_a[0]) / images
-            high = (queued * ci_f[1] + beyond * ci_f[1] + unflagged * ci_a[1]) / images
+            # none of the unflagged: their share lies between the strata around them.
+            p_next = p_t if census and p_t is not None else p_u
+            noise = (queued * p_f + beyond * (p_f + p_next) / 2 + top_mid + rest * p_u) / images
+            low = (queued * ci_f[0] + beyond * ci_u[0] + top_low + rest * ci_u[0]) / images
+            high = (queued * ci_f[1] + beyond * ci_f[1] + top_high + rest * ci_u[1]) / images
         else:
             basis = "flagged_only"
-            noise = queued * p_f / images
-            low = queued * ci_f[0] / images
+            noise = (queued * p_f + top_mid) / images
+            low = (queued * ci_f[0] + top_low) / images
     found = errors_f + errors_a
     return RoundRefinement(
         round_id=rnd.id,
@@ -330,13 +386,17 @@ def _compute(session: Session, rnd: Round) -> RoundRefinement:
         decided_audit=decided_a,
         decisions=decisions,
         audit_decisions=audit,
+        audited_top=audited_top,
+        decided_audit_top=decided["top"],
         true_negative_share=(decisions["true_negative"] / decided_f) if decided_f else None,
         false_negative_share=p_f,
         label_errors_found=found,
         flagged_error_rate=p_f,
         flagged_error_interval=ci_f,
-        audit_error_rate=p_a,
-        audit_error_interval=ci_a,
+        audit_error_rate=p_u,
+        audit_error_interval=ci_u,
+        audit_top_error_rate=p_t,
+        audit_top_error_interval=ci_t,
         estimated_noise=noise,
         estimated_noise_low=low,
         estimated_noise_high=high,

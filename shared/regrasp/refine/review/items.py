@@ -215,11 +215,13 @@ def queue_items(
     prediction_ids: np.ndarray,
     required_reviews: np.ndarray,
     priorities: np.ndarray,
+    audit_top: bool = False,
 ) -> int:
     """Add pending review items for these images (aligned arrays); returns how many were new.
 
     The one writer of review items: items that already exist for an image are left as
     they are, so every caller (flagged images, audits of unflagged ones) is idempotent.
+    `audit_top` marks them as the audit's census of the highest-ranked unflagged images.
     """
     before = _count_items(session, round_id)
     insert_ignoring_duplicates(
@@ -234,6 +236,7 @@ def queue_items(
                 "version": 1,
                 "required_reviews": int(required_reviews[i]),
                 "priority": float(priorities[i]),
+                "audit_top": audit_top,
             }
             for i in range(len(image_ids))
         ],

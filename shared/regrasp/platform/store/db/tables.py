@@ -501,6 +501,9 @@ class ReviewItem(Base):
     version: Mapped[int] = mapped_column(default=1)
     required_reviews: Mapped[int] = mapped_column(default=1)
     priority: Mapped[float] = mapped_column(default=0.0)
+    #: An audit item of the census of the unflagged images the flag ranks highest
+    #: (`regrasp.refine.refinement_stats.add_audit_items`'s `top`), not of the random sample.
+    audit_top: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
 
 
 #: What a claim's pick-next walks: a round's waiting items in claim order (priority, then
