@@ -727,6 +727,7 @@ class Bench:
             ]
             found = len(hits)
             found_queue = sum(flagged_of[i] for i in hits)
+            audit_truth = self._audit_truth(s, round_id, dataset_id, labels)
         with session_scope(self.bind) as s:
             machine.request_apply(s, round_id, force=True, by=self.admin)
             new_version = apply_round(s, round_id)
@@ -753,6 +754,7 @@ class Bench:
             "estimated_noise_high": stats.estimated_noise_high,
             "yield_per_hour": stats.yield_per_hour,
             "unflagged_left": unflagged_left,
+            "audit_truth": audit_truth,
             "stats": stats.to_dict(),
         }
 
@@ -784,6 +786,42 @@ class Bench:
             or cover > cover0 + 1e-9
             or cover >= 1.0 - 1e-9
         )
+
+    def _audit_truth(
+        self, session: Any, round_id: int, dataset_id: int, labels: Any
+    ) -> dict[str, dict[str, int]]:
+        """The audit's final decisions against the truth, per stratum (the census "top" and
+        the random "sample"): images called wrong or kept, by whether their labels were
+        noisy by the auditor's standard (a wrong label or an unlabelled true grasp). What
+        the noise estimate's audit share measures, next to what it estimates
+        (`audit_truth` in results.json)."""
+        import sqlalchemy as sa
+
+        from regrasp.platform.store.db.tables import Prediction, ReviewItem
+        from regrasp.refine.refinement_stats import LABEL_ERRORS
+        from regrasp.refine.review.items import final_decisions
+
+        items = {
+            item_id: (image_id, "top" if top else "sample")
+            for item_id, image_id, top in session.execute(
+                sa.select(ReviewItem.id, ReviewItem.image_id, ReviewItem.audit_top)
+                .join(Prediction, Prediction.id == ReviewItem.prediction_id)
+                .where(ReviewItem.round_id == round_id, Prediction.flagged.is_(False))
+            ).all()
+        }
+        table: dict[str, dict[str, int]] = {}
+        for final in final_decisions(session, round_id):
+            if final.item_id not in items:
+                continue
+            image_id, stratum = items[final.item_id]
+            bad, cover = self._judge(self._maps[dataset_id][image_id], _rows_of(labels, image_id))
+            cell = (
+                f"{'called' if final.decision in LABEL_ERRORS else 'kept'}_"
+                f"{'noisy' if bad or cover < 1.0 - 1e-9 else 'clean'}"
+            )
+            counts = table.setdefault(stratum, {})
+            counts[cell] = counts.get(cell, 0) + 1
+        return table
 
     def _unflagged_left(
         self,
@@ -895,8 +933,7 @@ def report(args: argparse.Namespace, bench: Bench, results: dict, elapsed: float
         f"{args.input_size}² px, {args.epochs} epochs, batch {args.batch_size}, lr {args.lr}, "
         f"augmentation {'on' if args.augment else 'off'}; top-{args.top_k} predictions; "
         f"reviewer error rate "
-        f"{args.error_rate:.0%}; audit {args.audit} unflagged images per round"
-        f"{f', after all {args.audit_top} the flag ranks highest' if args.audit_top else ''}. "
+        f"{args.error_rate:.0%}; audit per round: {_audit_words(args)}. "
         f"Total {elapsed / 60:.1f} min (generation {bench.seconds.get('generate', 0):.0f} s, "
         f"training {bench.seconds.get('train', 0):.0f} s).",
         "",
@@ -989,6 +1026,21 @@ def report(args: argparse.Namespace, bench: Bench, results: dict, elapsed: float
             f"{sum(holds_complete)} of {len(holds_complete)} by the auditor's standard "
             f"(every true grasp labelled)"
         )
+        audit: dict[str, dict[str, int]] = {}  # stratum → cell → images, over the rounds
+        for r in reviewed:
+            for stratum, cells in (r.get("audit_truth") or {}).items():
+                for cell, n in cells.items():
+                    audit.setdefault(stratum, {})[cell] = audit.get(stratum, {}).get(cell, 0) + n
+        if audit:
+            lines.append(
+                f"- {name}, the audit's decisions against the truth (all rounds): "
+                + "; ".join(
+                    f"{'census' if stratum == 'top' else 'random sample'}: called wrong "
+                    f"{c.get('called_noisy', 0)} noisy and {c.get('called_clean', 0)} clean, "
+                    f"kept {c.get('kept_clean', 0)} clean and {c.get('kept_noisy', 0)} noisy"
+                    for stratum, c in sorted(audit.items(), reverse=True)
+                )
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -1077,6 +1129,16 @@ def _line(row: dict[str, Any]) -> str:
         f"round {row['round']}: acc {row['accuracy']:.3f}, flagged {row.get('flagged', '-')}, "
         f"corrupted left {row['corrupted_remaining']}, harmed {row['clean_harmed']}, "
         f"decisions {row.get('decisions', '-')}, {row.get('seconds', 0):.0f} s"
+    )
+
+
+def _audit_words(args: argparse.Namespace) -> str:
+    """The audit design in words, for the report."""
+    if not args.audit_top:
+        return f"{args.audit} unflagged images at random"
+    return (
+        f"the {args.audit_top} unflagged images the flag ranks highest, then {args.audit} of "
+        "the other unflagged images at random"
     )
 
 
