@@ -12,7 +12,8 @@ imported through a running orchestrator.
   and priority are computed with the real metric (the round's own
   `regrasp.workflows.rounds.predicting.score`, which also stores the label-quality score), and the
   queue is made by `regrasp.refine.review.create_items`;
-- `unflag_last`: turns a seeded round's last images into unflagged ones, ranked, for audits;
+- `unflag_last`: turns a seeded round's last images into unflagged ones, ranked, for audits,
+  and `audit_census` reads back which of them an audit's census took;
 - `import_folder`: a Jacquard-layout folder (e.g. a generated one) imported by the library;
 - `import_synthetic`: a generated dataset imported through the orchestrator's API.
 
@@ -45,6 +46,7 @@ __all__ = [
     "import_synthetic",
     "labelled_dataset",
     "seed_round",
+    "audit_census",
     "unflag_last",
 ]
 
@@ -213,3 +215,14 @@ def import_folder(session: Session, store, folder: Path, *, name: str) -> int:  
     from regrasp.data.ingest import import_jacquard
 
     return import_jacquard(session, store, folder, name=name)
+
+
+def audit_census(session: Session, round_id: int) -> set[int]:
+    """Image ids of the round's audit census (`add_audit_items`' `top`)."""
+    return set(
+        session.scalars(
+            sa.select(ReviewItem.image_id).where(
+                ReviewItem.round_id == round_id, ReviewItem.audit_top.is_(True)
+            )
+        ).all()
+    )

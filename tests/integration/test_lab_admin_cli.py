@@ -28,7 +28,7 @@ from regrasp.refine.review.decisions import decide
 from services.orchestrator.app import create_app
 from tests.harness.inprocess import serve
 from tests.harness.ports import closed_port
-from tests.harness.seeders import bare_dataset, seed_round, unflag_last
+from tests.harness.seeders import audit_census, bare_dataset, seed_round, unflag_last
 
 ADMIN = ("lead", "lead-password-1")
 
@@ -204,12 +204,8 @@ def test_round_audit_queues_a_census_and_a_sample(server):
         assert r.exit_code == 0, r.output
         assert f"round {round_id}: 3 audit items added, 3 in all" in r.output
         with session_scope(engine) as s:
-            census = s.scalars(
-                sa.select(ReviewItem.image_id).where(
-                    ReviewItem.round_id == round_id, ReviewItem.audit_top.is_(True)
-                )
-            ).all()
-        assert set(census) == expected_top
+            census = audit_census(s, round_id)
+        assert census == expected_top
         refused = _refused("round", "audit", str(round_id), "--top", "1", *_auth(server["url"]))
         assert "census of the top 2" in refused
     finally:

@@ -29,7 +29,7 @@ from regrasp.refine.review.decisions import decide
 from services.orchestrator.app import create_app
 from tests.harness.inprocess import serve
 from tests.harness.ports import closed_port
-from tests.harness.seeders import bare_dataset, seed_round, unflag_last
+from tests.harness.seeders import audit_census, bare_dataset, seed_round, unflag_last
 from tests.harness.ui import UI_APP
 
 ADMIN = ("lead", "lead-password-1")
@@ -222,12 +222,8 @@ def test_audit_a_round_from_the_ui(lead, server):
         assert not at.exception and not at.error, at.error
         assert "3 audit items queued (3 in the round)" in _texts(at)
         with session_scope(engine) as s:
-            census = s.scalars(
-                sa.select(ReviewItem.image_id).where(
-                    ReviewItem.round_id == round_id, ReviewItem.audit_top.is_(True)
-                )
-            ).all()
-        assert set(census) == top
+            census = audit_census(s, round_id)
+        assert census == top
         at.number_input(key=f"audit_top_{round_id}").set_value(1)
         at.button(key=f"audit_submit_{round_id}").click().run()
         assert not at.exception and len(at.error) == 1, at.error
