@@ -98,7 +98,7 @@ def audit_section(api: OrchestratorClient, rnd: RoundPublic) -> None:
             "Random sample of the unflagged",
             min_value=0,
             max_value=100_000,
-            value=50,
+            value=25,
             step=1,
             key=f"audit_count_{rnd.id}",
         )
@@ -106,7 +106,7 @@ def audit_section(api: OrchestratorClient, rnd: RoundPublic) -> None:
             "First, every one of the highest-ranked",
             min_value=0,
             max_value=100_000,
-            value=0,
+            value=25,
             step=1,
             key=f"audit_top_{rnd.id}",
             help="The unflagged images the flag ranks highest, all of them: where the errors "

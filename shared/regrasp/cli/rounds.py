@@ -89,9 +89,9 @@ def round_status(
 @round_app.command("audit")
 def round_audit(
     round_id: int = typer.Argument(..., help="Round id (reviewing)."),
-    count: int = typer.Option(50, min=0, help="Unflagged images sampled at random."),
+    count: int = typer.Option(25, min=0, help="Unflagged images sampled at random."),
     top: int = typer.Option(
-        0, min=0, help="First, every one of the unflagged images the flag ranks highest."
+        25, min=0, help="First, every one of the unflagged images the flag ranks highest."
     ),
     seed: int = typer.Option(0, help="Seed of the random sample."),
     url: str = URL_OPTION,
