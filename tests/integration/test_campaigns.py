@@ -45,6 +45,7 @@ from regrasp.platform.store.db.tables import (
     Model,
     Prediction,
     ReviewItem,
+    ReviewItemState,
     RoundState,
 )
 from regrasp.platform.store.objects import open_store
@@ -278,10 +279,17 @@ def _reviewing_round(s, n: int, flagged: int, priorities=None):  # type: ignore[
     return rnd.id, ids, user
 
 
-def _decide_all(s, round_id: int, user: int, wrong: set[int]) -> None:  # type: ignore[no-untyped-def]
-    """Every item of the round: missing_label (one prediction accepted) on the `wrong`
-    images, true_negative on the rest, 30 s each."""
-    for item in s.scalars(sa.select(ReviewItem).where(ReviewItem.round_id == round_id)).all():
+def _decide_all(s, round_id: int, user: int, wrong: set[int], skip=frozenset()) -> None:  # type: ignore[no-untyped-def]
+    """Every pending item of the round but those of the `skip` images: missing_label (one
+    prediction accepted) on the `wrong` images, true_negative on the rest, 30 s each."""
+    items = s.scalars(
+        sa.select(ReviewItem).where(
+            ReviewItem.round_id == round_id, ReviewItem.state == ReviewItemState.pending
+        )
+    ).all()
+    for item in items:
+        if item.image_id in skip:
+            continue
         kind = "missing_label" if item.image_id in wrong else "true_negative"
         decide(
             s,
@@ -347,8 +355,16 @@ def test_audit_census_of_the_top_and_a_sample_of_the_rest(migrated_engine, tmp_p
         census = {i.image_id for i in items if i.audit_top}
         sample = {i.image_id for i in items if i.image_id in set(unflagged.tolist())} - census
         assert census == top and len(sample) == 4 and not sample & top
-        # Flagged: one error of 2; census: 2 of 3; sample: none of 4.
-        wrong = {int(ids[0])} | set(sorted(census)[:2])
+        # Flagged: one error of 2; census: 2 of 3; sample: 1 of 4.
+        wrong = {int(ids[0])} | set(sorted(census)[:2]) | {min(sample)}
+        _decide_all(s, rnd_id, user, wrong, skip=census)
+        # The census undecided: its images count as the flagged ones past a budget would,
+        # between the flagged share and the sample's; the sample still covers the other 7.
+        early = refinement_stats.round_refinement(s, rnd_id)
+        assert early.decided_audit_top == 0 and early.audit_top_error_rate is None
+        assert early.estimated_noise == pytest.approx(
+            (2 * 0.5 + 3 * (0.5 + 0.25) / 2 + 7 * 0.25) / n
+        )
         _decide_all(s, rnd_id, user, wrong)
         stats = refinement_stats.round_refinement(s, rnd_id)
     assert (stats.audited, stats.audited_top, stats.decided_audit, stats.decided_audit_top) == (
@@ -358,13 +374,13 @@ def test_audit_census_of_the_top_and_a_sample_of_the_rest(migrated_engine, tmp_p
         3,
     )
     assert stats.audit_top_error_rate == pytest.approx(2 / 3)
-    assert stats.audit_error_rate == 0.0
+    assert stats.audit_error_rate == 0.25
     assert stats.noise_basis == "flagged_and_audit"
-    assert stats.estimated_noise == pytest.approx((2 * 0.5 + 3 * (2 / 3) + 7 * 0.0) / n)
-    wf, wt, wu = (refinement_stats.wilson_interval(*k) for k in ((1, 2), (2, 3), (0, 4)))
+    assert stats.estimated_noise == pytest.approx((2 * 0.5 + 3 * (2 / 3) + 7 * 0.25) / n)
+    wf, wt, wu = (refinement_stats.wilson_interval(*k) for k in ((1, 2), (2, 3), (1, 4)))
     assert stats.estimated_noise_low == pytest.approx((2 * wf[0] + 3 * wt[0] + 7 * wu[0]) / n)
     assert stats.estimated_noise_high == pytest.approx((2 * wf[1] + 3 * wt[1] + 7 * wu[1]) / n)
-    assert stats.label_errors_found == 3
+    assert stats.label_errors_found == 4
 
 
 def test_audit_census_through_the_api(migrated_engine, file_store_url, tmp_path):

@@ -354,12 +354,12 @@ def _compute(session: Session, rnd: Round) -> RoundRefinement:
     p_t, ci_t = share["top"], ci["top"]
     unflagged = images - flagged
     beyond = flagged - queued  # flagged, but past the round's review budget
+    rest = unflagged - census  # the random sample's stratum
     top_mid = top_low = top_high = 0.0  # the census's images with errors, and bounds
     if p_t is not None and ci_t is not None:
         top_mid, top_low, top_high = census * p_t, census * ci_t[0], census * ci_t[1]
     else:  # a census nobody has decided yet counts as the images past the budget do
         beyond, census = beyond + census, 0
-    rest = unflagged - census
     noise = low = high = None
     basis: Literal["flagged_only", "flagged_and_audit"] | None = None
     if images and p_f is not None and ci_f is not None:
