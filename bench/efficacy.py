@@ -557,7 +557,11 @@ class Bench:
             ReviewItemState,
             RoundState,
         )
-        from regrasp.refine.refinement_stats import add_audit_items, round_refinement
+        from regrasp.refine.refinement_stats import (
+            add_audit_items,
+            item_strata,
+            round_refinement,
+        )
         from regrasp.refine.review.adjudication import resolve
         from regrasp.refine.review.decisions import decide
         from regrasp.refine.review.items import confirmed_images, create_items, final_decisions
@@ -596,7 +600,7 @@ class Bench:
                 ~flagged,
                 scores.priority,
                 labels,
-                versions.labels_at(s, dataset_id, 0),
+                self._start(dataset_id),
             )
             rnd = machine.create_round(
                 s,
@@ -719,15 +723,18 @@ class Bench:
                     )
                 ).all()
             )
+            finals = final_decisions(s, round_id)
             hits = [  # corrupted images whose final decision calls their labels wrong
                 image_of[f.item_id]
-                for f in final_decisions(s, round_id)
+                for f in finals
                 if f.decision.value != "true_negative"
                 and self.truth[mapping[image_of[f.item_id]]].corrupted
             ]
             found = len(hits)
             found_queue = sum(flagged_of[i] for i in hits)
-            audit_truth = self._audit_truth(s, round_id, dataset_id, labels)
+            audit_truth = self._audit_truth(
+                item_strata(s, round_id), finals, image_of, mapping, labels
+            )
         with session_scope(self.bind) as s:
             machine.request_apply(s, round_id, force=True, by=self.admin)
             new_version = apply_round(s, round_id)
@@ -788,40 +795,45 @@ class Bench:
         )
 
     def _audit_truth(
-        self, session: Any, round_id: int, dataset_id: int, labels: Any
+        self,
+        strata: dict[int, str],
+        finals: list[Any],
+        image_of: dict[int, int],
+        mapping: dict[int, int],
+        labels: Any,
     ) -> dict[str, dict[str, int]]:
         """The audit's final decisions against the truth, per stratum (the census "top" and
         the random "sample"): images called wrong or kept, by whether their labels were
         noisy by the auditor's standard (a wrong label or an unlabelled true grasp). What
         the noise estimate's audit share measures, next to what it estimates
         (`audit_truth` in results.json)."""
-        import sqlalchemy as sa
-
-        from regrasp.platform.store.db.tables import Prediction, ReviewItem
         from regrasp.refine.refinement_stats import LABEL_ERRORS
-        from regrasp.refine.review.items import final_decisions
 
-        items = {
-            item_id: (image_id, "top" if top else "sample")
-            for item_id, image_id, top in session.execute(
-                sa.select(ReviewItem.id, ReviewItem.image_id, ReviewItem.audit_top)
-                .join(Prediction, Prediction.id == ReviewItem.prediction_id)
-                .where(ReviewItem.round_id == round_id, Prediction.flagged.is_(False))
-            ).all()
-        }
         table: dict[str, dict[str, int]] = {}
-        for final in final_decisions(session, round_id):
-            if final.item_id not in items:
+        for final in finals:
+            stratum = strata.get(final.item_id, "flagged")
+            if stratum == "flagged":
                 continue
-            image_id, stratum = items[final.item_id]
-            bad, cover = self._judge(self._maps[dataset_id][image_id], _rows_of(labels, image_id))
+            image_id = image_of[final.item_id]
+            bad, cover = self._judge(mapping[image_id], _rows_of(labels, image_id))
             cell = (
                 f"{'called' if final.decision in LABEL_ERRORS else 'kept'}_"
-                f"{'noisy' if bad or cover < 1.0 - 1e-9 else 'clean'}"
+                f"{'noisy' if _noisy(bad, cover) else 'clean'}"
             )
             counts = table.setdefault(stratum, {})
             counts[cell] = counts.get(cell, 0) + 1
         return table
+
+    def _start(self, dataset_id: int) -> Any:
+        """The labels of version 0 (the import), read once: every round compares to them."""
+        from regrasp.data import versions
+        from regrasp.platform.store.db.engine import session_scope
+
+        memo = self.__dict__.setdefault("_start_labels", {})
+        if dataset_id not in memo:
+            with session_scope(self.bind) as s:
+                memo[dataset_id] = versions.labels_at(s, dataset_id, 0)
+        return memo[dataset_id]
 
     def _unflagged_left(
         self,
@@ -859,7 +871,7 @@ class Bench:
         with session_scope(self.bind) as s:
             labels = versions.labels_at(s, dataset_id, version)
             present = set(versions.images_at(s, dataset_id, version).tolist())
-            start = versions.labels_at(s, dataset_id, 0)
+        start = self._start(dataset_id)
         mapping = self._maps[dataset_id]
         remaining = removed_bad = harmed = 0
         seen = self.__dict__.get("_seen", {}).get(dataset_id)
@@ -878,9 +890,7 @@ class Bench:
             bad, cover = self._judge(base, _rows_of(labels, int(new_id)))
             _, cover0 = self._judge(base, _rows_of(start, int(new_id)))
             coverage.append(cover)
-            # The auditor's standard (`SimulatedReviewer.review(audit=True)`): an image is
-            # noisy while any label is wrong or any true grasp is unlabelled.
-            incomplete += bad or cover < 1.0 - 1e-9
+            incomplete += _noisy(bad, cover)
             if truth.corrupted:
                 repaired = self._repaired(base, bad, cover, cover0)
                 remaining += not repaired
@@ -1147,6 +1157,12 @@ def _rows_of(labels: Any, image_id: int) -> np.ndarray:
     search: a mask over every label for every image is quadratic in the pool."""
     lo, hi = np.searchsorted(labels.image_ids, [image_id, image_id + 1])
     return labels.grasps[lo:hi]
+
+
+def _noisy(bad: bool, cover: float) -> bool:
+    """Noisy by the auditor's standard (`SimulatedReviewer.review(audit=True)`): a wrong
+    label, or a true grasp no label covers."""
+    return bad or cover < 1.0 - 1e-9
 
 
 def _reasons(counts: dict[str, int]) -> str:

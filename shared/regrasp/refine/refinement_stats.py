@@ -69,8 +69,10 @@ __all__ = [
     "LABEL_ERRORS",
     "RoundRefinement",
     "StopAdvice",
+    "Stratum",
     "add_audit_items",
     "dataset_refinement",
+    "item_strata",
     "round_refinement",
     "suggest_stop",
     "wilson_interval",
@@ -82,6 +84,9 @@ LABEL_ERRORS = frozenset(
 )
 #: z of a two-sided 95 % interval.
 _Z95 = 1.959963984540054
+#: Where a review item comes from (`item_strata`): the flag's queue or the audit's census
+#: or random sample; the noise estimate weighs each apart.
+Stratum = Literal["flagged", "top", "sample"]
 #: Rounds that never got (or will never get) predictions worth counting.
 _SKIPPED = (RoundState.cancelled,)
 
@@ -283,6 +288,19 @@ def suggest_stop(
     )
 
 
+def item_strata(session: Session, round_id: int) -> dict[int, Stratum]:
+    """The stratum of every review item of the round, by item id: "flagged" (the queue),
+    "top" (the audit's census) or "sample" (the audit's random sample)."""
+    return {
+        item_id: "flagged" if flagged else "top" if top else "sample"
+        for item_id, flagged, top in session.execute(
+            sa.select(ReviewItem.id, Prediction.flagged, ReviewItem.audit_top)
+            .join(Prediction, Prediction.id == ReviewItem.prediction_id)
+            .where(ReviewItem.round_id == round_id)
+        ).all()
+    }
+
+
 def wilson_interval(successes: int, trials: int, *, z: float = _Z95) -> tuple[float, float]:
     """Wilson score interval of a binomial share (0, 1 for no trial)."""
     if trials <= 0:
@@ -307,28 +325,15 @@ def _compute(session: Session, rnd: Round) -> RoundRefinement:
         ).where(Prediction.round_id == rnd.id)
     ).one()
     images, flagged = int(images), int(flagged)
-    queued = int(  # flagged images that got a review item (all of them without a budget)
-        session.scalar(
-            sa.select(sa.func.count(ReviewItem.id))
-            .join(Prediction, Prediction.id == ReviewItem.prediction_id)
-            .where(ReviewItem.round_id == rnd.id, Prediction.flagged.is_(True))
-        )
-        or 0
-    )
-    stratum_of = {  # item id -> "flagged", "top" (the audit's census) or "sample"
-        item_id: "flagged" if flagged_ else "top" if top else "sample"
-        for item_id, flagged_, top in session.execute(
-            sa.select(ReviewItem.id, Prediction.flagged, ReviewItem.audit_top)
-            .join(Prediction, Prediction.id == ReviewItem.prediction_id)
-            .where(ReviewItem.round_id == rnd.id)
-        ).all()
-    }
+    stratum_of = item_strata(session, rnd.id)
+    # Flagged images that got a review item (all of them without a budget).
+    queued = sum(v == "flagged" for v in stratum_of.values())
     audited = sum(v != "flagged" for v in stratum_of.values())
     audited_top = census = sum(v == "top" for v in stratum_of.values())
     decisions = {d.value: 0 for d in ReviewDecision}
     audit = {d.value: 0 for d in ReviewDecision}
-    decided = {"flagged": 0, "top": 0, "sample": 0}
-    errors = {"flagged": 0, "top": 0, "sample": 0}
+    decided: dict[Stratum, int] = {"flagged": 0, "top": 0, "sample": 0}
+    errors: dict[Stratum, int] = {"flagged": 0, "top": 0, "sample": 0}
     for final in final_decisions(session, rnd.id):
         stratum = stratum_of.get(final.item_id, "flagged")
         target = decisions if stratum == "flagged" else audit
@@ -367,7 +372,7 @@ def _compute(session: Session, rnd: Round) -> RoundRefinement:
             basis = "flagged_and_audit"
             # Images past the budget were ranked below every reviewed one and above
             # none of the unflagged: their share lies between the strata around them.
-            p_next = p_t if census and p_t is not None else p_u
+            p_next = p_u if p_t is None else p_t
             noise = (queued * p_f + beyond * (p_f + p_next) / 2 + top_mid + rest * p_u) / images
             low = (queued * ci_f[0] + beyond * ci_u[0] + top_low + rest * ci_u[0]) / images
             high = (queued * ci_f[1] + beyond * ci_f[1] + top_high + rest * ci_u[1]) / images
