@@ -27,7 +27,13 @@ Variants, side by side (`--variants`, comma-separated):
 
 - `insample`: the loop; the model that flags was trained on the images it flags, and
   images are flagged and ordered by the grasp label-quality score (`--flag-score`);
-- `paper`: the same loop flagged by the paper's top-1 rule, with the same review budget;
+- `paper`: the same loop flagged by the paper's top-1 rule, with the same review budget,
+  its flagged images ordered by Regrasp's confidence priority (top-1 quality times how far
+  its IoU falls short: `regrasp.workflows.rounds.predicting`), a stronger baseline than
+  the paper's own;
+- `paper_random`: the paper's flag as the paper applies it: every flagged image is equal
+  (the paper reviews all of them and ranks none), so under the review budget the images
+  reviewed are a random draw of the flagged ones (seeded per round);
 - `oof`: out-of-fold flagging, `--folds` models per round each trained without its fold
   and flagging only that fold (the round's accuracy: the mean of its fold models);
 - `none`: no refinement, round 0 repeated with `--repeats` training seeds (the noise band);
@@ -74,7 +80,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-VARIANTS = ("insample", "paper", "none", "clean", "auto", "oof")
+VARIANTS = ("insample", "paper", "paper_random", "none", "clean", "auto", "oof")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -277,6 +283,9 @@ class Bench:
     def run_paper(self) -> list[dict[str, Any]]:
         return self._loop("paper", folds=0, flag="paper")
 
+    def run_paper_random(self) -> list[dict[str, Any]]:
+        return self._loop("paper_random", folds=0, flag="paper", ordered=False)
+
     def run_oof(self) -> list[dict[str, Any]]:
         return self._loop("oof", folds=self.args.folds)
 
@@ -308,7 +317,9 @@ class Bench:
         self._final_seeds(last, dataset, version, own=acc1)
         return [row, last]
 
-    def _loop(self, name: str, *, folds: int, flag: str = "score") -> list[dict[str, Any]]:
+    def _loop(
+        self, name: str, *, folds: int, flag: str = "score", ordered: bool = True
+    ) -> list[dict[str, Any]]:
         from regrasp.workflows.rounds.machine import fold_of
 
         dataset = self._clone(f"eff-{name}", clean=False)
@@ -341,7 +352,7 @@ class Bench:
                 )
             if r < self.args.rounds:
                 version, extra = self._review_round(
-                    dataset, version, model_id, predictions, flag=flag
+                    dataset, version, model_id, predictions, flag=flag, ordered=ordered
                 )
                 row.update(extra)
                 row["noise_interval_holds"] = _holds(row, "true_noise")
@@ -544,8 +555,12 @@ class Bench:
         *,
         auto: bool = False,
         flag: str = "paper",
+        ordered: bool = True,
     ) -> tuple[int, dict[str, Any]]:
-        """Flag, review (simulated reviewer, or auto-accept the top-1) and apply one round."""
+        """Flag, review (simulated reviewer, or auto-accept the top-1) and apply one round.
+
+        `ordered=False` gives every flagged image a random priority (seeded by the round),
+        so the budget takes a random draw of the flagged images: a binary flag's review."""
         import sqlalchemy as sa
 
         from regrasp.data import versions
@@ -594,11 +609,15 @@ class Bench:
                 if a.skip_confirmed
                 else np.zeros(0, dtype=np.int64),
             )
+            priority = scores.priority
+            if not ordered:
+                draw = np.random.default_rng([a.seed, version, 104729]).random(len(ids))
+                priority = np.where(flagged, draw, 0.0)
             unflagged_left = self._unflagged_left(
                 dataset_id,
                 ids,
                 ~flagged,
-                scores.priority,
+                priority,
                 labels,
                 self._start(dataset_id),
             )
@@ -625,7 +644,7 @@ class Bench:
                         "grasps": predictions[int(i)].tolist(),
                         "best_iou": float(scores.best_iou[j]),
                         "flagged": bool(flagged[j]),
-                        "priority": float(scores.priority[j]),
+                        "priority": float(priority[j]),
                         "quality": scores.quality[j],
                     }
                     for j, i in enumerate(ids)
@@ -1009,8 +1028,7 @@ def report(args: argparse.Namespace, bench: Bench, results: dict, elapsed: float
         reviewed = [r for r in rows if r.get("reviewed")]
         if not reviewed:
             continue
-        found = sum(r["corrupted_found"] for r in reviewed)
-        hours = sum(r["review_hours"] for r in reviewed)
+        found, hours, q_found, q_hours = _yield(reviewed)
         holds = [
             r["noise_interval_holds"] for r in reviewed if r.get("noise_interval_holds") is not None
         ]
@@ -1019,9 +1037,6 @@ def report(args: argparse.Namespace, bench: Bench, results: dict, elapsed: float
             for r in reviewed
             if r.get("noise_interval_holds_complete") is not None
         ]
-        queue = [r for r in reviewed if r.get("queue_reviewed")]
-        q_found = sum(r["queue_corrupted_found"] for r in queue)
-        q_hours = sum(r["queue_review_hours"] for r in queue)
         in_queue = (
             f"; the queue alone (flagged items with their confirmations, audit left out): "
             f"{q_found} in {q_hours:.2f} h ({q_found / q_hours:.0f} per hour)"
@@ -1051,7 +1066,31 @@ def report(args: argparse.Namespace, bench: Bench, results: dict, elapsed: float
                     for stratum, c in sorted(audit.items(), reverse=True)
                 )
             )
+    # The issue's per-hour bar: the score's queue against the paper's flag, both orders.
+    yields = {
+        name: _yield([r for r in rows if r.get("reviewed")]) for name, rows in results.items()
+    }
+    for name in ("paper", "paper_random"):
+        mine, theirs = yields.get("insample"), yields.get(name)
+        if mine and theirs and all(theirs) and all(mine):
+            lines.append(
+                f"- corrupted images found per review hour, insample against {name}: "
+                f"×{(mine[0] / mine[1]) / (theirs[0] / theirs[1]):.2f} over all reviews, "
+                f"×{(mine[2] / mine[3]) / (theirs[2] / theirs[3]):.2f} for the queue alone"
+            )
     return "\n".join(lines) + "\n"
+
+
+def _yield(reviewed: list[dict[str, Any]]) -> tuple[int, float, int, float]:
+    """Corrupted images found and review hours, over every review and over the queue alone
+    (flagged items with their confirmations), summed over the rounds with a review."""
+    queue = [r for r in reviewed if r.get("queue_reviewed")]
+    return (
+        sum(r["corrupted_found"] for r in reviewed),
+        sum(r["review_hours"] for r in reviewed),
+        sum(r["queue_corrupted_found"] for r in queue),
+        sum(r["queue_review_hours"] for r in queue),
+    )
 
 
 def charts(results: dict, out: Path) -> None:
