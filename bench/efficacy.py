@@ -1024,11 +1024,13 @@ def report(args: argparse.Namespace, bench: Bench, results: dict, elapsed: float
         test = f", Welch t {t:.2f}, p {pval:.3g} vs none" if name != "none" and base else ""
         lines.append(f"- {name}: {mean:.3f}{spread}, ratio {ratio}{test}")
     lines += ["", "Review yield and the noise interval (rounds with a review):", ""]
+    yields: dict[str, tuple[int, float, int, float]] = {}  # variant → _yield, for the ratios
     for name, rows in results.items():
         reviewed = [r for r in rows if r.get("reviewed")]
         if not reviewed:
             continue
-        found, hours, q_found, q_hours = _yield(reviewed)
+        yields[name] = _yield(reviewed)
+        found, hours, q_found, q_hours = yields[name]
         holds = [
             r["noise_interval_holds"] for r in reviewed if r.get("noise_interval_holds") is not None
         ]
@@ -1067,9 +1069,6 @@ def report(args: argparse.Namespace, bench: Bench, results: dict, elapsed: float
                 )
             )
     # The per-hour bar: the score's queue against the paper's flag, both orders.
-    yields = {
-        name: _yield([r for r in rows if r.get("reviewed")]) for name, rows in results.items()
-    }
     for name in ("paper", "paper_random"):
         mine, theirs = yields.get("insample"), yields.get(name)
         if mine and theirs and all(theirs) and all(mine):
