@@ -1,0 +1,141 @@
+"""Benchmark summary: the efficacy loop across seeds, from committed `bench/efficacy.py` runs.
+
+Issue 17 asks for its bars over several seeds, and one efficacy run is one seed (about
+25 minutes here). This reads the `results.json` of several runs made with the same
+settings and puts them side by side: per seed, the share of corrupted pool images removed
+or repaired after the last round, the clean images harmed, how often the noise interval
+held the truth, and the final test accuracy of the loop against no refinement (`none`,
+trained on the corrupted labels of the same seed). Across seeds it gives Welch's t and
+p-value of loop against none: the test the issue names for the accuracy bar.
+
+Nothing is trained or reviewed here; the numbers are the runs' own.
+
+Run: `python bench/seeds.py --loop 0=docs/efficacy/census-3000 ... --none 0=DIR ...
+[--variant insample] [--json out.json]` (each value SEED=DIR, a run's output folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _output import emit  # noqa: E402
+from efficacy import welch  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--loop", action="append", default=[], metavar="SEED=DIR", help="A loop run, by seed."
+    )
+    parser.add_argument(
+        "--none",
+        action="append",
+        default=[],
+        metavar="SEED=DIR",
+        help="A run holding the `none` variant, by seed (may be the loop's own folder).",
+    )
+    parser.add_argument("--variant", default="insample", help="The loop variant to read.")
+    parser.add_argument("--json", type=Path, help="Write the summary here.")
+    args = parser.parse_args(argv)
+    if not args.loop:
+        parser.error("give at least one --loop SEED=DIR")
+    loops = {seed: _results(path) for seed, path in map(_pair, args.loop)}
+    nones = {seed: _results(path) for seed, path in map(_pair, args.none)}
+    try:
+        out = summarise(loops, nones, args.variant)
+    except KeyError as e:
+        parser.error(str(e))
+    out["runs"] = {
+        "loop": dict(map(_pair, args.loop)),
+        "none": dict(map(_pair, args.none)),
+    }
+    emit(out, args.json)
+
+
+def summarise(
+    loops: dict[int, dict[str, Any]], nones: dict[int, dict[str, Any]], variant: str
+) -> dict[str, Any]:
+    """Per-seed rows and the across-seed figures of the loop `variant` (see the module)."""
+    seeds = []
+    for seed, results in sorted(loops.items()):
+        if variant not in results:
+            raise KeyError(f"seed {seed}: the run has no variant {variant!r}")
+        rows = results[variant]
+        last = rows[-1]
+        kinds = last["corrupted_by_kind"].values()
+        corrupted = sum(k["left"] + k["removed"] + k["repaired"] for k in kinds)
+        dealt = sum(k["removed"] + k["repaired"] for k in kinds)
+        holds = [
+            r["noise_interval_holds_complete"]
+            for r in rows
+            if r.get("noise_interval_holds_complete") is not None
+        ]
+        none = [r["accuracy"] for r in nones.get(seed, {}).get("none", [])]
+        seeds.append(
+            {
+                "seed": seed,
+                "corrupted": corrupted,
+                "removed_or_repaired": dealt,
+                "share_removed_or_repaired": dealt / corrupted if corrupted else None,
+                "clean_harmed": last["clean_harmed"],
+                "interval_holds": int(sum(holds)),
+                "interval_rounds": len(holds),
+                "accuracy": last["accuracy"],
+                "none_accuracy": float(np.mean(none)) if none else None,
+            }
+        )
+    shares = [s["share_removed_or_repaired"] for s in seeds]
+    paired = [s for s in seeds if s["none_accuracy"] is not None]
+    loop_acc = [s["accuracy"] for s in paired]
+    none_acc = [s["none_accuracy"] for s in paired]
+    t, p = welch(loop_acc, none_acc)
+    return {
+        "variant": variant,
+        "seeds": seeds,
+        "share_removed_or_repaired": {
+            "min": min(shares),
+            "max": max(shares),
+            "mean": float(np.mean(shares)),
+            "seeds_at_or_above_90": sum(x >= 0.9 for x in shares),
+        },
+        "clean_harmed_max": max(s["clean_harmed"] for s in seeds),
+        "interval_holds": sum(s["interval_holds"] for s in seeds),
+        "interval_rounds": sum(s["interval_rounds"] for s in seeds),
+        "accuracy": {
+            "seeds": len(paired),
+            "loop_mean": float(np.mean(loop_acc)) if paired else None,
+            "none_mean": float(np.mean(none_acc)) if paired else None,
+            "difference_points": 100 * float(np.mean(loop_acc) - np.mean(none_acc))
+            if paired
+            else None,
+            "welch_t": None if np.isnan(t) else t,
+            "welch_p": None if np.isnan(p) else p,
+        },
+    }
+
+
+def _pair(text: str) -> tuple[int, str]:
+    """`SEED=DIR` → (seed, folder)."""
+    seed, sep, path = text.partition("=")
+    if not sep or not seed.strip().isdigit() or not path:
+        raise SystemExit(f"expected SEED=DIR, got {text!r}")
+    return int(seed), path
+
+
+def _results(folder: str) -> dict[str, Any]:
+    path = Path(folder) / "results.json"
+    if not path.is_file():
+        raise SystemExit(f"no results.json in {folder}")
+    return json.loads(path.read_text())
+
+
+if __name__ == "__main__":
+    main()

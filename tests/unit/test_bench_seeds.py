@@ -1,0 +1,92 @@
+"""bench/seeds.py: the across-seed summary of efficacy runs reads the runs' own numbers."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+@pytest.fixture(scope="module")
+def seeds():
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec = importlib.util.spec_from_file_location("bench_seeds", BENCH / "seeds.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def _run(left: int, removed: int, repaired: int, harmed: int, acc: float, holds: list) -> list:
+    rows = [{"noise_interval_holds_complete": h, "accuracy": 0.0} for h in holds]
+    rows.append(
+        {
+            "corrupted_by_kind": {
+                "part_only": {"left": left, "removed": 0, "repaired": repaired},
+                "wrong_action": {"left": 0, "removed": removed, "repaired": 0},
+            },
+            "clean_harmed": harmed,
+            "accuracy": acc,
+        }
+    )
+    return rows
+
+
+def test_summary_counts_each_seed_and_pairs_accuracy_by_seed(seeds) -> None:
+    loops = {
+        0: {"insample": _run(10, 50, 40, 1, 0.80, [True, False])},
+        1: {"insample": _run(5, 45, 50, 0, 0.70, [True, True])},
+        2: {"insample": _run(20, 40, 40, 3, 0.75, [True])},
+    }
+    nones = {
+        0: {"none": [{"accuracy": 0.78}]},
+        1: {"none": [{"accuracy": 0.66}, {"accuracy": 0.70}]},
+    }
+    out = seeds.summarise(loops, nones, "insample")
+
+    by_seed = {s["seed"]: s for s in out["seeds"]}
+    assert by_seed[0]["removed_or_repaired"] == 90 and by_seed[0]["corrupted"] == 100
+    assert by_seed[2]["share_removed_or_repaired"] == pytest.approx(0.8)
+    assert by_seed[1]["none_accuracy"] == pytest.approx(0.68)  # the mean of the seed's repeats
+    assert by_seed[2]["none_accuracy"] is None  # no `none` run for seed 2: left out of the test
+    assert out["share_removed_or_repaired"]["seeds_at_or_above_90"] == 2
+    assert out["clean_harmed_max"] == 3
+    assert (out["interval_holds"], out["interval_rounds"]) == (4, 5)
+    acc = out["accuracy"]
+    assert acc["seeds"] == 2
+    assert acc["difference_points"] == pytest.approx(100 * ((0.80 + 0.70) / 2 - (0.78 + 0.68) / 2))
+
+
+def test_summary_names_a_missing_variant(seeds) -> None:
+    with pytest.raises(KeyError, match="no variant 'oof'"):
+        seeds.summarise({0: {"insample": _run(1, 1, 1, 0, 0.5, [])}}, {}, "oof")
+
+
+def test_welch_matches_the_t_distribution(seeds) -> None:
+    """t = -1 with 8 degrees of freedom has a two-sided p of 0.3466 (tables)."""
+    t, p = seeds.welch([1.0, 2.0, 3.0, 4.0, 5.0], [2.0, 3.0, 4.0, 5.0, 6.0])
+    assert t == pytest.approx(-1.0)
+    assert p == pytest.approx(0.3466, abs=1e-4)
+    assert all(math.isnan(x) for x in seeds.welch([1.0], [2.0, 3.0]))
+
+
+def test_cli_writes_the_summary_and_rejects_a_bad_pair(seeds, tmp_path, capsys) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    results = {"insample": _run(1, 9, 0, 0, 0.6, [True]), "none": [{"accuracy": 0.5}]}
+    (run / "results.json").write_text(json.dumps(results))
+    seeds.main(["--loop", f"7={run}", "--none", f"7={run}", "--json", str(tmp_path / "s.json")])
+    written = json.loads((tmp_path / "s.json").read_text())
+    assert written["seeds"][0]["seed"] == 7 and written["seeds"][0]["none_accuracy"] == 0.5
+    with pytest.raises(SystemExit, match="expected SEED=DIR"):
+        seeds.main(["--loop", "seven"])
+    with pytest.raises(SystemExit, match="no results.json"):
+        seeds.main(["--loop", f"1={tmp_path / 'missing'}"])
