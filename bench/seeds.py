@@ -5,13 +5,16 @@ Issue 17 asks for its bars over several seeds, and one efficacy run is one seed 
 settings and puts them side by side: per seed, the share of corrupted pool images removed
 or repaired after the last round, the clean images harmed, how often the noise interval
 held the truth, and the final test accuracy of the loop against no refinement (`none`,
-trained on the corrupted labels of the same seed). Across seeds it gives Welch's t and
-p-value of loop against none: the test the issue names for the accuracy bar.
+trained on the corrupted labels of the same seed) and against the clean-label bound
+(`clean`, trained on the true labels). Across seeds it gives Welch's t and p-value of loop
+against none, the test the issue names for the accuracy bar, and the loop's mean as a share
+of the bound's.
 
 Nothing is trained or reviewed here; the numbers are the runs' own.
 
 Run: `python bench/seeds.py --loop 0=docs/efficacy/census-3000 ... --none 0=DIR ...
-[--variant insample] [--json out.json]` (each value SEED=DIR, a run's output folder).
+--clean 0=DIR ... [--variant insample] [--json out.json]` (each value SEED=DIR, a run's
+output folder).
 """
 
 from __future__ import annotations
@@ -42,6 +45,13 @@ def main(argv: list[str] | None = None) -> None:
         metavar="SEED=DIR",
         help="A run holding the `none` variant, by seed (may be the loop's own folder).",
     )
+    parser.add_argument(
+        "--clean",
+        action="append",
+        default=[],
+        metavar="SEED=DIR",
+        help="A run holding the `clean` variant (the clean-label bound), by seed.",
+    )
     parser.add_argument("--variant", default="insample", help="The loop variant to read.")
     parser.add_argument("--json", type=Path, help="Write the summary here.")
     args = parser.parse_args(argv)
@@ -49,19 +59,24 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("give at least one --loop SEED=DIR")
     loops = {seed: _results(path) for seed, path in map(_pair, args.loop)}
     nones = {seed: _results(path) for seed, path in map(_pair, args.none)}
+    cleans = {seed: _results(path) for seed, path in map(_pair, args.clean)}
     try:
-        out = summarise(loops, nones, args.variant)
+        out = summarise(loops, nones, args.variant, cleans)
     except KeyError as e:
         parser.error(str(e))
     out["runs"] = {
         "loop": dict(map(_pair, args.loop)),
         "none": dict(map(_pair, args.none)),
+        "clean": dict(map(_pair, args.clean)),
     }
     emit(out, args.json)
 
 
 def summarise(
-    loops: dict[int, dict[str, Any]], nones: dict[int, dict[str, Any]], variant: str
+    loops: dict[int, dict[str, Any]],
+    nones: dict[int, dict[str, Any]],
+    variant: str,
+    cleans: dict[int, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Per-seed rows and the across-seed figures of the loop `variant` (see the module)."""
     seeds = []
@@ -79,6 +94,7 @@ def summarise(
             if r.get("noise_interval_holds_complete") is not None
         ]
         none = [r["accuracy"] for r in nones.get(seed, {}).get("none", [])]
+        clean = [r["accuracy"] for r in (cleans or {}).get(seed, {}).get("clean", [])]
         seeds.append(
             {
                 "seed": seed,
@@ -90,6 +106,7 @@ def summarise(
                 "interval_rounds": len(holds),
                 "accuracy": last["accuracy"],
                 "none_accuracy": float(np.mean(none)) if none else None,
+                "clean_accuracy": float(np.mean(clean)) if clean else None,
             }
         )
     shares = [s["share_removed_or_repaired"] for s in seeds]
@@ -97,6 +114,9 @@ def summarise(
     loop_acc = [s["accuracy"] for s in paired]
     none_acc = [s["none_accuracy"] for s in paired]
     t, p = welch(loop_acc, none_acc)
+    bound = [s for s in seeds if s["clean_accuracy"] is not None]
+    loop_b = float(np.mean([s["accuracy"] for s in bound])) if bound else None
+    clean_b = float(np.mean([s["clean_accuracy"] for s in bound])) if bound else None
     return {
         "variant": variant,
         "seeds": seeds,
@@ -118,6 +138,12 @@ def summarise(
             else None,
             "welch_t": None if np.isnan(t) else t,
             "welch_p": None if np.isnan(p) else p,
+        },
+        "bound": {  # the seeds with a clean-label run
+            "seeds": len(bound),
+            "loop_mean": loop_b,
+            "clean_mean": clean_b,
+            "loop_share_of_clean": loop_b / clean_b if bound and clean_b else None,
         },
     }
 

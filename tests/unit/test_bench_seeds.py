@@ -50,7 +50,8 @@ def test_summary_counts_each_seed_and_pairs_accuracy_by_seed(seeds) -> None:
         0: {"none": [{"accuracy": 0.78}]},
         1: {"none": [{"accuracy": 0.66}, {"accuracy": 0.70}]},
     }
-    out = seeds.summarise(loops, nones, "insample")
+    cleans = {1: {"clean": [{"accuracy": 0.875}]}}
+    out = seeds.summarise(loops, nones, "insample", cleans)
 
     by_seed = {s["seed"]: s for s in out["seeds"]}
     assert by_seed[0]["removed_or_repaired"] == 90 and by_seed[0]["corrupted"] == 100
@@ -63,6 +64,8 @@ def test_summary_counts_each_seed_and_pairs_accuracy_by_seed(seeds) -> None:
     acc = out["accuracy"]
     assert acc["seeds"] == 2
     assert acc["difference_points"] == pytest.approx(100 * ((0.80 + 0.70) / 2 - (0.78 + 0.68) / 2))
+    bound = out["bound"]  # only seed 1 has a clean-label run: the share is over that seed
+    assert bound["seeds"] == 1 and bound["loop_share_of_clean"] == pytest.approx(0.70 / 0.875)
 
 
 def test_summary_names_a_missing_variant(seeds) -> None:
