@@ -35,40 +35,27 @@ from efficacy import welch  # noqa: E402
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--loop", action="append", default=[], metavar="SEED=DIR", help="A loop run, by seed."
-    )
-    parser.add_argument(
-        "--none",
-        action="append",
-        default=[],
-        metavar="SEED=DIR",
-        help="A run holding the `none` variant, by seed (may be the loop's own folder).",
-    )
-    parser.add_argument(
-        "--clean",
-        action="append",
-        default=[],
-        metavar="SEED=DIR",
-        help="A run holding the `clean` variant (the clean-label bound), by seed.",
-    )
+    for kind, what in (
+        ("loop", "A loop run, by seed."),
+        ("none", "A run holding the `none` variant, by seed (may be the loop's own folder)."),
+        ("clean", "A run holding the `clean` variant (the clean-label bound), by seed."),
+    ):
+        parser.add_argument(f"--{kind}", action="append", default=[], metavar="SEED=DIR", help=what)
     parser.add_argument("--variant", default="insample", help="The loop variant to read.")
     parser.add_argument("--json", type=Path, help="Write the summary here.")
     args = parser.parse_args(argv)
     if not args.loop:
         parser.error("give at least one --loop SEED=DIR")
-    loops = {seed: _results(path) for seed, path in map(_pair, args.loop)}
-    nones = {seed: _results(path) for seed, path in map(_pair, args.none)}
-    cleans = {seed: _results(path) for seed, path in map(_pair, args.clean)}
+    runs = {kind: dict(map(_pair, getattr(args, kind))) for kind in ("loop", "none", "clean")}
+    loaded = {
+        kind: {seed: _results(path) for seed, path in folders.items()}
+        for kind, folders in runs.items()
+    }
     try:
-        out = summarise(loops, nones, args.variant, cleans)
+        out = summarise(loaded["loop"], loaded["none"], args.variant, loaded["clean"])
     except KeyError as e:
         parser.error(str(e))
-    out["runs"] = {
-        "loop": dict(map(_pair, args.loop)),
-        "none": dict(map(_pair, args.none)),
-        "clean": dict(map(_pair, args.clean)),
-    }
+    out["runs"] = runs
     emit(out, args.json)
 
 
