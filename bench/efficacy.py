@@ -611,8 +611,10 @@ class Bench:
             )
             priority = scores.priority
             if not ordered:
+                # Only the queue's order is the paper's: the unflagged images keep the
+                # flag's own priority, which ranks them for the audit census as in `paper`.
                 draw = np.random.default_rng([a.seed, version, 104729]).random(len(ids))
-                priority = np.where(flagged, draw, 0.0)
+                priority = np.where(flagged, draw, priority)
             unflagged_left = self._unflagged_left(
                 dataset_id,
                 ids,

@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     try:
         out = summarise(loaded["loop"], loaded["none"], args.variant, loaded["clean"])
-    except KeyError as e:
+    except ValueError as e:  # a run without the variant: one line, not a traceback
         parser.error(str(e))
     out["runs"] = runs
     emit(out, args.json)
@@ -69,7 +69,7 @@ def summarise(
     seeds = []
     for seed, results in sorted(loops.items()):
         if variant not in results:
-            raise KeyError(f"seed {seed}: the run has no variant {variant!r}")
+            raise ValueError(f"seed {seed}: the run has no variant {variant!r}")
         rows = results[variant]
         last = rows[-1]
         kinds = last["corrupted_by_kind"].values()

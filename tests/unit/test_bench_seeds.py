@@ -69,7 +69,7 @@ def test_summary_counts_each_seed_and_pairs_accuracy_by_seed(seeds) -> None:
 
 
 def test_summary_names_a_missing_variant(seeds) -> None:
-    with pytest.raises(KeyError, match="no variant 'oof'"):
+    with pytest.raises(ValueError, match="no variant 'oof'"):
         seeds.summarise({0: {"insample": _run(1, 1, 1, 0, 0.5, [])}}, {}, "oof")
 
 
@@ -93,3 +93,15 @@ def test_cli_writes_the_summary_and_rejects_a_bad_pair(seeds, tmp_path, capsys) 
         seeds.main(["--loop", "seven"])
     with pytest.raises(SystemExit, match="no results.json"):
         seeds.main(["--loop", f"1={tmp_path / 'missing'}"])
+
+
+def test_cli_names_a_missing_variant_in_one_line(seeds, tmp_path, capsys) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.json").write_text(json.dumps({"insample": _run(1, 9, 0, 0, 0.6, [True])}))
+    with pytest.raises(SystemExit) as exited:
+        seeds.main(["--loop", f"3={run}", "--variant", "oof"])
+    assert exited.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.endswith("seed 3: the run has no variant 'oof'")
+    assert "Traceback" not in last and not last.endswith('"')
