@@ -1147,6 +1147,20 @@ def welch(a: list[float], b: list[float]) -> tuple[float, float]:
     return t, _betainc(df / 2.0, 0.5, df / (df + t * t))
 
 
+def paired_t(differences: list[float]) -> tuple[float, float]:
+    """The paired t statistic and two-sided p-value of mean(differences) ≠ 0: the
+    one-sample t test on per-pair differences (NaN with fewer than two pairs)."""
+    n = len(differences)
+    if n < 2:
+        return math.nan, math.nan
+    mean, sd = float(np.mean(differences)), float(np.std(differences, ddof=1))
+    if sd == 0:
+        return (0.0, 1.0) if mean == 0 else (math.copysign(math.inf, mean), 0.0)
+    t = mean / (sd / math.sqrt(n))
+    df = n - 1
+    return t, _betainc(df / 2.0, 0.5, df / (df + t * t))
+
+
 def _betainc(a: float, b: float, x: float) -> float:
     """Regularised incomplete beta I_x(a, b) by Lentz's continued fraction."""
     if x <= 0.0 or x >= 1.0:

@@ -10,6 +10,18 @@ trained on the corrupted labels of the same seed) and against the clean-label bo
 against none, the test the issue names for the accuracy bar, and the loop's mean as a share
 of the bound's.
 
+Where a loop run was made with `--final-repeats N`, its final labels were also trained with
+N seeds exactly as `none` is; per seed the summary then also compares those trainings with
+none's (Welch over trainings: is the difference larger than training noise?), and across
+seeds it uses their mean as the loop's accuracy in a second test (`accuracy_final`).
+
+Trainings differ most by their training seed (the weights' initialisation and the data
+order), and every loop round trains with seed 0, as `none`'s first training does. So the
+summary also pairs them: per data seed, the loop's and none's trainings with the same
+training seed (the loop's last-round model is seed 0, its final trainings seeds 0..N-1),
+their mean difference, and across data seeds the paired t test of those differences
+(`accuracy_paired`): the same labels' noise, the initialisation held fixed.
+
 Nothing is trained or reviewed here; the numbers are the runs' own.
 
 Run: `python bench/seeds.py --loop 0=docs/efficacy/census-3000 ... --none 0=DIR ...
@@ -30,7 +42,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _output import emit  # noqa: E402
-from efficacy import welch  # noqa: E402
+from efficacy import paired_t, welch  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -70,37 +82,14 @@ def summarise(
     for seed, results in sorted(loops.items()):
         if variant not in results:
             raise ValueError(f"seed {seed}: the run has no variant {variant!r}")
-        rows = results[variant]
-        last = rows[-1]
-        kinds = last["corrupted_by_kind"].values()
-        corrupted = sum(k["left"] + k["removed"] + k["repaired"] for k in kinds)
-        dealt = sum(k["removed"] + k["repaired"] for k in kinds)
-        holds = [
-            r["noise_interval_holds_complete"]
-            for r in rows
-            if r.get("noise_interval_holds_complete") is not None
-        ]
-        none = [r["accuracy"] for r in nones.get(seed, {}).get("none", [])]
-        clean = [r["accuracy"] for r in (cleans or {}).get(seed, {}).get("clean", [])]
-        seeds.append(
-            {
-                "seed": seed,
-                "corrupted": corrupted,
-                "removed_or_repaired": dealt,
-                "share_removed_or_repaired": dealt / corrupted if corrupted else None,
-                "clean_harmed": last["clean_harmed"],
-                "interval_holds": int(sum(holds)),
-                "interval_rounds": len(holds),
-                "accuracy": last["accuracy"],
-                "none_accuracy": float(np.mean(none)) if none else None,
-                "clean_accuracy": float(np.mean(clean)) if clean else None,
-            }
-        )
+        none = nones.get(seed, {}).get("none", [])
+        clean = (cleans or {}).get(seed, {}).get("clean", [])
+        seeds.append(_seed_row(seed, results[variant], none, clean, variant))
     shares = [s["share_removed_or_repaired"] for s in seeds]
     paired = [s for s in seeds if s["none_accuracy"] is not None]
     loop_acc = [s["accuracy"] for s in paired]
     none_acc = [s["none_accuracy"] for s in paired]
-    t, p = welch(loop_acc, none_acc)
+    with_final = [s for s in paired if s["final_accuracy"] is not None]
     bound = [s for s in seeds if s["clean_accuracy"] is not None]
     loop_b = float(np.mean([s["accuracy"] for s in bound])) if bound else None
     clean_b = float(np.mean([s["clean_accuracy"] for s in bound])) if bound else None
@@ -116,16 +105,13 @@ def summarise(
         "clean_harmed_max": max(s["clean_harmed"] for s in seeds),
         "interval_holds": sum(s["interval_holds"] for s in seeds),
         "interval_rounds": sum(s["interval_rounds"] for s in seeds),
-        "accuracy": {
-            "seeds": len(paired),
-            "loop_mean": float(np.mean(loop_acc)) if paired else None,
-            "none_mean": float(np.mean(none_acc)) if paired else None,
-            "difference_points": 100 * float(np.mean(loop_acc) - np.mean(none_acc))
-            if paired
-            else None,
-            "welch_t": None if np.isnan(t) else t,
-            "welch_p": None if np.isnan(p) else p,
-        },
+        "accuracy": _compare(loop_acc, none_acc),
+        # The same test with the loop's like-for-like number (its final labels trained
+        # with several seeds, as none is) on the seeds that have it.
+        "accuracy_final": _compare(
+            [s["final_accuracy"] for s in with_final], [s["none_accuracy"] for s in with_final]
+        ),
+        "accuracy_paired": _paired(seeds),
         "bound": {  # the seeds with a clean-label run
             "seeds": len(bound),
             "loop_mean": loop_b,
@@ -133,6 +119,92 @@ def summarise(
             "loop_share_of_clean": loop_b / clean_b if bound and clean_b else None,
         },
     }
+
+
+def _seed_row(
+    seed: int,
+    rows: list[dict[str, Any]],
+    none_rows: list[dict[str, Any]],
+    clean_rows: list[dict[str, Any]],
+    variant: str,
+) -> dict[str, Any]:
+    """One data seed: its loop run's last round against its none and clean trainings."""
+    last = rows[-1]
+    kinds = last["corrupted_by_kind"].values()
+    corrupted = sum(k["left"] + k["removed"] + k["repaired"] for k in kinds)
+    dealt = sum(k["removed"] + k["repaired"] for k in kinds)
+    holds = [
+        r["noise_interval_holds_complete"]
+        for r in rows
+        if r.get("noise_interval_holds_complete") is not None
+    ]
+    none = [r["accuracy"] for r in none_rows]
+    clean = [r["accuracy"] for r in clean_rows]
+    final = [float(a) for a in last.get("final_accuracies") or []]
+    # Training seed → accuracy. final_accuracies[i] was trained with seed i; without
+    # them an in-sample loop's last-round model is its seed-0 training (an out-of-fold
+    # round's accuracy is its fold models' mean, which pairs with nothing).
+    loop_by_seed = dict(enumerate(final)) if final else {}
+    if not final and variant != "oof":
+        loop_by_seed = {0: float(last["accuracy"])}
+    none_by_seed = {int(r.get("seed", i)): float(r["accuracy"]) for i, r in enumerate(none_rows)}
+    common = sorted(set(loop_by_seed) & set(none_by_seed))
+    diffs = [loop_by_seed[k] - none_by_seed[k] for k in common]
+    t_final, p_final = welch(final, none) if final and none else (np.nan, np.nan)
+    return {
+        "seed": seed,
+        "corrupted": corrupted,
+        "removed_or_repaired": dealt,
+        "share_removed_or_repaired": dealt / corrupted if corrupted else None,
+        "clean_harmed": last["clean_harmed"],
+        "interval_holds": int(sum(holds)),
+        "interval_rounds": len(holds),
+        "accuracy": last["accuracy"],
+        "none_accuracy": float(np.mean(none)) if none else None,
+        "clean_accuracy": float(np.mean(clean)) if clean else None,
+        "none_accuracies": none,
+        "final_accuracies": final,
+        "final_accuracy": float(np.mean(final)) if final else None,
+        "final_vs_none": {"welch_t": _num(t_final), "welch_p": _num(p_final)},
+        "paired_training_seeds": common,
+        "paired_difference_points": 100 * float(np.mean(diffs)) if diffs else None,
+    }
+
+
+def _compare(loop_acc: list[float], none_acc: list[float]) -> dict[str, Any]:
+    """Loop against none across seeds: means, difference in points, Welch's t and p."""
+    t, p = welch(loop_acc, none_acc)
+    return {
+        "seeds": len(loop_acc),
+        "loop_mean": float(np.mean(loop_acc)) if loop_acc else None,
+        "none_mean": float(np.mean(none_acc)) if none_acc else None,
+        "difference_points": 100 * float(np.mean(loop_acc) - np.mean(none_acc))
+        if loop_acc
+        else None,
+        "welch_t": _num(t),
+        "welch_p": _num(p),
+    }
+
+
+def _paired(seeds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Across data seeds: the loop's mean difference from none at equal training seeds,
+    and the paired t test of the per-seed differences."""
+    diffs = [
+        s["paired_difference_points"] for s in seeds if s["paired_difference_points"] is not None
+    ]
+    t, p = paired_t(diffs)
+    return {
+        "seeds": len(diffs),
+        "trainings": sum(len(s["paired_training_seeds"]) for s in seeds),
+        "difference_points": float(np.mean(diffs)) if diffs else None,
+        "t": _num(t),
+        "p": _num(p),
+    }
+
+
+def _num(x: float) -> float | None:
+    """JSON has no NaN: an undefined statistic (too few samples) is null."""
+    return None if np.isnan(x) else float(x)
 
 
 def _pair(text: str) -> tuple[int, str]:
