@@ -1139,12 +1139,8 @@ def welch(a: list[float], b: list[float]) -> tuple[float, float]:
     if na < 2 or nb < 2:
         return math.nan, math.nan
     va, vb = np.var(a, ddof=1) / na, np.var(b, ddof=1) / nb
-    if va + vb == 0:  # no spread on either side: the difference is exact
-        diff = float(np.mean(a) - np.mean(b))
-        return (0.0, 1.0) if diff == 0 else (math.copysign(math.inf, diff), 0.0)
-    t = float((np.mean(a) - np.mean(b)) / math.sqrt(va + vb))
-    df = (va + vb) ** 2 / (va**2 / (na - 1) + vb**2 / (nb - 1))
-    return t, _betainc(df / 2.0, 0.5, df / (df + t * t))
+    df = (va + vb) ** 2 / (va**2 / (na - 1) + vb**2 / (nb - 1)) if va + vb else math.nan
+    return _t_test(float(np.mean(a) - np.mean(b)), float(va + vb), df)
 
 
 def paired_t(differences: list[float]) -> tuple[float, float]:
@@ -1153,11 +1149,16 @@ def paired_t(differences: list[float]) -> tuple[float, float]:
     n = len(differences)
     if n < 2:
         return math.nan, math.nan
-    mean, sd = float(np.mean(differences)), float(np.std(differences, ddof=1))
-    if sd == 0:
-        return (0.0, 1.0) if mean == 0 else (math.copysign(math.inf, mean), 0.0)
-    t = mean / (sd / math.sqrt(n))
-    df = n - 1
+    variance = float(np.var(differences, ddof=1)) / n
+    return _t_test(float(np.mean(differences)), variance, n - 1)
+
+
+def _t_test(difference: float, variance: float, df: float) -> tuple[float, float]:
+    """t = difference / sqrt(variance) and its two-sided Student-t p-value with `df`
+    degrees of freedom; with no spread at all the difference is exact."""
+    if variance == 0:
+        return (0.0, 1.0) if difference == 0 else (math.copysign(math.inf, difference), 0.0)
+    t = difference / math.sqrt(variance)
     return t, _betainc(df / 2.0, 0.5, df / (df + t * t))
 
 

@@ -86,10 +86,10 @@ def summarise(
         clean = (cleans or {}).get(seed, {}).get("clean", [])
         seeds.append(_seed_row(seed, results[variant], none, clean, variant))
     shares = [s["share_removed_or_repaired"] for s in seeds]
-    paired = [s for s in seeds if s["none_accuracy"] is not None]
-    loop_acc = [s["accuracy"] for s in paired]
-    none_acc = [s["none_accuracy"] for s in paired]
-    with_final = [s for s in paired if s["final_accuracy"] is not None]
+    with_none = [s for s in seeds if s["none_accuracy"] is not None]
+    loop_acc = [s["accuracy"] for s in with_none]
+    none_acc = [s["none_accuracy"] for s in with_none]
+    with_final = [s for s in with_none if s["final_accuracy"] is not None]
     bound = [s for s in seeds if s["clean_accuracy"] is not None]
     loop_b = float(np.mean([s["accuracy"] for s in bound])) if bound else None
     clean_b = float(np.mean([s["clean_accuracy"] for s in bound])) if bound else None
@@ -144,9 +144,10 @@ def _seed_row(
     # Training seed → accuracy. final_accuracies[i] was trained with seed i; without
     # them an in-sample loop's last-round model is its seed-0 training (an out-of-fold
     # round's accuracy is its fold models' mean, which pairs with nothing).
-    loop_by_seed = dict(enumerate(final)) if final else {}
-    if not final and variant != "oof":
-        loop_by_seed = {0: float(last["accuracy"])}
+    if final:
+        loop_by_seed = dict(enumerate(final))
+    else:
+        loop_by_seed = {} if variant == "oof" else {0: float(last["accuracy"])}
     none_by_seed = {int(r.get("seed", i)): float(r["accuracy"]) for i, r in enumerate(none_rows)}
     common = sorted(set(loop_by_seed) & set(none_by_seed))
     diffs = [loop_by_seed[k] - none_by_seed[k] for k in common]
