@@ -207,6 +207,7 @@ class Bench:
     test_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     pool_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     seconds: dict[str, float] = field(default_factory=dict)
+    restarts: list[dict[str, Any]] = field(default_factory=list)  # trainings that collapsed
     _round0: dict[str, Any] = field(default_factory=dict)
 
     # setup: data, database, store, users ---------------------------------------------------
@@ -478,6 +479,9 @@ class Bench:
         if outcome is None or outcome.status != "succeeded":
             raise SystemExit(f"training failed: {outcome}")
         model_id = int(outcome.result["model_id"])
+        for restart in outcome.result.get("restarts", []):
+            self.restarts.append({"dataset": dataset_id, "version": version, **restart})
+            print(f"  training restarted: {restart}", flush=True)
         return model_id, self._test_accuracy(dataset_id, version, model_id)
 
     def _predict(
@@ -966,7 +970,8 @@ def report(args: argparse.Namespace, bench: Bench, results: dict, elapsed: float
         f"reviewer error rate "
         f"{args.error_rate:.0%}; audit per round: {_audit_words(args)}. "
         f"Total {elapsed / 60:.1f} min (generation {bench.seconds.get('generate', 0):.0f} s, "
-        f"training {bench.seconds.get('train', 0):.0f} s).",
+        f"training {bench.seconds.get('train', 0):.0f} s); trainings restarted after a "
+        f"collapse (`regrasp.learn.training.loop.collapse_reason`): {len(bench.restarts)}.",
         "",
         "| variant | round | flagged | TN / ML / AE / fix | corrupted left | corrupted removed "
         "| clean harmed | true noise (repaired / complete) | est. noise [95% CI] | coverage "

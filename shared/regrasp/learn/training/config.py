@@ -137,6 +137,13 @@ class TrainConfig(_Frozen):
     max_images: int | None = Field(
         None, ge=1, description="Cap on training images, for quick runs (None: all)."
     )
+    max_restarts: int = Field(
+        2,
+        ge=0,
+        description="Fresh starts, each from new weights with its own seed, when an epoch "
+        "leaves a dead model (non-finite loss or a constant quality map; "
+        "`regrasp.learn.training.loop.collapse_reason`) before the run fails.",
+    )
     amp: Literal["auto", "on", "off"] = Field(
         "auto", description="Mixed precision: 'auto' uses it on CUDA only."
     )

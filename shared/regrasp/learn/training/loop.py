@@ -38,7 +38,7 @@ from regrasp.learn.training.config import TrainConfig
 from regrasp.learn.training.data import CachedGraspDataset, GraspDataset, make_loader
 from regrasp.learn.training.evaluate import evaluate
 from regrasp.learn.training.splits import Split, exclude_from_training
-from regrasp.platform.errors import InvalidInput
+from regrasp.platform.errors import InvalidInput, RegraspError
 from regrasp.platform.store import keys
 
 if TYPE_CHECKING:
@@ -55,13 +55,15 @@ class TrainResult:
 
     history: one dict per completed epoch (epoch, train_loss, val_accuracy, seconds, ...).
     `stopped` is True when `should_stop` ended the run early; `epochs_completed` counts
-    epochs done including those of earlier, resumed runs.
+    epochs done including those of earlier, resumed runs; `restarts` lists the attempts
+    that collapsed before this one (attempt, seed, epoch, reason).
     """
 
     model: nn.Module
     history: list[dict[str, float]] = field(default_factory=list)
     epochs_completed: int = 0
     stopped: bool = False
+    restarts: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,12 @@ def train(
     after every step; when it returns True the run ends without checkpointing the partial
     epoch (resume redoes it). With a `split`, training images are checked against its
     test part first. Returns a `TrainResult`.
+
+    A run that collapses (see `collapse_reason`) starts over from fresh weights with the
+    next attempt's seed (`attempt_seed`), up to `config.max_restarts` times, and then
+    raises `TrainingCollapsed`: a dead network scores 0 however long it trains, so
+    finishing its epochs would only register a useless model. Before each restart
+    `progress(epoch, 0, {"restart": ...})` reports the collapse.
     """
     ctx = distributed or DistributedContext.from_env()
     if len(train_data) == 0:
@@ -133,7 +141,108 @@ def train(
     if ctx.enabled and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
 
-    torch.manual_seed(config.seed)
+    checkpoint = load_latest_checkpoint(store, name) if resume else None
+    attempt = int(checkpoint.get("attempt", 0)) if checkpoint is not None else 0
+    restarts = list(checkpoint.get("restarts", [])) if checkpoint is not None else []
+    while True:
+        try:
+            result = _fit(
+                config,
+                attempt,
+                restarts,
+                checkpoint,
+                train_data=train_data,
+                val_data=val_data,
+                store=store,
+                name=name,
+                device=device,
+                progress=progress,
+                should_stop=should_stop,
+                ctx=ctx,
+            )
+        except _Collapsed as collapsed:
+            restart = {
+                "attempt": attempt,
+                "seed": attempt_seed(config.seed, attempt),
+                "epoch": collapsed.epoch,
+                "reason": collapsed.reason,
+            }
+            if attempt >= config.max_restarts:
+                tried = f"all {attempt + 1} attempts" if attempt else "its only attempt"
+                raise TrainingCollapsed(
+                    f"training collapsed in {tried} (the last after epoch "
+                    f"{collapsed.epoch}, seed {restart['seed']}: {collapsed.reason}); "
+                    "try a lower learning rate"
+                ) from None
+            restarts.append(restart)
+            if progress is not None:
+                progress(collapsed.epoch, 0, {"restart": float(attempt + 1)})
+            if ctx.is_main:
+                _delete_checkpoints(store, name)
+            if ctx.enabled:
+                dist.barrier()
+            attempt, checkpoint = attempt + 1, None
+            continue
+        result.restarts = restarts
+        return result
+
+
+def attempt_seed(seed: int, attempt: int) -> int:
+    """The seed of a run's `attempt`-th start (0: `seed` itself, so a run that never
+    collapses is exactly the run it always was)."""
+    return seed + 104_729 * attempt
+
+
+def collapse_reason(loss: float, quality: torch.Tensor) -> str | None:
+    """Why a training epoch left a dead model, or None when it did not.
+
+    loss: the epoch's mean training loss; quality: the quality maps of its last batch.
+    Two failures end at 0 % accuracy whatever the later epochs do: a non-finite loss
+    (the weights are NaN from then on) and a constant quality map (every unit of a layer
+    outputs 0 for every input, so no gradient reaches the layers below and the heads
+    only learn their bias: no image has a peak to decode). Seen once in 11 trainings of
+    the efficacy bench's 25-epoch GG-CNN recipe.
+    """
+    if not math.isfinite(loss):
+        return "the training loss is not finite"
+    values = quality.detach().float()
+    if not bool(torch.isfinite(values).all()):
+        return "the predicted quality is not finite"
+    if float(values.amax() - values.amin()) <= 1e-6 * max(1.0, float(values.abs().amax())):
+        return "the predicted quality is the same at every pixel of every image"
+    return None
+
+
+class TrainingCollapsed(RegraspError):
+    """Every attempt of a training run collapsed (`collapse_reason`); nothing was registered."""
+
+
+class _Collapsed(Exception):
+    """An attempt of `train` ended in a dead model after `epoch` epochs."""
+
+    def __init__(self, epoch: int, reason: str) -> None:
+        super().__init__(reason)
+        self.epoch, self.reason = epoch, reason
+
+
+def _fit(
+    config: TrainConfig,
+    attempt: int,
+    restarts: list[dict[str, Any]],
+    checkpoint: dict[str, Any] | None,
+    *,
+    train_data: GraspDataset,
+    val_data: GraspDataset | None,
+    store: ObjectStore,
+    name: str,
+    device: torch.device,
+    progress: ProgressFn | None,
+    should_stop: StopFn | None,
+    ctx: DistributedContext,
+) -> TrainResult:
+    """One attempt of `train`, from `checkpoint` when given; raises `_Collapsed`."""
+    seed = attempt_seed(config.seed, attempt)
+    torch.manual_seed(seed)
     module = nets.build(config.architecture, config.in_channels, dropout=config.dropout).to(device)
     optimizer = torch.optim.Adam(module.parameters(), lr=config.lr)
     use_amp = config.amp == "on" or (config.amp == "auto" and device.type == "cuda")
@@ -142,15 +251,13 @@ def train(
 
     history: list[dict[str, float]] = []
     start = 0
-    if resume:
-        checkpoint = load_latest_checkpoint(store, name)
-        if checkpoint is not None:
-            module.load_state_dict(checkpoint["model"])
-            optimizer.load_state_dict(checkpoint["optimizer"])
-            scaler.load_state_dict(checkpoint["scaler"])
-            _set_rng_state(checkpoint["rng"], device)
-            history = list(checkpoint["history"])
-            start = int(checkpoint["epoch"])
+    if checkpoint is not None:
+        module.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scaler.load_state_dict(checkpoint["scaler"])
+        _set_rng_state(checkpoint["rng"], device)
+        history = list(checkpoint["history"])
+        start = int(checkpoint["epoch"])
 
     model: nn.Module = module
     if ctx.enabled:
@@ -160,7 +267,7 @@ def train(
         train_data,
         batch_size=config.batch_size,
         shuffle=True,
-        seed=config.seed,
+        seed=seed,
         num_workers=config.num_workers,
         group=config.shards_in_memory,
         rank=ctx.rank,
@@ -191,7 +298,7 @@ def train(
             seen += len(x)
             if progress is not None:
                 progress(epoch + 1, step, {"loss": total / seen})
-            if _stop_requested(should_stop, ctx, device):
+            if _any_rank(_called(should_stop), ctx, device):
                 result.stopped = True
                 break
         if result.stopped:
@@ -201,6 +308,9 @@ def train(
             "train_loss": _mean_over_ranks(total, seen, ctx, device),
             "lr": float(optimizer.param_groups[0]["lr"]),
         }
+        reason = collapse_reason(entry["train_loss"], predicted[0])
+        if _any_rank(reason is not None, ctx, device):
+            raise _Collapsed(epoch + 1, reason or "another rank's model collapsed")
         if ctx.is_main and val_data is not None and len(val_data):
             entry["val_accuracy"] = evaluate(
                 module, val_data, decode_config=config.decode, device=device
@@ -219,6 +329,8 @@ def train(
                 history=history,
                 config=config,
                 keep=config.keep_checkpoints,
+                attempt=attempt,
+                restarts=restarts,
             )
         if ctx.enabled:
             dist.barrier()
@@ -247,11 +359,14 @@ def save_checkpoint(
     history: list[dict[str, float]],
     config: TrainConfig,
     keep: int = 2,
+    attempt: int = 0,
+    restarts: Sequence[dict[str, Any]] = (),
 ) -> str:
     """Write the checkpoint after `epoch` completed epochs; delete all but the last `keep`.
 
     Returns its key. Content (tensors, numbers, strings, lists and dicts only, so it loads
-    with `weights_only=True`): model, optimizer, scaler, epoch, rng, history, config.
+    with `weights_only=True`): model, optimizer, scaler, epoch, rng, history, config, and
+    which attempt of the run it belongs to with the restarts before it (`train`).
     """
     state = {
         "model": model.state_dict(),
@@ -261,6 +376,8 @@ def save_checkpoint(
         "rng": _rng_state(),
         "history": [dict(h) for h in history],
         "config": config.model_dump(mode="json"),
+        "attempt": int(attempt),
+        "restarts": [dict(r) for r in restarts],
     }
     buffer = io.BytesIO()
     torch.save(state, buffer)
@@ -364,15 +481,22 @@ def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _stop_requested(
-    should_stop: StopFn | None, ctx: DistributedContext, device: torch.device
-) -> bool:
-    stop = bool(should_stop()) if should_stop is not None else False
+def _called(should_stop: StopFn | None) -> bool:
+    return bool(should_stop()) if should_stop is not None else False
+
+
+def _any_rank(flag: bool, ctx: DistributedContext, device: torch.device) -> bool:
+    """`flag` on this process, or on any rank of a distributed run (all ranks agree)."""
     if not ctx.enabled:
-        return stop
-    flag = torch.tensor([1.0 if stop else 0.0], device=device)
-    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-    return bool(flag.item() > 0)
+        return flag
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item() > 0)
+
+
+def _delete_checkpoints(store: ObjectStore, name: str) -> None:
+    for _, key in _checkpoints(store, name):
+        store.delete(key)
 
 
 def _mean_over_ranks(

@@ -95,9 +95,13 @@ def run_train(
         )
     steps = max(1, math.ceil(len(train_data) / config.batch_size))
     history: list[dict[str, Any]] = list(base.get("history", []))
-    state: dict[str, Any] = {"resumed_from_epoch": None}
+    state: dict[str, Any] = {"resumed_from_epoch": None, "restarts": 0}
 
     def on_step(epoch: int, step: int, metrics: dict[str, float]) -> None:
+        if "restart" in metrics:  # the attempt collapsed: its epochs start over
+            history.clear()
+            state["restarts"] = int(metrics["restart"])
+            return
         if state["resumed_from_epoch"] is None:
             state["resumed_from_epoch"] = epoch - 1
             history[:] = [h for h in history if h.get("epoch", 0) < epoch]
@@ -115,6 +119,7 @@ def run_train(
                 "loss": float(metrics.get("train_loss", metrics.get("loss", math.nan))),
                 "val_accuracy": history[-1].get("val_accuracy") if history else None,
                 "resumed_from_epoch": state["resumed_from_epoch"],
+                "restarts": state["restarts"],
                 "history": list(history),
             },
         )
@@ -134,7 +139,10 @@ def run_train(
     if trained.stopped or stop():
         raise Stopped
     report(_TRAIN_SHARE, {"phase": "evaluate"})
-    metrics: dict[str, Any] = {"epochs": trained.epochs_completed}
+    metrics: dict[str, Any] = {
+        "epochs": trained.epochs_completed,
+        "restarts": len(trained.restarts),
+    }
     if trained.history:
         last = trained.history[-1]
         metrics.update({k: v for k, v in last.items() if k in ("train_loss", "val_accuracy")})
@@ -163,6 +171,7 @@ def run_train(
         "dataset_version": version,
         "metrics": metrics,
         "history": [dict(h) for h in trained.history],
+        "restarts": [dict(r) for r in trained.restarts],
         "resumed_from_epoch": resumed if resumed is not None else trained.epochs_completed,
     }
 
