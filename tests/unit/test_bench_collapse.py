@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+from tests.harness.benches import bench_module
 
 
 @pytest.fixture(scope="module")
 def collapse():
-    sys.path.insert(0, str(BENCH))
-    try:
-        spec = importlib.util.spec_from_file_location("bench_collapse", BENCH / "collapse.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+    with bench_module("collapse") as module:
         yield module
-    finally:
-        sys.path.remove(str(BENCH))
 
 
 def _ok(accuracy: float, restarts: int = 0) -> dict:

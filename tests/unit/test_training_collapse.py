@@ -15,9 +15,6 @@ import math
 import pytest
 import torch
 
-from regrasp.data.formats.jacquard import scan_jacquard
-from regrasp.data.synthetic.generate import generate_dataset
-from regrasp.learn.training.cache import build_cache, jacquard_images
 from regrasp.learn.training.config import TrainConfig
 from regrasp.learn.training.loop import (
     TrainingCollapsed,
@@ -27,10 +24,10 @@ from regrasp.learn.training.loop import (
     split_datasets,
     train,
 )
-from regrasp.learn.training.splits import make_split
 from regrasp.platform.store import keys
 from regrasp.platform.store.objects import open_store
 from tests.harness.dead_nets import dead_ggcnn, register_dead
+from tests.harness.training import synthetic_cache
 
 SIZE = 32
 SEED = 5
@@ -47,19 +44,9 @@ def nets(monkeypatch):
 
 @pytest.fixture(scope="module")
 def cached(tmp_path_factory):
-    root = tmp_path_factory.mktemp("collapse")
-    generate_dataset(root / "data", images=12, objects=6, size=64, seed=3, workers=1)
-    url = f"file://{root / 'objects'}"
-    images = jacquard_images(scan_jacquard(root / "data"))
-    index = build_cache(open_store(url), images, dataset="syn", version=0, size=SIZE)
-    split = make_split(
-        [i.image_id for i in images],
-        [i.object_id for i in images],
-        seed=0,
-        val_fraction=0.0,
-        test_fraction=0.0,
+    return synthetic_cache(
+        tmp_path_factory.mktemp("collapse"), images=12, objects=6, seed=3, size=SIZE
     )
-    return url, index, split
 
 
 def _config(architecture: str, **changes) -> TrainConfig:

@@ -8,12 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from regrasp.data.formats.jacquard import scan_jacquard
-from regrasp.data.synthetic.generate import generate_dataset
 from regrasp.grasp.maps import encode
 from regrasp.grasp.metrics import is_success
 from regrasp.learn import nets
-from regrasp.learn.training.cache import build_cache, jacquard_images
 from regrasp.learn.training.config import DecodeConfig, TrainConfig
 from regrasp.learn.training.data import CachedGraspDataset
 from regrasp.learn.training.evaluate import evaluate, predict_top_k
@@ -22,6 +19,7 @@ from regrasp.learn.training.registry import load_registered, read_metadata, regi
 from regrasp.platform.errors import NotFound
 from regrasp.platform.store import keys
 from regrasp.platform.store.objects import open_store
+from tests.harness.training import synthetic_cache
 
 SIZE = 64
 DECODE = DecodeConfig(min_distance=4)
@@ -29,12 +27,10 @@ DECODE = DecodeConfig(min_distance=4)
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    root = tmp_path_factory.mktemp("evaluate")
-    generate_dataset(root / "data", images=10, objects=5, size=128, seed=4, workers=1)
-    store = open_store(f"file://{root / 'objects'}")
-    images = jacquard_images(scan_jacquard(root / "data"))
-    index = build_cache(store, images, dataset="syn", version=0, size=SIZE)
-    return CachedGraspDataset(store, index)
+    url, index, _ = synthetic_cache(
+        tmp_path_factory.mktemp("evaluate"), images=10, objects=5, seed=4, size=SIZE, image_size=128
+    )
+    return CachedGraspDataset(open_store(url), index)
 
 
 class _Oracle(torch.nn.Module):

@@ -9,9 +9,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from regrasp.data.formats.jacquard import scan_jacquard
-from regrasp.data.synthetic.generate import generate_dataset
-from regrasp.learn.training.cache import build_cache, jacquard_images
 from regrasp.learn.training.config import TrainConfig
 from regrasp.learn.training.loop import (
     DistributedContext,
@@ -20,9 +17,9 @@ from regrasp.learn.training.loop import (
     split_datasets,
     train,
 )
-from regrasp.learn.training.splits import make_split
 from regrasp.platform.store import keys
 from regrasp.platform.store.objects import open_store
+from tests.harness.training import synthetic_cache
 
 SIZE = 32
 
@@ -45,20 +42,16 @@ def _config(**changes) -> TrainConfig:
 @pytest.fixture(scope="module")
 def cached(tmp_path_factory):
     """(store URL, cache index, split) of 16 synthetic images cached at 32 px."""
-    root = tmp_path_factory.mktemp("loop")
-    generate_dataset(root / "data", images=16, objects=8, size=64, seed=2, workers=1)
-    url = f"file://{root / 'objects'}"
-    store = open_store(url)
-    images = jacquard_images(scan_jacquard(root / "data"))
-    index = build_cache(store, images, dataset="syn", version=0, size=SIZE, shard_size=6)
-    split = make_split(
-        [i.image_id for i in images],
-        [i.object_id for i in images],
-        seed=0,
+    return synthetic_cache(
+        tmp_path_factory.mktemp("loop"),
+        images=16,
+        objects=8,
+        seed=2,
+        size=SIZE,
+        shard_size=6,
         val_fraction=0.25,
         test_fraction=0.25,
     )
-    return url, index, split
 
 
 def _run(cached, name, **kwargs):
