@@ -16,7 +16,12 @@ epoch. A collapsed training is then run again with the guard on (`max_restarts` 
 training that did not collapse is not rerun, because with the guard on it is the very
 same run (attempt 0 keeps the configured seed and draws nothing more).
 
-Run: `python bench/collapse.py [--lrs 1e-3,2e-3,3e-3] [--seeds 0-9] [--json out.json]`.
+With `--warmup-steps N` every training warms its learning rate up over its first N
+steps (`TrainConfig.warmup_steps`), to see whether gentler first steps prevent the
+collapse rather than recover from it.
+
+Run: `python bench/collapse.py [--lrs 1e-3,2e-3,3e-3] [--seeds 0-9] [--warmup-steps N]
+[--json out.json]`.
 """
 
 from __future__ import annotations
@@ -44,6 +49,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--lrs", default="1e-3,2e-3,3e-3", help="Adam learning rates, comma-separated.")
     p.add_argument("--seeds", default="0-9", help="Training seeds: A-B or a comma list.")
+    p.add_argument(
+        "--warmup-steps",
+        type=int,
+        default=0,
+        help="TrainConfig.warmup_steps of every training (0: none, the efficacy recipe).",
+    )
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
     try:
@@ -86,6 +97,7 @@ def _recipe(args: argparse.Namespace, lr: float, seed: int, max_restarts: int) -
         "decode": {"threshold": 0.05},
         "split": {"val_fraction": 0.0, "test_fraction": 0.0},
         "max_restarts": max_restarts,
+        "warmup_steps": args.warmup_steps,
     }
 
 

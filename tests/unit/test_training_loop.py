@@ -160,3 +160,21 @@ def test_distributed_context_reads_torchrun_environment(monkeypatch) -> None:
         True,
         False,
     )
+
+
+def test_warmup_raises_the_learning_rate_linearly_over_its_steps(cached) -> None:
+    # 8 training images in batches of 4: 2 steps an epoch; a 3-step warm-up ends in
+    # epoch 2. Each epoch's entry records the rate of its last step.
+    from regrasp.learn.training.loop import epoch_lr
+
+    config = _config(epochs=3, warmup_steps=3)
+    warmed = _run(cached, "warmup", config=config)
+    assert len(cached[2].train) == 8
+    assert [h["lr"] for h in warmed.history] == pytest.approx(
+        [epoch_lr(config, 0) * 2 / 3, epoch_lr(config, 1), epoch_lr(config, 2)]
+    )
+    plain = _run(cached, "no-warmup", config=_config(epochs=3))
+    assert [h["lr"] for h in plain.history] == pytest.approx(
+        [epoch_lr(config, e) for e in range(3)]
+    )
+    assert warmed.history[0]["train_loss"] != plain.history[0]["train_loss"]

@@ -119,6 +119,14 @@ class TrainConfig(_Frozen):
         "cosine over the epochs (steadier last epochs, so the final model is not a noisy "
         "sample); 'constant': `lr` throughout (the paper).",
     )
+    warmup_steps: int = Field(
+        0,
+        ge=0,
+        description="Optimiser steps over which the learning rate rises linearly to the "
+        "schedule's value (0: none). Adam's first steps move every weight by about the "
+        "full learning rate whatever its gradient; a warm-up keeps them from switching "
+        "off whole ReLU layers (`bench/collapse.py`).",
+    )
     input_size: int = Field(
         INPUT_SIZE, ge=16, description="Side of the square network input, pixels."
     )

@@ -285,6 +285,10 @@ def _fit(
         model.train()
         total, seen = 0.0, 0
         for step, (x, target, _) in enumerate(loader, start=1):
+            done = epoch * len(loader) + step - 1  # optimiser steps before this one
+            if done < config.warmup_steps:
+                for group in optimizer.param_groups:
+                    group["lr"] = epoch_lr(config, epoch) * (done + 1) / config.warmup_steps
             x = x.to(device, non_blocking=True, memory_format=torch.channels_last)
             target = target.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
@@ -341,7 +345,9 @@ def _fit(
 
 def epoch_lr(config: TrainConfig, epoch: int) -> float:
     """The learning rate of 0-based `epoch`: a function of the epoch alone, so a resumed
-    run needs no scheduler state to continue exactly."""
+    run needs no scheduler state to continue exactly. The first `config.warmup_steps`
+    optimiser steps take a linearly rising share of it (step n of N: n / N), a function
+    of the step count alone for the same reason."""
     if config.lr_schedule == "constant" or config.epochs <= 1:
         return config.lr
     floor = config.lr / 20.0
