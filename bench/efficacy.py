@@ -97,6 +97,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (paper 5e-4).")
     p.add_argument(
+        "--warmup-steps", type=int, default=0, help="TrainConfig.warmup_steps (0: none)."
+    )
+    p.add_argument(
         "--review-budget", type=int, default=400, help="Review items per round, every loop."
     )
     p.add_argument("--score-threshold", type=float, default=0.5, help="Score flag: 1 − q ≥.")
@@ -448,6 +451,7 @@ class Bench:
             "epochs": a.epochs,
             "batch_size": a.batch_size,
             "lr": a.lr,
+            "warmup_steps": a.warmup_steps,
             "dropout": 0.0,
             "input_size": a.input_size,
             "num_workers": 0,
@@ -965,7 +969,8 @@ def report(args: argparse.Namespace, bench: Bench, results: dict, elapsed: float
         f"({args.corruption_kinds.replace(',', ', ')}); pool {len(bench.pool_ids)} images, "
         f"fixed test split {len(bench.test_ids)} images scored on clean labels; "
         f"{args.architecture} at "
-        f"{args.input_size}² px, {args.epochs} epochs, batch {args.batch_size}, lr {args.lr}, "
+        f"{args.input_size}² px, {args.epochs} epochs, batch {args.batch_size}, lr {args.lr}"
+        f"{f' (warm-up {args.warmup_steps} steps)' if args.warmup_steps else ''}, "
         f"augmentation {'on' if args.augment else 'off'}; top-{args.top_k} predictions; "
         f"reviewer error rate "
         f"{args.error_rate:.0%}; audit per round: {_audit_words(args)}. "
