@@ -172,7 +172,7 @@ def train(
                 raise TrainingCollapsed(
                     f"training collapsed in {tried} (the last after epoch "
                     f"{collapsed.epoch}, seed {restart['seed']}: {collapsed.reason}); "
-                    "try a lower learning rate"
+                    "try a lower learning rate or a warm-up (warmup_steps)"
                 ) from None
             restarts.append(restart)
             if progress is not None:
