@@ -38,6 +38,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import efficacy  # noqa: E402
 from _output import emit  # noqa: E402
 
 
@@ -83,22 +84,17 @@ def _seeds(text: str) -> list[int]:
 
 
 def _recipe(args: argparse.Namespace, lr: float, seed: int, max_restarts: int) -> dict[str, Any]:
-    """The efficacy bench's training recipe (`bench/efficacy.py _train_config`)."""
-    return {
-        "architecture": "ggcnn",
-        "epochs": args.epochs,
-        "batch_size": 16,
-        "lr": lr,
-        "dropout": 0.0,
-        "input_size": args.input_size,
-        "num_workers": 0,
-        "seed": seed,
-        "augment": {"enabled": False},
-        "decode": {"threshold": 0.05},
-        "split": {"val_fraction": 0.0, "test_fraction": 0.0},
-        "max_restarts": max_restarts,
-        "warmup_steps": args.warmup_steps,
-    }
+    """The efficacy bench's training recipe (`efficacy.train_config`) at this bench's size,
+    `lr` and warm-up, with `max_restarts`."""
+    recipe = efficacy.parse_args(
+        [
+            f"--epochs={args.epochs}",
+            f"--input-size={args.input_size}",
+            f"--lr={lr}",
+            f"--warmup-steps={args.warmup_steps}",
+        ]
+    )
+    return {**efficacy.train_config(recipe, (), seed), "max_restarts": max_restarts}
 
 
 def run(args: argparse.Namespace, lrs: list[float], seeds: list[int]) -> list[dict[str, Any]]:

@@ -198,6 +198,26 @@ def main() -> None:
     print(f"written: {out}/report.md, results.json, *.png")
 
 
+def train_config(args: argparse.Namespace, exclude: Any, seed: int) -> dict[str, Any]:
+    """The bench's training recipe (a `TrainConfig` as a dict): every image not in
+    `exclude` trains, none validates; other benches that train this recipe build it here."""
+    return {
+        "architecture": args.architecture,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "warmup_steps": args.warmup_steps,
+        "dropout": 0.0,
+        "input_size": args.input_size,
+        "num_workers": 0,
+        "seed": seed,
+        "augment": {"enabled": bool(args.augment)},
+        "decode": {"threshold": args.decode_threshold},
+        "split": {"kind": "object", "val_fraction": 0.0, "test_fraction": 0.0},
+        "exclude_image_ids": [int(i) for i in exclude],
+    }
+
+
 # --- the bench ---------------------------------------------------------------------------
 
 
@@ -444,24 +464,6 @@ class Bench:
         inverse = {old: new for new, old in self._maps[dataset_id].items()}
         return np.array([inverse[int(i)] for i in base_ids], dtype=np.int64)
 
-    def _train_config(self, exclude: np.ndarray, seed: int) -> dict[str, Any]:
-        a = self.args
-        return {
-            "architecture": a.architecture,
-            "epochs": a.epochs,
-            "batch_size": a.batch_size,
-            "lr": a.lr,
-            "warmup_steps": a.warmup_steps,
-            "dropout": 0.0,
-            "input_size": a.input_size,
-            "num_workers": 0,
-            "seed": seed,
-            "augment": {"enabled": bool(a.augment)},
-            "decode": {"threshold": a.decode_threshold},
-            "split": {"kind": "object", "val_fraction": 0.0, "test_fraction": 0.0},
-            "exclude_image_ids": [int(i) for i in exclude],
-        }
-
     def _train(
         self, dataset_id: int, version: int, *, exclude: np.ndarray, seed: int
     ) -> tuple[int, float]:
@@ -470,7 +472,7 @@ class Bench:
         from regrasp.learn.worker import Worker, validate_payload
         from regrasp.platform.store.db.engine import session_scope
 
-        config = self._train_config(self._ids(dataset_id, exclude), seed)
+        config = train_config(self.args, self._ids(dataset_id, exclude), seed)
         with session_scope(self.bind) as s:
             payload = validate_payload(
                 s, "train", {"dataset": dataset_id, "version": version, "config": config}

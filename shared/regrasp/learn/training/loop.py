@@ -279,16 +279,12 @@ def _fit(
     for epoch in range(start, config.epochs):
         began = time.perf_counter()
         loader.sampler.set_epoch(epoch)
-        for group in optimizer.param_groups:
-            group["lr"] = epoch_lr(config, epoch)
         train_data.set_epoch(epoch)
         model.train()
         total, seen = 0.0, 0
         for step, (x, target, _) in enumerate(loader, start=1):
-            done = epoch * len(loader) + step - 1  # optimiser steps before this one
-            if done < config.warmup_steps:
-                for group in optimizer.param_groups:
-                    group["lr"] = epoch_lr(config, epoch) * (done + 1) / config.warmup_steps
+            for group in optimizer.param_groups:
+                group["lr"] = step_lr(config, epoch, epoch * len(loader) + step - 1)
             x = x.to(device, non_blocking=True, memory_format=torch.channels_last)
             target = target.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
@@ -343,11 +339,20 @@ def _fit(
     return result
 
 
+def step_lr(config: TrainConfig, epoch: int, done: int) -> float:
+    """The learning rate of the optimiser step that follows `done` steps, in 0-based
+    `epoch`: the epoch's rate (`epoch_lr`), of which the first `config.warmup_steps`
+    steps take a linearly rising share (step n of N: n / N). A function of its arguments
+    alone, so a resumed run needs no scheduler state to continue exactly."""
+    rate = epoch_lr(config, epoch)
+    if done < config.warmup_steps:
+        rate = rate * (done + 1) / config.warmup_steps
+    return rate
+
+
 def epoch_lr(config: TrainConfig, epoch: int) -> float:
     """The learning rate of 0-based `epoch`: a function of the epoch alone, so a resumed
-    run needs no scheduler state to continue exactly. The first `config.warmup_steps`
-    optimiser steps take a linearly rising share of it (step n of N: n / N), a function
-    of the step count alone for the same reason."""
+    run needs no scheduler state to continue exactly."""
     if config.lr_schedule == "constant" or config.epochs <= 1:
         return config.lr
     floor = config.lr / 20.0
