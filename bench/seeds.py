@@ -93,6 +93,10 @@ def summarise(
     bound = [s for s in seeds if s["clean_accuracy"] is not None]
     loop_b = float(np.mean([s["accuracy"] for s in bound])) if bound else None
     clean_b = float(np.mean([s["clean_accuracy"] for s in bound])) if bound else None
+    # The like-for-like shares: the loop's final trainings and none's, each a mean over
+    # training seeds, against the bound on the seeds that have both.
+    final_b = [s for s in bound if s["final_accuracy"] is not None]
+    none_b = [s for s in bound if s["none_accuracy"] is not None]
     return {
         "variant": variant,
         "seeds": seeds,
@@ -117,6 +121,10 @@ def summarise(
             "loop_mean": loop_b,
             "clean_mean": clean_b,
             "loop_share_of_clean": loop_b / clean_b if bound and clean_b else None,
+            "final_seeds": len(final_b),
+            "final_share_of_clean": _share(final_b, "final_accuracy"),
+            "none_seeds": len(none_b),
+            "none_share_of_clean": _share(none_b, "none_accuracy"),
         },
     }
 
@@ -170,6 +178,14 @@ def _seed_row(
         "paired_training_seeds": common,
         "paired_difference_points": 100 * float(np.mean(diffs)) if diffs else None,
     }
+
+
+def _share(rows: list[dict[str, Any]], key: str) -> float | None:
+    """Mean of `key` over the mean of the clean-label bound, on the same seeds."""
+    if not rows:
+        return None
+    clean = float(np.mean([s["clean_accuracy"] for s in rows]))
+    return float(np.mean([s[key] for s in rows])) / clean if clean else None
 
 
 def _compare(loop_acc: list[float], none_acc: list[float]) -> dict[str, Any]:

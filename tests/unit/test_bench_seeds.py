@@ -57,6 +57,23 @@ def test_summary_counts_each_seed_and_pairs_accuracy_by_seed(seeds) -> None:
     assert acc["difference_points"] == pytest.approx(100 * ((0.80 + 0.70) / 2 - (0.78 + 0.68) / 2))
     bound = out["bound"]  # only seed 1 has a clean-label run: the share is over that seed
     assert bound["seeds"] == 1 and bound["loop_share_of_clean"] == pytest.approx(0.70 / 0.875)
+    assert bound["none_seeds"] == 1 and bound["none_share_of_clean"] == pytest.approx(0.68 / 0.875)
+    assert bound["final_seeds"] == 0 and bound["final_share_of_clean"] is None  # no repeats
+
+
+def test_bound_shares_of_the_final_trainings_use_the_seeds_with_a_bound(seeds) -> None:
+    """The final trainings' share is over the seeds with both a bound and repeats."""
+    loops = {
+        0: {"insample": _run(1, 9, 0, 0, 0.80, [True])},
+        1: {"insample": _run(1, 9, 0, 0, 0.70, [True])},
+    }
+    loops[0]["insample"][-1]["final_accuracies"] = [0.80, 0.90]
+    loops[1]["insample"][-1]["final_accuracies"] = [0.60, 0.70]
+    nones = {0: {"none": [{"accuracy": 0.84}]}, 1: {"none": [{"accuracy": 0.60}]}}
+    cleans = {0: {"clean": [{"accuracy": 0.90}, {"accuracy": 0.92}]}}  # seed 0 only
+    bound = seeds.summarise(loops, nones, "insample", cleans)["bound"]
+    assert bound["final_seeds"] == 1 and bound["final_share_of_clean"] == pytest.approx(0.85 / 0.91)
+    assert bound["none_share_of_clean"] == pytest.approx(0.84 / 0.91)
 
 
 def test_summary_names_a_missing_variant(seeds) -> None:
