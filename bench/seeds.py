@@ -91,10 +91,9 @@ def summarise(
     none_acc = [s["none_accuracy"] for s in with_none]
     with_final = [s for s in with_none if s["final_accuracy"] is not None]
     bound = [s for s in seeds if s["clean_accuracy"] is not None]
-    loop_b = float(np.mean([s["accuracy"] for s in bound])) if bound else None
-    clean_b = float(np.mean([s["clean_accuracy"] for s in bound])) if bound else None
-    # The like-for-like shares: the loop's final trainings and none's, each a mean over
-    # training seeds, against the bound on the seeds that have both.
+    # The loop's last-round model against the bound, then the like-for-like shares: the
+    # loop's final trainings and none's, each a mean over training seeds, against the
+    # bound on the seeds that have both.
     final_b = [s for s in bound if s["final_accuracy"] is not None]
     none_b = [s for s in bound if s["none_accuracy"] is not None]
     return {
@@ -118,9 +117,9 @@ def summarise(
         "accuracy_paired": _paired(seeds),
         "bound": {  # the seeds with a clean-label run
             "seeds": len(bound),
-            "loop_mean": loop_b,
-            "clean_mean": clean_b,
-            "loop_share_of_clean": loop_b / clean_b if bound and clean_b else None,
+            "loop_mean": _mean(bound, "accuracy"),
+            "clean_mean": _mean(bound, "clean_accuracy"),
+            "loop_share_of_clean": _share(bound, "accuracy"),
             "final_seeds": len(final_b),
             "final_share_of_clean": _share(final_b, "final_accuracy"),
             "none_seeds": len(none_b),
@@ -180,12 +179,14 @@ def _seed_row(
     }
 
 
+def _mean(rows: list[dict[str, Any]], key: str) -> float | None:
+    return float(np.mean([s[key] for s in rows])) if rows else None
+
+
 def _share(rows: list[dict[str, Any]], key: str) -> float | None:
     """Mean of `key` over the mean of the clean-label bound, on the same seeds."""
-    if not rows:
-        return None
-    clean = float(np.mean([s["clean_accuracy"] for s in rows]))
-    return float(np.mean([s[key] for s in rows])) / clean if clean else None
+    clean = _mean(rows, "clean_accuracy")
+    return _mean(rows, key) / clean if clean else None
 
 
 def _compare(loop_acc: list[float], none_acc: list[float]) -> dict[str, Any]:
