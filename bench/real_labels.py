@@ -14,9 +14,10 @@ with the same numbers for clean synthetic images of the efficacy bench's size as
 reference; the coverage of synthetic images by corruption kind (what sets
 `COVERAGE_FULL` and `COVERAGE_NONE`); and the demo's wrong-action images queued by their
 labels alone, with the one-pixel tolerance on label centres and without it; and what the
-grasp coverage's match radius changes (`MATCH_RADIUS` against the ½ opening before it):
-the share of each corruption kind, and of clean images, that the labels alone flag, on
-three seeds of the efficacy bench's data. Under a minute; no training.
+grasp coverage's match changes (candidates of two sizes matched at the metric's IoU,
+against the rule before it: one size, a centre within 0.35 of the median opening): the
+share of each corruption kind, and of clean images, that the labels alone flag, on four
+seeds of the efficacy bench's data. About two minutes; no training.
 """
 
 from __future__ import annotations
@@ -51,9 +52,9 @@ def main() -> None:
         "--coverage-images", type=int, default=600, help="Half-corrupted synthetic images."
     )
     p.add_argument(
-        "--radius-images", type=int, default=1500, help="Images per seed of the radius ablation."
+        "--radius-images", type=int, default=1500, help="Images per seed of the match ablation."
     )
-    p.add_argument("--radius-seeds", default="0,1,2", help="Seeds of the radius ablation.")
+    p.add_argument("--radius-seeds", default="0,1,2,3", help="Seeds of the match ablation.")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
     if not args.jacquard.is_dir():
@@ -66,7 +67,7 @@ def main() -> None:
         "synthetic_clean": judge(synthetic_pairs(args.synthetic)),
         "synthetic_coverage_by_kind": coverage_by_kind(args.coverage_images),
         "demo_wrong_action": demo_wrong_action(),
-        "match_radius": match_radius(args.radius_images, args.radius_seeds),
+        "grasp_match": grasp_match(args.radius_images, args.radius_seeds),
     }
     out["seconds"] = round(time.perf_counter() - started, 1)
     emit(out, args.json)
@@ -154,33 +155,63 @@ def _quantiles(values: np.ndarray) -> dict[str, Any]:
     }
 
 
-def match_radius(images: int, seeds: str) -> dict[str, Any]:
-    """The grasp coverage's match radius (`MATCH_RADIUS`) against the half opening it
-    replaced: per seed, the share of images of each kind (25% corrupted, the efficacy
-    bench's mix and size) that their labels alone flag (`label_quality` with no
-    prediction: the reach or the grasp coverage scores ≤ ½)."""
+def grasp_match(images: int, seeds: str) -> dict[str, Any]:
+    """The grasp coverage's match (`label_quality.grasp_coverage`) against the rule before
+    it (`_grasp_coverage_before`): per seed, the share of images of each kind (25%
+    corrupted, the efficacy bench's mix and size) that their labels alone flag
+    (`label_quality` with no prediction: the reach or the grasp coverage scores ≤ ½)."""
     from regrasp.data.synthetic.generate import generate_dataset
     from regrasp.refine import label_quality
 
-    kept = label_quality.MATCH_RADIUS
+    kept = label_quality.grasp_coverage
     out: dict[str, Any] = {}
     for seed in (int(x) for x in seeds.split(",") if x.strip()):
-        folder = Path(tempfile.mkdtemp(prefix="bench-real-labels-")) / "radius"
+        folder = Path(tempfile.mkdtemp(prefix="bench-real-labels-")) / "match"
         generate_dataset(
             folder, images=images, size=128, seed=seed, corrupt_fraction=0.25, compress=False
         )
         pairs = {k: [(g, m) for g, m in v if len(g)] for k, v in pairs_by_kind(folder).items()}
         row: dict[str, Any] = {"images": {k: len(v) for k, v in sorted(pairs.items())}}
         try:
-            for radius in (0.5, kept):
-                label_quality.MATCH_RADIUS = radius  # the ablation: the radius before
-                row[f"radius_{radius}"] = {
+            for name, rule in (("before", _grasp_coverage_before), ("now", kept)):
+                label_quality.grasp_coverage = rule  # the ablation: the rule before
+                row[name] = {
                     k: round(_share_flagged_by_labels(v), 3) for k, v in sorted(pairs.items())
                 }
         finally:
-            label_quality.MATCH_RADIUS = kept
+            label_quality.grasp_coverage = kept
         out[f"seed_{seed}"] = row
     return out
+
+
+def _grasp_coverage_before(labels: np.ndarray, mask: np.ndarray) -> float:
+    """The grasp coverage as it was at e320052, the baseline of `grasp_match`: candidates
+    of the labels' median opening s only, matched by a label whose centre lies within
+    0.35 s and whose angle is within the metric's gate."""
+    from regrasp.grasp.metrics import ANGLE_GATE
+    from regrasp.grasp.rectangles import angle_difference
+    from regrasp.refine.label_quality import CANDIDATE_ANGLES, CANDIDATE_CENTRES, fits_object
+
+    labels = np.asarray(labels, dtype=np.float64).reshape(-1, 5)
+    mask = np.asarray(mask).astype(bool)
+    if len(labels) == 0 or not mask.any():
+        return float("nan")
+    scale = float(np.median(labels[:, 3]))
+    step = max(1, round(scale / 4), int(np.ceil(np.sqrt(mask.sum() / CANDIDATE_CENTRES))))
+    rows, cols = np.nonzero(mask[::step, ::step])
+    angles = np.arange(CANDIDATE_ANGLES) * 180.0 / CANDIDATE_ANGLES - 90.0
+    c = np.zeros((len(rows) * CANDIDATE_ANGLES, 5))
+    c[:, 0] = np.repeat(cols * step, CANDIDATE_ANGLES)
+    c[:, 1] = np.repeat(rows * step, CANDIDATE_ANGLES)
+    c[:, 2] = np.tile(angles, len(rows))
+    c[:, 3] = scale
+    c[:, 4] = float(np.median(labels[:, 4]))
+    c = c[fits_object(c, mask)]
+    if len(c) == 0:
+        return float("nan")
+    near = np.hypot(c[:, None, 0] - labels[None, :, 0], c[:, None, 1] - labels[None, :, 1])
+    turn = angle_difference(c[:, None, 2], labels[None, :, 2])
+    return float(((near <= 0.35 * scale) & (turn <= ANGLE_GATE)).any(axis=1).mean())
 
 
 def _share_flagged_by_labels(pairs: list[tuple[np.ndarray, np.ndarray]]) -> float:
