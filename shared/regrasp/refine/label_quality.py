@@ -419,13 +419,14 @@ def grasp_coverage(labels: np.ndarray, mask: np.ndarray) -> float:
     own_chord, _ = _chords(labels, mask, reach=2.0 * widest)
     on = own_chord > 0
     ratio = float(np.median(labels[on, OPENING] / own_chord[on])) if on.any() else 1.0
-    chord, middle = _chords(fixed, mask, reach=widest)
+    # A side longer than widest / ratio makes the candidate too wide whatever the rest.
+    chord, middle = _chords(fixed, mask, reach=widest / max(ratio, 1.0))
     sized = fixed.copy()
     sized[:, [X, Y]] = middle
     sized[:, OPENING] = chord * ratio
     sized = sized[(chord > 0) & (sized[:, OPENING] <= widest)]
-    candidates = np.vstack([fixed, sized])
-    candidates = candidates[fits_object(candidates, mask)]
+    # Tested apart: the walk to the contacts is as long as the widest candidate's opening.
+    candidates = np.vstack([fixed[fits_object(fixed, mask)], sized[fits_object(sized, mask)]])
     if len(candidates) == 0:
         return float("nan")
     iou = _parallel_iou(candidates, labels)
@@ -595,9 +596,10 @@ def _as_mask(mask: np.ndarray) -> np.ndarray:
 
 
 def _sample(mask: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """The mask at the nearest pixel of each point; points outside the image read False
+    (they land on a one-pixel border of False, cheaper than masking millions of them)."""
     h, w = mask.shape
-    cols, rows = np.round(xs).astype(np.int64), np.round(ys).astype(np.int64)
-    inside = (cols >= 0) & (cols < w) & (rows >= 0) & (rows < h)
-    out = np.zeros(xs.shape, dtype=bool)
-    out[inside] = mask[rows[inside], cols[inside]]
-    return out
+    padded = np.pad(mask, 1)
+    cols = np.clip(np.round(xs), -1, w).astype(np.intp) + 1
+    rows = np.clip(np.round(ys), -1, h).astype(np.intp) + 1
+    return padded[rows, cols]
