@@ -182,6 +182,10 @@ def grasp_match(images: int, seeds: str) -> dict[str, Any]:
                 }
         finally:
             label_quality.grasp_coverage = kept
+        row["part_only_left"] = {
+            "before": part_only_left(folder, _grasp_coverage_before),
+            "now": part_only_left(folder, kept),
+        }
         out[f"seed_{seed}"] = row
     return out
 
@@ -241,19 +245,68 @@ def _grasp_coverage_before(labels: np.ndarray, mask: np.ndarray) -> float:
 
 
 def _share_flagged_by_labels(pairs: list[tuple[np.ndarray, np.ndarray]]) -> float:
-    """The share of (labels, mask) pairs whose missing kind `label_quality` scores ≤ ½
+    """The share of (labels, mask) pairs that `_flagged_by_labels` flags."""
+    return float(np.mean(_flagged_by_labels(pairs))) if pairs else float("nan")
+
+
+def _flagged_by_labels(pairs: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """(N,) bool: the (labels, mask) pairs whose missing kind `label_quality` scores ≤ ½
     without any prediction: what the labels' reach and grasp coverage alone flag."""
     from regrasp.refine.label_quality import label_quality
 
     if not pairs:
-        return float("nan")
+        return np.zeros(0, dtype=bool)
     scored = label_quality(
         [np.zeros((0, 6))] * len(pairs),
         np.concatenate([g for g, _ in pairs]),
         np.repeat(np.arange(len(pairs)), [len(g) for g, _ in pairs]),
         masks=[m for _, m in pairs],
     )
-    return float(np.mean([q.missing <= 0.5 for q in scored]))
+    return np.array([q.missing <= 0.5 for q in scored])
+
+
+def part_only_left(folder: Path, rule: Any) -> dict[str, Any]:
+    """The part-only images of a generated folder that their labels alone leave unflagged
+    under `rule` (a grasp coverage function), by object family, and the median share of
+    their true grasps that a kept label matches under the rectangle metric (what a
+    prediction there would score against the labels)."""
+    from regrasp.data.formats.jacquard import scan_jacquard
+    from regrasp.data.synthetic.manifest import read_manifest
+    from regrasp.grasp.metrics import ANGLE_GATE, SUCCESS_IOU, iou_paired
+    from regrasp.refine import label_quality
+
+    truth = read_manifest(folder).by_stem()
+    images = [
+        (truth[i.name], i.load_grasps(), i.load_mask())
+        for i in scan_jacquard(folder, required=("grasps", "mask")).images
+        if truth[i.name].corruption == "part_only"
+    ]
+    kept = label_quality.grasp_coverage
+    try:
+        label_quality.grasp_coverage = rule
+        left = ~_flagged_by_labels([(g, m) for _, g, m in images if len(g)])
+    finally:
+        label_quality.grasp_coverage = kept
+    images = [x for x in images if len(x[1])]
+    families: dict[str, int] = {}
+    matched = []
+    for (record, labels, _), unflagged in zip(images, left, strict=True):
+        if not unflagged:
+            continue
+        families[record.family] = families.get(record.family, 0) + 1
+        t, n = record.grasps, len(labels)
+        hit = iou_paired(
+            np.repeat(t, n, axis=0), np.tile(labels, (len(t), 1)), angle_gate=ANGLE_GATE
+        )
+        matched.append(float((hit.reshape(len(t), n) > SUCCESS_IOU).any(axis=1).mean()))
+    return {
+        "images": len(images),
+        "left": int(left.sum()),
+        "left_by_family": dict(sorted(families.items())),
+        "true_grasps_a_label_matches_median": round(float(np.median(matched)), 3)
+        if matched
+        else None,
+    }
 
 
 def demo_wrong_action() -> dict[str, int]:
