@@ -174,18 +174,15 @@ def grasp_match(images: int, seeds: str) -> dict[str, Any]:
         )
         pairs = {k: [(g, m) for g, m in v if len(g)] for k, v in pairs_by_kind(folder).items()}
         row: dict[str, Any] = {"images": {k: len(v) for k, v in sorted(pairs.items())}}
+        row["part_only_left"] = {}
         try:
             for name, rule in (("before", _grasp_coverage_before), ("now", kept)):
                 label_quality.grasp_coverage = rule  # the ablation: the rule before
-                row[name] = {
-                    k: round(_share_flagged_by_labels(v), 3) for k, v in sorted(pairs.items())
-                }
+                flagged = {k: _flagged_by_labels(v) for k, v in sorted(pairs.items())}
+                row[name] = {k: round(float(np.mean(f)), 3) for k, f in flagged.items()}
+                row["part_only_left"][name] = part_only_left(folder, flagged["part_only"])
         finally:
             label_quality.grasp_coverage = kept
-        row["part_only_left"] = {
-            "before": part_only_left(folder, _grasp_coverage_before),
-            "now": part_only_left(folder, kept),
-        }
         out[f"seed_{seed}"] = row
     return out
 
@@ -244,11 +241,6 @@ def _grasp_coverage_before(labels: np.ndarray, mask: np.ndarray) -> float:
     return float(((near <= 0.35 * scale) & (turn <= ANGLE_GATE)).any(axis=1).mean())
 
 
-def _share_flagged_by_labels(pairs: list[tuple[np.ndarray, np.ndarray]]) -> float:
-    """The share of (labels, mask) pairs that `_flagged_by_labels` flags."""
-    return float(np.mean(_flagged_by_labels(pairs))) if pairs else float("nan")
-
-
 def _flagged_by_labels(pairs: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
     """(N,) bool: the (labels, mask) pairs whose missing kind `label_quality` scores ≤ ½
     without any prediction: what the labels' reach and grasp coverage alone flag."""
@@ -265,32 +257,27 @@ def _flagged_by_labels(pairs: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray
     return np.array([q.missing <= 0.5 for q in scored])
 
 
-def part_only_left(folder: Path, rule: Any) -> dict[str, Any]:
+def part_only_left(folder: Path, flagged: np.ndarray) -> dict[str, Any]:
     """The part-only images of a generated folder that their labels alone leave unflagged
-    under `rule` (a grasp coverage function), by object family, and the median share of
-    their true grasps that a kept label matches under the rectangle metric (what a
-    prediction there would score against the labels)."""
+    (`flagged`: `_flagged_by_labels` of its labelled part-only images, in `pairs_by_kind`'s
+    order), by object family, and the median share of their true grasps that a kept label
+    matches under the rectangle metric (what a prediction there would score against the
+    labels)."""
     from regrasp.data.formats.jacquard import scan_jacquard
     from regrasp.data.synthetic.manifest import read_manifest
     from regrasp.grasp.metrics import ANGLE_GATE, SUCCESS_IOU, iou_paired
-    from regrasp.refine import label_quality
 
     truth = read_manifest(folder).by_stem()
     images = [
-        (truth[i.name], i.load_grasps(), i.load_mask())
+        (truth[i.name], i.load_grasps())
         for i in scan_jacquard(folder, required=("grasps", "mask")).images
         if truth[i.name].corruption == "part_only"
     ]
-    kept = label_quality.grasp_coverage
-    try:
-        label_quality.grasp_coverage = rule
-        left = ~_flagged_by_labels([(g, m) for _, g, m in images if len(g)])
-    finally:
-        label_quality.grasp_coverage = kept
     images = [x for x in images if len(x[1])]
+    left = ~np.asarray(flagged, dtype=bool)
     families: dict[str, int] = {}
     matched = []
-    for (record, labels, _), unflagged in zip(images, left, strict=True):
+    for (record, labels), unflagged in zip(images, left, strict=True):
         if not unflagged:
             continue
         families[record.family] = families.get(record.family, 0) + 1
