@@ -7,6 +7,7 @@ import pytest
 
 from regrasp.grasp.metrics import is_flagged
 from regrasp.platform.errors import InvalidInput
+from regrasp.refine import label_quality as label_quality_module
 from regrasp.refine.label_quality import (
     action_group_scores,
     coverage_score,
@@ -319,3 +320,40 @@ def test_labels_of_one_orientation_reach_the_object_but_not_its_grasps() -> None
     assert unknown.grasp_coverage is None
     assert np.isnan(grasp_coverage(np.zeros((0, 5)), mask))
     assert np.isnan(grasp_coverage(one, np.zeros((120, 120), dtype=bool)))
+
+
+def test_the_mask_walks_do_not_depend_on_where_the_object_lies_or_their_chunks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`fits_object` finds the outline's normals over the object's box only and walks the
+    closing lines in chunks that drop the rays already off; neither may change a value.
+    The same L-shaped object and rectangles, alone in a small image and far from the
+    origin of a large one (shifted by whole pixels), walked in one chunk or in many."""
+    small = np.zeros((100, 100), dtype=bool)
+    small[30:70, 40:52] = True
+    small[58:70, 40:80] = True
+    large = np.zeros((700, 900), dtype=bool)
+    large[400:500, 700:800] = small[:, :]
+    rng = np.random.default_rng(3)
+    n = 4000
+    rows = np.stack(
+        [
+            rng.uniform(20, 90, n),
+            rng.uniform(20, 80, n),
+            rng.uniform(-90, 90, n),
+            rng.uniform(4, 60, n),
+            rng.uniform(2, 14, n),
+        ],
+        axis=1,
+    )
+    shifted = rows + [700.0, 400.0, 0.0, 0.0, 0.0]
+    fits = fits_object(rows, small)
+    assert 50 < fits.sum() < n - 50  # both outcomes are exercised
+    assert np.array_equal(fits_object(shifted, large), fits)
+    labels = rows[fits][:40]
+    coverage = grasp_coverage(labels, small)
+    assert grasp_coverage(labels + [700.0, 400.0, 0.0, 0.0, 0.0], large) == coverage
+
+    monkeypatch.setattr(label_quality_module, "_CHUNK", 2)  # many chunks per walk
+    assert np.array_equal(fits_object(rows, small), fits)
+    assert grasp_coverage(labels, small) == coverage
