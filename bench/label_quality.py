@@ -54,12 +54,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=25)
     p.add_argument("--input-size", type=int, default=96)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--jacquard",
-        type=Path,
-        default=ROOT.parent / "shared" / "data" / "jacquard_samples",
-        help="Real Jacquard samples for the label agreement (skipped, said so, if absent).",
-    )
+    real_labels.add_jacquard_option(p, "for the label agreement; skipped, said so, if absent")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
     started = time.perf_counter()

@@ -41,7 +41,13 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from _output import emit  # noqa: E402
-from real_labels import pairs_by_kind, real_pairs  # noqa: E402
+from real_labels import (  # noqa: E402
+    add_jacquard_option,
+    best_of,
+    pairs_by_kind,
+    real_pairs,
+    require_samples,
+)
 
 MODULE = "shared/regrasp/refine/label_quality.py"
 
@@ -51,19 +57,13 @@ Pairs = list[tuple[np.ndarray, np.ndarray]]
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--baseline", default="e4da026", help="Commit whose module is the baseline.")
-    p.add_argument(
-        "--jacquard",
-        type=Path,
-        default=ROOT.parent / "shared" / "data" / "jacquard_samples",
-        help="The real Jacquard samples (required: the large-image case is theirs).",
-    )
+    add_jacquard_option(p, "required: the large-image case is theirs")
     p.add_argument("--synthetic", type=int, default=300, help="Synthetic images (25% corrupted).")
     p.add_argument("--random", type=int, default=2000, help="Random rectangles per image.")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
-    if not args.jacquard.is_dir():
-        raise SystemExit(f"no Jacquard samples at {args.jacquard} (--jacquard PATH)")
+    require_samples(args.jacquard)
     from regrasp.refine import label_quality as today
 
     before = baseline_module(args.baseline)
@@ -120,13 +120,7 @@ def timed(
     before: Callable[..., Any], now: Callable[..., Any], pairs: Pairs, args: argparse.Namespace
 ) -> dict[str, Any]:
     """Seconds over all pairs, best of `repeats` alternating passes, and the ratio."""
-    best = {"before": float("inf"), "now": float("inf")}
-    for _ in range(args.repeats):
-        for name, fn in (("before", before), ("now", now)):
-            started = time.perf_counter()
-            for g, m in pairs:
-                fn(g, m)
-            best[name] = min(best[name], time.perf_counter() - started)
+    best = best_of(before, now, pairs, repeats=args.repeats)
     return {
         "seconds_before": round(best["before"], 3),
         "seconds_now": round(best["now"], 3),
