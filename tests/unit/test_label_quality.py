@@ -333,7 +333,7 @@ def test_the_mask_walks_do_not_depend_on_where_the_object_lies_or_their_chunks(
     small[30:70, 40:52] = True
     small[58:70, 40:80] = True
     large = np.zeros((700, 900), dtype=bool)
-    large[400:500, 700:800] = small[:, :]
+    large[400:500, 700:800] = small
     rng = np.random.default_rng(3)
     n = 4000
     rows = np.stack(

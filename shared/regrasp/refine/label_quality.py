@@ -486,6 +486,7 @@ def fits_object(
     if len(live) == 0:
         return ok
     g, u = g[live], u[live]
+    starts = g[:, [X, Y]]
     # Normals from the object's box with a margin wider than the blur and Sobel kernels
     # reach: the same values as over the whole image, at a fraction of the cost.
     ys, xs = np.nonzero(mask)
@@ -500,9 +501,9 @@ def fits_object(
     within = np.searchsorted(steps, g[:, OPENING] / 2.0, side="right")
     cone = np.cos(np.deg2rad(friction_deg))
     for sign in (1.0, -1.0):  # antipodal contacts
-        off = np.minimum(_first_off(g[:, [X, Y]], sign * u, padded, steps), within)
+        off = np.minimum(_first_off(starts, sign * u, padded, steps), within)
         last = np.maximum(off - 1, 0)  # last step still on the object
-        contact = np.round(g[:, [X, Y]] + sign * steps[last, None] * u).astype(np.int64)
+        contact = np.round(starts + sign * steps[last, None] * u).astype(np.int64)
         cx = np.clip(np.clip(contact[:, 0], 0, w - 1) - x0, 0, box.shape[1] - 1)
         cy = np.clip(np.clip(contact[:, 1], 0, h - 1) - y0, 0, box.shape[0] - 1)
         nx, ny = -grad_x[cy, cx], -grad_y[cy, cx]  # outward: the mask falls off outside
@@ -580,12 +581,13 @@ def _chords(grasps: np.ndarray, mask: np.ndarray, *, reach: float) -> tuple[np.n
     u = np.stack([np.cos(t), np.sin(t)], axis=1)
     steps = np.arange(int(np.ceil(reach / _STEP)) + 1) * _STEP
     padded = np.pad(mask, 1)
+    starts = grasps[:, [X, Y]]
     ends = []
     for sign in (1.0, -1.0):
-        off = _first_off(grasps[:, [X, Y]], sign * u, padded, steps)
+        off = _first_off(starts, sign * u, padded, steps)
         ends.append(np.where(off > 0, steps[np.maximum(off - 1, 0)] + _STEP / 2, 0.0))
     length = np.where((ends[0] > 0) & (ends[1] > 0), ends[0] + ends[1], 0.0)
-    middle = grasps[:, [X, Y]] + ((ends[0] - ends[1]) / 2.0)[:, None] * u
+    middle = starts + ((ends[0] - ends[1]) / 2.0)[:, None] * u
     return length, middle
 
 
