@@ -430,8 +430,8 @@ def grasp_coverage(labels: np.ndarray, mask: np.ndarray) -> float:
     sized[:, [X, Y]] = middle
     sized[:, OPENING] = chord * ratio
     sized = sized[(chord > 0) & (sized[:, OPENING] <= widest)]
-    # Tested apart: the walk to the contacts is as long as the widest candidate's opening.
-    candidates = np.vstack([fixed[fits_object(fixed, mask)], sized[fits_object(sized, mask)]])
+    candidates = np.vstack([fixed, sized])
+    candidates = candidates[fits_object(candidates, mask)]
     if len(candidates) == 0:
         return float("nan")
     iou = _parallel_iou(candidates, labels)
@@ -501,7 +501,7 @@ def fits_object(
     within = np.searchsorted(steps, g[:, OPENING] / 2.0, side="right")
     cone = np.cos(np.deg2rad(friction_deg))
     for sign in (1.0, -1.0):  # antipodal contacts
-        off = np.minimum(_first_off(starts, sign * u, padded, steps), within)
+        off = np.minimum(_first_off(starts, sign * u, padded, steps, within), within)
         last = np.maximum(off - 1, 0)  # last step still on the object
         contact = np.round(starts + sign * steps[last, None] * u).astype(np.int64)
         cx = np.clip(np.clip(contact[:, 0], 0, w - 1) - x0, 0, box.shape[1] - 1)
@@ -592,15 +592,23 @@ def _chords(grasps: np.ndarray, mask: np.ndarray, *, reach: float) -> tuple[np.n
 
 
 def _first_off(
-    starts: np.ndarray, direction: np.ndarray, padded: np.ndarray, steps: np.ndarray
+    starts: np.ndarray,
+    direction: np.ndarray,
+    padded: np.ndarray,
+    steps: np.ndarray,
+    limit: np.ndarray | None = None,
 ) -> np.ndarray:
     """(N,) the index of the first of `steps` along each ray (start + step * direction)
     whose pixel is off the mask (`_read`'s padded mask); len(steps) where the ray stays
     on it. Walked in chunks, `_CHUNK` steps and then twice as many each time, dropping the
     rays already off: on a large image most leave the object long before the longest walk
-    ends, and a small image's walk fits in the first chunk."""
+    ends, and a small image's walk fits in the first chunk. With `limit` ((N,) step
+    counts) a ray also stops once it has walked its first `limit` steps: a caller that
+    only asks whether it leaves within them (a finger's reach) reads len(steps) for a ray
+    still on the mask there, so a narrow grasp does not walk as far as the widest one."""
     off = np.full(len(starts), len(steps), dtype=np.int64)
     active = np.arange(len(starts))
+    reach = np.full(len(starts), len(steps)) if limit is None else np.asarray(limit)
     first, size = 0, _CHUNK
     while len(active):
         walk = starts[:, None] + steps[None, first : first + size, None] * direction[:, None]
@@ -611,7 +619,8 @@ def _first_off(
         first, size = first + size, 2 * size
         if first >= len(steps):
             break
-        active, starts, direction = active[on], starts[on], direction[on]
+        keep = on & (reach[active] > first)
+        active, starts, direction = active[keep], starts[keep], direction[keep]
     return off
 
 
