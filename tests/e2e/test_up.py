@@ -159,6 +159,11 @@ def test_up_runs_the_stack_reviews_and_stops_cleanly(up, tmp_path):
     text = first.text()
     assert text.count("┌─ regrasp is up") == 1 and "│ state " in text
     assert not any(line.startswith(("orchestrator |", "trainer |")) for line in first.lines)
+    # While it waits, a line when the round moves on, none repeated (ProgressLines).
+    waiting = [
+        line for line in first.lines if re.match(r"regrasp: round \d+ is (train|predict)", line)
+    ]
+    assert len(waiting) == len(set(waiting)), waiting
     logs = tmp_path / "data" / "logs"
     assert {"orchestrator.log", "trainer.log", "worker.log"} <= {p.name for p in logs.iterdir()}
     shown = subprocess.run(

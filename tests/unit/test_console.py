@@ -9,7 +9,13 @@ from typer.testing import CliRunner
 from regrasp.api.rounds import ApplyPreviewPublic, RoundCounts, RoundPublic, TrainingProgress
 from regrasp.cli import app as cli
 from regrasp.cli._console import frame
-from regrasp.workflows.rounds.describe import apply_summary, duration, round_summary, training_line
+from regrasp.workflows.rounds.describe import (
+    ProgressLines,
+    apply_summary,
+    duration,
+    round_summary,
+    training_line,
+)
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -53,6 +59,42 @@ def test_a_training_round_states_epoch_loss_and_eta():
     assert training_line(queued) == "job 7 queued for a worker"
     caching = TrainingProgress(job_id=7, state="running", phase="cache", progress=0.02)
     assert training_line(caching) == "job 7 cache (2%)"
+
+
+def test_progress_lines_say_each_step_once_and_training_at_most_once_a_minute():
+    said: list[str] = []
+    now = [0.0]
+    shown = _round("training")  # the frame's line: not repeated
+    lines = ProgressLines(said.append, every=60.0, shown=shown, clock=lambda: now[0])
+
+    def epoch(n: int, eta: float) -> RoundPublic:
+        job = TrainingProgress(
+            job_id=7, state="running", phase="train", epoch=n, epochs=40, loss=0.5 / n,
+            eta_seconds=eta,
+        )  # fmt: skip
+        return _round("training", training=[job])
+
+    lines(_round("training"))
+    assert said == []
+    now[0] = 5.0
+    lines(_round("training", training=[TrainingProgress(job_id=7, state="queued")]))
+    assert said == ["round 1 is training: job 7 queued for a worker"]  # a new step: at once
+    now[0] = 10.0
+    lines(epoch(1, 300))
+    now[0] = 40.0
+    lines(epoch(8, 200))  # the same step, 30 s on: quiet
+    now[0] = 71.0
+    lines(epoch(15, 120))  # a minute on: one line
+    lines(epoch(15, 120))
+    assert said[1:] == [
+        "round 1 is training: epoch 1 of 40, loss 0.5, ETA 5 min",
+        "round 1 is training: epoch 15 of 40, loss 0.03333, ETA 2 min",
+    ]
+    lines(_round("predicting", counts=RoundCounts(images_predicted=50)))
+    assert said[-1] == "round 1 is predicting: 50 images predicted so far"
+    lines(_round("reviewing", counts=RoundCounts(flagged=111, items=111)))
+    lines(_round("failed", error="boom"))
+    assert len(said) == 4  # the outcome is the caller's to say, once
 
 
 def test_durations_and_frames():

@@ -14,7 +14,7 @@ from regrasp.cli._common import (
     json_object_option,
     orchestrator_client,
 )
-from regrasp.workflows.rounds.describe import apply_summary, training_line
+from regrasp.workflows.rounds.describe import ProgressLines, apply_summary, training_line
 
 round_app = typer.Typer(no_args_is_help=True, help="Refinement rounds through the orchestrator.")
 app.add_typer(round_app, name="round")
@@ -60,7 +60,7 @@ def round_start(
         rnd = api.create_round(RoundCreate(dataset_id=ds.id, version=version, **values))
         typer.echo(f"round {rnd.id} on {ds.name!r} v{rnd.base_version}: {rnd.state}")
         if wait:
-            rnd = api.wait_round(rnd.id, on_progress=lambda r: None)
+            rnd = api.wait_round(rnd.id, poll=2.0, on_progress=ProgressLines(typer.echo))
             _echo_round(rnd, api)
 
 

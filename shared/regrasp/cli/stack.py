@@ -13,6 +13,7 @@ from regrasp.cli._common import PASSWORD_OPTION, TOKEN_OPTION, USER_OPTION, orch
 from regrasp.platform.errors import RegraspError
 
 if TYPE_CHECKING:
+    from regrasp.api.rounds import RoundPublic
     from regrasp.demo import SyntheticSpec
 
 #: The processes `regrasp up` runs; each logs to `<data dir>/logs/<name>.log`.
@@ -43,7 +44,8 @@ def up(
 
     The services log to files (`regrasp logs SERVICE` tails one); the console gets one
     framed summary once everything is up (URLs, the admin's password on the first run,
-    the latest round's real state), then one line when round 1 is ready for review.
+    the latest round's real state), a line as round 1 moves on (`ProgressLines`), then
+    one line when it is ready for review.
     """
     import os
     import threading
@@ -54,7 +56,7 @@ def up(
     from regrasp.demo import StackPorts, bootstrap_demo, ensure_admin, local_stack
     from regrasp.platform.settings import load_settings
     from regrasp.platform.supervisor import LogFiles, Supervisor, stop_on_signals
-    from regrasp.workflows.rounds.describe import round_summary
+    from regrasp.workflows.rounds.describe import ProgressLines, round_summary
 
     s = load_settings(**({"data_dir": Path(data_dir)} if data_dir else {}))
     ports = StackPorts(orchestrator_port, trainer_port, inference_port, ui_port)
@@ -78,7 +80,7 @@ def up(
         ),
     )
 
-    def summary(api: OrchestratorClient | None) -> str:
+    def summary(api: OrchestratorClient | None, latest: RoundPublic | None = None) -> str:
         lines = [
             f"review UI          {stack.url('review_ui')}",
             f"orchestrator API   {stack.url('orchestrator')}/docs",
@@ -93,8 +95,9 @@ def up(
             )
         elif password is not None:
             lines.append(f"admin              {s.admin_username!r} (REGRASP_ADMIN_PASSWORD)")
-        rounds = api.list_rounds() if api is not None else []
-        lines.append(f"state              {round_summary(rounds[0]) if rounds else 'no round yet'}")
+        if latest is None and api is not None:
+            latest = next(iter(api.list_rounds()), None)
+        lines.append(f"state              {round_summary(latest) if latest else 'no round yet'}")
         lines.append("Ctrl-C stops everything.")
         return frame(lines, title="regrasp is up")
 
@@ -106,10 +109,16 @@ def up(
                 if demo_data:
                     spec = _demo_spec(images, size, corrupt_fraction=corrupt_fraction)
                     rnd = bootstrap_demo(api, spec=spec, on_progress=say)
-                typer.echo(summary(api))
+                shown = api.get_round(rnd.id) if rnd is not None else None
+                typer.echo(summary(api, shown))
                 if rnd is None:
                     return
-                rnd = api.wait_round(rnd.id, timeout=24 * 3600.0, poll=2.0)
+                rnd = api.wait_round(
+                    rnd.id,
+                    timeout=24 * 3600.0,
+                    poll=2.0,
+                    on_progress=ProgressLines(say, shown=shown),
+                )
                 rnd = _queue_made(api, rnd)
                 say(f"{round_summary(rnd)}; review at {stack.url('review_ui')}")
         except RegraspError as exc:

@@ -6,9 +6,15 @@ round status|apply`) and the review UI's pages, so every place states a round th
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from regrasp.api.rounds import ApplyPreviewPublic, RoundPublic, TrainingProgress
 
-__all__ = ["apply_summary", "duration", "round_summary", "training_line"]
+__all__ = ["ProgressLines", "apply_summary", "duration", "round_summary", "training_line"]
+
+#: States a console waits through; the state it waits for is the caller's to announce.
+WAITING_STATES = ("created", "training", "predicting")
 
 
 def round_summary(rnd: RoundPublic) -> str:
@@ -36,6 +42,46 @@ def round_summary(rnd: RoundPublic) -> str:
     if rnd.state == "failed":
         return f"{head}" + (f": {rnd.error}" if rnd.error else "")
     return head
+
+
+class ProgressLines:
+    """`wait_round`'s `on_progress` for a console: one `round_summary` line when the round
+    moves on (a state, or its training job's phase), and while it trains at most one
+    every `every` seconds. A training round takes minutes on a CPU; without these lines
+    the console's last word stays "waiting for a trainer worker" long after a worker took
+    the job, and with a line per poll the console would scroll away.
+
+    `shown` is the line already on the screen (the `regrasp up` frame's), not repeated.
+    Lines stop once the round leaves the states one waits through: its outcome is the
+    caller's to say, once.
+    """
+
+    def __init__(
+        self,
+        say: Callable[[str], None],
+        *,
+        every: float = 60.0,
+        shown: RoundPublic | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._say, self._every, self._clock = say, every, clock
+        self._step = _step(shown) if shown is not None else None
+        self._line = round_summary(shown) if shown is not None else None
+        self._at = clock()
+
+    def __call__(self, rnd: RoundPublic) -> None:
+        if rnd.state not in WAITING_STATES:
+            return
+        line, step, now = round_summary(rnd), _step(rnd), self._clock()
+        if step == self._step and (line == self._line or now - self._at < self._every):
+            return
+        self._say(line)
+        self._step, self._line, self._at = step, line, now
+
+
+def _step(rnd: RoundPublic) -> tuple[str, ...]:
+    """What a round is doing, without its numbers: a change here is news."""
+    return (rnd.state, *(f"{t.job_id}:{t.state}:{t.phase}" for t in rnd.training))
 
 
 def training_line(t: TrainingProgress) -> str:
