@@ -106,6 +106,8 @@ def test_the_admin_sets_up_the_lab_with_the_cli_alone(cluster, tmp_path):
     out = _regrasp(c, "round", "start", "lab", "--config", json.dumps({"train": TRAIN}), "--wait")
     round_id = int(re.search(r"round (\d+) on 'lab'", out).group(1))
     assert f"round {round_id}: reviewing" in out, out
+    # --wait says what the round is doing while it waits, not nothing for minutes.
+    assert re.search(rf"round {round_id} is (starting|training)", out), out
 
     # The annotators review in the UI; here through the same typed client the UI uses.
     decided = 0
