@@ -1,7 +1,8 @@
 """A round in words for people: its true state, its training progress, what applying changes.
 
 Plain functions over the API's schemas, shared by the console (`regrasp up`, `regrasp
-round status|apply`) and the review UI's pages, so every place states a round the same way.
+round status|apply`) and the review UI's pages, so every place states a round the same way;
+and `ProgressLines`, which says a waiting round's news on a console, a line at a time.
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ class ProgressLines:
     the console's last word stays "waiting for a trainer worker" long after a worker took
     the job, and with a line per poll the console would scroll away.
 
-    `shown` is the line already on the screen (the `regrasp up` frame's), not repeated.
+    `shown` is the round as the screen already states it (the `regrasp up` frame): its
+    line is not repeated.
     Lines stop once the round leaves the states one waits through: its outcome is the
     caller's to say, once.
     """
