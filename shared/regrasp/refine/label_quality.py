@@ -501,7 +501,7 @@ def fits_object(
     within = np.searchsorted(steps, g[:, OPENING] / 2.0, side="right")
     cone = np.cos(np.deg2rad(friction_deg))
     for sign in (1.0, -1.0):  # antipodal contacts
-        off = np.minimum(_first_off(starts, sign * u, padded, steps, within), within)
+        off = _first_off(starts, sign * u, padded, steps, limit=within)
         last = np.maximum(off - 1, 0)  # last step still on the object
         contact = np.round(starts + sign * steps[last, None] * u).astype(np.int64)
         cx = np.clip(np.clip(contact[:, 0], 0, w - 1) - x0, 0, box.shape[1] - 1)
@@ -603,12 +603,11 @@ def _first_off(
     on it. Walked in chunks, `_CHUNK` steps and then twice as many each time, dropping the
     rays already off: on a large image most leave the object long before the longest walk
     ends, and a small image's walk fits in the first chunk. With `limit` ((N,) step
-    counts) a ray also stops once it has walked its first `limit` steps: a caller that
-    only asks whether it leaves within them (a finger's reach) reads len(steps) for a ray
-    still on the mask there, so a narrow grasp does not walk as far as the widest one."""
+    counts, a finger's reach) the answer is capped at it and a ray stops once it has
+    walked its first `limit` steps, so a narrow grasp does not walk as far as the widest
+    one."""
     off = np.full(len(starts), len(steps), dtype=np.int64)
     active = np.arange(len(starts))
-    reach = np.full(len(starts), len(steps)) if limit is None else np.asarray(limit)
     first, size = 0, _CHUNK
     while len(active):
         walk = starts[:, None] + steps[None, first : first + size, None] * direction[:, None]
@@ -619,9 +618,9 @@ def _first_off(
         first, size = first + size, 2 * size
         if first >= len(steps):
             break
-        keep = on & (reach[active] > first)
+        keep = on if limit is None else on & (limit[active] > first)
         active, starts, direction = active[keep], starts[keep], direction[keep]
-    return off
+    return off if limit is None else np.minimum(off, limit)
 
 
 def _parallel_iou(candidates: np.ndarray, labels: np.ndarray) -> np.ndarray:
